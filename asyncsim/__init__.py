@@ -1,0 +1,51 @@
+"""asyncsim: predict how a workload behaves under sequential, threads, processes and asyncio — and check it.
+
+    >>> import asyncsim
+    >>> w = asyncsim.load("models/web_fetch.yaml")
+    >>> r = asyncsim.simulate(w, strategy="asyncio:20", seed=1)
+    >>> r.t_total, r.concurrency["mean"]
+"""
+
+from __future__ import annotations
+
+from .api import Summary, compare, replicate, replication_seeds, simulate
+from .dists import Constant, Empirical, Exponential, Gamma, Lognormal, Normal, Uniform, fit
+from .errors import AsyncSimError, ModelError, SimulationError
+from .metrics import Result
+from .scenario import Scenario, build_scenario
+from .spec import (
+    Batch,
+    Call,
+    Closed,
+    Cpu,
+    Io,
+    Machine,
+    Parallel,
+    Periodic,
+    Poisson,
+    Pool,
+    Service,
+    TaskType,
+    TraceArrivals,
+    Use,
+    Workload,
+    call,
+    cpu,
+    io,
+    load,
+    parallel,
+    use,
+)
+from .strategies import Asyncio, Processes, Sequential, Threads, parse_strategy
+from .trace import Trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncSimError", "Asyncio", "Batch", "Call", "Closed", "Constant", "Cpu", "Empirical", "Exponential",
+    "Gamma", "Io", "Lognormal", "Machine", "ModelError", "Normal", "Parallel", "Periodic", "Poisson", "Pool",
+    "Processes", "Result", "Scenario", "Sequential", "Service", "SimulationError", "Summary", "TaskType",
+    "Threads", "Trace", "TraceArrivals", "Uniform", "Use", "Workload", "__version__", "build_scenario", "call",
+    "compare", "cpu", "fit", "io", "load", "parallel", "parse_strategy", "replicate", "replication_seeds",
+    "simulate", "use",
+]

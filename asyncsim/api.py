@@ -1,0 +1,105 @@
+"""The Python entry points: `simulate` one run, `replicate` over independent seeds, `compare` strategies."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from .metrics import Result, compute_result
+from .scenario import Scenario, build_scenario
+from .sim import run_scenario
+from .spec import Machine, Workload
+from .strategies import Strategy
+
+__all__ = ["Summary", "compare", "replicate", "replication_seeds", "simulate"]
+
+
+def simulate(model: Workload | Scenario, *, strategy: Strategy | str | None = None, seed: int = 0,
+             machine: Machine | None = None) -> Result:
+    """Simulate one run of `model` (a Workload, or a Scenario whose draws are already made).
+
+    The strategy and the machine default to the model's own.
+    """
+    if isinstance(model, Scenario):
+        if strategy is not None:
+            raise ValueError("a Scenario carries its strategy; build another with build_scenario(strategy=...)")
+        scenario = model
+    else:
+        scenario = build_scenario(model, seed=seed, strategy=strategy)
+    out = run_scenario(scenario, machine)
+    return compute_result(
+        out.trace, out.arrival, out.done, out.task_type, out.failed,
+        model=scenario.workload.name, strategy=str(scenario.strategy), seed=scenario.seed,
+        capacities=out.capacities, parallel_types=np.array([p.has_parallel for p in scenario.programs]),
+        type_names=tuple(p.name for p in scenario.programs), events=out.events,
+    )
+
+
+def replication_seeds(seed: int, replications: int) -> list[int]:
+    """Independent seeds for `replications` runs, derived from one root seed (each reproducible alone)."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(replications)]
+
+
+@dataclass(frozen=True, eq=False)
+class Summary:
+    """Means over independent replications, with 95% confidence half-widths (Student t)."""
+
+    runs: tuple[Result, ...]
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `run --json --replications R` object: metric means, and `ci95` with their half-widths."""
+        dicts = [r.to_dict() for r in self.runs]
+        mean, half = _aggregate(dicts)
+        first = dicts[0]
+        out = {"model": first["model"], "strategy": first["strategy"], "seed": self.seed,
+               "replications": len(dicts)}
+        out.update({k: v for k, v in mean.items() if k not in out})
+        out["ci95"] = half
+        return out
+
+
+def _aggregate(dicts: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Element-wise mean and 95% CI half-width of the numeric leaves of equally shaped dicts."""
+    mean: dict[str, Any] = {}
+    half: dict[str, Any] = {}
+    keys = dict.fromkeys(k for d in dicts for k in d)
+    for key in keys:
+        values = [d.get(key) for d in dicts]
+        if all(isinstance(v, dict) for v in values):
+            mean[key], half[key] = _aggregate(values)
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and key != "seed":
+            arr = np.asarray(values, dtype=float)
+            mean[key] = float(arr.mean())
+            half[key] = _half_width(arr)
+        elif key not in ("seed",):
+            mean[key] = values[0] if all(v == values[0] for v in values) else None
+    return mean, half
+
+
+def _half_width(values: np.ndarray) -> float:
+    n = values.size
+    if n < 2:
+        return math.nan
+    sd = float(values.std(ddof=1))
+    return float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
+
+
+def replicate(model: Workload, *, replications: int, strategy: Strategy | str | None = None, seed: int = 0,
+              machine: Machine | None = None) -> Summary:
+    """Run `replications` independent simulations (seeds derived from `seed`)."""
+    if replications < 1:
+        raise ValueError(f"replications must be >= 1, got {replications}")
+    runs = tuple(simulate(model, strategy=strategy, seed=s, machine=machine)
+                 for s in replication_seeds(seed, replications))
+    return Summary(runs, seed)
+
+
+def compare(model: Workload, strategies: list[Strategy | str], *, seed: int = 0,
+            machine: Machine | None = None) -> list[Result]:
+    """Simulate the same scenario draws under each strategy (a paired comparison)."""
+    return [simulate(model, strategy=s, seed=seed, machine=machine) for s in strategies]

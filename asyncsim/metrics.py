@@ -1,0 +1,262 @@
+"""Metrics as pure functions of a trace and its task table — one definition for simulated and real runs.
+
+Definitions (also in the README):
+* `t_total` = last completion − first arrival; `throughput` = completed / t_total.
+* latency of a task = completion − arrival; percentiles use linear interpolation.
+* in flight = tasks arrived and not finished; its mean is time-weighted over [first arrival, last
+  completion], which equals Σ latency / t_total; its peak counts departures before arrivals at ties.
+* every moment of a task is in one state: computing (CPU on a thread), waiting (I/O, a service, a
+  dispatch) or queued (for admission, the loop, the GIL, a core, an executor, a pool, a service slot);
+  with parallel branches the task's state is the first of computing > waiting > queued that any branch is
+  in. `time_split` is the mean seconds per task in each state (they add up to the mean latency), and
+  `concurrency.*_mean` are the same totals divided by t_total (they add up to the mean in flight).
+* a resource's `mean_wait` is the mean seconds per task spent queueing for it, `mean_queue` the
+  time-averaged number queueing, `mean_busy` the time-averaged number of busy slots, `utilization` =
+  mean_busy / capacity (null when unbounded).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_USE, Trace
+
+__all__ = ["Result", "compute_result", "state_segments"]
+
+COMPUTING, WAITING, QUEUED = 0, 1, 2
+STATES = ("computing", "waiting", "queued")
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """Metrics of one run (simulated or real), computed from its trace; `to_dict()` is the JSON shape."""
+
+    model: str
+    strategy: str
+    seed: int | None
+    tasks: int
+    completed: int
+    failed: int
+    t_total: float
+    throughput: float
+    latency: dict[str, float]
+    concurrency: dict[str, float]
+    time_split: dict[str, float]
+    resources: dict[str, dict[str, float | None]]
+    trace: Trace = field(repr=False)
+    arrival: np.ndarray = field(repr=False)
+    done: np.ndarray = field(repr=False)
+    task_type: np.ndarray = field(repr=False)
+    type_names: tuple[str, ...] = field(repr=False, default=())
+    parallel_types: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=bool))
+    events: int = field(repr=False, default=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `run --json` object."""
+        return {
+            "model": self.model, "strategy": self.strategy, "seed": self.seed,
+            "tasks": self.tasks, "completed": self.completed, "failed": self.failed,
+            "t_total": self.t_total, "throughput": self.throughput,
+            "latency": dict(self.latency), "concurrency": dict(self.concurrency),
+            "time_split": dict(self.time_split),
+            "resources": {k: dict(v) for k, v in self.resources.items()},
+        }
+
+    def to_frame(self):  # noqa: ANN201 - pandas is imported lazily
+        """One row per task: type, arrival, completion, latency and its computing/waiting/queued split."""
+        import pandas as pd
+
+        split = _task_split(self.trace, self.arrival.size, _overlapping(self.parallel_types, self.task_type))
+        names = np.array(self.type_names or ["type0"], dtype=object)
+        return pd.DataFrame({
+            "task": np.arange(self.arrival.size), "type": names[self.task_type],
+            "arrival": self.arrival, "done": self.done, "latency": self.done - self.arrival,
+            "computing": split[COMPUTING], "waiting": split[WAITING], "queued": split[QUEUED],
+        })
+
+    def concurrency_series(self):  # noqa: ANN201
+        """The step function of tasks in flight and of those computing / waiting / queued, as a DataFrame.
+
+        Row k holds the counts from `time[k]` until the next row's time.
+        """
+        import pandas as pd
+
+        times, in_flight = _in_flight_steps(self.arrival, self.done)
+        _seg_task, t0, t1, state = state_segments(self.trace)
+        columns = {"time": times, "in_flight": in_flight}
+        for code, name in enumerate(STATES):
+            mask = state == code
+            columns[name] = _step_count(times, t0[mask], t1[mask])
+        return pd.DataFrame(columns)
+
+
+def _overlapping(parallel_types: np.ndarray, task_type: np.ndarray) -> np.ndarray:
+    """Per task: may its records overlap (it has parallel branches)?"""
+    return parallel_types[task_type] if parallel_types.size else np.zeros(task_type.size, dtype=bool)
+
+
+def _percentiles(latency: np.ndarray) -> dict[str, float]:
+    if latency.size == 0:
+        return {k: math.nan for k in ("mean", "p50", "p95", "p99", "max")}
+    p50, p95, p99 = np.percentile(latency, [50, 95, 99])
+    return {"mean": float(latency.mean()), "p50": float(p50), "p95": float(p95), "p99": float(p99),
+            "max": float(latency.max())}
+
+
+def _in_flight_steps(arrival: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ok = ~np.isnan(done)
+    times = np.concatenate([arrival[ok], done[ok]])
+    delta = np.concatenate([np.ones(ok.sum(), dtype=np.int64), -np.ones(ok.sum(), dtype=np.int64)])
+    order = np.lexsort((delta, times))  # departures (-1) before arrivals at equal times
+    times, level = times[order], np.cumsum(delta[order])
+    last = np.r_[times[1:] != times[:-1], True]  # keep the level after the last event at each time
+    return times[last], level[last]
+
+
+def _step_count(times: np.ndarray, t0: np.ndarray, t1: np.ndarray) -> np.ndarray:
+    """How many [t0, t1) intervals cover each of `times`."""
+    started = np.searchsorted(np.sort(t0), times, side="right")
+    ended = np.searchsorted(np.sort(t1), times, side="right")
+    return started - ended
+
+
+def _intervals(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every (task, t0, t1, state) interval the records imply; they may overlap only across branches."""
+    kind, enq, start, end = trace.kind, trace.enqueue, trace.start, trace.end
+    cpu = np.minimum(trace.cpu_s, end - start)
+    is_cpu = (kind == K_CPU) | (kind == K_RESUME)
+    waits = (kind == K_IO) | (kind == K_CALL) | (kind == K_ADMIT)
+    parts = [
+        (np.ones_like(kind, dtype=bool), enq, start, QUEUED),
+        (is_cpu, start, start + cpu, COMPUTING),
+        (is_cpu, start + cpu, end, QUEUED),
+        (waits, start, end, WAITING),
+    ]
+    tasks, t0s, t1s, states = [], [], [], []
+    for mask, a, b, state in parts:
+        keep = mask & (b > a)
+        tasks.append(trace.task[keep])
+        t0s.append(a[keep])
+        t1s.append(b[keep])
+        states.append(np.full(int(keep.sum()), state, dtype=np.int8))
+    return np.concatenate(tasks), np.concatenate(t0s), np.concatenate(t1s), np.concatenate(states)
+
+
+def state_segments(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Disjoint (task, t0, t1, state) segments: each task's state at each moment, by priority."""
+    task, t0, t1, state = _intervals(trace)
+    if task.size == 0:
+        return task, t0, t1, state
+    ev_task = np.concatenate([task, task])
+    ev_time = np.concatenate([t0, t1])
+    ev_state = np.concatenate([state, state])
+    ev_delta = np.concatenate([np.ones(task.size, np.int32), -np.ones(task.size, np.int32)])
+    order = np.lexsort((ev_time, ev_task))
+    ev_task, ev_time, ev_state, ev_delta = ev_task[order], ev_time[order], ev_state[order], ev_delta[order]
+    counts = np.zeros((ev_task.size, 3), dtype=np.int32)
+    counts[np.arange(ev_task.size), ev_state] = ev_delta
+    np.cumsum(counts, axis=0, out=counts)
+    active = counts > 0
+    seg_state = np.where(active[:, 0], 0, np.where(active[:, 1], 1, np.where(active[:, 2], 2, -1)))
+    same = np.r_[ev_task[1:] == ev_task[:-1], False]
+    length = np.r_[ev_time[1:] - ev_time[:-1], 0.0]
+    keep = same & (length > 0) & (seg_state >= 0)
+    idx = np.flatnonzero(keep)
+    return ev_task[idx], ev_time[idx], ev_time[idx + 1], seg_state[idx].astype(np.int8)
+
+
+def _task_split(trace: Trace, n: int, overlapping: np.ndarray) -> np.ndarray:
+    """Seconds each task spent computing / waiting / queued: a (3, n) array."""
+    task, t0, t1, state = _intervals(trace) if not overlapping.any() else state_segments(trace)
+    out = np.zeros((3, n))
+    for code in range(3):
+        mask = state == code
+        out[code] = np.bincount(task[mask], weights=(t1 - t0)[mask], minlength=n)
+    return out
+
+
+def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_type: np.ndarray,
+                   failed: np.ndarray, *, model: str, strategy: str, seed: int | None,
+                   capacities: dict[str, int | None], parallel_types: np.ndarray,
+                   type_names: tuple[str, ...] = (), events: int = 0) -> Result:
+    """Compute every metric of a run from its trace and task table.
+
+    `capacities` gives each resource's slot count (None when unbounded); `parallel_types[t]` says whether
+    tasks of type t have parallel branches (their states need the priority sweep).
+    """
+    n = int(arrival.size)
+    ok = ~np.isnan(done) & ~failed
+    completed = int(ok.sum())
+    t_first = float(np.nanmin(arrival)) if n else 0.0
+    t_total = float(np.nanmax(done) - t_first) if completed else 0.0
+    latency = (done - arrival)[ok]
+    split = _task_split(trace, n, _overlapping(parallel_types, task_type))
+    per_task = split[:, ok]
+    span = t_total if t_total > 0 else math.nan
+    _, levels = _in_flight_steps(arrival, done)
+    concurrency = {
+        "mean": float(latency.sum() / span) if completed else 0.0,
+        "peak": int(levels.max()) if levels.size else 0,
+        "computing_mean": float(per_task[COMPUTING].sum() / span) if completed else 0.0,
+        "waiting_mean": float(per_task[WAITING].sum() / span) if completed else 0.0,
+        "queued_mean": float(per_task[QUEUED].sum() / span) if completed else 0.0,
+    }
+    time_split = {
+        "task": float(per_task[COMPUTING].mean()) if completed else 0.0,
+        "wait": float(per_task[WAITING].mean()) if completed else 0.0,
+        "queue": float(per_task[QUEUED].mean()) if completed else 0.0,
+    }
+    return Result(
+        model=model, strategy=strategy, seed=seed, tasks=n, completed=completed,
+        failed=int(failed.sum()), t_total=t_total, throughput=completed / span if completed else 0.0,
+        latency=_percentiles(latency), concurrency=concurrency, time_split=time_split,
+        resources=_resources(trace, arrival, done, capacities, span, max(n, 1)),
+        trace=trace, arrival=arrival, done=done, task_type=task_type, type_names=type_names,
+        parallel_types=parallel_types, events=events,
+    )
+
+
+def _resources(trace: Trace, arrival: np.ndarray, done: np.ndarray, capacities: dict[str, int | None],
+               span: float, n: int) -> dict[str, dict[str, float | None]]:
+    kind, res = trace.kind, trace.resource
+    held = trace.end - trace.start
+    wait = trace.start - trace.enqueue
+    is_cpu = (kind == K_CPU) | (kind == K_RESUME)
+    stretch = np.where(kind == K_CPU, np.maximum(held - trace.cpu_s, 0.0), 0.0)
+    admitted = arrival.copy()
+    admits = kind == K_ADMIT
+    admitted[trace.task[admits]] = trace.start[admits]
+    out: dict[str, dict[str, float | None]] = {}
+    for rid, name in enumerate(trace.resources):
+        mine = res == rid
+        total_wait = float(wait[mine].sum() + stretch[mine].sum())
+        if name in ("limit", "workers"):
+            busy = float(np.nansum(done - admitted))
+        elif name in ("loop", "gil"):
+            busy = float(trace.cpu_s[mine & is_cpu].sum())
+        else:
+            busy = float(held[mine & ((kind == K_USE) | (kind == K_CALL) | (kind == K_CPU))].sum())
+        cap = capacities.get(name)
+        out[name] = _resource_entry(busy, total_wait, cap, span, n)
+    if "cores" not in out and "cores" in capacities:
+        out["cores"] = _resource_entry(float(trace.cpu_s[is_cpu].sum()), 0.0, capacities["cores"], span, n)
+    elif "cores" in out:
+        out["cores"]["mean_busy"] = float(trace.cpu_s[is_cpu].sum() / span)
+        out["cores"]["utilization"] = out["cores"]["mean_busy"] / capacities["cores"]  # type: ignore[operator]
+    return dict(sorted(out.items()))
+
+
+def _resource_entry(busy: float, total_wait: float, capacity: int | None, span: float,
+                    n: int) -> dict[str, float | None]:
+    mean_busy = busy / span if span == span else 0.0
+    return {
+        "capacity": capacity,
+        "utilization": (mean_busy / capacity) if capacity else None,
+        "mean_busy": mean_busy,
+        "mean_wait": total_wait / n,
+        "mean_queue": total_wait / span if span == span else 0.0,
+    }

@@ -1,0 +1,417 @@
+"""The discrete-event engine: executes a Scenario under a Strategy on a Machine and records a Trace.
+
+A task's code runs on a *strand*: a coroutine on the event loop (asyncio) or a thread (sequential,
+threads, processes). Before running any Python a strand must `enter` (get the loop, or its GIL) and it
+`leave`s whenever it blocks (I/O, a call, a full pool, a join). Tasks are admitted lazily, so a batch of a
+million tasks behind a limit costs a million integers, not a million live generators.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections import deque
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simpy
+
+from ..errors import SimulationError
+from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
+from ..spec import Machine
+from ..strategies import Asyncio, Processes, Sequential, Threads
+from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_USE, Trace, TraceBuilder
+from .cpu import Cores, Gil, Loop, SimThread, compute
+from .resources import Slots
+
+__all__ = ["RunOutput", "run_scenario"]
+
+
+@dataclass(frozen=True, eq=False)
+class RunOutput:
+    """What one execution produced: the trace and the per-task table (arrival, completion, type, failed)."""
+
+    trace: Trace
+    arrival: np.ndarray
+    done: np.ndarray
+    task_type: np.ndarray
+    failed: np.ndarray
+    events: int
+    capacities: dict[str, int | None]
+
+
+class _Strand:
+    """Where a piece of task code runs; `holding` is True while it may run Python."""
+
+    __slots__ = ("holding", "res", "overhead")
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.res = -1  # the trace resource a wait to run is recorded against
+        self.overhead = 0.0  # CPU seconds each resumption costs
+
+
+class _CoroStrand(_Strand):
+    """A coroutine on the event loop."""
+
+    __slots__ = ("loop",)
+
+    def __init__(self, loop: Loop) -> None:
+        super().__init__()
+        self.loop = loop
+
+    def acquire(self) -> simpy.Event | None:
+        return self.loop.acquire()
+
+    def release(self) -> None:
+        self.loop.release()
+
+    @property
+    def thread(self) -> SimThread:
+        return self.loop.thread
+
+
+class _ThreadStrand(_Strand):
+    """A thread (with its process's GIL, if contended)."""
+
+    __slots__ = ("thread",)
+
+    def __init__(self, thread: SimThread) -> None:
+        super().__init__()
+        self.thread = thread
+
+    def acquire(self) -> simpy.Event | None:
+        gil = self.thread.gil
+        return gil.acquire(self.thread) if gil is not None else None
+
+    def release(self) -> None:
+        gil = self.thread.gil
+        if gil is not None:
+            gil.release(self.thread)
+
+
+class _Engine:
+    def __init__(self, scenario: Scenario, machine: Machine) -> None:
+        self.sc = scenario
+        self.machine = machine
+        self.env = env = simpy.Environment()
+        self.trace = tb = TraceBuilder()
+        n = scenario.n_tasks
+        self.arrival = np.full(n, math.nan)
+        self.done = np.full(n, math.nan)
+        self.programs = [p.steps for p in scenario.programs]
+        self.pools = {name: (Slots(env, p.capacity), tb.resource_id(f"pool:{name}"))
+                      for name, p in scenario.workload.pools.items()}
+        self.services = {name: (Slots(env, s.concurrency) if s.concurrency else None,
+                                tb.resource_id(f"service:{name}"))
+                         for name, s in scenario.workload.services.items()}
+        self.overshoot = machine.sleep_overshoot_s
+        self.dispatch = 0.0
+        self.executor: tuple[Slots, deque[SimThread], int] | None = None
+        self.loop: Loop | None = None
+        self.gil: Gil | None = None
+        self._setup(scenario.strategy, machine, any(p.has_parallel for p in scenario.programs))
+        self.free = self.limit
+        self.pending: deque[int] = deque()
+        self.closed_users: list[simpy.Event | None] = []
+
+    # ------------------------------------------------------------------------------- strategy setup
+
+    def _setup(self, strategy: Any, m: Machine, fans_out: bool) -> None:
+        env, tb = self.env, self.trace
+        self.strand_overhead = 0.0
+        if isinstance(strategy, Asyncio):
+            self.limit = strategy.limit
+            self.admit_res = tb.resource_id("limit")
+            off = strategy.offload
+            if isinstance(off, Threads) and m.gil:
+                self.gil = Gil(env, m.switch_interval_s)
+            loop_thread = SimThread(self.gil)
+            self.loop = Loop(env, loop_thread)
+            self.exec_res = tb.resource_id("loop")
+            self.strand_overhead = m.loop_step_s
+            runners = 1
+            if off is not None:
+                workers = deque(SimThread(self.gil) for _ in range(off.workers))
+                self.executor = (Slots(env, off.workers), workers, tb.resource_id("executor"))
+                runners = (0 if isinstance(off, Threads) and m.gil else off.workers) + 1
+                if isinstance(off, Processes):
+                    self.dispatch = m.process_dispatch_s
+                    runners = off.workers + (1 if m.loop_step_s > 0 else 0)
+            self.cores = Cores(env, m.cores, shared=runners > m.cores)
+            return
+        self.limit = 1 if isinstance(strategy, Sequential) else strategy.workers
+        self.admit_res = tb.resource_id("workers")
+        self.fork_threads = not isinstance(strategy, Sequential)
+        if isinstance(strategy, Threads):
+            self.exec_res = tb.resource_id("gil") if m.gil else -1
+            self.gil = Gil(env, m.switch_interval_s) if m.gil else None
+            self.strand_overhead = m.thread_switch_s if m.gil else 0.0
+            shared = not m.gil and (fans_out or strategy.workers > m.cores)
+        elif isinstance(strategy, Processes):
+            self.dispatch = m.process_dispatch_s
+            shared = strategy.workers > m.cores or (fans_out and not m.gil)
+            self.exec_res = tb.resource_id("cores") if shared else -1
+        else:
+            self.exec_res = -1
+            shared = False
+        self.cores = Cores(env, m.cores, shared=shared)
+
+    def _new_strand(self) -> _Strand:
+        if self.loop is not None:
+            s: _Strand = _CoroStrand(self.loop)
+        else:
+            s = _ThreadStrand(SimThread(self.gil))
+        s.res = self.exec_res
+        s.overhead = self.strand_overhead
+        return s
+
+    def _fork(self, parent: _Strand) -> _Strand | None:
+        """A strand for a parallel branch, or None when branches run inline (sequential)."""
+        if isinstance(parent, _CoroStrand):
+            return self._new_strand()
+        if not self.fork_threads:
+            return None
+        assert isinstance(parent, _ThreadStrand)
+        if parent.thread.gil is None and self.machine.gil:
+            # a process that fans out into threads gets a GIL its parent holds now
+            gil = Gil(self.env, self.machine.switch_interval_s)
+            gil.holder = parent.thread
+            parent.thread.gil = gil
+            parent.res = self.trace.resource_id("gil")
+        child = _ThreadStrand(SimThread(parent.thread.gil))
+        child.res, child.overhead = parent.res, parent.overhead
+        return child
+
+    # ------------------------------------------------------------------------------------ admission
+
+    def _arrive(self, i: int) -> None:
+        self.arrival[i] = self.env.now
+        if self.free is None or self.free > 0:
+            if self.free is not None:
+                self.free -= 1
+            self.env.process(self._task(i))
+        else:
+            self.pending.append(i)
+
+    def _finish(self, i: int) -> None:
+        self.done[i] = self.env.now
+        if self.pending:
+            self.env.process(self._task(self.pending.popleft()))
+        elif self.free is not None:
+            self.free += 1
+        if self.closed_users:
+            user = self.closed_users[i]
+            if user is not None:
+                user.succeed()
+
+    def _open_source(self) -> Generator[Any, Any, None]:
+        env, arrive = self.env, self._arrive
+        for i, t in enumerate(self.sc.arrivals.tolist()):  # type: ignore[union-attr]
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            arrive(i)
+
+    def _closed_user(self, counter: list[int]) -> Generator[Any, Any, None]:
+        think = self.sc.think
+        assert think is not None
+        n = think.size
+        while counter[0] < n:
+            k = counter[0]
+            counter[0] += 1
+            yield self.env.timeout(float(think[k]))
+            i = counter[1]
+            counter[1] += 1
+            done = self.closed_users[i] = self.env.event()
+            self._arrive(i)
+            yield done
+
+    # ----------------------------------------------------------------------------------- execution
+
+    def _task(self, i: int) -> Generator[Any, Any, None]:
+        env = self.env
+        arrived = self.arrival[i]
+        if env.now > arrived or self.dispatch:
+            admitted = env.now
+            if self.dispatch:
+                yield env.timeout(self.dispatch)
+            self.trace.add(i, -1, K_ADMIT, self.admit_res, arrived, admitted, env.now)
+        sc = self.sc
+        t = sc.task_type[i]
+        durs = sc.durations[t][sc.task_row[i]].tolist()
+        s = self._new_strand()
+        yield from self._steps(i, durs, self.programs[t], s)
+        if not s.holding:
+            yield from self._enter(s, i, -1)
+        s.holding = False
+        s.release()
+        self._finish(i)
+
+    def _enter(self, s: _Strand, i: int, step: int, record: bool = True) -> Generator[Any, Any, float]:
+        """Get the strand running; records the wait (and overhead) as a resume record unless told not to."""
+        env = self.env
+        ready = env.now
+        event = s.acquire()
+        if event is not None:
+            yield event
+        s.holding = True
+        overhead = s.overhead
+        if overhead:
+            got = env.now
+            yield from compute(env, self.cores, s.thread, overhead)
+            if record:
+                self.trace.add(i, step, K_RESUME, s.res, ready, got, env.now, overhead)
+        elif record and env.now > ready:
+            self.trace.add(i, step, K_RESUME, s.res, ready, env.now, env.now)
+        return overhead
+
+    def _leave(self, s: _Strand) -> None:
+        s.holding = False
+        s.release()
+
+    def _steps(self, i: int, durs: list[float], steps: tuple[Node, ...], s: _Strand) -> Generator[Any, Any, None]:
+        env, tb = self.env, self.trace
+        for node in steps:
+            kind = node.kind
+            if kind == CPU:
+                ready = env.now
+                overhead = 0.0
+                if not s.holding:
+                    overhead = yield from self._enter(s, i, node.id, record=False)
+                if self.executor is not None:
+                    if overhead or env.now > ready:
+                        tb.add(i, node.id, K_RESUME, s.res, ready, env.now - overhead, env.now, overhead)
+                    self._leave(s)
+                    yield from self._offload(i, node.id, durs[node.id])
+                    continue
+                got = env.now - overhead
+                work = durs[node.id]
+                yield from compute(env, self.cores, s.thread, work)
+                tb.add(i, node.id, K_CPU, s.res, ready, got, env.now, work + overhead)
+            elif kind == IO:
+                if not s.holding:
+                    yield from self._enter(s, i, node.id)
+                self._leave(s)
+                start = env.now
+                yield env.timeout(durs[node.id] + self.overshoot)
+                tb.add(i, node.id, K_IO, -1, start, start, env.now)
+            elif kind == CALL:
+                if not s.holding:
+                    yield from self._enter(s, i, node.id)
+                self._leave(s)
+                slots, res = self.services[node.name]  # type: ignore[index]
+                sent = env.now
+                if slots is not None:
+                    event = slots.request()
+                    if event is not None:
+                        yield event
+                served = env.now
+                yield env.timeout(durs[node.id])
+                if slots is not None:
+                    slots.release()
+                tb.add(i, node.id, K_CALL, res, sent, served, env.now)
+            elif kind == USE:
+                if not s.holding:
+                    yield from self._enter(s, i, node.id)
+                slots, res = self.pools[node.name]  # type: ignore[index]
+                asked = env.now
+                event = slots.request()
+                if event is not None:
+                    self._leave(s)
+                    yield event
+                got = env.now
+                yield from self._steps(i, durs, node.body, s)
+                if not s.holding:
+                    yield from self._enter(s, i, node.id)
+                slots.release()
+                tb.add(i, node.id, K_USE, res, asked, got, env.now)
+            else:
+                assert kind == PAR
+                if not s.holding:
+                    yield from self._enter(s, i, node.id)
+                children = [self._fork(s) for _ in node.branches]
+                if children[0] is None:
+                    for branch in node.branches:
+                        yield from self._steps(i, durs, branch, s)
+                    continue
+                self._leave(s)
+                yield env.all_of([env.process(self._branch(i, durs, b, c))
+                                  for b, c in zip(node.branches, children, strict=True)])
+
+    def _branch(self, i: int, durs: list[float], steps: tuple[Node, ...], s: _Strand) -> Generator[Any, Any, None]:
+        yield from self._steps(i, durs, steps, s)
+        if not s.holding:
+            yield from self._enter(s, i, -1)
+        self._leave(s)
+
+    def _offload(self, i: int, step: int, work: float) -> Generator[Any, Any, None]:
+        """Run a CPU step on the executor (a worker thread or process); the coroutine waits meanwhile."""
+        env = self.env
+        assert self.executor is not None
+        slots, workers, res = self.executor
+        submitted = env.now
+        event = slots.request()
+        if event is not None:
+            yield event
+        thread = workers.popleft()
+        started = env.now
+        if self.dispatch:
+            yield env.timeout(self.dispatch)
+        gil = thread.gil
+        if gil is not None:
+            event = gil.acquire(thread)
+            if event is not None:
+                yield event
+        yield from compute(env, self.cores, thread, work)
+        if gil is not None:
+            gil.release(thread)
+        workers.append(thread)
+        slots.release()
+        self.trace.add(i, step, K_CPU, res, submitted, started, env.now, work)
+
+    # ---------------------------------------------------------------------------------------- run
+
+    def run(self) -> RunOutput:
+        env, sc = self.env, self.sc
+        if sc.arrivals is not None:
+            env.process(self._open_source())
+        else:
+            n = sc.n_tasks
+            self.closed_users = [None] * n
+            counter = [0, 0]
+            users = sc.workload.arrivals.users  # type: ignore[union-attr]
+            for _ in range(min(users, n)):
+                env.process(self._closed_user(counter))
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # the run allocates many short-lived objects and no cycles worth collecting
+        try:
+            env.run()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        unfinished = np.flatnonzero(np.isnan(self.done))
+        if unfinished.size:
+            raise SimulationError(
+                f"the simulation stopped at t={env.now:.6g}s with {unfinished.size} of {sc.n_tasks} tasks "
+                f"unfinished (first: task {int(unfinished[0])}): every remaining task waits on something "
+                "that is never released (a deadlock, e.g. nested use of a pool that is full)"
+            )
+        events = next(env._eid)  # SimPy numbers every scheduled event  # noqa: SLF001
+        return RunOutput(self.trace.build(), self.arrival, self.done, sc.task_type,
+                         np.zeros(sc.n_tasks, dtype=bool), events, self._capacities())
+
+    def _capacities(self) -> dict[str, int | None]:
+        caps: dict[str, int | None] = {"cores": self.machine.cores, "loop": 1, "gil": 1,
+                                       "limit": self.limit, "workers": self.limit}
+        caps.update({f"pool:{k}": p.capacity for k, p in self.sc.workload.pools.items()})
+        caps.update({f"service:{k}": s.concurrency for k, s in self.sc.workload.services.items()})
+        if self.executor is not None:
+            caps["executor"] = self.executor[0].capacity
+        return caps
+
+
+def run_scenario(scenario: Scenario, machine: Machine | None = None) -> RunOutput:
+    """Execute a scenario under its strategy on `machine` (the workload's machine by default)."""
+    return _Engine(scenario, machine or scenario.workload.machine).run()

@@ -1,0 +1,413 @@
+"""The workload model: frozen, validated data (steps, tasks, arrivals, pools, services, machine).
+
+`Workload.from_yaml(path)` / `asyncsim.load(path)` read a model file; problems are reported as
+`ModelError` with one `yaml.path: what is wrong` line each. Behaviour lives elsewhere (scenario, sim).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from ._model import Frozen, allowed_keys, single_key, tagged_union, unwrap
+from .dists import _FAMILIES, Constant, Dist, _read_numbers
+from .errors import ModelError
+from .strategies import Asyncio, StrategyField
+
+__all__ = [
+    "Batch", "Call", "Closed", "Cpu", "Io", "Machine", "Parallel", "Periodic", "Poisson", "Pool", "Service",
+    "Step", "TaskType", "TraceArrivals", "Use", "Workload", "call", "cpu", "io", "load", "parallel", "use",
+    "walk_steps",
+]
+
+
+# --------------------------------------------------------------------------------------------- steps
+
+
+class _Step(Frozen):
+    kind: ClassVar[str]
+
+
+class Cpu(_Step):
+    """Python work that holds its thread (the loop, the GIL, a core) for `duration` seconds."""
+
+    kind: ClassVar[str] = "cpu"
+    duration: Dist = Field(alias="cpu")
+
+
+class Io(_Step):
+    """Waiting on the outside world for `duration` seconds; holds nothing."""
+
+    kind: ClassVar[str] = "io"
+    duration: Dist = Field(alias="io")
+
+
+class Call(_Step):
+    """A request to a shared service (its latency and concurrency live on the service)."""
+
+    kind: ClassVar[str] = "call"
+    service: str = Field(alias="call", min_length=1)
+
+
+class Use(_Step):
+    """Hold one slot of `pool` around the inner `steps`."""
+
+    kind: ClassVar[str] = "use"
+    pool: str = Field(min_length=1)
+    steps: tuple[Step, ...] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap(cls, data: Any) -> Any:
+        return unwrap(data, "use")
+
+
+class Parallel(_Step):
+    """Branches run concurrently and are joined (gather); each branch is a list of steps."""
+
+    kind: ClassVar[str] = "parallel"
+    branches: tuple[tuple[Step, ...], ...] = Field(alias="parallel", min_length=1)
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> Parallel:
+        if any(len(b) == 0 for b in self.branches):
+            raise ValueError("every branch needs at least one step")
+        return self
+
+
+_STEPS: dict[str, type[_Step]] = {c.kind: c for c in (Cpu, Io, Call, Use, Parallel)}
+
+
+def _step_tag(value: Any) -> str | None:
+    return value.kind if isinstance(value, _Step) else single_key(value)
+
+
+Step = tagged_union(_STEPS, _step_tag, "step")
+Use.model_rebuild()
+Parallel.model_rebuild()
+
+
+def cpu(duration: Any) -> Cpu:
+    """A CPU step: a number of seconds or a distribution."""
+    return Cpu(duration=duration)
+
+
+def io(duration: Any) -> Io:
+    """An I/O wait: a number of seconds or a distribution."""
+    return Io(duration=duration)
+
+
+def call(service: str) -> Call:
+    """A call to the named service."""
+    return Call(service=service)
+
+
+def use(pool: str, steps: list[Any]) -> Use:
+    """Hold a slot of `pool` around `steps`."""
+    return Use(pool=pool, steps=tuple(steps))
+
+
+def parallel(*branches: list[Any]) -> Parallel:
+    """Run the branches concurrently and join them."""
+    return Parallel(branches=tuple(tuple(b) for b in branches))
+
+
+def walk_steps(steps: tuple[Any, ...], path: str) -> Iterator[tuple[str, Any]]:
+    """Every step in a step tree, depth first, with its YAML path (`task[2].use.steps[0]`)."""
+    for i, step in enumerate(steps):
+        here = f"{path}[{i}]"
+        yield here, step
+        if isinstance(step, Use):
+            yield from walk_steps(step.steps, f"{here}.use.steps")
+        elif isinstance(step, Parallel):
+            for b, branch in enumerate(step.branches):
+                yield from walk_steps(branch, f"{here}.parallel[{b}]")
+
+
+class TaskType(Frozen):
+    """One kind of task in a mix: its ordered steps and its weight (share of arrivals)."""
+
+    name: str | None = None
+    weight: float = Field(1.0, gt=0)
+    steps: tuple[Step, ...] = Field(min_length=1)
+
+
+# ------------------------------------------------------------------------------------------ arrivals
+
+
+class _Arrivals(Frozen):
+    kind: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap(cls, data: Any) -> Any:
+        return unwrap(data, cls.kind)
+
+
+class Batch(_Arrivals):
+    """`count` tasks, all arriving at t = 0."""
+
+    kind: ClassVar[str] = "batch"
+    count: int = Field(ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap(cls, data: Any) -> Any:
+        data = unwrap(data, "batch")
+        return {"count": data} if isinstance(data, int) and not isinstance(data, bool) else data
+
+
+class Poisson(_Arrivals):
+    """A Poisson stream of `rate` tasks per second, for `count` tasks or `duration` seconds."""
+
+    kind: ClassVar[str] = "poisson"
+    rate: float = Field(gt=0)
+    count: int | None = Field(None, ge=1)
+    duration: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Poisson:
+        if (self.count is None) == (self.duration is None):
+            raise ValueError("give exactly one of count or duration (an open stream must end)")
+        return self
+
+
+class Periodic(_Arrivals):
+    """`count` tasks arriving every `interval` seconds from t = 0 (YAML key `uniform`)."""
+
+    kind: ClassVar[str] = "uniform"
+    interval: float = Field(ge=0)
+    count: int = Field(ge=1)
+
+
+class TraceArrivals(_Arrivals):
+    """Arrival times given as a list or read from a file (one time per line, or CSV's first column)."""
+
+    kind: ClassVar[str] = "trace"
+    times: tuple[float, ...] | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _load(self, info: Any) -> TraceArrivals:
+        if (self.times is None) == (self.file is None):
+            raise ValueError("give exactly one of times or file")
+        if self.file is not None:
+            base = (info.context or {}).get("base_dir")
+            path = self.file if self.file.is_absolute() or base is None else Path(base) / self.file
+            object.__setattr__(self, "times", tuple(_read_numbers(path).tolist()))
+            object.__setattr__(self, "file", None)
+        assert self.times is not None
+        if not self.times:
+            raise ValueError("needs at least one arrival time")
+        if any(t < 0 for t in self.times) or list(self.times) != sorted(self.times):
+            raise ValueError("arrival times must be >= 0 and in increasing order")
+        return self
+
+
+class Closed(_Arrivals):
+    """`users` clients, each thinking then submitting a task and waiting for it, `count` tasks in all."""
+
+    kind: ClassVar[str] = "closed"
+    users: int = Field(ge=1)
+    think: Dist = Field(default_factory=lambda: Constant(0.0))
+    count: int = Field(ge=1)
+
+
+_ARRIVALS: dict[str, type[_Arrivals]] = {c.kind: c for c in (Batch, Poisson, Periodic, TraceArrivals, Closed)}
+Arrivals = tagged_union(
+    _ARRIVALS, lambda v: v.kind if isinstance(v, _Arrivals) else single_key(v), "arrival process"
+)
+
+
+# ------------------------------------------------------------------------ pools, services, machine
+
+
+class Pool(Frozen):
+    """A counted resource held by `use`: a connection pool, a semaphore, GPU slots."""
+
+    capacity: int = Field(ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number(cls, data: Any) -> Any:
+        return {"capacity": data} if isinstance(data, int) and not isinstance(data, bool) else data
+
+
+class Service(Frozen):
+    """A shared external service reached by `call`: latency per request, server-side concurrency (FIFO)."""
+
+    latency: Dist
+    concurrency: int | None = Field(None, ge=1)
+
+
+class Machine(Frozen):
+    """The machine the client runs on: cores, the GIL, and per-operation overheads (seconds).
+
+    Overheads default to 0 (the ideal model); `asyncsim calibrate` measures them.
+    """
+
+    cores: int = Field(2, ge=1)
+    gil: bool = True
+    switch_interval_s: float = Field(0.005, gt=0)
+    loop_step_s: float = Field(0.0, ge=0)
+    thread_switch_s: float = Field(0.0, ge=0)
+    process_dispatch_s: float = Field(0.0, ge=0)
+    sleep_overshoot_s: float = Field(0.0, ge=0)
+
+
+# ---------------------------------------------------------------------------------------- workload
+
+
+class Workload(Frozen):
+    """Arrivals + task mix + pools + services (+ the default strategy and the machine)."""
+
+    name: str = "workload"
+    description: str = ""
+    arrivals: Arrivals
+    task: tuple[Step, ...] | None = Field(None, min_length=1)
+    tasks: tuple[TaskType, ...] | None = Field(None, min_length=1)
+    pools: dict[str, Pool] = Field(default_factory=dict)
+    services: dict[str, Service] = Field(default_factory=dict)
+    strategy: StrategyField = Field(default_factory=Asyncio)
+    machine: Machine = Field(default_factory=Machine)
+
+    @model_validator(mode="after")
+    def _references(self) -> Workload:
+        problems: list[str] = []
+        if (self.task is None) == (self.tasks is None):
+            problems.append("task: give exactly one of task (a list of steps) or tasks (a weighted mix)")
+        for path, step in self.walk():
+            if isinstance(step, Call) and step.service not in self.services:
+                problems.append(f"{path}.call: unknown service {step.service!r} ({_known(self.services)})")
+            if isinstance(step, Use) and step.pool not in self.pools:
+                problems.append(f"{path}.use.pool: unknown pool {step.pool!r} ({_known(self.pools)})")
+        if problems:
+            raise PydanticCustomError("references", "{problems}", {"problems": problems})
+        return self
+
+    @property
+    def task_types(self) -> tuple[TaskType, ...]:
+        """The task mix; a single `task` is one type of weight 1."""
+        if self.tasks is not None:
+            return self.tasks
+        assert self.task is not None
+        return (TaskType(steps=self.task),)
+
+    def walk(self) -> Iterator[tuple[str, Any]]:
+        """Every step of every task type, with its YAML path."""
+        if self.task is not None:
+            yield from walk_steps(self.task, "task")
+        for i, tt in enumerate(self.tasks or ()):
+            yield from walk_steps(tt.steps, f"tasks[{i}].steps")
+
+    @classmethod
+    def from_dict(cls, data: Any, *, base_dir: str | os.PathLike[str] | None = None,
+                  source: str | None = None) -> Workload:
+        """Validate a parsed model; files named inside it are read relative to `base_dir`.
+
+        Raises:
+            ModelError: one line per problem, each naming its YAML path.
+        """
+        if not isinstance(data, dict):
+            raise ModelError("the model must be a mapping of keys (name, arrivals, task, ...)", source=source)
+        try:
+            return cls.model_validate(data, context={"base_dir": base_dir})
+        except ValidationError as exc:
+            raise ModelError(format_errors(exc), source=source) from None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> Workload:
+        """Read and validate a model file."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise ModelError(f"cannot read the model file: {exc.strerror}", source=str(path)) from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}: " if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ModelError(f"{where}not valid YAML: {problem}", source=str(path)) from None
+        return cls.from_dict(data, base_dir=path.parent, source=str(path))
+
+
+def load(path: str | os.PathLike[str]) -> Workload:
+    """Read and validate a model file (`models/web_fetch.yaml`)."""
+    return Workload.from_yaml(path)
+
+
+def _known(names: dict[str, Any]) -> str:
+    return "known: " + ", ".join(sorted(names)) if names else "none are defined"
+
+
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+_TYPES = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string"}
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    """One `yaml.path: problem` line per pydantic error."""
+    lines: list[str] = []
+    for err in exc.errors():
+        if err["type"] == "references":
+            lines.extend(err["ctx"]["problems"])
+            continue
+        path = _path(err["loc"])
+        if err["type"] == "extra_forbidden":
+            owner = _owner(err["loc"][:-1])
+            lines.append(f"{path}: unknown key (allowed: {', '.join(allowed_keys(owner))})")
+        else:
+            lines.append(f"{path or '(top level)'}: {_message(err)}")
+    return lines
+
+
+def _owner(loc: tuple[Any, ...]) -> type[Frozen]:
+    """The model class that a YAML location (ending at a mapping) stands for."""
+    owners: dict[Any, type[Frozen]] = {
+        **_FAMILIES, **_STEPS, **_ARRIVALS,
+        "machine": Machine, "services": Service, "pools": Pool, "tasks": TaskType,
+    }
+    for item in reversed(loc):
+        if item in owners:
+            return owners[item]
+    return Workload
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    parts: list[Any] = []
+    for item in loc:
+        if parts and item == parts[-1]:  # a union tag followed by the field of the same name
+            continue
+        parts.append(item)
+    if parts and parts[-1] == "constant":  # `cpu: -1` is reported at `cpu`
+        parts.pop()
+    text = ""
+    for item in parts:
+        text += f"[{item}]" if isinstance(item, int) else (f".{item}" if text else str(item))
+    return text
+
+
+def _message(err: Any) -> str:
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind in _BOUNDS:
+        bound = next(iter(ctx.values()))
+        return f"must be {_BOUNDS[kind]} {bound} (got {value!r})"
+    if kind == "missing":
+        return "is required"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length', 1)} item(s)"
+    for name, what in _TYPES.items():
+        if kind.startswith(name + "_") or kind == name + "_type":
+            return f"must be {what} (got {value!r})"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if kind.startswith("invalid_") or kind in ("model_type", "dict_type", "list_type", "tuple_type"):
+        return f"{msg} (got {value!r})"
+    return msg
+
+
+__all__ += ["Arrivals", "format_errors"]

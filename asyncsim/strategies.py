@@ -1,0 +1,115 @@
+"""Execution strategies: how the client program runs its tasks.
+
+Written as one string in a model file and on the command line:
+`sequential`, `threads:N`, `processes:N`, `asyncio`, `asyncio:K` (a semaphore on tasks in flight),
+`asyncio:K+threads:N` / `asyncio:K+processes:N` (CPU steps offloaded to an executor), `asyncio+threads:N`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Union
+
+from pydantic import BeforeValidator, PlainSerializer
+
+from .errors import ModelError
+
+__all__ = ["Asyncio", "Processes", "Sequential", "Strategy", "StrategyField", "Threads", "parse_strategy"]
+
+ALLOWED = "sequential, threads:N, processes:N, asyncio, asyncio:K, asyncio:K+threads:N, asyncio:K+processes:N"
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """One task at a time, on one thread; `parallel` branches run one after another."""
+
+    def __str__(self) -> str:
+        return "sequential"
+
+
+@dataclass(frozen=True)
+class Threads:
+    """`workers` threads take tasks FIFO; CPU work shares the GIL (unless the machine has none)."""
+
+    workers: int
+
+    def __str__(self) -> str:
+        return f"threads:{self.workers}"
+
+
+@dataclass(frozen=True)
+class Processes:
+    """`workers` processes take tasks FIFO; CPU work runs in parallel up to the machine's cores."""
+
+    workers: int
+
+    def __str__(self) -> str:
+        return f"processes:{self.workers}"
+
+
+@dataclass(frozen=True)
+class Asyncio:
+    """One event loop; `limit` caps tasks in flight (a FIFO semaphore); `offload` runs CPU steps elsewhere."""
+
+    limit: int | None = None
+    offload: Threads | Processes | None = None
+
+    def __str__(self) -> str:
+        text = "asyncio" if self.limit is None else f"asyncio:{self.limit}"
+        return text if self.offload is None else f"{text}+{self.offload}"
+
+
+Strategy = Union[Sequential, Threads, Processes, Asyncio]  # noqa: UP007 - used at runtime by isinstance
+
+_PART = re.compile(r"^(sequential|threads|processes|asyncio)(?::(\d+))?$")
+
+
+def parse_strategy(text: str | Strategy) -> Strategy:
+    """Parse `asyncio:20+threads:4` and friends; a Strategy object is returned unchanged.
+
+    Raises:
+        ModelError: naming the text and the allowed forms.
+    """
+    if isinstance(text, (Sequential, Threads, Processes, Asyncio)):
+        return text
+    if not isinstance(text, str):
+        raise ModelError(f"strategy: must be a string like 'asyncio:20' (allowed: {ALLOWED}), got {text!r}")
+    parts = [p.strip() for p in text.strip().lower().split("+")]
+    parsed = [_PART.match(p) for p in parts]
+    bad = ModelError(f"strategy: not a valid strategy {text!r} (allowed: {ALLOWED})")
+    if not all(parsed) or len(parts) > 2:
+        raise bad
+    kinds = [(m.group(1), None if m.group(2) is None else int(m.group(2))) for m in parsed if m]
+    for kind, number in kinds:
+        if number is not None and number < 1:
+            raise ModelError(f"strategy: {kind} needs a count >= 1, got {number} in {text!r}")
+    (kind, number), rest = kinds[0], kinds[1:]
+    if rest and kind != "asyncio":
+        raise bad
+    if kind == "sequential":
+        if number is not None:
+            raise bad
+        return Sequential()
+    if kind in ("threads", "processes"):
+        if number is None:
+            raise ModelError(f"strategy: {kind} needs a worker count, e.g. '{kind}:8', got {text!r}")
+        return Threads(number) if kind == "threads" else Processes(number)
+    offload: Threads | Processes | None = None
+    if rest:
+        okind, onum = rest[0]
+        if okind not in ("threads", "processes") or onum is None:
+            raise ModelError(f"strategy: offload must be threads:N or processes:N, got {text!r}")
+        offload = Threads(onum) if okind == "threads" else Processes(onum)
+    return Asyncio(limit=number, offload=offload)
+
+
+def _validate(value: Any) -> Strategy:
+    try:
+        return parse_strategy(value)
+    except ModelError as exc:
+        raise ValueError(exc.problems[0].removeprefix("strategy: ")) from None
+
+
+StrategyField = Annotated[Strategy, BeforeValidator(_validate), PlainSerializer(str, return_type=str)]
+"""A pydantic field type: accepts the string form or a Strategy, serialises to the string."""
