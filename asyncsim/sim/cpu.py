@@ -33,12 +33,14 @@ class SimThread:
         self.epoch = 0  # bumped for every slice of computing (GIL drop timers belong to one slice)
         self.dropped = False
 
-    def _done(self, gen: int) -> None:
+    def done(self, gen: int) -> None:
+        """Core-completion timer fired (ignored if rescheduled since)."""
         if gen == self.gen and self.wake is not None and not self.wake.triggered:
             self.dropped = False
             self.wake.succeed()
 
-    def _drop(self, epoch: int) -> None:
+    def drop(self, epoch: int) -> None:
+        """A GIL drop request for slice `epoch` (ignored if that slice is over)."""
         if epoch == self.epoch and self.wake is not None and not self.wake.triggered:
             self.dropped = True
             self.wake.succeed()
@@ -95,20 +97,21 @@ class Gil:
 
     def _rearm(self) -> None:
         self.drop_at = min((self._expiry(t0) for _, _, t0 in self.waiters), default=math.inf)
-        self._schedule()
+        self.schedule_drop()
 
     def _arm(self, at: float) -> None:
         if at < self.drop_at:
             self.drop_at = at
-            self._schedule()
+            self.schedule_drop()
 
-    def _schedule(self) -> None:
+    def schedule_drop(self) -> None:
+        """Arm a timer that asks the computing holder to drop the GIL at `drop_at`."""
         holder = self.holder
         if holder is None or not self.computing or self.drop_at == math.inf:
             return
         epoch = holder.epoch
         timer = self.env.timeout(max(0.0, self.drop_at - self.env.now))
-        timer.callbacks.append(lambda _ev: holder._drop(epoch))
+        timer.callbacks.append(lambda _ev: holder.drop(epoch))
 
 
 class Cores:
@@ -157,7 +160,7 @@ class Cores:
             t.gen += 1
             gen = t.gen
             timer = self.env.timeout(max(0.0, t.remaining) / rate)
-            timer.callbacks.append(lambda _ev, t=t, gen=gen: t._done(gen))
+            timer.callbacks.append(lambda _ev, t=t, gen=gen: t.done(gen))
 
 
 def compute(env: simpy.Environment, cores: Cores, thread: SimThread, work: float) -> Generator[Any, Any, None]:
@@ -174,9 +177,9 @@ def compute(env: simpy.Environment, cores: Cores, thread: SimThread, work: float
         if gil is not None:
             gil.computing = True
             if gil.drop_at <= env.now + _EPS and gil.waiters:
-                thread._drop(thread.epoch)
+                thread.drop(thread.epoch)
             else:
-                gil._schedule()
+                gil.schedule_drop()
         yield thread.wake
         cores.stop(thread)
         remaining = thread.remaining
