@@ -25,7 +25,7 @@ class Frozen(BaseModel):
 
     def evolve(self, **changes: Any) -> Frozen:
         """A copy with `changes` applied and validated again (the model is never mutated)."""
-        data = self.model_dump(by_alias=False, exclude_unset=False, round_trip=True)
+        data = {name: getattr(self, name) for name in type(self).model_fields}
         data.update(changes)
         return type(self).model_validate(data)
 

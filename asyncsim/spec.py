@@ -306,6 +306,17 @@ class Workload(Frozen):
         for i, tt in enumerate(self.tasks or ()):
             yield from walk_steps(tt.steps, f"tasks[{i}].steps")
 
+    def evolve(self, **changes: Any) -> Workload:
+        """A validated copy with `changes` (field names to values); the original is unchanged.
+
+        Raises:
+            ModelError: when the changed model is invalid.
+        """
+        try:
+            return super().evolve(**changes)  # type: ignore[return-value]
+        except ValidationError as exc:
+            raise ModelError(format_errors(exc)) from None
+
     @classmethod
     def from_dict(cls, data: Any, *, base_dir: str | os.PathLike[str] | None = None,
                   source: str | None = None) -> Workload:
@@ -353,7 +364,11 @@ _TYPES = {"int": "an integer", "float": "a number", "bool": "true or false", "st
 def format_errors(exc: ValidationError) -> list[str]:
     """One `yaml.path: problem` line per pydantic error."""
     lines: list[str] = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors:
+        loc = err["loc"]
+        if err["type"] == "too_short" and any(e["loc"][: len(loc)] == loc and e is not err for e in errors):
+            continue  # pydantic adds "too short" after dropping the invalid items; the items' errors say it
         if err["type"] == "references":
             lines.extend(err["ctx"]["problems"])
             continue

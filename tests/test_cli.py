@@ -1,0 +1,104 @@
+"""The command line: summaries, JSON, comparisons, replications, and exit codes for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from asyncsim.cli import fmt_s, main
+
+from .conftest import ROOT
+
+WEB = str(ROOT / "models" / "web_fetch.yaml")
+
+
+def _json(capsys, *argv: str):
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_run_prints_a_readable_summary(capsys):
+    assert main(["run", WEB]) == 0
+    out = capsys.readouterr().out
+    for word in ("web-fetch", "asyncio:50", "T_total", "latency", "in flight", "resources", "loop"):
+        assert word in out
+
+
+def test_run_json_has_the_documented_shape(capsys):
+    d = _json(capsys, "run", WEB, "--strategy", "threads:8", "--seed", "3", "--json")
+    assert list(d) == ["model", "strategy", "seed", "tasks", "completed", "failed", "t_total", "throughput",
+                       "latency", "concurrency", "time_split", "resources"]
+    assert (d["strategy"], d["seed"], d["tasks"], d["completed"]) == ("threads:8", 3, 500, 500)
+    assert list(d["latency"]) == ["mean", "p50", "p95", "p99", "max"]
+    assert list(d["concurrency"]) == ["mean", "peak", "computing_mean", "waiting_mean", "queued_mean"]
+    assert list(d["time_split"]) == ["task", "wait", "queue"]
+    assert set(d["resources"]["workers"]) >= {"utilization", "mean_wait", "mean_queue"}
+
+
+def test_same_seed_gives_byte_identical_json_across_processes():
+    cmd = [sys.executable, "-m", "asyncsim.cli", "run", WEB, "--strategy", "asyncio:20", "--seed", "5", "--json"]
+    first = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    second = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert first == second
+    assert json.loads(first)["seed"] == 5
+
+
+def test_replications_report_means_and_ci(capsys):
+    d = _json(capsys, "run", WEB, "--strategy", "asyncio:20", "--replications", "5", "--json")
+    assert d["replications"] == 5
+    assert d["ci95"]["t_total"] > 0
+    assert d["tasks"] == 500
+    single = _json(capsys, "run", WEB, "--strategy", "asyncio:20", "--json")
+    assert abs(d["t_total"] - single["t_total"]) < 5 * d["ci95"]["t_total"]
+
+
+def test_compare_is_paired_and_names_the_fastest(capsys):
+    rows = _json(capsys, "compare", WEB, "--strategies", "sequential,threads:8,asyncio", "--json")
+    assert [r["strategy"] for r in rows] == ["sequential", "threads:8", "asyncio"]
+    assert rows[2]["t_total"] < rows[1]["t_total"] < rows[0]["t_total"]
+    assert main(["compare", WEB, "--strategies", "sequential,asyncio"]) == 0
+    assert "asyncio is" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", WEB, "--strategy", "asynco"], "strategy: not a valid strategy 'asynco'"),
+        (["run", "nope.yaml"], "nope.yaml: cannot read the model file"),
+        (["run", WEB, "--replications", "0"], "--replications: must be >= 1"),
+        (["compare", WEB, "--strategies", ","], "--strategies: give at least one strategy"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_bad_model_file_lists_every_problem(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("arrivals: {batch: 0}\ntask: [{cpu: -1}, {io: {lognormal: {mean: 1, cv: 0}}}]\n")
+    assert main(["run", str(bad)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"error: {bad}: arrivals.batch.count: must be >= 1 (got 0)",
+        f"error: {bad}: task[0].cpu: must be >= 0.0 (got -1)",
+        f"error: {bad}: task[1].io.lognormal.cv: must be > 0.0 (got 0)",
+    ]
+
+
+def test_deadlock_exits_1_with_a_message(tmp_path, capsys):
+    model = tmp_path / "dead.yaml"
+    model.write_text("arrivals: {batch: 2}\ntask: [{use: {pool: p, steps: [{use: {pool: p, steps: [{io: 1}]}}]}}]\n"
+                     "pools: {p: 1}\n")
+    assert main(["run", str(model)]) == 1
+    assert "unfinished" in capsys.readouterr().err
+
+
+def test_fmt_s():
+    assert [fmt_s(x) for x in (0, 5e-6, 0.0123, 4.56, 450, 9000)] == ["0 s", "5 µs", "12.3 ms", "4.56 s",
+                                                                       "7.5 min", "2.5 h"]
