@@ -70,7 +70,8 @@ def test_every_arrival_form_loads_and_runs(tmp_path, arrivals, count):
 def test_trace_file_and_empirical_file_are_read_relative_to_the_model(tmp_path):
     (tmp_path / "times.csv").write_text("time\n0\n0.5\n1.5\n")
     (tmp_path / "samples.txt").write_text("# seconds\n0.1\n0.2\n")
-    w = a.load(_write(tmp_path, "arrivals: {trace: {file: times.csv}}\ntask: [{io: {empirical: {file: samples.txt}}}]\n"))
+    text = "arrivals: {trace: {file: times.csv}}\ntask: [{io: {empirical: {file: samples.txt}}}]\n"
+    w = a.load(_write(tmp_path, text))
     r = a.simulate(w, strategy="asyncio")
     assert r.completed == 3
     assert set(r.trace.to_frame().query("kind == 'io'").eval("end - start").round(9)) <= {0.1, 0.2}
