@@ -17,6 +17,7 @@ from rich.table import Table
 
 from .api import compare, replicate, simulate
 from .errors import AsyncSimError, ModelError
+from .profile import MachineProfile
 from .spec import Workload, load
 from .strategies import parse_strategy
 
@@ -37,6 +38,25 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("model", help="a model file (YAML)")
     cmp.add_argument("--strategies", "-s", required=True, help="comma-separated, e.g. sequential,threads:8,asyncio")
     _common(cmp)
+
+    val = sub.add_parser("validate", help="run the same draws for real and compare with the prediction")
+    val.add_argument("model", help="a model file (YAML)")
+    group = val.add_mutually_exclusive_group()
+    group.add_argument("--strategy", help="one strategy (default: the model's)")
+    group.add_argument("--strategies", help="comma-separated strategies")
+    val.add_argument("--time-scale", type=float, default=1.0,
+                     help="run every duration × this factor (results are reported in model seconds)")
+    val.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop for asyncio runs")
+    _common(val)
+
+    cal = sub.add_parser("calibrate", help="measure this machine's overheads into a machine profile")
+    cal.add_argument("--out", "-o", default="machine-profile.json", help="where to write the profile (JSON)")
+    cal.add_argument("--repeats", type=int, default=3, help="repetitions per measurement (median)")
+    cal.add_argument("--json", action="store_true", help="print the profile as JSON")
+
+    for p in (run, cmp, val):
+        p.add_argument("--machine-profile", metavar="FILE",
+                       help="a profile from `asyncsim calibrate`: simulate with this machine's overheads")
     return parser
 
 
@@ -51,7 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # piped output gets a width that fits the tables instead of rich's 80-column default
     out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     try:
+        if args.command == "calibrate":
+            return _calibrate(args, out)
         workload = load(args.model)
+        profile = MachineProfile.read(args.machine_profile) if args.machine_profile else None
+        if args.command == "validate":
+            return _validate(workload, profile, args, out)
+        if profile is not None:
+            workload = _with_profile(workload, profile, args)
         if args.command == "run":
             return _run(workload, args, out)
         return _compare(workload, args, out)
@@ -116,6 +143,110 @@ def speedups(results: list[dict[str, Any]]) -> list[str]:
         else:
             lines.append(f"{best['strategy']} is {ratio:.3g}x faster than {r['strategy']}")
     return lines
+
+
+def _with_profile(workload: Workload, profile: MachineProfile, args: argparse.Namespace) -> Workload:
+    """The workload on the profiled machine's overheads (for the strategy being run)."""
+    if args.command == "compare":
+        names = [x for x in args.strategies.split(",") if x.strip()]
+        if len(names) != 1:
+            # overheads depend on the strategy: compare then needs one machine per strategy
+            raise ModelError("--machine-profile: with compare, give one strategy at a time or use validate")
+        strategy = parse_strategy(names[0])
+    else:
+        strategy = parse_strategy(args.strategy) if args.strategy else workload.strategy
+    return workload.evolve(machine=profile.machine_for(strategy, workload.machine))
+
+
+def _calibrate(args: argparse.Namespace, out: Console) -> int:
+    from .real.calibrate import calibrate
+
+    if args.repeats < 1:
+        raise ModelError(f"--repeats: must be >= 1 (got {args.repeats})")
+    profile = calibrate(repeats=args.repeats, progress=lambda msg: out.print(f"[dim]measuring {msg}[/]"))
+    profile.save(args.out)
+    if args.json:
+        print(json.dumps(profile.model_dump()))
+        return 0
+    table = Table(title=f"machine profile: Python {profile.python} on {profile.platform}", title_justify="left")
+    table.add_column("measurement")
+    table.add_column("value", justify="right")
+    table.add_row("CPU work rate (busy-loop iterations/s)", f"{profile.cpu_rate:.4g}")
+    table.add_row("GIL switch interval", fmt_s(profile.switch_interval_s))
+    for name, lp in profile.loops.items():
+        table.add_row(f"{name}: cost per resumption", fmt_s(lp.loop_step_s))
+        table.add_row(f"{name}: sleep overshoot", fmt_s(lp.sleep_overshoot_s))
+        table.add_row(f"{name}: task creation", fmt_s(lp.task_create_s))
+        table.add_row(f"{name}: timer floor (shortest honoured wait)", fmt_s(lp.timer_floor_s))
+    table.add_row("threads: time.sleep overshoot", fmt_s(profile.thread_sleep_overshoot_s))
+    table.add_row("threads: hand-off", fmt_s(profile.thread_switch_s))
+    table.add_row("processes: dispatch round trip", fmt_s(profile.process_dispatch_s))
+    out.print(table)
+    out.print(f"wrote {args.out}")
+    return 0
+
+
+def _validate(workload: Workload, profile: MachineProfile | None, args: argparse.Namespace, out: Console) -> int:
+    from .real.calibrate import calibrate
+    from .validate import check_time_scale, validate
+
+    names = [x.strip() for x in (args.strategies or args.strategy or str(workload.strategy)).split(",") if x.strip()]
+    strategies = [parse_strategy(n) for n in names]
+    if profile is None:
+        if not args.json:
+            out.print("[dim]no --machine-profile: calibrating this machine first[/]")
+        profile = calibrate(repeats=1)
+    check_time_scale(workload, args.time_scale, profile.timer_floor_s(args.loop))
+    results = []
+    for strategy in strategies:
+        v = validate(workload, strategy=strategy, seed=args.seed, time_scale=args.time_scale, profile=profile,
+                     loop=args.loop)
+        results.append(v)
+        if v.interrupted:
+            break
+    if args.json:
+        print(json.dumps([v.to_dict() for v in results] if len(results) > 1 else results[0].to_dict()))
+        return 0
+    table = Table(title=f"{workload.name}: predicted vs measured (time scale {args.time_scale:g}, seed {args.seed})",
+                  title_justify="left")
+    for col in ("strategy", "metric", "predicted", "measured", "error", "replayed", "replay error"):
+        table.add_column(col, justify="left" if col in ("strategy", "metric") else "right")
+    for v in results:
+        rows = [("T_total", "t_total", fmt_s), ("throughput/s", "throughput", _num),
+                ("mean in flight", "concurrency_mean", _num), ("peak in flight", None, _num),
+                ("latency p50", "latency_p50", fmt_s), ("latency p95", "latency_p95", fmt_s),
+                ("latency p99", None, fmt_s)]
+        for k, (label, key, fmt) in enumerate(rows):
+            p, m, r = (_value(x, label) for x in (v.predicted, v.measured, v.replayed))
+            err = v.error.get(key) if key else _rel(p, m)
+            rerr = v.replay_error.get(key) if key else _rel(r, m)
+            table.add_row(v.strategy if k == 0 else "", label, fmt(p), fmt(m), _pct(err), fmt(r), _pct(rerr))
+        table.add_section()
+    out.print(table)
+    for v in results:
+        if v.interrupted:
+            out.print(f"[yellow]{v.strategy}: interrupted — the figures cover what was measured before Ctrl-C[/]")
+        if v.errors_by_task:
+            first = next(iter(v.errors_by_task.items()))
+            out.print(f"[red]{v.strategy}: {len(v.errors_by_task)} task(s) failed; task {first[0]}: {first[1]}[/]")
+    return 0
+
+
+def _value(r: Any, label: str) -> float:
+    return {"T_total": r.t_total, "throughput/s": r.throughput, "mean in flight": r.concurrency["mean"],
+            "peak in flight": float(r.concurrency["peak"]), "latency p50": r.latency["p50"],
+            "latency p95": r.latency["p95"], "latency p99": r.latency["p99"]}[label]
+
+
+def _rel(p: float, m: float) -> float:
+    return (p - m) / m if m else math.nan
+
+
+def _pct(x: float | None) -> str:
+    if x is None or math.isnan(x):
+        return "-"
+    flag = "[red]" if abs(x) > 0.05 else ""
+    return f"{flag}{x * 100:+.1f}%"
 
 
 def fmt_s(seconds: float | None) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["KINDS", "Trace", "TraceBuilder"]
+__all__ = ["KINDS", "RunOutput", "Trace", "TraceBuilder"]
 
 KINDS = ("cpu", "io", "call", "use", "admit", "resume", "join")
 K_CPU, K_IO, K_CALL, K_USE, K_ADMIT, K_RESUME, K_JOIN = range(len(KINDS))
@@ -101,3 +101,21 @@ class Trace:
             "resource": names[self.resource],
             "enqueue": self.enqueue, "start": self.start, "end": self.end, "cpu_s": self.cpu_s,
         })
+
+
+@dataclass(frozen=True, eq=False)
+class RunOutput:
+    """What one execution (simulated or real) produced: the trace and the per-task table.
+
+    `done` is NaN for tasks that never finished (an interrupted run); `errors` maps a failed task to its error.
+    """
+
+    trace: Trace
+    arrival: np.ndarray
+    done: np.ndarray
+    task_type: np.ndarray
+    failed: np.ndarray
+    events: int
+    capacities: dict[str, int | None]
+    errors: dict[int, str] | None = None
+    interrupted: bool = False

@@ -1,0 +1,106 @@
+"""A machine profile: this machine's measured overheads (`asyncsim calibrate`), saved as versioned JSON.
+
+`machine_for` turns it into the `Machine` the simulator uses for one strategy, with overheads converted
+to model time when a run is scaled (overheads do not scale with the workload: at time scale s a real
+overhead o is o / s model seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from ._model import Frozen
+from .errors import ModelError
+from .spec import Machine, format_errors
+from .strategies import Asyncio, Processes, Strategy, Threads
+
+__all__ = ["LoopProfile", "MachineProfile"]
+
+PROFILE_VERSION = 1
+
+
+class LoopProfile(Frozen):
+    """Overheads of one event loop implementation, in real seconds."""
+
+    loop_step_s: float = Field(ge=0)
+    sleep_overshoot_s: float = Field(ge=0)
+    task_create_s: float = Field(ge=0)
+    timer_floor_s: float = Field(ge=0)
+
+
+class MachineProfile(Frozen):
+    """What `asyncsim calibrate` measured on one machine (real seconds)."""
+
+    version: int = PROFILE_VERSION
+    created: str = ""
+    python: str = ""
+    implementation: str = ""
+    platform: str = ""
+    cpu_count: int = Field(1, ge=1)
+    gil: bool = True
+    cpu_rate: float = Field(gt=0)
+    switch_interval_s: float = Field(0.005, gt=0)
+    loops: dict[str, LoopProfile]
+    thread_sleep_overshoot_s: float = Field(ge=0)
+    thread_switch_s: float = Field(ge=0)
+    process_dispatch_s: float = Field(ge=0)
+
+    def loop(self, name: str = "asyncio") -> LoopProfile:
+        """The overheads of loop `name` (asyncio or uvloop)."""
+        if name not in self.loops:
+            raise ModelError(f"loop: the profile has no measurements for {name!r} (has: {', '.join(self.loops)})")
+        return self.loops[name]
+
+    def timer_floor_s(self, loop: str = "asyncio") -> float:
+        """The shortest wait this machine's timers honour (real seconds)."""
+        return self.loop(loop).timer_floor_s
+
+    def machine_for(self, strategy: Strategy, base: Machine, *, time_scale: float = 1.0,
+                    loop: str = "asyncio") -> Machine:
+        """The Machine to simulate `strategy` with: `base`'s cores and GIL, this profile's overheads / time_scale."""
+        lp = self.loop(loop)
+        uses_loop = isinstance(strategy, Asyncio)
+        offload = strategy.offload if isinstance(strategy, Asyncio) else None
+        threaded = isinstance(strategy, Threads) or isinstance(offload, Threads)
+        dispatching = isinstance(strategy, Processes) or isinstance(offload, Processes)
+        s = time_scale
+        return base.evolve(
+            switch_interval_s=self.switch_interval_s / s,
+            loop_step_s=lp.loop_step_s / s if uses_loop else 0.0,
+            sleep_overshoot_s=(lp.sleep_overshoot_s if uses_loop else self.thread_sleep_overshoot_s) / s,
+            thread_switch_s=self.thread_switch_s / s if threaded else 0.0,
+            process_dispatch_s=self.process_dispatch_s / s if dispatching else 0.0,
+        )  # type: ignore[return-value]
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write as JSON atomically (a temporary file renamed into place)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.model_dump(), indent=2) + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> MachineProfile:
+        """Read a saved profile.
+
+        Raises:
+            ModelError: unreadable file, not JSON, a newer version, or invalid fields.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except OSError as exc:
+            raise ModelError(f"cannot read the machine profile: {exc.strerror}", source=str(path)) from None
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"line {exc.lineno}: not valid JSON: {exc.msg}", source=str(path)) from None
+        if isinstance(data, dict) and data.get("version", PROFILE_VERSION) > PROFILE_VERSION:
+            raise ModelError(f"version: {data['version']} is newer than this asyncsim reads ({PROFILE_VERSION})",
+                             source=str(path))
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ModelError(format_errors(exc), source=str(path)) from None

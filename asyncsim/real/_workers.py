@@ -1,0 +1,281 @@
+"""Blocking runners: sequential (one thread), threads (a ThreadPoolExecutor) and processes
+(a ProcessPoolExecutor whose workers share real semaphores for pools and services).
+
+One step interpreter, `sync_steps`, serves all three; it records into whatever `add` it is given.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..scenario import CALL, CPU, IO, PAR, USE, Node
+from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_USE
+from .cpuwork import CpuWork, burn
+
+if TYPE_CHECKING:
+    from .runner import _Run
+
+__all__ = ["run_processes", "run_threads", "start_process_pool", "sync_steps", "timed_burn"]
+
+
+def timed_burn(iterations: int) -> tuple[float, float, float]:
+    """Executor job for offloaded CPU: (perf_counter start, end, thread CPU seconds)."""
+    start, c0 = time.perf_counter(), time.thread_time()
+    burn(iterations)
+    return start, time.perf_counter(), time.thread_time() - c0
+
+
+@dataclass
+class SyncCtx:
+    """What the blocking interpreter needs: a clock, a recorder, work, and the shared semaphores."""
+
+    now: Callable[[], float]
+    add: Callable[..., None]
+    cpu: CpuWork
+    scale: float
+    pools: dict[str, Any]
+    services: dict[str, Any]
+    pool_res: dict[str, int]
+    service_res: dict[str, int]
+    exec_res: int
+    fan_out: bool
+    on_step: Callable[[int, Node], None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sync_steps(ctx: SyncCtx, i: int, durs: list[float], steps: tuple[Node, ...]) -> None:
+    """Run steps on this thread, blocking; `parallel` fans out to threads (or runs inline when not fan_out)."""
+    for node in steps:
+        kind = node.kind
+        if ctx.on_step is not None and kind in (CPU, IO, CALL):
+            ctx.on_step(i, node)
+        if kind == CPU:
+            start = ctx.now()
+            cpu = ctx.cpu.run(durs[node.id])
+            ctx.add(i, node.id, K_CPU, ctx.exec_res, start, start, ctx.now(), cpu / ctx.scale)
+        elif kind == IO:
+            start = ctx.now()
+            time.sleep(durs[node.id])
+            ctx.add(i, node.id, K_IO, -1, start, start, ctx.now())
+        elif kind == CALL:
+            sem = ctx.services[node.name]  # type: ignore[index]
+            sent = ctx.now()
+            if sem is not None:
+                sem.acquire()
+            try:
+                served = ctx.now()
+                time.sleep(durs[node.id])
+            finally:
+                if sem is not None:
+                    sem.release()
+            ctx.add(i, node.id, K_CALL, ctx.service_res[node.name], sent, served, ctx.now())  # type: ignore[index]
+        elif kind == USE:
+            sem = ctx.pools[node.name]  # type: ignore[index]
+            asked = ctx.now()
+            with sem:
+                got = ctx.now()
+                sync_steps(ctx, i, durs, node.body)
+                ctx.add(i, node.id, K_USE, ctx.pool_res[node.name], asked, got, ctx.now())  # type: ignore[index]
+        else:
+            assert kind == PAR
+            if not ctx.fan_out:
+                for branch in node.branches:
+                    sync_steps(ctx, i, durs, branch)
+                continue
+            errors: list[BaseException] = []
+            threads = [threading.Thread(target=_branch_main, args=(ctx, i, durs, b, errors)) for b in node.branches]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if errors:
+                raise errors[0]
+
+
+def _branch_main(ctx: SyncCtx, i: int, durs: list[float], branch: tuple[Node, ...],
+                 errors: list[BaseException]) -> None:
+    try:
+        sync_steps(ctx, i, durs, branch)
+    except BaseException as exc:  # re-raised in the parent after the join
+        errors.append(exc)
+
+
+def _ctx_for(run: _Run, *, exec_res: int, fan_out: bool, pools: dict[str, Any],
+             services: dict[str, Any]) -> SyncCtx:
+    return SyncCtx(now=run.now, add=run.add, cpu=run.cpu, scale=run.scale, pools=pools, services=services,
+                   pool_res=run.pool_res, service_res=run.service_res, exec_res=exec_res, fan_out=fan_out,
+                   on_step=run.on_step)
+
+
+def _run_task(run: _Run, ctx: SyncCtx, admit_res: int, i: int) -> None:
+    admitted = run.now()
+    if admitted > run.arrival[i]:
+        run.add(i, -1, K_ADMIT, admit_res, run.arrival[i], admitted, admitted)
+    try:
+        sync_steps(ctx, i, run.durations(i), run.steps(i))
+    except Exception as exc:  # a failing task is a result, not a crash
+        run.fail(i, exc)
+    finally:
+        run.done[i] = run.now()
+
+
+def _dispatch(run: _Run, submit: Callable[[int], Future[Any] | None]) -> None:
+    """Hand tasks to `submit` at their arrival times (open) or from closed-loop user threads; wait for all."""
+    sc = run.sc
+    futures: list[Future[Any]] = []
+    if sc.arrivals is not None:
+        for i, t in enumerate(sc.arrivals.tolist()):
+            run.start_at(t)
+            run.arrival[i] = t
+            f = submit(i)
+            if f is not None:
+                futures.append(f)
+        for f in futures:
+            f.result()
+        return
+    think = sc.think
+    assert think is not None
+    lock = threading.Lock()
+    counter = [0, 0]
+
+    def user() -> None:
+        while True:
+            with lock:
+                if counter[0] >= think.size:
+                    return
+                k = counter[0]
+                counter[0] += 1
+            time.sleep(float(think[k]) * run.scale)
+            with lock:
+                i = counter[1]
+                counter[1] += 1
+            run.arrival[i] = run.now()
+            f = submit(i)
+            if f is not None:
+                f.result()
+
+    users = [threading.Thread(target=user, daemon=True)
+             for _ in range(min(sc.workload.arrivals.users, sc.n_tasks))]  # type: ignore[union-attr]
+    for u in users:
+        u.start()
+    for u in users:
+        u.join()
+
+
+def _semaphores(run: _Run, make: Callable[[int], Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    w = run.sc.workload
+    return ({k: make(p.capacity) for k, p in w.pools.items()},
+            {k: make(s.concurrency) if s.concurrency else None for k, s in w.services.items()})
+
+
+def run_threads(run: _Run, workers: int, *, fan_out: bool) -> None:
+    """Sequential (workers=1, no fan-out: runs on this thread) or a pool of `workers` threads."""
+    machine = run.sc.workload.machine
+    tb = run.tb
+    admit_res = tb.resource_id("workers")
+    exec_res = tb.resource_id("gil") if fan_out and machine.gil else -1
+    pools, services = _semaphores(run, threading.BoundedSemaphore)
+    ctx = _ctx_for(run, exec_res=exec_res, fan_out=fan_out, pools=pools, services=services)
+    if not fan_out:
+        _dispatch(run, lambda i: _run_task(run, ctx, admit_res, i))
+        return
+    with ThreadPoolExecutor(workers) as ex:
+        _dispatch(run, lambda i: ex.submit(_run_task, run, ctx, admit_res, i))
+
+
+# ----------------------------------------------------------------------------------------- processes
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(rate: float, scale: float, t0: Any, pools: dict[str, Any], services: dict[str, Any],
+                 pool_res: dict[str, int], service_res: dict[str, int], exec_res: int, fan_out: bool) -> None:
+    records: list[tuple[Any, ...]] = []
+    _WORKER["records"] = records
+    _WORKER["ctx"] = SyncCtx(now=lambda: (time.perf_counter() - t0.value) / scale,
+                             add=lambda *r: records.append(r), cpu=CpuWork(rate), scale=scale, pools=pools,
+                             services=services, pool_res=pool_res, service_res=service_res, exec_res=exec_res,
+                             fan_out=fan_out)
+
+
+def _process_task(i: int, durs: list[float], steps: tuple[Node, ...]) -> tuple[float, float, list[Any], str | None]:
+    """Run one task in a worker process: (admitted, done, records, error) in model seconds."""
+    ctx: SyncCtx = _WORKER["ctx"]
+    records: list[tuple[Any, ...]] = _WORKER["records"]
+    records.clear()
+    admitted = ctx.now()
+    error = None
+    try:
+        sync_steps(ctx, i, durs, steps)
+    except Exception as exc:  # a failing task is a result, not a crash
+        error = f"{type(exc).__name__}: {exc}"
+    return admitted, ctx.now(), list(records), error
+
+
+def _warm() -> int:
+    time.sleep(0.05)
+    return 0
+
+
+def _mp_context() -> Any:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def start_process_pool(run: _Run, workers: int, initializer: Any = None, initargs: tuple[Any, ...] = (),
+                       t0: Any = None) -> ProcessPoolExecutor:
+    """A process pool whose workers have all started; the run's clock (and `t0`, if shared) starts after."""
+    ex = ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=initializer, initargs=initargs)
+    for f in [ex.submit(_warm) for _ in range(workers)]:
+        f.result()
+    run.t0 = time.perf_counter()  # worker start-up is not part of the measurement
+    if t0 is not None:
+        t0.value = run.t0
+    return ex
+
+
+def run_processes(run: _Run, workers: int) -> None:
+    """A pool of `workers` processes; pools and services are semaphores shared between processes."""
+    mp = _mp_context()
+    machine = run.sc.workload.machine
+    admit_res = run.tb.resource_id("workers")
+    exec_res = run.tb.resource_id("cores") if workers > machine.cores else -1
+    pools, services = _semaphores(run, mp.BoundedSemaphore)
+    t0 = mp.Value("d", 0.0, lock=False)
+    fan_out = any(p.has_parallel for p in run.sc.programs)
+    ex = start_process_pool(run, workers, _init_worker, (run.cpu.rate, run.scale, t0, pools, services,
+                                                         run.pool_res, run.service_res, exec_res, fan_out), t0)
+
+    def submit(i: int) -> Future[Any]:
+        f = ex.submit(_process_task, i, run.durations(i), run.steps(i))
+        f.add_done_callback(lambda fut, i=i: _collect(run, admit_res, i, fut))
+        return f
+
+    try:
+        _dispatch(run, submit)
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _collect(run: _Run, admit_res: int, i: int, fut: Future[Any]) -> None:
+    if fut.cancelled():
+        return
+    exc = fut.exception()
+    if exc is not None:
+        run.fail(i, exc)
+        return
+    admitted, done, records, error = fut.result()
+    if admitted > run.arrival[i]:
+        run.add(i, -1, K_ADMIT, admit_res, run.arrival[i], admitted, admitted)
+    for r in records:
+        run.add(*r)
+    if error is not None:
+        run.failed[i] = True
+        run.errors[i] = error
+    run.done[i] = done

@@ -1,0 +1,155 @@
+"""Measure this machine's execution overheads into a MachineProfile (what `asyncsim calibrate` prints and saves).
+
+The ideal model (no overheads) runs 5–22% fast against real asyncio; a per-wait overshoot δ and a
+per-resumption cost c fitted from two runs, T ≈ W·(d + δ + L·c) for W rounds of L tasks woken together,
+bring it within about 1% (../shared/research/asyncio-and-gil.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from ..profile import LoopProfile, MachineProfile
+from ._workers import _mp_context
+from .cpuwork import measure_rate
+
+__all__ = ["calibrate"]
+
+
+def _median(samples: list[float]) -> float:
+    return float(statistics.median(samples))
+
+
+def _loop_runner(name: str) -> asyncio.Runner:
+    if name == "uvloop":
+        import uvloop
+
+        return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    return asyncio.Runner()
+
+
+def _rounds(runner: asyncio.Runner, tasks: int, rounds: int, d: float) -> float:
+    async def one() -> None:
+        for _ in range(rounds):
+            await asyncio.sleep(d)
+
+    async def main() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(tasks)))
+        return time.perf_counter() - start
+
+    return runner.run(main())
+
+
+def _loop_profile(name: str, repeats: int) -> LoopProfile:
+    """Fit δ (overshoot per wait) and c (cost per resumption) from 1 task vs 100 tasks woken per round."""
+    d, rounds, many = 0.005, 40, 100
+    with _loop_runner(name) as runner:
+        _rounds(runner, 1, 5, d)  # warm up
+        single = _median([_rounds(runner, 1, rounds, d) for _ in range(repeats)]) / rounds
+        crowd = _median([_rounds(runner, many, rounds, d) for _ in range(repeats)]) / rounds
+        step = max(0.0, (crowd - single) / (many - 1))
+        overshoot = max(0.0, single - d - step)
+
+        async def create(n: int) -> float:
+            async def nothing() -> None:
+                return None
+
+            start = time.perf_counter()
+            await asyncio.gather(*(asyncio.create_task(nothing()) for _ in range(n)))
+            return (time.perf_counter() - start) / n
+
+        task_create = _median([runner.run(create(2000)) for _ in range(repeats)])
+
+        async def floor() -> float:
+            samples = []
+            for _ in range(20):
+                t = time.perf_counter()
+                await asyncio.sleep(0.0002)
+                samples.append(time.perf_counter() - t)
+            return _median(samples)
+
+        timer_floor = runner.run(floor())
+    return LoopProfile(loop_step_s=step, sleep_overshoot_s=overshoot, task_create_s=task_create,
+                       timer_floor_s=timer_floor)
+
+
+def _thread_sleep_overshoot(repeats: int) -> float:
+    samples = []
+    for _ in range(10 * repeats):
+        t = time.perf_counter()
+        time.sleep(0.005)
+        samples.append(time.perf_counter() - t - 0.005)
+    return max(0.0, _median(samples))
+
+
+def _thread_switch(n: int = 2000) -> float:
+    """One-way hand-off between two threads (an Event ping-pong), per hand-off."""
+    ping, pong = threading.Event(), threading.Event()
+
+    def partner() -> None:
+        for _ in range(n):
+            ping.wait()
+            ping.clear()
+            pong.set()
+
+    t = threading.Thread(target=partner)
+    t.start()
+    start = time.perf_counter()
+    for _ in range(n):
+        ping.set()
+        pong.wait()
+        pong.clear()
+    elapsed = time.perf_counter() - start
+    t.join()
+    return elapsed / (2 * n)
+
+
+def _process_dispatch(repeats: int) -> float:
+    with ProcessPoolExecutor(1, mp_context=_mp_context()) as ex:
+        ex.submit(int).result()
+        samples = []
+        for _ in range(50 * repeats):
+            t = time.perf_counter()
+            ex.submit(int).result()
+            samples.append(time.perf_counter() - t)
+    return _median(samples)
+
+
+def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None) -> MachineProfile:
+    """Measure CPU work rate, loop, thread and process overheads, and timer limits of this machine."""
+    say = progress or (lambda _msg: None)
+    say("CPU work rate of the busy loop")
+    rate = measure_rate()
+    loops = {}
+    for name in ("asyncio", "uvloop"):
+        if name == "uvloop":
+            try:
+                import uvloop  # noqa: F401
+            except ImportError:
+                continue
+        say(f"{name}: overshoot per wait, cost per resumption, task creation, timer floor")
+        loops[name] = _loop_profile(name, repeats)
+    say("threads: sleep overshoot, hand-off cost")
+    thread_overshoot = _thread_sleep_overshoot(repeats)
+    switch = _thread_switch()
+    say("processes: dispatch round trip")
+    dispatch = _process_dispatch(repeats)
+    return MachineProfile(
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        python=platform.python_version(), implementation=platform.python_implementation(),
+        platform=platform.platform(), cpu_count=os.cpu_count() or 1,
+        gil=bool(getattr(sys, "_is_gil_enabled", lambda: True)()),
+        cpu_rate=rate, switch_interval_s=sys.getswitchinterval(), loops=loops,
+        thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch, process_dispatch_s=dispatch,
+    )

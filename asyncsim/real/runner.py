@@ -1,0 +1,251 @@
+"""The real runner: executes a Scenario for real under asyncio, threads, processes or sequentially.
+
+It runs the very draws the simulator runs (a paired comparison): `io` is `asyncio.sleep` / `time.sleep`,
+`cpu` is calibrated pure-Python work (`cpuwork`), pools and service concurrency are real semaphores,
+`parallel` is `asyncio.gather` or a thread fan-out, the asyncio limit is a real `asyncio.Semaphore` and
+offload is `loop.run_in_executor`. It records the same Trace as the simulator (times in model seconds:
+real seconds / time_scale, from `time.perf_counter`), and each CPU step's thread CPU time in `cpu_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
+from ..strategies import Asyncio, Processes, Sequential, Threads
+from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_USE, RunOutput, TraceBuilder
+from . import _workers
+from .cpuwork import CpuWork, measure_rate
+
+__all__ = ["StepHook", "run_real"]
+
+StepHook = Callable[[int, Node], None]
+"""Called before each leaf step of a real run with (task, node); raising fails the task with that error."""
+
+
+class _Run:
+    """State shared by every runner: the clock, the recorder, the per-task table, resource codes."""
+
+    def __init__(self, scenario: Scenario, scale: float, cpu: CpuWork, on_step: StepHook | None) -> None:
+        self.sc = scenario
+        self.scale = scale
+        self.cpu = cpu
+        self.on_step = on_step
+        self.tb = TraceBuilder()
+        self.lock = threading.Lock()
+        n = scenario.n_tasks
+        self.arrival = np.full(n, np.nan)
+        self.done = np.full(n, np.nan)
+        self.failed = np.zeros(n, dtype=bool)
+        self.errors: dict[int, str] = {}
+        self.t0 = time.perf_counter()
+        w = scenario.workload
+        self.pool_res = {k: self.tb.resource_id(f"pool:{k}") for k in w.pools}
+        self.service_res = {k: self.tb.resource_id(f"service:{k}") for k in w.services}
+
+    def now(self) -> float:
+        """Model seconds since the start."""
+        return (time.perf_counter() - self.t0) / self.scale
+
+    def model_time(self, perf: float) -> float:
+        """A perf_counter reading (from any process on this host) in model seconds."""
+        return (perf - self.t0) / self.scale
+
+    def add(self, *record: Any) -> None:
+        """Append one record; thread-safe (a record is eight appends)."""
+        with self.lock:
+            self.tb.add(*record)
+
+    def durations(self, i: int) -> list[float]:
+        """Task i's drawn durations, scaled to real seconds."""
+        return (self.sc.task_durations(i) * self.scale).tolist()
+
+    def steps(self, i: int) -> tuple[Node, ...]:
+        """Task i's compiled steps."""
+        return self.sc.programs[self.sc.task_type[i]].steps
+
+    def fail(self, i: int, exc: BaseException) -> None:
+        """Record task i as failed with its error."""
+        self.failed[i] = True
+        self.errors[i] = f"{type(exc).__name__}: {exc}"
+
+    def start_at(self, t_model: float) -> None:
+        """Sleep (this thread) until model time t_model."""
+        delay = self.t0 + t_model * self.scale - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def run_real(scenario: Scenario, *, time_scale: float = 1.0, cpu_rate: float | None = None,
+             loop: str = "asyncio", on_step: StepHook | None = None) -> RunOutput:
+    """Execute `scenario` for real under its strategy; durations are multiplied by `time_scale`.
+
+    `cpu_rate` (iterations/s of the busy loop) is measured now when not given. An interrupted run
+    (KeyboardInterrupt) returns what it measured, with unfinished tasks' `done` left NaN.
+    """
+    if time_scale <= 0:
+        raise ValueError(f"time_scale must be > 0, got {time_scale}")
+    cpu = CpuWork(cpu_rate if cpu_rate is not None else measure_rate())
+    strategy = scenario.strategy
+    run = _Run(scenario, time_scale, cpu, on_step)
+    caps: dict[str, int | None] = {"cores": scenario.workload.machine.cores, "loop": 1, "gil": 1}
+    caps.update({f"pool:{k}": p.capacity for k, p in scenario.workload.pools.items()})
+    caps.update({f"service:{k}": s.concurrency for k, s in scenario.workload.services.items()})
+    interrupted = False
+    try:
+        if isinstance(strategy, Asyncio):
+            caps["limit"] = strategy.limit
+            if strategy.offload is not None:
+                caps["executor"] = strategy.offload.workers
+            _run_asyncio(run, strategy, loop)
+        elif isinstance(strategy, Processes):
+            caps["workers"] = strategy.workers
+            _workers.run_processes(run, strategy.workers)
+        else:
+            workers = 1 if isinstance(strategy, Sequential) else strategy.workers
+            caps["workers"] = workers
+            _workers.run_threads(run, workers, fan_out=isinstance(strategy, Threads))
+    except KeyboardInterrupt:
+        interrupted = True
+    return RunOutput(run.tb.build(), run.arrival, run.done, scenario.task_type, run.failed, 0, caps,
+                     errors=dict(run.errors), interrupted=interrupted)
+
+
+# ------------------------------------------------------------------------------------------- asyncio
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if name == "asyncio":
+        return None
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            raise ValueError("--loop uvloop: uvloop is not installed (pip install 'asyncsim[uvloop]')") from None
+        return uvloop.new_event_loop
+    raise ValueError(f"loop must be 'asyncio' or 'uvloop', got {name!r}")
+
+
+def _run_asyncio(run: _Run, strategy: Asyncio, loop_name: str) -> None:
+    factory = _loop_factory(loop_name)
+    executor: Executor | None = None
+    off = strategy.offload
+    if isinstance(off, Threads):
+        executor = ThreadPoolExecutor(off.workers)
+    elif isinstance(off, Processes):
+        executor = _workers.start_process_pool(run, off.workers)
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(_AsyncRun(run, strategy, executor).main())
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _AsyncRun:
+    def __init__(self, run: _Run, strategy: Asyncio, executor: Executor | None) -> None:
+        self.run = run
+        self.limit = asyncio.Semaphore(strategy.limit) if strategy.limit else None
+        w = run.sc.workload
+        self.pools = {k: asyncio.Semaphore(p.capacity) for k, p in w.pools.items()}
+        self.services = {k: asyncio.Semaphore(s.concurrency) if s.concurrency else None
+                         for k, s in w.services.items()}
+        self.executor = executor
+        tb = run.tb
+        self.admit_res = tb.resource_id("limit")
+        self.exec_res = tb.resource_id("executor") if executor is not None else tb.resource_id("loop")
+
+    async def main(self) -> None:
+        run, sc = self.run, self.run.sc
+        tasks: list[asyncio.Task[None]] = []
+        if sc.arrivals is not None:
+            for i, t in enumerate(sc.arrivals.tolist()):
+                delay = run.t0 + t * run.scale - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                run.arrival[i] = t
+                tasks.append(asyncio.create_task(self.task(i)))
+        else:
+            counter = [0, 0]
+            users = min(sc.workload.arrivals.users, sc.n_tasks)  # type: ignore[union-attr]
+            tasks = [asyncio.create_task(self.user(counter)) for _ in range(users)]
+        await asyncio.gather(*tasks)
+
+    async def user(self, counter: list[int]) -> None:
+        run = self.run
+        think = run.sc.think
+        assert think is not None
+        while counter[0] < think.size:
+            k = counter[0]
+            counter[0] += 1
+            await asyncio.sleep(float(think[k]) * run.scale)
+            i = counter[1]
+            counter[1] += 1
+            run.arrival[i] = run.now()
+            await self.task(i)
+
+    async def task(self, i: int) -> None:
+        run = self.run
+        if self.limit is not None:
+            await self.limit.acquire()
+            admitted = run.now()
+            if admitted > run.arrival[i]:
+                run.add(i, -1, K_ADMIT, self.admit_res, run.arrival[i], admitted, admitted)
+        try:
+            await self.steps(i, run.durations(i), run.steps(i))
+        except Exception as exc:  # a failing task is a result, not a crash
+            run.fail(i, exc)
+        finally:
+            run.done[i] = run.now()
+            if self.limit is not None:
+                self.limit.release()
+
+    async def steps(self, i: int, durs: list[float], steps: tuple[Node, ...]) -> None:
+        run, tb = self.run, self.run.tb
+        for node in steps:
+            kind = node.kind
+            if run.on_step is not None and kind in (CPU, IO, CALL):
+                run.on_step(i, node)
+            if kind == CPU:
+                if self.executor is not None:
+                    submitted = run.now()
+                    loop = asyncio.get_running_loop()
+                    start, end, cpu = await loop.run_in_executor(
+                        self.executor, _workers.timed_burn, run.cpu.iterations(durs[node.id]))
+                    tb.add(i, node.id, K_CPU, self.exec_res, submitted, run.model_time(start),
+                           run.model_time(end), cpu / run.scale)
+                    continue
+                start = run.now()
+                cpu = run.cpu.run(durs[node.id])
+                tb.add(i, node.id, K_CPU, self.exec_res, start, start, run.now(), cpu / run.scale)
+            elif kind == IO:
+                start = run.now()
+                await asyncio.sleep(durs[node.id])
+                tb.add(i, node.id, K_IO, -1, start, start, run.now())
+            elif kind == CALL:
+                sem = self.services[node.name]  # type: ignore[index]
+                sent = run.now()
+                if sem is None:
+                    await asyncio.sleep(durs[node.id])
+                    tb.add(i, node.id, K_CALL, run.service_res[node.name], sent, sent, run.now())  # type: ignore[index]
+                    continue
+                async with sem:
+                    served = run.now()
+                    await asyncio.sleep(durs[node.id])
+                tb.add(i, node.id, K_CALL, run.service_res[node.name], sent, served, run.now())  # type: ignore[index]
+            elif kind == USE:
+                asked = run.now()
+                async with self.pools[node.name]:  # type: ignore[index]
+                    got = run.now()
+                    await self.steps(i, durs, node.body)
+                    tb.add(i, node.id, K_USE, run.pool_res[node.name], asked, got, run.now())  # type: ignore[index]
+            else:
+                assert kind == PAR
+                await asyncio.gather(*(self.steps(i, durs, b) for b in node.branches))
