@@ -121,8 +121,7 @@ def _run_task(run: _Run, ctx: SyncCtx, admit_res: int, i: int) -> None:
         sync_steps(ctx, i, run.durations(i), run.steps(i))
     except Exception as exc:  # a failing task is a result, not a crash
         run.fail(i, exc)
-    finally:
-        run.done[i] = run.now()
+    run.done[i] = run.now()  # not reached when interrupted: the task stays unfinished
 
 
 def _dispatch(run: _Run, submit: Callable[[int], Future[Any] | None]) -> None:
@@ -195,13 +194,14 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(rate: float, scale: float, t0: Any, pools: dict[str, Any], services: dict[str, Any],
-                 pool_res: dict[str, int], service_res: dict[str, int], exec_res: int, fan_out: bool) -> None:
+                 pool_res: dict[str, int], service_res: dict[str, int], exec_res: int, fan_out: bool,
+                 on_step: Callable[[int, Node], None] | None) -> None:
     records: list[tuple[Any, ...]] = []
     _WORKER["records"] = records
     _WORKER["ctx"] = SyncCtx(now=lambda: (time.perf_counter() - t0.value) / scale,
                              add=lambda *r: records.append(r), cpu=CpuWork(rate), scale=scale, pools=pools,
                              services=services, pool_res=pool_res, service_res=service_res, exec_res=exec_res,
-                             fan_out=fan_out)
+                             fan_out=fan_out, on_step=on_step)
 
 
 def _process_task(i: int, durs: list[float], steps: tuple[Node, ...]) -> tuple[float, float, list[Any], str | None]:
@@ -250,7 +250,8 @@ def run_processes(run: _Run, workers: int) -> None:
     t0 = mp.Value("d", 0.0, lock=False)
     fan_out = any(p.has_parallel for p in run.sc.programs)
     ex = start_process_pool(run, workers, _init_worker, (run.cpu.rate, run.scale, t0, pools, services,
-                                                         run.pool_res, run.service_res, exec_res, fan_out), t0)
+                                                         run.pool_res, run.service_res, exec_res, fan_out,
+                                                         run.on_step), t0)
 
     def submit(i: int) -> Future[Any]:
         f = ex.submit(_process_task, i, run.durations(i), run.steps(i))

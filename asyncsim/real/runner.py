@@ -27,7 +27,9 @@ from .cpuwork import CpuWork, measure_rate
 __all__ = ["StepHook", "run_real"]
 
 StepHook = Callable[[int, Node], None]
-"""Called before each leaf step of a real run with (task, node); raising fails the task with that error."""
+"""Called before each leaf step of a real run with (task, node); raising fails the task with that error.
+
+Under processes:N it runs in the worker processes (inherited when they fork)."""
 
 
 class _Run:
@@ -203,9 +205,9 @@ class _AsyncRun:
         except Exception as exc:  # a failing task is a result, not a crash
             run.fail(i, exc)
         finally:
-            run.done[i] = run.now()
             if self.limit is not None:
                 self.limit.release()
+        run.done[i] = run.now()  # not reached when interrupted: the task stays unfinished
 
     async def steps(self, i: int, durs: list[float], steps: tuple[Node, ...]) -> None:
         run, tb = self.run, self.run.tb

@@ -1,0 +1,118 @@
+"""The real runner: calibrated CPU work, failures, interruption, and one metric code path for both sides."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import numpy as np
+import pytest
+
+import asyncsim as a
+from asyncsim.metrics import compute_result
+from asyncsim.real import CpuWork, measure_rate, run_real
+from asyncsim.real.runner import _Run
+from asyncsim.sim import run_scenario
+from asyncsim.validate import check_time_scale, replay_scenario
+
+pytestmark = pytest.mark.validation
+
+
+def test_busy_loop_time_scales_linearly_with_requested_time():
+    work = CpuWork(measure_rate())
+    for _ in range(3):  # a noisy machine: measure again rather than loosen
+        per_ms = {ms: statistics.median(work.run(ms / 1000) for _ in range(5)) / ms for ms in (2, 4, 8, 16)}
+        spread = max(per_ms.values()) / min(per_ms.values())
+        if spread < 1.15:
+            break
+    assert spread < 1.15, per_ms
+    assert 0.7e-3 < statistics.median(per_ms.values()) < 1.4e-3  # ~1 ms of CPU per requested ms
+
+
+def test_iterations_are_proportional_to_seconds():
+    work = CpuWork(1e7)
+    assert work.iterations(0.002) * 2 == work.iterations(0.004)
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        CpuWork(0)
+
+
+STRATEGIES = ["sequential", "threads:3", "processes:2", "asyncio", "asyncio:3+threads:2", "asyncio:3+processes:2"]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_task_that_raises_is_counted_failed_with_its_error(strategy):
+    w = a.Workload(name="f", arrivals=a.Batch(count=6), task=(a.cpu(0.001), a.io(0.002)))
+    sc = a.build_scenario(w, strategy=strategy)
+
+    def fail_task_3(task, node):
+        if task == 3 and node.kind == 1:
+            raise RuntimeError("connection reset")
+
+    out = run_real(sc, time_scale=1.0, cpu_rate=1e7, on_step=fail_task_3)
+    assert out.failed.tolist() == [False, False, False, True, False, False]
+    assert out.errors == {3: "RuntimeError: connection reset"}
+    assert not np.isnan(out.done).any()
+
+
+def test_an_interrupted_run_returns_what_it_measured():
+    w = a.Workload(name="i", arrivals=a.Batch(count=10), task=(a.io(0.002),))
+    sc = a.build_scenario(w, strategy="sequential")
+
+    def interrupt_at_task_4(task, node):
+        if task == 4:
+            raise KeyboardInterrupt
+
+    out = run_real(sc, cpu_rate=1e7, on_step=interrupt_at_task_4)
+    assert out.interrupted
+    assert (~np.isnan(out.done)).sum() == 4
+    assert len(out.trace) >= 4
+
+
+def test_real_and_simulated_traces_give_identical_metrics_for_identical_timestamps(mixed):
+    sc = a.build_scenario(mixed, seed=2, strategy="asyncio:4")
+    sim = run_scenario(sc)
+    # the real runner's recorder fed the simulator's timestamps, record by record
+    real = _Run(sc, 1.0, CpuWork(1e7), None)
+    t = sim.trace
+    for k in range(len(t)):
+        code = t.resource[k]
+        resource = real.tb.resource_id(t.resources[code]) if code >= 0 else -1  # the codes differ, names agree
+        real.add(int(t.task[k]), int(t.step[k]), int(t.kind[k]), resource, float(t.enqueue[k]),
+                 float(t.start[k]), float(t.end[k]), float(t.cpu_s[k]))
+    rebuilt = real.tb.build()
+    assert set(rebuilt.resources) == set(t.resources)
+
+    def result(trace):
+        return compute_result(trace, sim.arrival, sim.done, sim.task_type, sim.failed, model="m", strategy="s",
+                              seed=2, capacities=sim.capacities, parallel_types=np.array([True]))
+
+    assert json.dumps(result(rebuilt).to_dict()) == json.dumps(result(t).to_dict())
+
+
+def test_replay_takes_the_measured_cpu_durations(mixed):
+    sc = a.build_scenario(mixed, seed=1, strategy="asyncio")
+    out = run_scenario(sc)
+    doubled = out.trace.cpu_s.copy()
+    doubled[out.trace.kind == 0] *= 2
+    replayed = replay_scenario(sc, type(out)(**{**out.__dict__, "trace": type(out.trace)(
+        **{**out.trace.__dict__, "cpu_s": doubled})}))
+    cpu_nodes = [n.id for n in sc.programs[0].nodes if n.kind == 0]
+    assert np.allclose(replayed.durations[0][:, cpu_nodes], 2 * sc.durations[0][:, cpu_nodes])
+    other = [n.id for n in sc.programs[0].nodes if n.kind != 0]
+    assert np.array_equal(replayed.durations[0][:, other], sc.durations[0][:, other])
+
+
+def test_time_scale_below_the_timer_floor_is_refused():
+    w = a.Workload(name="t", arrivals=a.Batch(count=1), task=(a.cpu(0.001), a.io(0.01)))
+    check_time_scale(w, 0.2, 0.001)
+    with pytest.raises(a.ModelError, match=r"task\[1\]\.io, mean 0.01 s\) 0.1 ms, below .* use --time-scale >= 0.1"):
+        check_time_scale(w, 0.01, 0.001)
+    with pytest.raises(a.ModelError, match="must be > 0"):
+        check_time_scale(w, 0, 0.001)
+
+
+def test_uvloop_runs_when_installed():
+    pytest.importorskip("uvloop")
+    w = a.Workload(name="u", arrivals=a.Batch(count=20), task=(a.io(0.005),))
+    out = run_real(a.build_scenario(w, strategy="asyncio"), cpu_rate=1e7, loop="uvloop")
+    assert (~np.isnan(out.done)).all()
