@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError
 
+from ._io import write_atomic
 from ._model import Frozen
 from .errors import ModelError
 from .spec import Machine, format_errors
@@ -78,10 +79,7 @@ class MachineProfile(Frozen):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as JSON atomically (a temporary file renamed into place)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.model_dump(), indent=2) + "\n")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(self.model_dump(), indent=2) + "\n")
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> MachineProfile:

@@ -24,7 +24,7 @@ from .spec import Workload
 from .strategies import Strategy, parse_strategy
 from .trace import K_CPU, RunOutput
 
-__all__ = ["ERROR_KEYS", "Validation", "check_time_scale", "validate"]
+__all__ = ["ERROR_KEYS", "Validation", "check_time_scale", "suggest_time_scale", "validate"]
 
 ERROR_KEYS = ("t_total", "throughput", "concurrency_mean", "latency_p50", "latency_p95")
 
@@ -79,14 +79,8 @@ def relative_errors(predicted: Result, measured: Result) -> dict[str, float]:
     return out
 
 
-def check_time_scale(workload: Workload, time_scale: float, timer_floor_s: float) -> None:
-    """Refuse a time scale that shrinks a mean wait below what this machine's timers honour.
-
-    Raises:
-        ModelError: naming the shortest step, its scaled length, the floor and the smallest usable scale.
-    """
-    if not time_scale > 0:
-        raise ModelError(f"--time-scale: must be > 0 (got {time_scale})")
+def _shortest_wait(workload: Workload) -> tuple[float, str] | None:
+    """The io or call step with the shortest mean wait: (mean seconds, YAML path)."""
     shortest: tuple[float, str] | None = None
     for path, step in workload.walk():
         kind = type(step).__name__.lower()
@@ -98,6 +92,26 @@ def check_time_scale(workload: Workload, time_scale: float, timer_floor_s: float
             continue
         if mean > 0 and (shortest is None or mean < shortest[0]):
             shortest = (mean, f"{path}.{kind}")
+    return shortest
+
+
+def suggest_time_scale(workload: Workload, timer_floor_s: float, *, margin: float = 2.0) -> float:
+    """The smallest time scale (at most 1) that keeps every mean wait `margin` × above the timer floor."""
+    shortest = _shortest_wait(workload)
+    if shortest is None:
+        return 1.0
+    return min(1.0, float(f"{margin * timer_floor_s / shortest[0]:.2g}"))
+
+
+def check_time_scale(workload: Workload, time_scale: float, timer_floor_s: float) -> None:
+    """Refuse a time scale that shrinks a mean wait below what this machine's timers honour.
+
+    Raises:
+        ModelError: naming the shortest step, its scaled length, the floor and the smallest usable scale.
+    """
+    if not time_scale > 0:
+        raise ModelError(f"--time-scale: must be > 0 (got {time_scale})")
+    shortest = _shortest_wait(workload)
     if shortest is not None and shortest[0] * time_scale < timer_floor_s:
         mean, path = shortest
         raise ModelError(

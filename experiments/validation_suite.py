@@ -1,0 +1,65 @@
+"""Validation suite: every ready model × strategy, predicted vs measured on this machine.
+
+    python experiments/validation_suite.py            # writes reports/validation/report.md (+ PNG, results.json)
+    python experiments/validation_suite.py --quick    # two strategies per model, small budget (used by the tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import asyncsim as a
+from asyncsim._io import write_atomic
+from asyncsim.real.calibrate import calibrate
+from asyncsim.report import metadata, validation_report
+from asyncsim.validate import suggest_time_scale, validate
+
+ROOT = Path(__file__).resolve().parent.parent
+STRATEGIES = ["sequential", "threads:8", "processes:2", "asyncio", "asyncio:20", "asyncio:20+processes:2"]
+QUICK = ["threads:8", "asyncio:20"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a fast subset")
+    parser.add_argument("--out", default=str(ROOT / "reports" / "validation"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget", type=float, default=None, help="max real seconds per run")
+    args = parser.parse_args(argv)
+    budget = args.budget or (2.0 if args.quick else 12.0)
+    strategies = QUICK if args.quick else STRATEGIES
+    profile = calibrate(repeats=1 if args.quick else 3)
+    floor = profile.timer_floor_s()
+    rows, skipped = [], []
+    for path in sorted((ROOT / "models").glob("*.yaml")):
+        workload = a.load(path)
+        scale = suggest_time_scale(workload, floor, margin=3.0)
+        for strategy in strategies:
+            strat = a.parse_strategy(strategy)
+            machine = profile.machine_for(strat, workload.machine, time_scale=scale)
+            expected = a.simulate(workload, strategy=strat, seed=args.seed, machine=machine).t_total * scale
+            if expected > budget:
+                skipped.append({"model": workload.name, "strategy": strategy,
+                                "reason": f"about {expected:.0f} s of real time at time scale {scale:g}"})
+                continue
+            v = validate(workload, strategy=strat, seed=args.seed, time_scale=scale, profile=profile)
+            rows.append({"model": workload.name, "strategy": strategy, "time_scale": scale,
+                         "predicted": v.predicted.t_total, "replayed": v.replayed.t_total,
+                         "measured": v.measured.t_total, "error": v.error["t_total"],
+                         "replay_error": v.replay_error["t_total"],
+                         "concurrency_error": v.replay_error["concurrency_mean"]})
+            print(f"{workload.name:12s} {strategy:24s} replay error {v.replay_error['t_total']:+.1%}", flush=True)
+    meta = metadata(["python", "experiments/validation_suite.py", *(argv if argv is not None else sys.argv[1:])],
+                    seed=args.seed, profile=profile.model_dump())
+    out = Path(args.out)
+    write_atomic(out / "results.json", json.dumps({"meta": meta, "rows": rows, "skipped": skipped}, indent=1))
+    report = validation_report(rows, skipped, meta, out)
+    print(f"wrote {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
