@@ -44,8 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     group = val.add_mutually_exclusive_group()
     group.add_argument("--strategy", help="one strategy (default: the model's)")
     group.add_argument("--strategies", help="comma-separated strategies")
-    val.add_argument("--time-scale", type=float, default=1.0,
-                     help="run every duration × this factor (results are reported in model seconds)")
+    val.add_argument("--time-scale", default="1",
+                     help="run every duration × this factor (results are reported in model seconds); "
+                          "'auto' picks the smallest scale this machine's timers honour with margin")
     val.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop for asyncio runs")
     _common(val)
 
@@ -188,7 +189,7 @@ def _calibrate(args: argparse.Namespace, out: Console) -> int:
 
 def _validate(workload: Workload, profile: MachineProfile | None, args: argparse.Namespace, out: Console) -> int:
     from .real.calibrate import calibrate
-    from .validate import check_time_scale, validate
+    from .validate import check_time_scale, suggest_time_scale, validate
 
     names = [x.strip() for x in (args.strategies or args.strategy or str(workload.strategy)).split(",") if x.strip()]
     strategies = [parse_strategy(n) for n in names]
@@ -196,10 +197,19 @@ def _validate(workload: Workload, profile: MachineProfile | None, args: argparse
         if not args.json:
             out.print("[dim]no --machine-profile: calibrating this machine first[/]")
         profile = calibrate(repeats=1)
-    check_time_scale(workload, args.time_scale, profile.timer_floor_s(args.loop))
+    floor = profile.timer_floor_s(args.loop)
+    if args.time_scale == "auto":
+        scale = suggest_time_scale(workload, floor, margin=3.0)
+    else:
+        try:
+            scale = float(args.time_scale)
+        except ValueError:
+            raise ModelError(f"--time-scale: must be a number or 'auto' (got {args.time_scale!r})") from None
+    check_time_scale(workload, scale, floor)
+    args.time_scale = scale
     results = []
     for strategy in strategies:
-        v = validate(workload, strategy=strategy, seed=args.seed, time_scale=args.time_scale, profile=profile,
+        v = validate(workload, strategy=strategy, seed=args.seed, time_scale=scale, profile=profile,
                      loop=args.loop)
         results.append(v)
         if v.interrupted:
