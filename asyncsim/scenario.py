@@ -105,6 +105,14 @@ class Scenario:
                         tuple(np.asarray(d, dtype=float) for d in durations), self.arrivals, self.think)
 
 
+    def with_arrivals(self, arrivals: np.ndarray) -> Scenario:
+        """A copy with other arrival times (open workloads), everything else equal."""
+        if self.arrivals is None or arrivals.shape != self.arrivals.shape:
+            raise ValueError("arrivals must have the scenario's shape (and the workload must be open)")
+        return Scenario(self.workload, self.strategy, self.seed, self.programs, self.task_type, self.task_row,
+                        self.durations, np.asarray(arrivals, dtype=float), self.think)
+
+
 def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 

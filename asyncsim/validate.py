@@ -131,7 +131,8 @@ def _result(scenario: Scenario, out: RunOutput) -> Result:
 
 
 def replay_scenario(scenario: Scenario, measured: RunOutput) -> Scenario:
-    """The scenario with each CPU step's duration replaced by the CPU time it took in the real run."""
+    """The scenario with what the real run actually had: each CPU step's measured CPU time, and (for open
+    arrivals) the times tasks actually arrived."""
     durations = [d.copy() for d in scenario.durations]
     trace = measured.trace
     cpu = (trace.kind == K_CPU) & (trace.step >= 0)
@@ -140,7 +141,10 @@ def replay_scenario(scenario: Scenario, measured: RunOutput) -> Scenario:
     for t, matrix in enumerate(durations):
         mine = types == t
         matrix[rows[mine], steps[mine]] = cpu_s[mine]
-    return scenario.with_durations(tuple(durations))
+    replayed = scenario.with_durations(tuple(durations))
+    if scenario.arrivals is not None and not np.isnan(measured.arrival).any():
+        replayed = replayed.with_arrivals(np.maximum.accumulate(measured.arrival))
+    return replayed
 
 
 def validate(workload: Workload, *, strategy: Strategy | str | None = None, seed: int = 0,

@@ -130,8 +130,7 @@ def _dispatch(run: _Run, submit: Callable[[int], Future[Any] | None]) -> None:
     futures: list[Future[Any]] = []
     if sc.arrivals is not None:
         for i, t in enumerate(sc.arrivals.tolist()):
-            run.start_at(t)
-            run.arrival[i] = t
+            run.arrive_at(i, t)
             f = submit(i)
             if f is not None:
                 futures.append(f)

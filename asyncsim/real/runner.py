@@ -78,11 +78,18 @@ class _Run:
         self.failed[i] = True
         self.errors[i] = f"{type(exc).__name__}: {exc}"
 
-    def start_at(self, t_model: float) -> None:
-        """Sleep (this thread) until model time t_model."""
+    def arrive_at(self, i: int, t_model: float) -> None:
+        """Sleep (this thread) until task i's arrival time, and record when it actually arrived.
+
+        A timer wakes late (by up to a millisecond under asyncio); the task arrives when it is handed over,
+        so its latency is measured from then. If the time had already passed, it arrived on time and waited.
+        """
         delay = self.t0 + t_model * self.scale - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+            self.arrival[i] = self.now()
+        else:
+            self.arrival[i] = t_model
 
 
 def run_real(scenario: Scenario, *, time_scale: float = 1.0, cpu_rate: float | None = None,
@@ -172,7 +179,9 @@ class _AsyncRun:
                 delay = run.t0 + t * run.scale - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                run.arrival[i] = t
+                    run.arrival[i] = run.now()  # timers wake late: the task arrives when it is created
+                else:
+                    run.arrival[i] = t
                 tasks.append(asyncio.create_task(self.task(i)))
         else:
             counter = [0, 0]
