@@ -110,11 +110,16 @@ def _percentiles(latency: np.ndarray) -> dict[str, float]:
 def _in_flight_steps(arrival: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ok = ~np.isnan(done)
     times = np.concatenate([arrival[ok], done[ok]])
-    delta = np.concatenate([np.ones(ok.sum(), dtype=np.int64), -np.ones(ok.sum(), dtype=np.int64)])
+    delta = np.concatenate([np.ones(ok.sum(), dtype=np.int8), -np.ones(ok.sum(), dtype=np.int8)])
     order = np.lexsort((delta, times))  # departures (-1) before arrivals at equal times
-    times, level = times[order], np.cumsum(delta[order])
+    times, level = times[order], np.cumsum(delta[order], dtype=np.int64)
     last = np.r_[times[1:] != times[:-1], True]  # keep the level after the last event at each time
     return times[last], level[last]
+
+
+def _peak_in_flight(arrival: np.ndarray, done: np.ndarray) -> int:
+    _, levels = _in_flight_steps(arrival, done)
+    return int(levels.max()) if levels.size else 0
 
 
 def _step_count(times: np.ndarray, t0: np.ndarray, t1: np.ndarray) -> np.ndarray:
@@ -124,26 +129,36 @@ def _step_count(times: np.ndarray, t0: np.ndarray, t1: np.ndarray) -> np.ndarray
     return started - ended
 
 
+_FAMILIES = 4  # kinds of interval a record implies (see _family)
+_SLICE = 1 << 20  # records summed at a time by _task_split: bounds its temporaries on multi-million traces
+
+
+def _family(trace: Trace, family: int, records: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """One family of the intervals that `records` imply: (task, t0, t1) where t1 > t0, and their state.
+
+    0: queued before start; 1: computing, the cpu_s of cpu and resume records; 2: queued for the rest of
+    their span (preempted, or sharing a core); 3: waiting (io, call, admit).
+    """
+    kind, start, end = trace.kind[records], trace.start[records], trace.end[records]
+    mask: np.ndarray | None
+    if family == 0:
+        mask, t0, t1, state = None, trace.enqueue[records], start, QUEUED
+    elif family == 3:
+        mask, t0, t1, state = (kind == K_IO) | (kind == K_CALL) | (kind == K_ADMIT), start, end, WAITING
+    else:
+        mask = (kind == K_CPU) | (kind == K_RESUME)
+        cpu_end = start + np.minimum(trace.cpu_s[records], end - start)
+        t0, t1, state = (start, cpu_end, COMPUTING) if family == 1 else (cpu_end, end, QUEUED)
+    keep = t1 > t0 if mask is None else mask & (t1 > t0)
+    return trace.task[records][keep], t0[keep], t1[keep], state
+
+
 def _intervals(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every (task, t0, t1, state) interval the records imply; they may overlap only across branches."""
-    kind, enq, start, end = trace.kind, trace.enqueue, trace.start, trace.end
-    cpu = np.minimum(trace.cpu_s, end - start)
-    is_cpu = (kind == K_CPU) | (kind == K_RESUME)
-    waits = (kind == K_IO) | (kind == K_CALL) | (kind == K_ADMIT)
-    parts = [
-        (np.ones_like(kind, dtype=bool), enq, start, QUEUED),
-        (is_cpu, start, start + cpu, COMPUTING),
-        (is_cpu, start + cpu, end, QUEUED),
-        (waits, start, end, WAITING),
-    ]
-    tasks, t0s, t1s, states = [], [], [], []
-    for mask, a, b, state in parts:
-        keep = mask & (b > a)
-        tasks.append(trace.task[keep])
-        t0s.append(a[keep])
-        t1s.append(b[keep])
-        states.append(np.full(int(keep.sum()), state, dtype=np.int8))
-    return np.concatenate(tasks), np.concatenate(t0s), np.concatenate(t1s), np.concatenate(states)
+    families = [_family(trace, f, slice(None)) for f in range(_FAMILIES)]
+    return (np.concatenate([task for task, _, _, _ in families]), np.concatenate([t0 for _, t0, _, _ in families]),
+            np.concatenate([t1 for _, _, t1, _ in families]),
+            np.concatenate([np.full(task.size, state, dtype=np.int8) for task, _, _, state in families]))
 
 
 def state_segments(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -171,11 +186,20 @@ def state_segments(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 def _task_split(trace: Trace, n: int, overlapping: np.ndarray) -> np.ndarray:
     """Seconds each task spent computing / waiting / queued: a (3, n) array."""
-    task, t0, t1, state = _intervals(trace) if not overlapping.any() else state_segments(trace)
     out = np.zeros((3, n))
-    for code in range(3):
-        mask = state == code
-        out[code] = np.bincount(task[mask], weights=(t1 - t0)[mask], minlength=n)
+    if overlapping.any():
+        task, t0, t1, state = state_segments(trace)
+        for code in range(3):
+            mask = state == code
+            out[code] = np.bincount(task[mask], weights=(t1 - t0)[mask], minlength=n)
+        return out
+    # Intervals that never overlap need no sweep: sum them family by family, slice by slice. np.add.at adds
+    # in order, so each sum is the one a bincount over all intervals at once would make, to the last bit,
+    # without holding them all (a million tasks imply ~6M intervals).
+    for family in range(_FAMILIES):
+        for lo in range(0, len(trace), _SLICE):
+            task, t0, t1, state = _family(trace, family, slice(lo, lo + _SLICE))
+            np.add.at(out[state], task, t1 - t0)
     return out
 
 
@@ -194,13 +218,15 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
     t_first = float(np.nanmin(arrival)) if n else 0.0
     t_total = float(np.nanmax(done) - t_first) if completed else 0.0
     latency = (done - arrival)[ok]
+    span = t_total if t_total > 0 else math.nan
+    # first, while nothing else is held: on a multi-million-record trace its temporaries weigh the most
+    resources = _resources(trace, arrival, done, capacities, span, max(n, 1))
+    peak = _peak_in_flight(arrival, done)
     split = _task_split(trace, n, _overlapping(parallel_types, task_type))
     per_task = split[:, ok]
-    span = t_total if t_total > 0 else math.nan
-    _, levels = _in_flight_steps(arrival, done)
     concurrency = {
         "mean": float(latency.sum() / span) if completed else 0.0,
-        "peak": int(levels.max()) if levels.size else 0,
+        "peak": peak,
         "computing_mean": float(per_task[COMPUTING].sum() / span) if completed else 0.0,
         "waiting_mean": float(per_task[WAITING].sum() / span) if completed else 0.0,
         "queued_mean": float(per_task[QUEUED].sum() / span) if completed else 0.0,
@@ -214,7 +240,7 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
         model=model, strategy=strategy, seed=seed, tasks=n, completed=completed,
         failed=int(failed.sum()), t_total=t_total, throughput=completed / span if completed else 0.0,
         latency=_percentiles(latency), concurrency=concurrency, time_split=time_split,
-        resources=_resources(trace, arrival, done, capacities, span, max(n, 1)),
+        resources=resources,
         trace=trace, arrival=arrival, done=done, task_type=task_type, type_names=type_names,
         parallel_types=parallel_types, events=events,
     )
@@ -223,23 +249,27 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
 def _resources(trace: Trace, arrival: np.ndarray, done: np.ndarray, capacities: dict[str, int | None],
                span: float, n: int) -> dict[str, dict[str, float | None]]:
     kind, res = trace.kind, trace.resource
-    held = trace.end - trace.start
-    wait = trace.start - trace.enqueue
     is_cpu = (kind == K_CPU) | (kind == K_RESUME)
-    stretch = np.where(kind == K_CPU, np.maximum(held - trace.cpu_s, 0.0), 0.0)
     admitted = arrival.copy()
     admits = kind == K_ADMIT
     admitted[trace.task[admits]] = trace.start[admits]
     out: dict[str, dict[str, float | None]] = {}
     for rid, name in enumerate(trace.resources):
+        # columns cut to the resource's records before any arithmetic: temporaries stay small on long traces
         mine = res == rid
-        total_wait = float(wait[mine].sum() + stretch[mine].sum())
+        my_kind, my_start = kind[mine], trace.start[mine]
+        waited = (my_start - trace.enqueue[mine]).sum()
+        held = trace.end[mine] - my_start
+        stretch = held - trace.cpu_s[mine]
+        np.maximum(stretch, 0.0, out=stretch)
+        stretch[my_kind != K_CPU] = 0.0
+        total_wait = float(waited + stretch.sum())
         if name in ("limit", "workers"):
             busy = float(np.nansum(done - admitted))
         elif name in ("loop", "gil"):
             busy = float(trace.cpu_s[mine & is_cpu].sum())
         else:
-            busy = float(held[mine & ((kind == K_USE) | (kind == K_CALL) | (kind == K_CPU))].sum())
+            busy = float(held[(my_kind == K_USE) | (my_kind == K_CALL) | (my_kind == K_CPU)].sum())
         cap = capacities.get(name)
         out[name] = _resource_entry(busy, total_wait, cap, span, n)
     if "cores" not in out and "cores" in capacities:

@@ -3,7 +3,8 @@
 A task's code runs on a *strand*: a coroutine on the event loop (asyncio) or a thread (sequential,
 threads, processes). Before running any Python a strand must `enter` (get the loop, or its GIL) and it
 `leave`s whenever it blocks (I/O, a call, a full pool, a join). Tasks are admitted lazily, so a batch of a
-million tasks behind a limit costs a million integers, not a million live generators.
+million tasks behind a limit costs two integers (the queue is a range of task numbers), not a million live
+generators.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import gc
 import math
 from collections import deque
+from heapq import heappop
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import simpy
+from simpy.events import Initialize
 
 from ..errors import SimulationError
 from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
@@ -56,21 +59,18 @@ class _Strand:
 class _CoroStrand(_Strand):
     """A coroutine on the event loop."""
 
-    __slots__ = ("loop",)
+    __slots__ = ("loop", "thread")
 
     def __init__(self, loop: Loop) -> None:
         super().__init__()
         self.loop = loop
+        self.thread = loop.thread
 
     def acquire(self) -> simpy.Event | None:
         return self.loop.acquire()
 
     def release(self) -> None:
         self.loop.release()
-
-    @property
-    def thread(self) -> SimThread:
-        return self.loop.thread
 
 
 class _ThreadStrand(_Strand):
@@ -90,6 +90,43 @@ class _ThreadStrand(_Strand):
         gil = self.thread.gil
         if gil is not None:
             gil.release(self.thread)
+
+
+class _TaskDriver:
+    """Runs a task's generator from event callbacks: a lean stand-in for `simpy.Process`.
+
+    Nothing waits for a task, interrupts it or fails the events it waits on, so it needs neither the
+    Process event scheduled at its end nor Process._resume's error routing; a resumption is one `send`.
+    It starts with an `Initialize` event, as a Process does, so the order of events is unchanged.
+    """
+
+    __slots__ = ("gen",)
+
+    def __init__(self, env: simpy.Environment, gen: Generator[Any, Any, None]) -> None:
+        self.gen = gen
+        Initialize(env, self)  # type: ignore[arg-type]
+
+    def _resume(self, event: simpy.Event) -> None:
+        try:
+            event = self.gen.send(event._value)  # noqa: SLF001
+            while event.callbacks is None:  # already processed: carry on at once, as Process does
+                event = self.gen.send(event._value)  # noqa: SLF001
+        except StopIteration:
+            return
+        # a fresh bound method each time: storing one on self would make a cycle per task (gc is off)
+        event.callbacks.append(self._resume)
+
+
+def _run_until_empty(env: simpy.Environment) -> None:
+    """`env.run()` with `Environment.step` inlined: one Python call less for each of millions of events."""
+    queue = env._queue  # noqa: SLF001
+    while queue:
+        env._now, _, _, event = heappop(queue)  # noqa: SLF001
+        callbacks, event.callbacks = event.callbacks, None
+        for callback in callbacks:
+            callback(event)
+        if not event._ok and not hasattr(event, "_defused"):  # noqa: SLF001
+            raise event._value  # noqa: SLF001 - as step() does: a failed event nobody handled ends the run
 
 
 class _Engine:
@@ -114,7 +151,10 @@ class _Engine:
         self.gil: Gil | None = None
         self._setup(scenario.strategy, machine, any(p.has_parallel for p in scenario.programs))
         self.free = self.limit
-        self.pending: deque[int] = deque()
+        # Tasks arrive in index order and queue for admission only behind each other, so the queue is
+        # always range(queue_head, arrived).
+        self.queue_head = 0
+        self.arrived = 0
         self.closed_users: list[simpy.Event | None] = []
 
     # ------------------------------------------------------------------------------- strategy setup
@@ -189,17 +229,18 @@ class _Engine:
 
     def _arrive(self, i: int) -> None:
         self.arrival[i] = self.env.now
-        if self.free is None or self.free > 0:
+        self.arrived = i + 1
+        if self.free is None or self.free > 0:  # then nobody queues: queue_head == i
             if self.free is not None:
                 self.free -= 1
-            self.env.process(self._task(i))
-        else:
-            self.pending.append(i)
+            self.queue_head = i + 1
+            _TaskDriver(self.env, self._task(i))
 
     def _finish(self, i: int) -> None:
         self.done[i] = self.env.now
-        if self.pending:
-            self.env.process(self._task(self.pending.popleft()))
+        if self.queue_head < self.arrived:
+            _TaskDriver(self.env, self._task(self.queue_head))
+            self.queue_head += 1
         elif self.free is not None:
             self.free += 1
         if self.closed_users:
@@ -249,8 +290,8 @@ class _Engine:
         s.release()
         self._finish(i)
 
-    def _enter(self, s: _Strand, i: int, step: int, record: bool = True) -> Generator[Any, Any, float]:
-        """Get the strand running; records the wait (and overhead) as a resume record unless told not to."""
+    def _enter(self, s: _Strand, i: int, step: int) -> Generator[Any, Any, None]:
+        """Get the strand running; records the wait (and overhead) as a resume record."""
         env = self.env
         ready = env.now
         event = s.acquire()
@@ -261,11 +302,9 @@ class _Engine:
         if overhead:
             got = env.now
             yield from compute(env, self.cores, s.thread, overhead)
-            if record:
-                self.trace.add(i, step, K_RESUME, s.res, ready, got, env.now, overhead)
-        elif record and env.now > ready:
+            self.trace.add(i, step, K_RESUME, s.res, ready, got, env.now, overhead)
+        elif env.now > ready:
             self.trace.add(i, step, K_RESUME, s.res, ready, env.now, env.now)
-        return overhead
 
     def _leave(self, s: _Strand) -> None:
         s.holding = False
@@ -279,7 +318,14 @@ class _Engine:
                 ready = env.now
                 overhead = 0.0
                 if not s.holding:
-                    overhead = yield from self._enter(s, i, node.id, record=False)
+                    # _enter() inlined, the hottest path; no resume record: the cpu record covers the wait
+                    event = s.acquire()
+                    if event is not None:
+                        yield event
+                    s.holding = True
+                    overhead = s.overhead
+                    if overhead:
+                        yield from compute(env, self.cores, s.thread, overhead)
                 if self.executor is not None:
                     if overhead or env.now > ready:
                         tb.add(i, node.id, K_RESUME, s.res, ready, env.now - overhead, env.now, overhead)
@@ -288,7 +334,10 @@ class _Engine:
                     continue
                 got = env.now - overhead
                 work = durs[node.id]
-                yield from compute(env, self.cores, s.thread, work)
+                if s.thread.gil is None and not self.cores.shared:
+                    yield env.timeout(work)  # compute() inlined for its commonest case: a core of its own
+                else:
+                    yield from compute(env, self.cores, s.thread, work)
                 tb.add(i, node.id, K_CPU, s.res, ready, got, env.now, work + overhead)
             elif kind == IO:
                 if not s.holding:
@@ -387,7 +436,7 @@ class _Engine:
         gc_was_enabled = gc.isenabled()
         gc.disable()  # the run allocates many short-lived objects and no cycles worth collecting
         try:
-            env.run()
+            _run_until_empty(env)
         finally:
             if gc_was_enabled:
                 gc.enable()
