@@ -85,8 +85,12 @@ class Result:
         """
         import pandas as pd
 
-        times, in_flight = _in_flight_steps(self.arrival, self.done)
+        flight_times, flight = _in_flight_steps(self.arrival, self.done)
         _seg_task, t0, t1, state = state_segments(self.trace)
+        # a row wherever any count changes: arrivals, completions and every change of a task's state
+        times = np.unique(np.concatenate([flight_times, t0, t1]))
+        at = np.searchsorted(flight_times, times, side="right") - 1
+        in_flight = np.where(at >= 0, flight[np.maximum(at, 0)], 0)
         columns = {"time": times, "in_flight": in_flight}
         for code, name in enumerate(STATES):
             mask = state == code

@@ -361,11 +361,6 @@ def test_state_identities(results, model, strategy):
                                rtol=EXACT, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "metrics bug: Result.concurrency_series() samples the computing/waiting/queued counts only at arrival "
-    "and completion times, so between two rows the state columns are not the step function the docstring "
-    "promises (mixed model, asyncio, seed 11: row 0 at t=0.02132 says computing=1 until t=0.04779, but at "
-    "t=0.03455 that task is waiting; integrating the rows gives computing 0.50 vs computing_mean 0.21)"))
 def test_series_state_columns_integrate_to_the_means(results):
     """Row k of the series holds from time[k] to time[k+1], so its columns integrate to the *_mean."""
     for (model, strategy), r in results.items():
