@@ -179,6 +179,7 @@ def _calibrate(args: argparse.Namespace, out: Console) -> int:
         table.add_row(f"{name}: sleep overshoot", fmt_s(lp.sleep_overshoot_s))
         table.add_row(f"{name}: task creation", fmt_s(lp.task_create_s))
         table.add_row(f"{name}: timer floor (shortest honoured wait)", fmt_s(lp.timer_floor_s))
+        table.add_row(f"{name}: timer granularity (waits rounded up to)", fmt_s(lp.timer_granularity_s))
     table.add_row("threads: time.sleep overshoot", fmt_s(profile.thread_sleep_overshoot_s))
     table.add_row("threads: hand-off", fmt_s(profile.thread_switch_s))
     table.add_row("processes: dispatch round trip", fmt_s(profile.process_dispatch_s))

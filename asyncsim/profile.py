@@ -31,6 +31,7 @@ class LoopProfile(Frozen):
     sleep_overshoot_s: float = Field(ge=0)
     task_create_s: float = Field(ge=0)
     timer_floor_s: float = Field(ge=0)
+    timer_granularity_s: float = Field(0.0, ge=0)
 
 
 class MachineProfile(Frozen):
@@ -61,8 +62,12 @@ class MachineProfile(Frozen):
         return self.loop(loop).timer_floor_s
 
     def machine_for(self, strategy: Strategy, base: Machine, *, time_scale: float = 1.0,
-                    loop: str = "asyncio") -> Machine:
-        """The Machine to simulate `strategy` with: `base`'s cores and GIL, this profile's overheads / time_scale."""
+                    loop: str = "asyncio", emulated_waits: bool = False) -> Machine:
+        """The Machine to simulate `strategy` with: `base`'s cores and GIL, this profile's overheads / time_scale.
+
+        `emulated_waits` (for validation): waits are timers (sleeps) as in the real runner, so they carry the
+        timers' overshoot and granularity; a real program waiting on sockets does not.
+        """
         lp = self.loop(loop)
         uses_loop = isinstance(strategy, Asyncio)
         offload = strategy.offload if isinstance(strategy, Asyncio) else None
@@ -72,7 +77,9 @@ class MachineProfile(Frozen):
         return base.evolve(
             switch_interval_s=self.switch_interval_s / s,
             loop_step_s=lp.loop_step_s / s if uses_loop else 0.0,
-            sleep_overshoot_s=(lp.sleep_overshoot_s if uses_loop else self.thread_sleep_overshoot_s) / s,
+            sleep_overshoot_s=((lp.sleep_overshoot_s if uses_loop else self.thread_sleep_overshoot_s) / s
+                               if emulated_waits else 0.0),
+            timer_granularity_s=lp.timer_granularity_s / s if uses_loop and emulated_waits else 0.0,
             thread_switch_s=self.thread_switch_s / s if threaded else 0.0,
             process_dispatch_s=self.process_dispatch_s / s if dispatching else 0.0,
         )  # type: ignore[return-value]

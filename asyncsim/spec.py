@@ -259,6 +259,7 @@ class Machine(Frozen):
     thread_switch_s: float = Field(0.0, ge=0)
     process_dispatch_s: float = Field(0.0, ge=0)
     sleep_overshoot_s: float = Field(0.0, ge=0)
+    timer_granularity_s: float = Field(0.0, ge=0)
 
 
 # ---------------------------------------------------------------------------------------- workload

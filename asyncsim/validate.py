@@ -158,7 +158,7 @@ def validate(workload: Workload, *, strategy: Strategy | str | None = None, seed
     profile = profile or calibrate(repeats=1)
     check_time_scale(workload, time_scale, profile.timer_floor_s(loop))
     scenario = build_scenario(workload, seed=seed, strategy=strat)
-    machine = profile.machine_for(strat, workload.machine, time_scale=time_scale, loop=loop)
+    machine = profile.machine_for(strat, workload.machine, time_scale=time_scale, loop=loop, emulated_waits=True)
     predicted = simulate(scenario, machine=machine)
     out = run_real(scenario, time_scale=time_scale, cpu_rate=cpu_rate, loop=loop)
     measured = _result(scenario, out)

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         scale = suggest_time_scale(workload, floor, margin=3.0)
         for strategy in strategies:
             strat = a.parse_strategy(strategy)
-            machine = profile.machine_for(strat, workload.machine, time_scale=scale)
+            machine = profile.machine_for(strat, workload.machine, time_scale=scale, emulated_waits=True)
             expected = a.simulate(workload, strategy=strat, seed=args.seed, machine=machine).t_total * scale
             if expected > budget:
                 skipped.append({"model": workload.name, "strategy": strategy,

@@ -72,6 +72,17 @@ def test_loop_step_overhead_is_paid_per_resumption():
     assert t_total(FETCH, "asyncio", machine=m) == pytest.approx(1.201, **EXACT)
 
 
+def test_timer_granularity_rounds_waits_up_before_the_overshoot():
+    # waits of 10.4 ms and 10 ms on a 1 ms timer: 11 + 10, plus 0.2 ms overshoot each = 21.4 ms
+    w = a.Workload(arrivals=a.Batch(count=1), task=(a.io(0.0104), a.io(0.01)),
+                   machine=a.Machine(timer_granularity_s=0.001, sleep_overshoot_s=0.0002))
+    assert t_total(w, "sequential") == pytest.approx(0.0214, **EXACT)
+    # a service's latency is a timed wait in the same way
+    w = a.Workload(arrivals=a.Batch(count=1), task=(a.call("api"),), services={"api": a.Service(latency=0.0031)},
+                   machine=a.Machine(timer_granularity_s=0.001))
+    assert t_total(w, "asyncio") == pytest.approx(0.004, **EXACT)
+
+
 def test_sleep_overshoot_lengthens_every_io():
     assert t_total(FETCH, "sequential", machine=a.Machine(sleep_overshoot_s=0.001)) == pytest.approx(11.1, **EXACT)
 
@@ -317,8 +328,6 @@ def test_closed_users(users, strategy, expected):
 # ---------------------------------------------------------------------- asyncio offload dispatch
 
 
-@pytest.mark.xfail(reason="engine bug: asyncio+processes:N charges process_dispatch_s again when a coroutine is "
-                          "admitted (an 'admit' record), though only the offloaded CPU step is sent to a process")
 def test_offload_dispatch_is_paid_per_cpu_step_only():
     # one task: dispatch 2 to the worker process, cpu 10, io 100 = 112
     w = a.Workload(arrivals=a.Batch(count=1), task=(a.cpu(0.01), a.io(0.1)),

@@ -60,6 +60,12 @@ def _loop_profile(name: str, repeats: int) -> LoopProfile:
         crowd = _median([_rounds(runner, many, rounds, d) for _ in range(repeats)]) / rounds
         step = max(0.0, (crowd - single) / (many - 1))
         overshoot = max(0.0, single - d - step)
+        # waits that are not whole milliseconds: the stdlib loop rounds its select timeout up to the next
+        # millisecond, so their mean overshoot is larger by half the granularity
+        fractions = [d + k * 0.0001 for k in range(1, 10)]
+        ragged = _median([_rounds(runner, 1, 10, f) / 10 - f for f in fractions for _ in range(repeats)])
+        excess = max(0.0, ragged - step - overshoot)
+        granularity = 0.001 if excess > 0.00025 else 0.0
 
         async def create(n: int) -> float:
             async def nothing() -> None:
@@ -81,7 +87,7 @@ def _loop_profile(name: str, repeats: int) -> LoopProfile:
 
         timer_floor = runner.run(floor())
     return LoopProfile(loop_step_s=step, sleep_overshoot_s=overshoot, task_create_s=task_create,
-                       timer_floor_s=timer_floor)
+                       timer_floor_s=timer_floor, timer_granularity_s=granularity)
 
 
 def _thread_sleep_overshoot(repeats: int) -> float:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import gc
 import math
 from collections import deque
-from heapq import heappop
 from collections.abc import Generator
 from dataclasses import dataclass
+from heapq import heappop
 from typing import Any
 
 import numpy as np
@@ -145,7 +145,9 @@ class _Engine:
                                 tb.resource_id(f"service:{name}"))
                          for name, s in scenario.workload.services.items()}
         self.overshoot = machine.sleep_overshoot_s
-        self.dispatch = 0.0
+        self.granularity = machine.timer_granularity_s
+        self.dispatch = 0.0  # per task sent to a worker process (processes:N)
+        self.offload_dispatch = 0.0  # per CPU step sent to an executor process (asyncio+processes:N)
         self.executor: tuple[Slots, deque[SimThread], int] | None = None
         self.loop: Loop | None = None
         self.gil: Gil | None = None
@@ -178,7 +180,7 @@ class _Engine:
                 self.executor = (Slots(env, off.workers), workers, tb.resource_id("executor"))
                 runners = (0 if isinstance(off, Threads) and m.gil else off.workers) + 1
                 if isinstance(off, Processes):
-                    self.dispatch = m.process_dispatch_s
+                    self.offload_dispatch = m.process_dispatch_s
                     runners = off.workers + (1 if m.loop_step_s > 0 else 0)
             self.cores = Cores(env, m.cores, shared=runners > m.cores)
             return
@@ -344,7 +346,7 @@ class _Engine:
                     yield from self._enter(s, i, node.id)
                 self._leave(s)
                 start = env.now
-                yield env.timeout(durs[node.id] + self.overshoot)
+                yield env.timeout(self._timer(durs[node.id]))
                 tb.add(i, node.id, K_IO, -1, start, start, env.now)
             elif kind == CALL:
                 if not s.holding:
@@ -357,7 +359,7 @@ class _Engine:
                     if event is not None:
                         yield event
                 served = env.now
-                yield env.timeout(durs[node.id])
+                yield env.timeout(self._timer(durs[node.id]))
                 if slots is not None:
                     slots.release()
                 tb.add(i, node.id, K_CALL, res, sent, served, env.now)
@@ -395,6 +397,13 @@ class _Engine:
             yield from self._enter(s, i, -1)
         self._leave(s)
 
+    def _timer(self, wait: float) -> float:
+        """How long a timed wait really lasts: rounded up to the timer granularity, plus the overshoot."""
+        g = self.granularity
+        if g and wait > 0:
+            wait = math.ceil(wait / g - 1e-9) * g
+        return wait + self.overshoot
+
     def _offload(self, i: int, step: int, work: float) -> Generator[Any, Any, None]:
         """Run a CPU step on the executor (a worker thread or process); the coroutine waits meanwhile."""
         env = self.env
@@ -405,9 +414,9 @@ class _Engine:
         if event is not None:
             yield event
         thread = workers.popleft()
+        if self.offload_dispatch:
+            yield env.timeout(self.offload_dispatch)  # pickling and IPC: part of the wait for the executor
         started = env.now
-        if self.dispatch:
-            yield env.timeout(self.dispatch)
         gil = thread.gil
         if gil is not None:
             event = gil.acquire(thread)
