@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from .metrics import Result, compute_result
 from .scenario import Scenario, build_scenario
@@ -86,6 +85,8 @@ def _half_width(values: np.ndarray) -> float:
     if n < 2:
         return math.nan
     sd = float(values.std(ddof=1))
+    from scipy import stats  # imported when needed: scipy.stats alone costs ~75 MB
+
     return float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
 
 

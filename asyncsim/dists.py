@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field, PrivateAttr, model_validator
-from scipy import stats
 
 from ._model import Frozen, single_key, tagged_union, unwrap
 from .errors import ModelError
@@ -144,6 +143,8 @@ class Normal(_Dist):
 
     @cached_property
     def _frozen(self) -> Any:
+        from scipy import stats  # imported when needed: scipy.stats alone costs ~75 MB
+
         return stats.truncnorm(-self.mean_ / self.sd, np.inf, loc=self.mean_, scale=self.sd)
 
     def _sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
@@ -307,6 +308,8 @@ def fit(samples: Any, family: str = "lognormal") -> _Dist:
         return Empirical(values=tuple(data.tolist()))
     if family == "exponential":
         return Exponential(float(data.mean()))
+    from scipy import stats  # imported when needed: scipy.stats alone costs ~75 MB
+
     if family == "lognormal":
         sigma, _, scale = stats.lognorm.fit(data[data > 0], floc=0)
         return Lognormal(mu=math.log(scale), sigma=sigma)

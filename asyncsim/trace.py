@@ -19,6 +19,7 @@ The simulator and the real runner both fill a `TraceBuilder`; `Trace` holds nump
 
 from __future__ import annotations
 
+import struct
 from array import array
 from dataclasses import dataclass
 
@@ -30,15 +31,25 @@ KINDS = ("cpu", "io", "call", "use", "admit", "resume", "join")
 K_CPU, K_IO, K_CALL, K_USE, K_ADMIT, K_RESUME, K_JOIN = range(len(KINDS))
 
 
-class TraceBuilder:
-    """Appends records into compact columns (array.array), cheap enough for millions of records."""
+# One record as `add` packs it: the columns' types in native byte order, without padding (47 bytes).
+_RECORD = np.dtype([("task", "i8"), ("step", "i4"), ("kind", "i1"), ("resource", "i2"),
+                    ("enqueue", "f8"), ("start", "f8"), ("end", "f8"), ("cpu_s", "f8")])
+_PACK = struct.Struct("=qibhdddd").pack
+_BUFFER_BYTES = 1 << 20  # packed records are split into the columns when this many bytes are waiting
 
-    __slots__ = ("task", "step", "kind", "resource", "enqueue", "start", "end", "cpu_s", "resources", "_ids")
+
+class TraceBuilder:
+    """Appends records into compact columns (array.array), cheap enough for millions of records.
+
+    `add` packs a record into a byte buffer (one C call rather than eight appends: it runs millions of
+    times); numpy splits a full buffer into the columns.
+    """
+
+    __slots__ = ("_buffer", "_columns", "resources", "_ids")
 
     def __init__(self) -> None:
-        self.task, self.step = array("q"), array("i")
-        self.kind, self.resource = array("b"), array("h")
-        self.enqueue, self.start, self.end, self.cpu_s = array("d"), array("d"), array("d"), array("d")
+        self._buffer = bytearray()
+        self._columns = {name: array(code) for name, code in zip(_RECORD.names, "qibhdddd", strict=True)}
         self.resources: list[str] = []
         self._ids: dict[str, int] = {}
 
@@ -55,25 +66,31 @@ class TraceBuilder:
     def add(self, task: int, step: int, kind: int, resource: int,
             enqueue: float, start: float, end: float, cpu_s: float = 0.0) -> None:
         """Append one record (times in seconds)."""
-        self.task.append(task)
-        self.step.append(step)
-        self.kind.append(kind)
-        self.resource.append(resource)
-        self.enqueue.append(enqueue)
-        self.start.append(start)
-        self.end.append(end)
-        self.cpu_s.append(cpu_s)
+        buffer = self._buffer
+        buffer += _PACK(task, step, kind, resource, enqueue, start, end, cpu_s)
+        if len(buffer) >= _BUFFER_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        records = np.frombuffer(self._buffer, dtype=_RECORD)
+        for name, column in self._columns.items():
+            column.frombytes(records[name].tobytes())
+        del records  # the buffer cannot be cleared while numpy views it
+        self._buffer.clear()
 
     def build(self) -> Trace:
-        """Freeze into numpy columns; the builder cannot grow afterwards (appending raises BufferError).
+        """Freeze into numpy columns; call it once, when every record is in.
 
-        The columns share the builder's memory rather than copy it: a million-task trace is ~200 MB.
+        The columns share the builder's memory rather than copy it (a million-task trace is ~200 MB), so
+        the builder cannot grow afterwards.
         """
-        def col(a: array, dtype: str) -> np.ndarray:
+        self._flush()
+
+        def col(name: str) -> np.ndarray:
+            a = self._columns[name]
+            dtype = _RECORD[name]
             return np.frombuffer(a, dtype=dtype) if len(a) else np.zeros(0, dtype=dtype)
-        return Trace(col(self.task, "i8"), col(self.step, "i4"), col(self.kind, "i1"), col(self.resource, "i2"),
-                     col(self.enqueue, "f8"), col(self.start, "f8"), col(self.end, "f8"), col(self.cpu_s, "f8"),
-                     tuple(self.resources))
+        return Trace(*(col(name) for name in _RECORD.names), tuple(self.resources))
 
 
 @dataclass(frozen=True, eq=False)

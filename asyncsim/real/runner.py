@@ -61,7 +61,7 @@ class _Run:
         return (perf - self.t0) / self.scale
 
     def add(self, *record: Any) -> None:
-        """Append one record; thread-safe (a record is eight appends)."""
+        """Append one record; thread-safe (a record is several writes)."""
         with self.lock:
             self.tb.add(*record)
 

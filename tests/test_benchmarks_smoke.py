@@ -1,0 +1,37 @@
+"""The engine benchmark runs in its quick mode and prints the figures it promises (never judged on timing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+BENCH = ROOT / "benchmarks" / "bench_engine.py"
+
+
+@pytest.mark.slow
+def test_bench_engine_quick_prints_its_figures(tmp_path):
+    saved = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--json", str(saved)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for label in ("20,000 tasks x 3 steps", "asyncio:100", "asyncsim.simulate (all)", "asyncsim engine (run_scenario)",
+                  "hand-written SimPy model", "tasks/s", "events/s", "ratio to hand-written", "T_total",
+                  "100,000 tasks x 3 steps", "fresh subprocess", "wall", "peak RSS"):
+        assert label in out, label
+    # the hand-written model is the same workload: both give the same makespan
+    assert "(same)" in out
+
+    figures = json.loads(saved.read_text())
+    cmp, big = figures["comparison"], figures["big"]
+    assert (cmp["tasks"], cmp["steps"], cmp["strategy"], big["tasks"]) == (20_000, 3, "asyncio:100", 100_000)
+    assert cmp["t_total"] == pytest.approx(cmp["t_total_hand"], rel=1e-9)
+    positive = [cmp["events"], cmp["events_hand"], cmp["ratio_engine"], cmp["ratio_simulate"], *cmp["seconds"].values(),
+                big["events"], big["wall_s"], big["peak_rss_mb"]]
+    assert min(positive) > 0
+    assert set(figures["metadata"]) >= {"asyncsim", "simpy", "python", "command"}
