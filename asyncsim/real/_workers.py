@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..scenario import CALL, CPU, IO, PAR, USE, Node
 from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_USE
 from .cpuwork import CpuWork, burn
+from .service import ServiceSchedule
 
 if TYPE_CHECKING:
     from .runner import _Run
@@ -36,6 +37,7 @@ class SyncCtx:
     """What the blocking interpreter needs: a clock, a recorder, work, and the shared semaphores."""
 
     now: Callable[[], float]
+    model_time: Callable[[float], float]
     add: Callable[..., None]
     cpu: CpuWork
     scale: float
@@ -64,17 +66,11 @@ def sync_steps(ctx: SyncCtx, i: int, durs: list[float], steps: tuple[Node, ...])
             time.sleep(durs[node.id])
             ctx.add(i, node.id, K_IO, -1, start, start, ctx.now())
         elif kind == CALL:
-            sem = ctx.services[node.name]  # type: ignore[index]
-            sent = ctx.now()
-            if sem is not None:
-                sem.acquire()
-            try:
-                served = ctx.now()
-                time.sleep(durs[node.id])
-            finally:
-                if sem is not None:
-                    sem.release()
-            ctx.add(i, node.id, K_CALL, ctx.service_res[node.name], sent, served, ctx.now())  # type: ignore[index]
+            sent = time.perf_counter()
+            served, answered = ctx.services[node.name].reserve(sent, durs[node.id])  # type: ignore[index]
+            time.sleep(max(0.0, answered - time.perf_counter()))
+            ctx.add(i, node.id, K_CALL, ctx.service_res[node.name],  # type: ignore[index]
+                    ctx.model_time(sent), ctx.model_time(served), ctx.now())
         elif kind == USE:
             sem = ctx.pools[node.name]  # type: ignore[index]
             asked = ctx.now()
@@ -108,9 +104,9 @@ def _branch_main(ctx: SyncCtx, i: int, durs: list[float], branch: tuple[Node, ..
 
 def _ctx_for(run: _Run, *, exec_res: int, fan_out: bool, pools: dict[str, Any],
              services: dict[str, Any]) -> SyncCtx:
-    return SyncCtx(now=run.now, add=run.add, cpu=run.cpu, scale=run.scale, pools=pools, services=services,
-                   pool_res=run.pool_res, service_res=run.service_res, exec_res=exec_res, fan_out=fan_out,
-                   on_step=run.on_step)
+    return SyncCtx(now=run.now, model_time=run.model_time, add=run.add, cpu=run.cpu, scale=run.scale, pools=pools,
+                   services=services, pool_res=run.pool_res, service_res=run.service_res, exec_res=exec_res,
+                   fan_out=fan_out, on_step=run.on_step)
 
 
 def _run_task(run: _Run, ctx: SyncCtx, admit_res: int, i: int) -> None:
@@ -166,10 +162,14 @@ def _dispatch(run: _Run, submit: Callable[[int], Future[Any] | None]) -> None:
         u.join()
 
 
-def _semaphores(run: _Run, make: Callable[[int], Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _shared(run: _Run, mp: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pool semaphores and service schedules, for threads (mp None) or for processes."""
     w = run.sc.workload
-    return ({k: make(p.capacity) for k, p in w.pools.items()},
-            {k: make(s.concurrency) if s.concurrency else None for k, s in w.services.items()})
+    if mp is None:
+        return ({k: threading.BoundedSemaphore(p.capacity) for k, p in w.pools.items()},
+                {k: ServiceSchedule(s.concurrency) for k, s in w.services.items()})
+    return ({k: mp.BoundedSemaphore(p.capacity) for k, p in w.pools.items()},
+            {k: ServiceSchedule.for_processes(s.concurrency, mp) for k, s in w.services.items()})
 
 
 def run_threads(run: _Run, workers: int, *, fan_out: bool) -> None:
@@ -178,7 +178,7 @@ def run_threads(run: _Run, workers: int, *, fan_out: bool) -> None:
     tb = run.tb
     admit_res = tb.resource_id("workers")
     exec_res = tb.resource_id("gil") if fan_out and machine.gil else -1
-    pools, services = _semaphores(run, threading.BoundedSemaphore)
+    pools, services = _shared(run)
     ctx = _ctx_for(run, exec_res=exec_res, fan_out=fan_out, pools=pools, services=services)
     if not fan_out:
         _dispatch(run, lambda i: _run_task(run, ctx, admit_res, i))
@@ -198,6 +198,7 @@ def _init_worker(rate: float, scale: float, t0: Any, pools: dict[str, Any], serv
     records: list[tuple[Any, ...]] = []
     _WORKER["records"] = records
     _WORKER["ctx"] = SyncCtx(now=lambda: (time.perf_counter() - t0.value) / scale,
+                             model_time=lambda perf: (perf - t0.value) / scale,
                              add=lambda *r: records.append(r), cpu=CpuWork(rate), scale=scale, pools=pools,
                              services=services, pool_res=pool_res, service_res=service_res, exec_res=exec_res,
                              fan_out=fan_out, on_step=on_step)
@@ -245,7 +246,7 @@ def run_processes(run: _Run, workers: int) -> None:
     machine = run.sc.workload.machine
     admit_res = run.tb.resource_id("workers")
     exec_res = run.tb.resource_id("cores") if workers > machine.cores else -1
-    pools, services = _semaphores(run, mp.BoundedSemaphore)
+    pools, services = _shared(run, mp)
     t0 = mp.Value("d", 0.0, lock=False)
     fan_out = any(p.has_parallel for p in run.sc.programs)
     ex = start_process_pool(run, workers, _init_worker, (run.cpu.rate, run.scale, t0, pools, services,

@@ -3,7 +3,8 @@
 It runs the very draws the simulator runs (a paired comparison): `io` is `asyncio.sleep` / `time.sleep`,
 `cpu` is calibrated pure-Python work (`cpuwork`), pools and service concurrency are real semaphores,
 `parallel` is `asyncio.gather` or a thread fan-out, the asyncio limit is a real `asyncio.Semaphore` and
-offload is `loop.run_in_executor`. It records the same Trace as the simulator (times in model seconds:
+offload is `loop.run_in_executor`; a service is a FIFO schedule of its server slots kept by the server side
+(`service`), which the client awaits. It records the same Trace as the simulator (times in model seconds:
 real seconds / time_scale, from `time.perf_counter`), and each CPU step's thread CPU time in `cpu_s`.
 """
 
@@ -23,6 +24,7 @@ from ..strategies import Asyncio, Processes, Sequential, Threads
 from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_USE, RunOutput, TraceBuilder
 from . import _workers
 from .cpuwork import CpuWork, measure_rate
+from .service import ServiceSchedule
 
 __all__ = ["StepHook", "run_real"]
 
@@ -164,8 +166,7 @@ class _AsyncRun:
         self.limit = asyncio.Semaphore(strategy.limit) if strategy.limit else None
         w = run.sc.workload
         self.pools = {k: asyncio.Semaphore(p.capacity) for k, p in w.pools.items()}
-        self.services = {k: asyncio.Semaphore(s.concurrency) if s.concurrency else None
-                         for k, s in w.services.items()}
+        self.services = {k: ServiceSchedule(s.concurrency) for k, s in w.services.items()}
         self.executor = executor
         tb = run.tb
         self.admit_res = tb.resource_id("limit")
@@ -241,16 +242,11 @@ class _AsyncRun:
                 await asyncio.sleep(durs[node.id])
                 tb.add(i, node.id, K_IO, -1, start, start, run.now())
             elif kind == CALL:
-                sem = self.services[node.name]  # type: ignore[index]
-                sent = run.now()
-                if sem is None:
-                    await asyncio.sleep(durs[node.id])
-                    tb.add(i, node.id, K_CALL, run.service_res[node.name], sent, sent, run.now())  # type: ignore[index]
-                    continue
-                async with sem:
-                    served = run.now()
-                    await asyncio.sleep(durs[node.id])
-                tb.add(i, node.id, K_CALL, run.service_res[node.name], sent, served, run.now())  # type: ignore[index]
+                sent = time.perf_counter()
+                served, answered = self.services[node.name].reserve(sent, durs[node.id])  # type: ignore[index]
+                await asyncio.sleep(answered - sent)
+                tb.add(i, node.id, K_CALL, run.service_res[node.name],  # type: ignore[index]
+                       run.model_time(sent), run.model_time(served), run.now())
             elif kind == USE:
                 asked = run.now()
                 async with self.pools[node.name]:  # type: ignore[index]
