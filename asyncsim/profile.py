@@ -77,6 +77,7 @@ class MachineProfile(Frozen):
         return base.evolve(
             switch_interval_s=self.switch_interval_s / s,
             loop_step_s=lp.loop_step_s / s if uses_loop else 0.0,
+            task_create_s=lp.task_create_s / s if uses_loop else 0.0,
             sleep_overshoot_s=((lp.sleep_overshoot_s if uses_loop else self.thread_sleep_overshoot_s) / s
                                if emulated_waits else 0.0),
             timer_granularity_s=lp.timer_granularity_s / s if uses_loop and emulated_waits else 0.0,

@@ -16,7 +16,7 @@ from typing import Any
 
 from ._io import write_atomic
 
-__all__ = ["metadata", "validation_report"]
+__all__ = ["metadata", "per_strategy", "validation_report"]
 
 
 def metadata(command: Sequence[str] | None = None, **extra: Any) -> dict[str, Any]:
@@ -71,6 +71,22 @@ def _scatter(rows: list[dict[str, Any]]) -> bytes:
     return png
 
 
+def per_strategy(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Median and worst T_total errors of the validation rows, per strategy."""
+    import statistics
+
+    out: dict[str, dict[str, float]] = {}
+    for strategy in dict.fromkeys(r["strategy"] for r in rows):
+        mine = [r for r in rows if r["strategy"] == strategy]
+        out[strategy] = {
+            "runs": len(mine),
+            "median_abs_replay": statistics.median(abs(r["replay_error"]) for r in mine),
+            "worst_replay": max((r["replay_error"] for r in mine), key=abs),
+            "median_abs_nominal": statistics.median(abs(r["error"]) for r in mine),
+        }
+    return out
+
+
 def validation_report(rows: list[dict[str, Any]], skipped: list[dict[str, Any]], meta: dict[str, Any],
                       out_dir: str | os.PathLike[str]) -> Path:
     """Write report.md and predicted_vs_measured.png for a validation run; returns the report's path.
@@ -109,6 +125,12 @@ def validation_report(rows: list[dict[str, Any]], skipped: list[dict[str, Any]],
             f"{r['replayed']:.4g} s | {r['measured']:.4g} s | {_pct(r['error'])} | {_pct(r['replay_error'])}{flag} | "
             f"{_pct(r['concurrency_error'])} |"
         )
+    lines += ["", "## Fidelity per strategy", "",
+              "| strategy | runs | median abs. replay error | worst replay error | median abs. nominal error |",
+              "| --- | ---: | ---: | ---: | ---: |"]
+    for strategy, stats in per_strategy(rows).items():
+        lines.append(f"| {strategy} | {stats['runs']} | {stats['median_abs_replay'] * 100:.1f}% | "
+                     f"{_pct(stats['worst_replay'])} | {stats['median_abs_nominal'] * 100:.1f}% |")
     if skipped:
         lines += ["", "Not run (a real run would exceed the time budget):", ""]
         lines += [f"- {s['model']} / {s['strategy']}: {s['reason']}" for s in skipped]

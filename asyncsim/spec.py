@@ -256,6 +256,7 @@ class Machine(Frozen):
     gil: bool = True
     switch_interval_s: float = Field(0.005, gt=0)
     loop_step_s: float = Field(0.0, ge=0)
+    task_create_s: float = Field(0.0, ge=0)
     thread_switch_s: float = Field(0.0, ge=0)
     process_dispatch_s: float = Field(0.0, ge=0)
     sleep_overshoot_s: float = Field(0.0, ge=0)

@@ -28,7 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "reports" / "validation"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=float, default=None, help="max real seconds per run")
+    parser.add_argument("--render", action="store_true", help="only rewrite the report from the saved results.json")
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.render:
+        saved = json.loads((out / "results.json").read_text())
+        print(f"wrote {validation_report(saved['rows'], saved['skipped'], saved['meta'], out)}")
+        return 0
     budget = args.budget or (2.0 if args.quick else 12.0)
     strategies = QUICK if args.quick else STRATEGIES
     profile = calibrate(repeats=1 if args.quick else 3)
@@ -54,7 +60,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{workload.name:12s} {strategy:24s} replay error {v.replay_error['t_total']:+.1%}", flush=True)
     meta = metadata(["python", "experiments/validation_suite.py", *(argv if argv is not None else sys.argv[1:])],
                     seed=args.seed, profile=profile.model_dump())
-    out = Path(args.out)
     write_atomic(out / "results.json", json.dumps({"meta": meta, "rows": rows, "skipped": skipped}, indent=1))
     report = validation_report(rows, skipped, meta, out)
     print(f"wrote {report}")

@@ -72,6 +72,19 @@ def test_loop_step_overhead_is_paid_per_resumption():
     assert t_total(FETCH, "asyncio", machine=m) == pytest.approx(1.201, **EXACT)
 
 
+def test_task_creation_is_paid_once_per_coroutine_on_the_loop():
+    # 3 tasks of io 10 ms, each coroutine's creation costs 1 ms of loop time: the last one starts at 3 ms
+    w = a.Workload(arrivals=a.Batch(count=3), task=(a.io(0.01),), machine=a.Machine(task_create_s=0.001))
+    assert t_total(w, "asyncio") == pytest.approx(0.013, **EXACT)
+    # gathered branches are tasks too: the task (1 ms), then branch 1 is created (1 ms) and waits 10 ms;
+    # branch 2 is created after it (2-3 ms) and waits 5 ms: the join is at 1 + 1 + 10 = 12 ms
+    w = a.Workload(arrivals=a.Batch(count=1), task=(a.parallel([a.io(0.01)], [a.io(0.005)]),),
+                   machine=a.Machine(task_create_s=0.001))
+    assert t_total(w, "asyncio") == pytest.approx(0.012, **EXACT)
+    # threads do not create coroutines
+    assert t_total(w, "threads:2") == pytest.approx(0.01, **EXACT)
+
+
 def test_timer_granularity_rounds_waits_up_before_the_overshoot():
     # waits of 10.4 ms and 10 ms on a 1 ms timer: 11 + 10, plus 0.2 ms overshoot each = 21.4 ms
     w = a.Workload(arrivals=a.Batch(count=1), task=(a.io(0.0104), a.io(0.01)),

@@ -164,7 +164,9 @@ class _Engine:
     def _setup(self, strategy: Any, m: Machine, fans_out: bool) -> None:
         env, tb = self.env, self.trace
         self.strand_overhead = 0.0
+        self.task_create = 0.0
         if isinstance(strategy, Asyncio):
+            self.task_create = m.task_create_s
             self.limit = strategy.limit
             self.admit_res = tb.resource_id("limit")
             off = strategy.offload
@@ -207,7 +209,8 @@ class _Engine:
         else:
             s = _ThreadStrand(SimThread(self.gil))
         s.res = self.exec_res
-        s.overhead = self.strand_overhead
+        # a new coroutine's first resumption also pays for creating its task (reset after first use)
+        s.overhead = self.strand_overhead + self.task_create
         return s
 
     def _fork(self, parent: _Strand) -> _Strand | None:
@@ -302,6 +305,7 @@ class _Engine:
         s.holding = True
         overhead = s.overhead
         if overhead:
+            s.overhead = self.strand_overhead
             got = env.now
             yield from compute(env, self.cores, s.thread, overhead)
             self.trace.add(i, step, K_RESUME, s.res, ready, got, env.now, overhead)
@@ -327,6 +331,7 @@ class _Engine:
                     s.holding = True
                     overhead = s.overhead
                     if overhead:
+                        s.overhead = self.strand_overhead
                         yield from compute(env, self.cores, s.thread, overhead)
                 if self.executor is not None:
                     if overhead or env.now > ready:

@@ -1,0 +1,34 @@
+"""Every shipped experiment runs in its quick mode and writes a report that opens with its question."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ..conftest import ROOT
+
+pytestmark = pytest.mark.validation
+
+
+def test_validation_suite_quick_writes_a_report(tmp_path):
+    script = ROOT / "experiments" / "validation_suite.py"
+    subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True, cwd=ROOT,
+                   capture_output=True, timeout=300)
+    report = (tmp_path / "report.md").read_text()
+    assert report.startswith("# Validation: does asyncsim predict real runs?")
+    assert "**Question:**" in report
+    assert "**Answer:**" in report
+    assert (tmp_path / "predicted_vs_measured.png").read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["rows"], "the quick run measured nothing"
+    assert {"model", "strategy", "predicted", "replayed", "measured", "replay_error"} <= set(saved["rows"][0])
+    assert saved["meta"]["seed"] == 0
+    assert saved["meta"]["asyncsim"]
+    # the report can be rewritten from the saved results alone (save, then analyse)
+    (tmp_path / "report.md").unlink()
+    subprocess.run([sys.executable, str(script), "--render", "--out", str(tmp_path)], check=True, cwd=ROOT,
+                   capture_output=True, timeout=120)
+    assert (tmp_path / "report.md").read_text().startswith("# Validation")
