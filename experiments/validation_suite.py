@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads((out / "results.json").read_text())
         print(f"wrote {validation_report(saved['rows'], saved['skipped'], saved['meta'], out)}")
         return 0
-    budget = args.budget or (2.0 if args.quick else 12.0)
+    budget = args.budget or (2.0 if args.quick else 20.0)
     strategies = QUICK if args.quick else STRATEGIES
     profile = calibrate(repeats=1 if args.quick else 3)
     floor = profile.timer_floor_s()
