@@ -13,7 +13,6 @@ import gc
 import math
 from collections import deque
 from collections.abc import Generator
-from dataclasses import dataclass
 from heapq import heappop
 from typing import Any
 
@@ -25,24 +24,11 @@ from ..errors import SimulationError
 from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
 from ..spec import Machine
 from ..strategies import Asyncio, Processes, Sequential, Threads
-from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_USE, Trace, TraceBuilder
+from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_USE, RunOutput, TraceBuilder
 from .cpu import Cores, Gil, Loop, SimThread, compute
 from .resources import Slots
 
 __all__ = ["RunOutput", "run_scenario"]
-
-
-@dataclass(frozen=True, eq=False)
-class RunOutput:
-    """What one execution produced: the trace and the per-task table (arrival, completion, type, failed)."""
-
-    trace: Trace
-    arrival: np.ndarray
-    done: np.ndarray
-    task_type: np.ndarray
-    failed: np.ndarray
-    events: int
-    capacities: dict[str, int | None]
 
 
 class _Strand:
