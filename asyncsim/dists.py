@@ -8,6 +8,7 @@ No distribution ever returns a negative value.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,18 +38,18 @@ class _Dist(Frozen):
         """`size` independent draws (float64, all >= 0)."""
         return self._sample(rng, size)
 
-    def _sample(self, rng: np.random.Generator, size: int) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def _sample(self, rng: np.random.Generator, size: int) -> np.ndarray: ...
 
     @property
+    @abstractmethod
     def mean(self) -> float:
         """Expected value."""
-        raise NotImplementedError  # pragma: no cover
 
     @property
+    @abstractmethod
     def var(self) -> float:
         """Variance."""
-        raise NotImplementedError  # pragma: no cover
 
     @property
     def cv(self) -> float:
