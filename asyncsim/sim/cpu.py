@@ -15,7 +15,7 @@ from typing import Any
 
 import simpy
 
-__all__ = ["Cores", "Gil", "Loop", "SimThread", "compute"]
+__all__ = ["Cores", "CoroStrand", "Gil", "Loop", "SimThread", "Strand", "ThreadStrand", "compute"]
 
 _EPS = 1e-12
 
@@ -224,6 +224,53 @@ class Loop:
             self.ready.popleft().succeed()
             return
         self.busy = False
+        gil = self.thread.gil
+        if gil is not None:
+            gil.release(self.thread)
+
+
+class Strand:
+    """Where a piece of task code runs; `holding` is True while it may run Python."""
+
+    __slots__ = ("holding", "res", "overhead")
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.res = -1  # the trace resource a wait to run is recorded against
+        self.overhead = 0.0  # CPU seconds each resumption costs
+
+
+class CoroStrand(Strand):
+    """A coroutine on the event loop."""
+
+    __slots__ = ("loop", "thread")
+
+    def __init__(self, loop: Loop) -> None:
+        super().__init__()
+        self.loop = loop
+        self.thread = loop.thread
+
+    def acquire(self) -> simpy.Event | None:
+        return self.loop.acquire()
+
+    def release(self) -> None:
+        self.loop.release()
+
+
+class ThreadStrand(Strand):
+    """A thread (with its process's GIL, if contended)."""
+
+    __slots__ = ("thread",)
+
+    def __init__(self, thread: SimThread) -> None:
+        super().__init__()
+        self.thread = thread
+
+    def acquire(self) -> simpy.Event | None:
+        gil = self.thread.gil
+        return gil.acquire(self.thread) if gil is not None else None
+
+    def release(self) -> None:
         gil = self.thread.gil
         if gil is not None:
             gil.release(self.thread)

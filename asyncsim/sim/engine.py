@@ -13,106 +13,21 @@ import gc
 import math
 from collections import deque
 from collections.abc import Generator
-from heapq import heappop
 from typing import Any
 
 import numpy as np
 import simpy
-from simpy.events import Initialize
 
 from ..errors import SimulationError
 from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
 from ..spec import Machine
 from ..strategies import Asyncio, Processes, Sequential, Threads
 from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_USE, RunOutput, TraceBuilder
-from .cpu import Cores, Gil, Loop, SimThread, compute
+from .cpu import Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
+from .driver import TaskDriver, run_until_empty
 from .resources import Slots
 
 __all__ = ["RunOutput", "run_scenario"]
-
-
-class _Strand:
-    """Where a piece of task code runs; `holding` is True while it may run Python."""
-
-    __slots__ = ("holding", "res", "overhead")
-
-    def __init__(self) -> None:
-        self.holding = False
-        self.res = -1  # the trace resource a wait to run is recorded against
-        self.overhead = 0.0  # CPU seconds each resumption costs
-
-
-class _CoroStrand(_Strand):
-    """A coroutine on the event loop."""
-
-    __slots__ = ("loop", "thread")
-
-    def __init__(self, loop: Loop) -> None:
-        super().__init__()
-        self.loop = loop
-        self.thread = loop.thread
-
-    def acquire(self) -> simpy.Event | None:
-        return self.loop.acquire()
-
-    def release(self) -> None:
-        self.loop.release()
-
-
-class _ThreadStrand(_Strand):
-    """A thread (with its process's GIL, if contended)."""
-
-    __slots__ = ("thread",)
-
-    def __init__(self, thread: SimThread) -> None:
-        super().__init__()
-        self.thread = thread
-
-    def acquire(self) -> simpy.Event | None:
-        gil = self.thread.gil
-        return gil.acquire(self.thread) if gil is not None else None
-
-    def release(self) -> None:
-        gil = self.thread.gil
-        if gil is not None:
-            gil.release(self.thread)
-
-
-class _TaskDriver:
-    """Runs a task's generator from event callbacks: a lean stand-in for `simpy.Process`.
-
-    Nothing waits for a task, interrupts it or fails the events it waits on, so it needs neither the
-    Process event scheduled at its end nor Process._resume's error routing; a resumption is one `send`.
-    It starts with an `Initialize` event, as a Process does, so the order of events is unchanged.
-    """
-
-    __slots__ = ("gen",)
-
-    def __init__(self, env: simpy.Environment, gen: Generator[Any, Any, None]) -> None:
-        self.gen = gen
-        Initialize(env, self)  # type: ignore[arg-type]
-
-    def _resume(self, event: simpy.Event) -> None:
-        try:
-            event = self.gen.send(event._value)  # noqa: SLF001
-            while event.callbacks is None:  # already processed: carry on at once, as Process does
-                event = self.gen.send(event._value)  # noqa: SLF001
-        except StopIteration:
-            return
-        # a fresh bound method each time: storing one on self would make a cycle per task (gc is off)
-        event.callbacks.append(self._resume)
-
-
-def _run_until_empty(env: simpy.Environment) -> None:
-    """`env.run()` with `Environment.step` inlined: one Python call less for each of millions of events."""
-    queue = env._queue  # noqa: SLF001
-    while queue:
-        env._now, _, _, event = heappop(queue)  # noqa: SLF001
-        callbacks, event.callbacks = event.callbacks, None
-        for callback in callbacks:
-            callback(event)
-        if not event._ok and not hasattr(event, "_defused"):  # noqa: SLF001
-            raise event._value  # noqa: SLF001 - as step() does: a failed event nobody handled ends the run
 
 
 class _Engine:
@@ -189,30 +104,30 @@ class _Engine:
             shared = False
         self.cores = Cores(env, m.cores, shared=shared)
 
-    def _new_strand(self) -> _Strand:
+    def _new_strand(self) -> Strand:
         if self.loop is not None:
-            s: _Strand = _CoroStrand(self.loop)
+            s: Strand = CoroStrand(self.loop)
         else:
-            s = _ThreadStrand(SimThread(self.gil))
+            s = ThreadStrand(SimThread(self.gil))
         s.res = self.exec_res
         # a new coroutine's first resumption also pays for creating its task (reset after first use)
         s.overhead = self.strand_overhead + self.task_create
         return s
 
-    def _fork(self, parent: _Strand) -> _Strand | None:
+    def _fork(self, parent: Strand) -> Strand | None:
         """A strand for a parallel branch, or None when branches run inline (sequential)."""
-        if isinstance(parent, _CoroStrand):
+        if isinstance(parent, CoroStrand):
             return self._new_strand()
         if not self.fork_threads:
             return None
-        assert isinstance(parent, _ThreadStrand)
+        assert isinstance(parent, ThreadStrand)
         if parent.thread.gil is None and self.machine.gil:
             # a process that fans out into threads gets a GIL its parent holds now
             gil = Gil(self.env, self.machine.switch_interval_s)
             gil.holder = parent.thread
             parent.thread.gil = gil
             parent.res = self.trace.resource_id("gil")
-        child = _ThreadStrand(SimThread(parent.thread.gil))
+        child = ThreadStrand(SimThread(parent.thread.gil))
         child.res, child.overhead = parent.res, parent.overhead
         return child
 
@@ -225,12 +140,12 @@ class _Engine:
             if self.free is not None:
                 self.free -= 1
             self.queue_head = i + 1
-            _TaskDriver(self.env, self._task(i))
+            TaskDriver(self.env, self._task(i))
 
     def _finish(self, i: int) -> None:
         self.done[i] = self.env.now
         if self.queue_head < self.arrived:
-            _TaskDriver(self.env, self._task(self.queue_head))
+            TaskDriver(self.env, self._task(self.queue_head))
             self.queue_head += 1
         elif self.free is not None:
             self.free += 1
@@ -281,7 +196,7 @@ class _Engine:
         s.release()
         self._finish(i)
 
-    def _enter(self, s: _Strand, i: int, step: int) -> Generator[Any, Any, None]:
+    def _enter(self, s: Strand, i: int, step: int) -> Generator[Any, Any, None]:
         """Get the strand running; records the wait (and overhead) as a resume record."""
         env = self.env
         ready = env.now
@@ -298,11 +213,11 @@ class _Engine:
         elif env.now > ready:
             self.trace.add(i, step, K_RESUME, s.res, ready, env.now, env.now)
 
-    def _leave(self, s: _Strand) -> None:
+    def _leave(self, s: Strand) -> None:
         s.holding = False
         s.release()
 
-    def _steps(self, i: int, durs: list[float], steps: tuple[Node, ...], s: _Strand) -> Generator[Any, Any, None]:
+    def _steps(self, i: int, durs: list[float], steps: tuple[Node, ...], s: Strand) -> Generator[Any, Any, None]:
         env, tb = self.env, self.trace
         for node in steps:
             kind = node.kind
@@ -382,7 +297,7 @@ class _Engine:
                 yield env.all_of([env.process(self._branch(i, durs, b, c))
                                   for b, c in zip(node.branches, children, strict=True)])
 
-    def _branch(self, i: int, durs: list[float], steps: tuple[Node, ...], s: _Strand) -> Generator[Any, Any, None]:
+    def _branch(self, i: int, durs: list[float], steps: tuple[Node, ...], s: Strand) -> Generator[Any, Any, None]:
         yield from self._steps(i, durs, steps, s)
         if not s.holding:
             yield from self._enter(s, i, -1)
@@ -436,7 +351,7 @@ class _Engine:
         gc_was_enabled = gc.isenabled()
         gc.disable()  # the run allocates many short-lived objects and no cycles worth collecting
         try:
-            _run_until_empty(env)
+            run_until_empty(env)
         finally:
             if gc_was_enabled:
                 gc.enable()

@@ -1,0 +1,51 @@
+"""A lean driver for task generators and the run loop: stand-ins for `simpy.Process` and `env.run()`
+that schedule exactly the same events, with fewer Python calls per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from heapq import heappop
+from typing import Any
+
+import simpy
+from simpy.events import Initialize
+
+__all__ = ["TaskDriver", "run_until_empty"]
+
+
+class TaskDriver:
+    """Runs a task's generator from event callbacks: a lean stand-in for `simpy.Process`.
+
+    Nothing waits for a task, interrupts it or fails the events it waits on, so it needs neither the
+    Process event scheduled at its end nor Process._resume's error routing; a resumption is one `send`.
+    It starts with an `Initialize` event, as a Process does, so the order of events is unchanged.
+    """
+
+    __slots__ = ("gen",)
+
+    def __init__(self, env: simpy.Environment, gen: Generator[Any, Any, None]) -> None:
+        self.gen = gen
+        Initialize(env, self)  # type: ignore[arg-type]
+
+    def _resume(self, event: simpy.Event) -> None:
+        try:
+            event = self.gen.send(event._value)  # noqa: SLF001
+            while event.callbacks is None:  # already processed: carry on at once, as Process does
+                event = self.gen.send(event._value)  # noqa: SLF001
+        except StopIteration:
+            return
+        # a fresh bound method each time: storing one on self would make a cycle per task (gc is off)
+        event.callbacks.append(self._resume)
+
+
+def run_until_empty(env: simpy.Environment) -> None:
+    """`env.run()` with `Environment.step` inlined: one Python call less for each of millions of events."""
+    queue = env._queue  # noqa: SLF001
+    while queue:
+        env._now, _, _, event = heappop(queue)  # noqa: SLF001
+        callbacks, event.callbacks = event.callbacks, None
+        for callback in callbacks:
+            callback(event)
+        if not event._ok and not hasattr(event, "_defused"):  # noqa: SLF001
+            raise event._value  # noqa: SLF001 - as step() does: a failed event nobody handled ends the run
