@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ._io import write_atomic
 from .api import compare, replicate, simulate
 from .errors import AsyncSimError, ModelError
 from .profile import MachineProfile
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="run every duration × this factor (results are reported in model seconds); "
                           "'auto' picks the smallest scale this machine's timers honour with margin")
     val.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop for asyncio runs")
+    val.add_argument("--out", metavar="FILE", help="also save the results as JSON (written atomically, kept if "
+                                                  "the run is interrupted)")
     _common(val)
 
     cal = sub.add_parser("calibrate", help="measure this machine's overheads into a machine profile")
@@ -215,8 +218,11 @@ def _validate(workload: Workload, profile: MachineProfile | None, args: argparse
         results.append(v)
         if v.interrupted:
             break
+    payload = json.dumps([v.to_dict() for v in results] if len(results) > 1 else results[0].to_dict())
+    if args.out:
+        write_atomic(args.out, payload + "\n")
     if args.json:
-        print(json.dumps([v.to_dict() for v in results] if len(results) > 1 else results[0].to_dict()))
+        print(payload)
         return 0
     table = Table(title=f"{workload.name}: predicted vs measured (time scale {args.time_scale:g}, seed {args.seed})",
                   title_justify="left")

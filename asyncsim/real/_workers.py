@@ -183,8 +183,13 @@ def run_threads(run: _Run, workers: int, *, fan_out: bool) -> None:
     if not fan_out:
         _dispatch(run, lambda i: _run_task(run, ctx, admit_res, i))
         return
-    with ThreadPoolExecutor(workers) as ex:
+    ex = ThreadPoolExecutor(workers)
+    try:
         _dispatch(run, lambda i: ex.submit(_run_task, run, ctx, admit_res, i))
+    except KeyboardInterrupt:
+        ex.shutdown(wait=False, cancel_futures=True)  # stop now: queued tasks never start
+        raise
+    ex.shutdown(wait=True)
 
 
 # ----------------------------------------------------------------------------------------- processes

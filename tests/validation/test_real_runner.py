@@ -116,3 +116,18 @@ def test_uvloop_runs_when_installed():
     w = a.Workload(name="u", arrivals=a.Batch(count=20), task=(a.io(0.005),))
     out = run_real(a.build_scenario(w, strategy="asyncio"), cpu_rate=1e7, loop="uvloop")
     assert (~np.isnan(out.done)).all()
+
+
+def test_validate_saves_its_results(tmp_path, capsys):
+    from asyncsim.cli import main
+
+    model = tmp_path / "m.yaml"
+    model.write_text("name: tiny\narrivals: {batch: 10}\ntask: [{cpu: 0.001}, {io: 0.005}]\n")
+    out = tmp_path / "results.json"
+    assert main(["validate", str(model), "--strategies", "sequential,asyncio:5", "--out", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert [v["strategy"] for v in saved] == ["sequential", "asyncio:5"]
+    assert set(saved[0]) >= {"model", "strategy", "time_scale", "predicted", "measured", "error", "replay_error"}
+    assert set(saved[0]["error"]) == {"t_total", "throughput", "concurrency_mean", "latency_p50", "latency_p95"}
+    assert saved[0]["measured"]["completed"] == 10
+    assert "predicted vs measured" in capsys.readouterr().out
