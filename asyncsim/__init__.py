@@ -12,6 +12,9 @@ from .api import Summary, compare, replicate, replication_seeds, simulate
 from .dists import Constant, Empirical, Exponential, Gamma, Lognormal, Normal, Uniform, fit
 from .errors import AsyncSimError, ModelError, SimulationError
 from .metrics import Result
+from .profile import MachineProfile
+from .real import run_real
+from .real.calibrate import calibrate
 from .scenario import Scenario, build_scenario
 from .spec import (
     Batch,
@@ -38,14 +41,16 @@ from .spec import (
 )
 from .strategies import Asyncio, Processes, Sequential, Threads, parse_strategy
 from .trace import Trace
+from .validate import Validation, validate
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncSimError", "Asyncio", "Batch", "Call", "Closed", "Constant", "Cpu", "Empirical", "Exponential",
-    "Gamma", "Io", "Lognormal", "Machine", "ModelError", "Normal", "Parallel", "Periodic", "Poisson", "Pool",
+    "Gamma", "Io", "Lognormal", "Machine", "MachineProfile", "ModelError", "Normal", "Parallel", "Periodic",
+    "Poisson", "Pool",
     "Processes", "Result", "Scenario", "Sequential", "Service", "SimulationError", "Summary", "TaskType",
-    "Threads", "Trace", "TraceArrivals", "Uniform", "Use", "Workload", "__version__", "build_scenario", "call",
-    "compare", "cpu", "fit", "io", "load", "parallel", "parse_strategy", "replicate", "replication_seeds",
-    "simulate", "use",
+    "Threads", "Trace", "TraceArrivals", "Uniform", "Use", "Validation", "Workload", "__version__",
+    "build_scenario", "calibrate", "call", "compare", "cpu", "fit", "io", "load", "parallel", "parse_strategy",
+    "replicate", "replication_seeds", "run_real", "simulate", "use", "validate",
 ]
