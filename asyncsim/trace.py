@@ -7,12 +7,11 @@ shared a core). Record kinds:
 | kind    | enqueue .. start                 | start .. end                          |
 | ------- | -------------------------------- | ------------------------------------- |
 | cpu     | waiting for the loop/GIL/core/executor | running (cpu_s of it on a CPU)  |
-| io      | waiting for the loop/GIL to issue it | waiting on the outside world      |
+| io      | - (a wait to issue it is a resume record) | waiting on the outside world |
 | call    | queued at the service            | being served                          |
 | use     | waiting for a pool slot          | holding the slot (inner steps run)    |
 | admit   | waiting for admission (limit, worker) | dispatch to a worker             |
 | resume  | waiting for the loop/GIL to resume | loop/interpreter overhead (cpu_s)   |
-| join    | -                                | waiting for parallel branches        |
 
 The simulator and the real runner both fill a `TraceBuilder`; `Trace` holds numpy columns.
 """
@@ -27,8 +26,8 @@ import numpy as np
 
 __all__ = ["KINDS", "RunOutput", "Trace", "TraceBuilder"]
 
-KINDS = ("cpu", "io", "call", "use", "admit", "resume", "join")
-K_CPU, K_IO, K_CALL, K_USE, K_ADMIT, K_RESUME, K_JOIN = range(len(KINDS))
+KINDS = ("cpu", "io", "call", "use", "admit", "resume")
+K_CPU, K_IO, K_CALL, K_USE, K_ADMIT, K_RESUME = range(len(KINDS))
 
 
 # One record as `add` packs it: the columns' types in native byte order, without padding (47 bytes).
@@ -39,7 +38,7 @@ _BUFFER_BYTES = 1 << 20  # packed records are split into the columns when this m
 
 
 class TraceBuilder:
-    """Appends records into compact columns (array.array), cheap enough for millions of records.
+    """Appends records into compact columns, cheap enough for millions of records.
 
     `add` packs a record into a byte buffer (one C call rather than eight appends: it runs millions of
     times); numpy splits a full buffer into the columns.
