@@ -1,4 +1,4 @@
-"""The `asyncsim` command line: `run` a model, `compare` strategies.
+"""The `asyncsim` command line: `run` a model, `compare` strategies, `sweep` a grid, `validate`, `calibrate`.
 
 Bad input prints one line per problem and exits 2; a model that cannot be simulated exits 1.
 """
@@ -8,11 +8,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from ._io import write_atomic
@@ -53,6 +63,17 @@ def _parser() -> argparse.ArgumentParser:
                                                   "the run is interrupted)")
     _common(val)
 
+    sw = sub.add_parser("sweep", help="simulate a grid of model variants, each with replications")
+    sw.add_argument("model", help="a model file (YAML)")
+    sw.add_argument("--set", dest="sets", action="append", required=True, metavar="PATH=VALUES",
+                    help="vary a model field: strategy=asyncio:{1,2,4} or pools.db=5,10,20 (repeat for a grid)")
+    sw.add_argument("--replications", "-r", type=int, default=1, help="independent runs per grid point")
+    sw.add_argument("--workers", "-w", type=int, default=os.cpu_count() or 1,
+                    help="local worker processes (default: the number of cores)")
+    sw.add_argument("--out", "-o", metavar="FILE",
+                    help="one row per run, as .parquet or .csv; an existing file is resumed (finished runs kept)")
+    _common(sw)
+
     cal = sub.add_parser("calibrate", help="measure this machine's overheads into a machine profile")
     cal.add_argument("--out", "-o", default="machine-profile.json", help="where to write the profile (JSON)")
     cal.add_argument("--repeats", type=int, default=3, help="repetitions per measurement (median)")
@@ -77,7 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "calibrate":
             return _calibrate(args, out)
-        workload = load(args.model)
+        workload = load(args.model)  # validates the model before anything else (a sweep too)
+        if args.command == "sweep":
+            return _sweep(args, out)
         profile = MachineProfile.read(args.machine_profile) if args.machine_profile else None
         if args.command == "validate":
             return _validate(workload, profile, args, out)
@@ -147,6 +170,58 @@ def speedups(results: list[dict[str, Any]]) -> list[str]:
         else:
             lines.append(f"{best['strategy']} is {ratio:.3g}x faster than {r['strategy']}")
     return lines
+
+
+def _sweep(args: argparse.Namespace, out: Console) -> int:
+    from .sweep import grid, load_raw, parse_set, summarize, sweep
+
+    if args.replications < 1:
+        raise ModelError(f"--replications: must be >= 1 (got {args.replications})")
+    if args.workers < 1:
+        raise ModelError(f"--workers: must be >= 1 (got {args.workers})")
+    sets = [parse_set(text) for text in args.sets]
+    raw, base_dir = load_raw(args.model)
+    points = grid(sets)
+    params = [path for path, _ in sets]
+    bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
+                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), disable=args.json)
+    job: list[Any] = []
+
+    def progress(done: int, total: int) -> None:
+        if not job:  # the sweep calls back once every grid point has been validated
+            bar.start()
+            job.append(bar.add_task("sweep", total=total))
+        bar.update(job[0], completed=done, total=total)
+
+    try:
+        frame = sweep(raw, points, replications=args.replications, seed=args.seed, workers=args.workers,
+                      progress=progress, out=args.out, base_dir=base_dir)
+    finally:
+        bar.stop()
+    summary = summarize(frame, params)
+    if args.out:
+        target = Path(args.out)
+        summary_path = target.with_name(f"{target.stem}-summary.csv")
+        write_atomic(summary_path, summary.to_csv(index=False))
+    if args.json:
+        print(summary.to_json(orient="records"))
+        return 0
+    table = Table(title=f"{raw.get('name', args.model)}: {len(points)} grid points × {args.replications} "
+                        f"replication(s), seed {args.seed}", title_justify="left")
+    for col in (*params, "T_total", "throughput/s", "p95", "in flight"):
+        table.add_column(col, justify="left" if col in params else "right")
+    for _, row in summary.iterrows():
+        def pm(metric: str, fmt: Any = fmt_s, row: Any = row) -> str:
+            half = row[f"{metric}_ci95"]
+            text = fmt(row[f"{metric}_mean"])
+            return text if half != half else f"{text} ± {fmt(half)}"  # NaN: a single replication
+
+        table.add_row(*(str(row[p]) for p in params), pm("t_total"), pm("throughput", _num),
+                      pm("latency_p95"), pm("concurrency_mean", _num))
+    out.print(table)
+    if args.out:
+        out.print(f"wrote {args.out} ({len(frame)} runs) and {summary_path}")
+    return 0
 
 
 def _with_profile(workload: Workload, profile: MachineProfile, args: argparse.Namespace) -> Workload:

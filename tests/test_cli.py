@@ -102,3 +102,26 @@ def test_deadlock_exits_1_with_a_message(tmp_path, capsys):
 def test_fmt_s():
     assert [fmt_s(x) for x in (0, 5e-6, 0.0123, 4.56, 450, 9000)] == ["0 s", "5 µs", "12.3 ms", "4.56 s",
                                                                        "7.5 min", "2.5 h"]
+
+
+def test_sweep_prints_a_summary_and_resumes_from_its_output(tmp_path, capsys):
+    out = tmp_path / "sweep.csv"
+    argv = ["sweep", WEB, "--set", "strategy=asyncio:{10,50}", "-r", "2", "--workers", "1", "--out", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "asyncio:10" in text
+    assert "asyncio:50" in text
+    first = out.read_text()
+    assert len(first.strip().splitlines()) == 1 + 4  # header + 2 points x 2 replications
+    assert main([*argv[:3], "strategy=asyncio:{10,50,100}", *argv[4:], "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [row["strategy"] for row in summary] == ["asyncio:10", "asyncio:50", "asyncio:100"]
+    assert summary[0]["t_total_mean"] > summary[1]["t_total_mean"] > summary[2]["t_total_mean"]
+    assert (tmp_path / "sweep-summary.csv").exists()
+
+
+def test_sweep_reports_bad_points_before_running(capsys):
+    assert main(["sweep", WEB, "--set", "strategy=asyncio:{0,5}", "--set", "pools.x=1"]) == 2
+    err = capsys.readouterr().err
+    assert "--set" in err
+    assert "Traceback" not in err
