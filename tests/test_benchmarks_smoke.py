@@ -1,4 +1,4 @@
-"""The engine benchmark runs in its quick mode and prints the figures it promises (never judged on timing)."""
+"""The benchmarks run in their quick modes and print the figures they promise (never judged on timing)."""
 
 from __future__ import annotations
 
@@ -35,3 +35,12 @@ def test_bench_engine_quick_prints_its_figures(tmp_path):
                 big["events"], big["wall_s"], big["peak_rss_mb"]]
     assert min(positive) > 0
     assert set(figures["metadata"]) >= {"asyncsim", "simpy", "python", "command"}
+
+
+@pytest.mark.slow
+def test_bench_sweep_quick_gives_identical_tables_serial_and_pooled():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_sweep.py"), "--quick"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    for label in ("40 runs", "serial", "local pool (2)", "runs/s", "speed-up", "identical tables: True"):
+        assert label in proc.stdout, label
