@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--replications", "-r", type=int, default=1, help="independent runs per grid point")
     sw.add_argument("--workers", "-w", type=int, default=os.cpu_count() or 1,
                     help="local worker processes (default: the number of cores)")
+    sw.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run on a Dask cluster instead of local processes (tcp://host:8786; "
+                         "needs pip install 'asyncsim[dask]')")
     sw.add_argument("--out", "-o", metavar="FILE",
                     help="one row per run, as .parquet or .csv; an existing file is resumed (finished runs kept)")
     _common(sw)
@@ -195,7 +198,7 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
 
     try:
         frame = sweep(raw, points, replications=args.replications, seed=args.seed, workers=args.workers,
-                      progress=progress, out=args.out, base_dir=base_dir)
+                      progress=progress, out=args.out, base_dir=base_dir, scheduler=args.scheduler)
     finally:
         bar.stop()
     summary = summarize(frame, params)

@@ -16,6 +16,10 @@ than appending, but an interrupted sweep leaves either the previous file or the 
 last line, and Parquet cannot be appended to. A run already in `out` — same parameter values,
 replication and seed — is not run again; rows of `out` outside the current grid are kept in the file
 but not returned.
+
+Dask (`scheduler=`): the same chunks go to a `dask.distributed` cluster instead of the local pool,
+given as a scheduler address (`tcp://host:8786`) or a `distributed.Client`; the frame is the same.
+The workers must be able to import `asyncsim` and read any files the model refers to (`base_dir`).
 """
 
 from __future__ import annotations
@@ -254,17 +258,20 @@ def _run_chunk(raw: dict[str, Any], base_dir: str | None,
 
 def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: int = 1, seed: int = 0,
           workers: int = 1, progress: Progress | None = None, out: str | os.PathLike[str] | None = None,
-          base_dir: str | os.PathLike[str] | None = None, chunk_size: int | None = None) -> pd.DataFrame:
+          base_dir: str | os.PathLike[str] | None = None, chunk_size: int | None = None,
+          scheduler: str | Any | None = None) -> pd.DataFrame:
     """Simulate every point `replications` times; one row per run, ordered by (point, replication).
 
     Columns: `point` (index into `points`), one per path, `replication`, `seed`, then `METRICS`.
     `workers > 1` runs chunks of runs in a process pool; the frame is the same as with one worker.
-    `progress(done, total)` is called with 0 first and after each chunk; `total` counts only the runs
-    not already in `out`.
+    `scheduler` (a Dask scheduler address or a `distributed.Client`) runs the chunks on that cluster
+    instead (`workers` then only sizes the chunks); a client made from an address is closed at the end,
+    a given one is left open. `progress(done, total)` is called with 0 first and after each chunk;
+    `total` counts only the runs not already in `out`.
 
     Raises:
-        ModelError: when a point makes an invalid model (all points are checked before any run), or
-            `out` holds a sweep with other columns.
+        ModelError: when a point makes an invalid model (all points are checked before any run),
+            `out` holds a sweep with other columns, or `scheduler` is given without dask.distributed.
     """
     import pandas as pd
 
@@ -321,7 +328,9 @@ def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: in
     done_before = len(rows)
     if progress is not None:
         progress(0, len(todo))
-    if workers == 1 or len(chunks) <= 1:
+    if scheduler is not None:
+        _run_dask(scheduler, raw, base, chunks, finish)
+    elif workers == 1 or len(chunks) <= 1:
         for chunk in chunks:
             finish(_run_chunk(raw, base, chunk))
     else:
@@ -330,6 +339,33 @@ def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: in
             for future in futures:
                 finish(future.result())
     return frame_of(rows).reset_index(drop=True)
+
+
+def _run_dask(scheduler: str | Any, raw: dict[str, Any], base: str | None,
+              chunks: list[list[tuple[int, dict[str, Any], int, int]]],
+              finish: Callable[[list[dict[str, Any]]], None]) -> None:
+    """Run the chunks on a Dask cluster, calling `finish` with each chunk's rows as it completes."""
+    try:
+        import distributed
+    except ImportError:
+        raise ModelError("--scheduler: dask.distributed is not installed (pip install 'asyncsim[dask]')") from None
+    own = isinstance(scheduler, str)
+    try:
+        client = distributed.Client(scheduler) if own else scheduler
+    except (OSError, TimeoutError) as exc:
+        raise ModelError(f"--scheduler: cannot connect to {scheduler} ({exc})") from None
+    try:
+        if not chunks:
+            return
+        futures = [client.submit(_run_chunk, raw, base, chunk, pure=False) for chunk in chunks]
+        try:
+            for future in distributed.as_completed(futures):
+                finish(future.result())
+        finally:
+            client.cancel(futures)  # an error or interruption: do not leave the rest running
+    finally:
+        if own:
+            client.close()
 
 
 def _canonical(value: Any) -> str:
