@@ -20,8 +20,8 @@ pytestmark = pytest.mark.validation
 
 def test_busy_loop_time_scales_linearly_with_requested_time():
     work = CpuWork(measure_rate())
-    for _ in range(3):  # a noisy machine: measure again rather than loosen
-        per_ms = {ms: statistics.median(work.run(ms / 1000) for _ in range(5)) / ms for ms in (2, 4, 8, 16)}
+    for _ in range(6):  # a noisy machine: measure again rather than loosen
+        per_ms = {ms: statistics.median(work.run(ms / 1000) for _ in range(7)) / ms for ms in (2, 4, 8, 16)}
         spread = max(per_ms.values()) / min(per_ms.values())
         if spread < 1.15:
             break
