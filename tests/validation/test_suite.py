@@ -54,6 +54,7 @@ KNOWN_LIMITS = {
     ("parallel", "threads:8"): ("+3% to +22% (model too slow: FIFO GIL hand-off for 16 fan-out threads)", 0.35),
     ("mixed", "asyncio:10+threads:4"): ("-15% to -29% (model too fast: loop thread vs executor threads)", 0.40),
     ("mixed", "asyncio:10+processes:2"): ("-15% to -18% (model too fast: pool management thread)", 0.30),
+    ("cpu-bound", "asyncio:8+processes:2"): ("-1% to -9% (model too fast: pool management thread)", 0.15),
 }
 
 # (workload, strategy, time scale): scales keep every wait >= 2 ms and each real run under ~3 s
