@@ -77,6 +77,19 @@ def _parser() -> argparse.ArgumentParser:
                     help="one row per run, as .parquet or .csv; an existing file is resumed (finished runs kept)")
     _common(sw)
 
+    pl = sub.add_parser("plan", help="the smallest setting (or the highest arrival rate) that meets SLOs")
+    pl.add_argument("model", help="a model file (YAML)")
+    pl.add_argument("--vary", metavar="PATH=RANGE", help="e.g. strategy=asyncio:1..512 or pools.db=1..64")
+    pl.add_argument("--find", choices=("min-setting", "max-rate"), default="min-setting",
+                    help="max-rate: the highest Poisson arrival rate meeting the SLOs (give --rate LO..HI)")
+    pl.add_argument("--rate", metavar="LO..HI", help="arrival rates to search with --find max-rate")
+    pl.add_argument("--slo", action="append", default=[], metavar="SLO", help="e.g. 'p99 < 20s' (repeatable)")
+    pl.add_argument("--deadline", metavar="TIME", help="shorthand for --slo 't_total <= TIME', e.g. 30m")
+    pl.add_argument("--replications", "-r", type=int, default=5, help="seeded runs per candidate")
+    pl.add_argument("--confidence", type=float, default=0.95, help="one-sided confidence for each SLO")
+    pl.add_argument("--cost", type=float, help="cost per unit of the varied setting")
+    _common(pl)
+
     cal = sub.add_parser("calibrate", help="measure this machine's overheads into a machine profile")
     cal.add_argument("--out", "-o", default="machine-profile.json", help="where to write the profile (JSON)")
     cal.add_argument("--repeats", type=int, default=3, help="repetitions per measurement (median)")
@@ -104,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         workload = load(args.model)  # validates the model before anything else (a sweep too)
         if args.command == "sweep":
             return _sweep(args, out)
+        if args.command == "plan":
+            return _plan(args, out)
         profile = MachineProfile.read(args.machine_profile) if args.machine_profile else None
         if args.command == "validate":
             return _validate(workload, profile, args, out)
@@ -224,6 +239,55 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
     out.print(table)
     if args.out:
         out.print(f"wrote {args.out} ({len(frame)} runs) and {summary_path}")
+    return 0
+
+
+def _plan(args: argparse.Namespace, out: Console) -> int:
+    from .plan import find_max_rate, parse_slo, parse_vary, plan
+    from .sweep import load_raw
+
+    texts = list(args.slo) + ([f"t_total <= {args.deadline}"] if args.deadline else [])
+    if not texts:
+        raise ModelError("--slo: give at least one SLO, e.g. --slo 'p99 < 20s' or --deadline 30m")
+    slos = [parse_slo(t) for t in texts]
+    raw, base_dir = load_raw(args.model)
+    if args.find == "max-rate":
+        lo_hi = (args.rate or "").split("..")
+        try:
+            lo, hi = float(lo_hi[0]), float(lo_hi[1])
+        except (IndexError, ValueError):
+            raise ModelError(f"--rate: give LO..HI arrival rates, e.g. 1..100 (got {args.rate!r})") from None
+        result = find_max_rate(raw, slos=slos, lo=lo, hi=hi, replications=args.replications, seed=args.seed,
+                               confidence=args.confidence, base_dir=base_dir)
+    else:
+        if not args.vary:
+            raise ModelError("--vary: give the setting to search, e.g. --vary strategy=asyncio:1..512")
+        result = plan(raw, vary=parse_vary(args.vary), slos=slos, replications=args.replications, seed=args.seed,
+                      confidence=args.confidence, base_dir=base_dir, cost=args.cost)
+    data = result.to_dict()
+    if args.json:
+        print(json.dumps(data, default=str))
+        return 0
+    goal = " and ".join(str(s) for s in slos)
+    if result.answer is None:
+        out.print(f"[red]no setting of {result.path} in the range meets {goal}[/] "
+                  f"({result.binding} misses by {-min(result.margin.values()):.1%} where it came closest)")
+    else:
+        margins = ", ".join(f"{k}: {v:.1%} slack" for k, v in result.margin.items())
+        out.print(f"[bold]{result.path} = {result.value}[/] is the smallest setting that meets {goal} "
+                  f"with {args.confidence:.0%} confidence ({margins}; binding: {result.binding})")
+        if result.cost is not None:
+            out.print(f"cost: {result.cost:g}")
+    table = Table(title=f"the curve it walked ({result.evaluations} settings × {args.replications} runs)",
+                  title_justify="left")
+    table.add_column(result.path)
+    for slo in slos:
+        table.add_column(f"{slo.metric} (mean, bound)", justify="right")
+    table.add_column("meets", justify="center")
+    for point in result.curve:
+        cells = [f"{point.mean[s.metric]:.4g} ({(point.high if s.upper else point.low)[s.metric]:.4g})" for s in slos]
+        table.add_row(str(point.value), *cells, "yes" if point.met else "no")
+    out.print(table)
     return 0
 
 

@@ -125,3 +125,18 @@ def test_sweep_reports_bad_points_before_running(capsys):
     err = capsys.readouterr().err
     assert "--set" in err
     assert "Traceback" not in err
+
+
+def test_plan_finds_the_smallest_limit_meeting_a_deadline(tmp_path, capsys):
+    model = tmp_path / "batch.yaml"
+    model.write_text("name: io-batch\narrivals: {batch: 100}\ntask: [{io: 1.0}]\n")
+    # 100 tasks of 1 s under asyncio:K take ceil(100/K) s: the smallest K finishing within 7 s is 15
+    argv = ["plan", str(model), "--vary", "strategy=asyncio:1..512", "--deadline", "7s", "-r", "2"]
+    assert main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["value"] == "asyncio:15"
+    assert data["evaluations"] < 20  # a search, not a grid of 512
+    assert main(argv) == 0
+    assert "asyncio:15 is the smallest setting" in capsys.readouterr().out
+    assert main(["plan", str(model), "--vary", "strategy=asyncio"]) == 2
+    assert "--slo" in capsys.readouterr().err
