@@ -27,3 +27,9 @@ def mixed() -> a.Workload:
         pools={"db": a.Pool(capacity=3)},
         services={"api": a.Service(latency=a.Lognormal(mean=0.05, cv=0.5), concurrency=4)},
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Real runs first: some later tests (a Dask cluster) leave background threads in this process, and
+    threads that wake up take the GIL from a real run's CPU work."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("validation") else 1)

@@ -12,7 +12,7 @@ import asyncsim as a
 from asyncsim.real.calibrate import calibrate
 from asyncsim.validate import Validation, validate
 
-ATTEMPTS = 3
+ATTEMPTS = 5
 
 
 @pytest.fixture(scope="session")
