@@ -13,6 +13,7 @@ from .scenario import Scenario, build_scenario
 from .sim import run_scenario
 from .spec import Machine, Workload
 from .strategies import Strategy
+from .trace import RunOutput
 
 __all__ = ["Summary", "compare", "replicate", "replication_seeds", "simulate"]
 
@@ -29,12 +30,16 @@ def simulate(model: Workload | Scenario, *, strategy: Strategy | str | None = No
         scenario = model
     else:
         scenario = build_scenario(model, seed=seed, strategy=strategy)
-    out = run_scenario(scenario, machine)
+    return result_of(scenario, run_scenario(scenario, machine))
+
+
+def result_of(scenario: Scenario, out: RunOutput) -> Result:
+    """The metrics of one execution (simulated or real) of `scenario`."""
     return compute_result(
         out.trace, out.arrival, out.done, out.task_type, out.failed,
         model=scenario.workload.name, strategy=str(scenario.strategy), seed=scenario.seed,
         capacities=out.capacities, parallel_types=np.array([p.has_parallel for p in scenario.programs]),
-        type_names=tuple(p.name for p in scenario.programs), events=out.events,
+        type_names=tuple(p.name for p in scenario.programs), events=out.events, calls=out.calls,
     )
 
 

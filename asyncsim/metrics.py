@@ -6,9 +6,10 @@ Definitions (also in the README):
 * in flight = tasks arrived and not finished; its mean is time-weighted over [first arrival, last
   completion], which equals Σ latency / t_total; its peak counts departures before arrivals at ties.
 * every moment of a task is in one state: computing (CPU on a thread), waiting (I/O, a service, a
-  dispatch) or queued (for admission, the loop, the GIL, a core, an executor, a pool, a service slot);
-  with parallel branches the task's state is the first of computing > waiting > queued that any branch is
-  in. `time_split` is the mean seconds per task in each state (they add up to the mean latency), and
+  dispatch), throttled (waiting for rate-limit tokens, or backing off before a retry) or queued (for
+  admission, the loop, the GIL, a core, an executor, a pool, a service slot or batch, a pipeline stage);
+  with parallel branches the task's state is the first of computing > waiting > throttled > queued that any
+  branch is in. `time_split` is the mean seconds per task in each state (they add up to the mean latency), and
   `concurrency.*_mean` are the same totals divided by t_total (they add up to the mean in flight).
 * a resource's `mean_wait` is the mean seconds per task spent queueing for it, `mean_queue` the
   time-averaged number queueing, `mean_busy` the time-averaged number of busy slots, `utilization` =
@@ -23,12 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from .trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_USE, Trace
+from .services import OK, OUTCOMES, SERVER_ERROR, TIMEOUT
+from .trace import K_ADMIT, K_BATCH, K_CALL, K_CPU, K_IO, K_RESUME, K_STAGE, K_THROTTLE, K_USE, CallTable, Trace
 
-__all__ = ["Result", "compute_result", "state_segments"]
+__all__ = ["STATES", "Result", "compute_result", "service_metrics", "state_segments"]
 
-COMPUTING, WAITING, QUEUED = 0, 1, 2
-STATES = ("computing", "waiting", "queued")
+COMPUTING, WAITING, QUEUED, THROTTLED = 0, 1, 2, 3
+STATES = ("computing", "waiting", "queued", "throttled")
+_PRIORITY = (COMPUTING, WAITING, THROTTLED, QUEUED)  # a task in several states at once (branches) is in the first
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,10 +57,12 @@ class Result:
     type_names: tuple[str, ...] = field(repr=False, default=())
     parallel_types: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=bool))
     events: int = field(repr=False, default=0)
+    services: dict[str, dict[str, float]] = field(default_factory=dict)
+    calls: CallTable | None = field(repr=False, default=None)
 
     def to_dict(self) -> dict[str, Any]:
         """The `run --json` object."""
-        return {
+        out = {
             "model": self.model, "strategy": self.strategy, "seed": self.seed,
             "tasks": self.tasks, "completed": self.completed, "failed": self.failed,
             "t_total": self.t_total, "throughput": self.throughput,
@@ -65,6 +70,9 @@ class Result:
             "time_split": dict(self.time_split),
             "resources": {k: dict(v) for k, v in self.resources.items()},
         }
+        if self.services:
+            out["services"] = {k: dict(v) for k, v in self.services.items()}
+        return out
 
     def to_frame(self):  # noqa: ANN201 - pandas is imported lazily
         """One row per task: type, arrival, completion, latency and its computing/waiting/queued split."""
@@ -75,7 +83,7 @@ class Result:
         return pd.DataFrame({
             "task": np.arange(self.arrival.size), "type": names[self.task_type],
             "arrival": self.arrival, "done": self.done, "latency": self.done - self.arrival,
-            "computing": split[COMPUTING], "waiting": split[WAITING], "queued": split[QUEUED],
+            **{name: split[code] for code, name in enumerate(STATES)},
         })
 
     def concurrency_series(self):  # noqa: ANN201
@@ -133,7 +141,7 @@ def _step_count(times: np.ndarray, t0: np.ndarray, t1: np.ndarray) -> np.ndarray
     return started - ended
 
 
-_FAMILIES = 4  # kinds of interval a record implies (see _family)
+_FAMILIES = 5  # kinds of interval a record implies (see _family)
 _SLICE = 1 << 20  # records summed at a time by _task_split: bounds its temporaries on multi-million traces
 
 
@@ -141,14 +149,18 @@ def _family(trace: Trace, family: int, records: slice) -> tuple[np.ndarray, np.n
     """One family of the intervals that `records` imply: (task, t0, t1) where t1 > t0, and their state.
 
     0: queued before start; 1: computing, the cpu_s of cpu and resume records; 2: queued for the rest of
-    their span (preempted, or sharing a core); 3: waiting (io, call, admit).
+    their span (preempted, or sharing a core); 3: waiting (io, call, admit, a batch run on another item);
+    4: throttled before start (throttle records).
     """
     kind, start, end = trace.kind[records], trace.start[records], trace.end[records]
     mask: np.ndarray | None
     if family == 0:
-        mask, t0, t1, state = None, trace.enqueue[records], start, QUEUED
+        mask, t0, t1, state = kind != K_THROTTLE, trace.enqueue[records], start, QUEUED
+    elif family == 4:
+        mask, t0, t1, state = kind == K_THROTTLE, trace.enqueue[records], start, THROTTLED
     elif family == 3:
-        mask, t0, t1, state = (kind == K_IO) | (kind == K_CALL) | (kind == K_ADMIT), start, end, WAITING
+        mask = (kind == K_IO) | (kind == K_CALL) | (kind == K_ADMIT) | (kind == K_BATCH)
+        t0, t1, state = start, end, WAITING
     else:
         mask = (kind == K_CPU) | (kind == K_RESUME)
         cpu_end = start + np.minimum(trace.cpu_s[records], end - start)
@@ -176,11 +188,13 @@ def state_segments(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     ev_delta = np.concatenate([np.ones(task.size, np.int32), -np.ones(task.size, np.int32)])
     order = np.lexsort((ev_time, ev_task))
     ev_task, ev_time, ev_state, ev_delta = ev_task[order], ev_time[order], ev_state[order], ev_delta[order]
-    counts = np.zeros((ev_task.size, 3), dtype=np.int32)
+    counts = np.zeros((ev_task.size, len(STATES)), dtype=np.int32)
     counts[np.arange(ev_task.size), ev_state] = ev_delta
     np.cumsum(counts, axis=0, out=counts)
     active = counts > 0
-    seg_state = np.where(active[:, 0], 0, np.where(active[:, 1], 1, np.where(active[:, 2], 2, -1)))
+    seg_state = np.full(ev_task.size, -1, dtype=np.int64)
+    for code in reversed(_PRIORITY):
+        seg_state[active[:, code]] = code
     same = np.r_[ev_task[1:] == ev_task[:-1], False]
     length = np.r_[ev_time[1:] - ev_time[:-1], 0.0]
     keep = same & (length > 0) & (seg_state >= 0)
@@ -189,11 +203,11 @@ def state_segments(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 
 def _task_split(trace: Trace, n: int, overlapping: np.ndarray) -> np.ndarray:
-    """Seconds each task spent computing / waiting / queued: a (3, n) array."""
-    out = np.zeros((3, n))
+    """Seconds each task spent in each state (STATES): a (4, n) array."""
+    out = np.zeros((len(STATES), n))
     if overlapping.any():
         task, t0, t1, state = state_segments(trace)
-        for code in range(3):
+        for code in range(len(STATES)):
             mask = state == code
             out[code] = np.bincount(task[mask], weights=(t1 - t0)[mask], minlength=n)
         return out
@@ -210,7 +224,7 @@ def _task_split(trace: Trace, n: int, overlapping: np.ndarray) -> np.ndarray:
 def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_type: np.ndarray,
                    failed: np.ndarray, *, model: str, strategy: str, seed: int | None,
                    capacities: dict[str, int | None], parallel_types: np.ndarray,
-                   type_names: tuple[str, ...] = (), events: int = 0) -> Result:
+                   type_names: tuple[str, ...] = (), events: int = 0, calls: CallTable | None = None) -> Result:
     """Compute every metric of a run from its trace and task table.
 
     `capacities` gives each resource's slot count (None when unbounded); `parallel_types[t]` says whether
@@ -228,17 +242,13 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
     peak = _peak_in_flight(arrival, done)
     split = _task_split(trace, n, _overlapping(parallel_types, task_type))
     per_task = split[:, ok]
-    concurrency = {
-        "mean": float(latency.sum() / span) if completed else 0.0,
-        "peak": peak,
-        "computing_mean": float(per_task[COMPUTING].sum() / span) if completed else 0.0,
-        "waiting_mean": float(per_task[WAITING].sum() / span) if completed else 0.0,
-        "queued_mean": float(per_task[QUEUED].sum() / span) if completed else 0.0,
-    }
+    concurrency: dict[str, float] = {"mean": float(latency.sum() / span) if completed else 0.0, "peak": peak}
+    for code, name in enumerate(STATES):
+        concurrency[f"{name}_mean"] = float(per_task[code].sum() / span) if completed else 0.0
     time_split = {
-        "task": float(per_task[COMPUTING].mean()) if completed else 0.0,
-        "wait": float(per_task[WAITING].mean()) if completed else 0.0,
-        "queue": float(per_task[QUEUED].mean()) if completed else 0.0,
+        name: float(per_task[code].mean()) if completed else 0.0
+        for code, name in zip((COMPUTING, WAITING, QUEUED, THROTTLED), ("task", "wait", "queue", "throttled"),
+                              strict=True)
     }
     return Result(
         model=model, strategy=strategy, seed=seed, tasks=n, completed=completed,
@@ -247,7 +257,37 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
         resources=resources,
         trace=trace, arrival=arrival, done=done, task_type=task_type, type_names=type_names,
         parallel_types=parallel_types, events=events,
+        services=service_metrics(calls, trace.resources) if calls is not None else {}, calls=calls,
     )
+
+
+def service_metrics(calls: CallTable, resources: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Per service: calls, requests (attempts) by outcome, retries, failed calls, tokens used and wasted on
+    failed attempts the server accepted, and batch sizes (per batch: a request served in a batch of k is
+    1/k of it)."""
+    out: dict[str, dict[str, float]] = {}
+    accepted_failure = (calls.outcome == SERVER_ERROR) | (calls.outcome == TIMEOUT)
+    accepted = (calls.outcome == OK) | accepted_failure
+    tokens = calls.tokens_in + calls.tokens_out
+    for rid in np.unique(calls.service):
+        mine = calls.service == rid
+        outcome = calls.outcome[mine]
+        n_calls = int((calls.attempt[mine] == 0).sum())
+        entry: dict[str, float] = {"calls": n_calls, "requests": int(mine.sum())}
+        for code, name in enumerate(OUTCOMES):
+            entry[name] = int((outcome == code).sum())
+        entry["retries"] = entry["requests"] - n_calls
+        entry["failed"] = n_calls - entry["ok"]
+        entry["tokens"] = float(tokens[mine & accepted].sum())
+        entry["tokens_wasted"] = float(tokens[mine & accepted_failure].sum())
+        sizes = calls.size[mine & accepted].astype(float)
+        if sizes.size and sizes.max() > 1:
+            batches = float((1 / sizes).sum())
+            entry["batches"] = batches
+            entry["batch_size_mean"] = float(sizes.size / batches)
+            entry["batch_size_max"] = int(sizes.max())
+        out[resources[rid].removeprefix("service:")] = entry
+    return dict(sorted(out.items()))
 
 
 def _resources(trace: Trace, arrival: np.ndarray, done: np.ndarray, capacities: dict[str, int | None],
@@ -273,7 +313,8 @@ def _resources(trace: Trace, arrival: np.ndarray, done: np.ndarray, capacities: 
         elif name in ("loop", "gil"):
             busy = float(trace.cpu_s[mine & is_cpu].sum())
         else:
-            busy = float(held[(my_kind == K_USE) | (my_kind == K_CALL) | (my_kind == K_CPU)].sum())
+            holds = (my_kind == K_USE) | (my_kind == K_CALL) | (my_kind == K_CPU) | (my_kind == K_STAGE)
+            busy = float(held[holds].sum())
         cap = capacities.get(name)
         out[name] = _resource_entry(busy, total_wait, cap, span, n)
     if "cores" not in out and "cores" in capacities:

@@ -8,18 +8,34 @@ task's leaf steps (cpu, io, and the latency of a call).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from .spec import Batch, Call, Closed, Cpu, Io, Parallel, Periodic, Poisson, TraceArrivals, Use, Workload
+from .errors import ModelError
+from .services import ATTEMPT_FIELDS, CALL_HEAD, Service, call_width
+from .spec import (
+    Batch,
+    Call,
+    Closed,
+    Cpu,
+    Io,
+    Parallel,
+    Periodic,
+    Poisson,
+    TaskType,
+    TraceArrivals,
+    Use,
+    Workload,
+    pipeline_strategy_problems,
+)
 from .strategies import Strategy, parse_strategy
 
-__all__ = ["CALL", "CPU", "IO", "Node", "PAR", "Program", "Scenario", "USE", "build_scenario"]
+__all__ = ["CALL", "CPU", "IO", "Node", "PAR", "Program", "STAGE", "Scenario", "USE", "build_scenario"]
 
-CPU, IO, CALL, USE, PAR = 0, 1, 2, 3, 4
-KIND_NAMES = ("cpu", "io", "call", "use", "parallel")
+CPU, IO, CALL, USE, PAR, STAGE = 0, 1, 2, 3, 4, 5
+KIND_NAMES = ("cpu", "io", "call", "use", "parallel", "stage")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +44,11 @@ class Node:
 
     kind: int
     id: int
-    name: str | None = None  # the service of a call, the pool of a use
-    body: tuple[Node, ...] = ()  # the steps inside a use
+    name: str | None = None  # the service of a call, the pool of a use, the stage of a stage
+    body: tuple[Node, ...] = ()  # the steps inside a use or a stage
     branches: tuple[tuple[Node, ...], ...] = ()  # the branches of a parallel
     path: str = ""
+    col: int = -1  # a call's first column of draws (services.call_width of them)
 
 
 @dataclass(frozen=True)
@@ -145,11 +162,17 @@ def _arrival_times(workload: Workload, seed: int) -> tuple[np.ndarray | None, np
 
 
 def build_scenario(workload: Workload, *, seed: int = 0, strategy: Strategy | str | None = None) -> Scenario:
-    """Make every random draw of `workload` for `seed` (the strategy defaults to the workload's)."""
+    """Make every random draw of `workload` for `seed` (the strategy defaults to the workload's).
+
+    Raises:
+        ModelError: when the strategy cannot run the workload (a pipeline needs asyncio).
+    """
     strat = workload.strategy if strategy is None else parse_strategy(strategy)
+    if workload.stages is not None and (problems := pipeline_strategy_problems(strat)):
+        raise ModelError(problems)
     arrivals, think = _arrival_times(workload, seed)
     n = int(arrivals.size if arrivals is not None else think.size)  # type: ignore[union-attr]
-    types = workload.task_types
+    types = workload.task_types or (TaskType(name="item", steps=(Io(duration=0.0),)),)
     weights = np.array([t.weight for t in types])
     if len(types) == 1:
         task_type = np.zeros(n, dtype=np.int64)
@@ -157,30 +180,96 @@ def build_scenario(workload: Workload, *, seed: int = 0, strategy: Strategy | st
         task_type = _rng(seed, _MIX_KEY).choice(len(types), size=n, p=weights / weights.sum())
     task_row = np.zeros(n, dtype=np.int64)
     programs, durations = [], []
+    steps_of = {node_path: step for node_path, step in workload.walk()}
     for t, tt in enumerate(types):
         nodes: list[Node] = []
-        path = "task" if workload.tasks is None else f"tasks[{t}].steps"
-        steps = compile_steps(tt.steps, path, nodes)
+        if workload.stages is not None:
+            steps = _compile_stages(workload, nodes)
+        else:
+            steps = compile_steps(tt.steps, "task" if workload.tasks is None else f"tasks[{t}].steps", nodes)
+        nodes, width = _place_calls(workload, nodes)
+        steps = tuple(_renumber(x, nodes) for x in steps)
         programs.append(Program(tt.name or f"type{t}", steps, tuple(nodes), any(x.kind == PAR for x in nodes)))
         members = np.flatnonzero(task_type == t)
         task_row[members] = np.arange(members.size)
-        matrix = np.zeros((members.size, len(nodes)))
+        matrix = np.zeros((members.size, width))
         for node in nodes:
-            if node.kind in (CPU, IO, CALL):
-                step_dist = _dist_of(workload, tt.steps, node)
-                matrix[:, node.id] = step_dist.sample(_rng(seed, _STEPS_KEY, t, node.id), members.size)
+            if node.kind in (CPU, IO):
+                matrix[:, node.id] = steps_of[node.path].duration.sample(
+                    _rng(seed, _STEPS_KEY, t, node.id), members.size)
+            elif node.kind == CALL and node.col < 0:
+                matrix[:, node.id] = workload.services[node.name].latency.sample(  # type: ignore[index,union-attr]
+                    _rng(seed, _STEPS_KEY, t, node.id), members.size)
+            elif node.kind == CALL:
+                _draw_call(workload.services[node.name], matrix, node, seed, t)  # type: ignore[index]
         durations.append(matrix)
     return Scenario(workload, strat, seed, tuple(programs), task_type, task_row, tuple(durations), arrivals, think)
 
 
-def _dist_of(workload: Workload, steps: tuple[Any, ...], node: Node) -> Any:
-    """The distribution a leaf node draws from (a call draws its service's latency)."""
+def _compile_stages(workload: Workload, nodes: list[Node]) -> tuple[Node, ...]:
+    """A pipeline as one item program: a STAGE node per stage (in order) around the stage's steps."""
+    out = []
+    assert workload.stages is not None
+    for name, stage in workload.stages.items():
+        node_id = len(nodes)
+        nodes.append(None)  # type: ignore[arg-type]
+        here = f"stages.{name}"
+        node = Node(STAGE, node_id, name, body=compile_steps(stage.steps, f"{here}.steps", nodes), path=here)
+        nodes[node_id] = node
+        out.append(node)
+    return tuple(out)
+
+
+def _place_calls(workload: Workload, nodes: list[Node]) -> tuple[list[Node], int]:
+    """Give every call node its block of draw columns after the per-node columns; returns the width."""
+    width = len(nodes)
+    placed = []
+    for node in nodes:
+        extra = call_width(workload.services[node.name]) if node.kind == CALL else 0  # type: ignore[index]
+        if extra:
+            node = replace(node, col=width)
+            width += extra
+        placed.append(node)
+    return placed, width
+
+
+def _renumber(node: Node, nodes: list[Node]) -> Node:
+    """`node` with its body and branches rebuilt from `nodes` (after calls were placed)."""
     if node.kind == CALL:
-        return workload.services[node.name].latency  # type: ignore[index]
-    step: Any = None
-    for path, candidate in workload.walk():
-        if path == node.path:
-            step = candidate
-            break
-    assert step is not None, node.path
-    return step.duration
+        return nodes[node.id]
+    if node.body or node.branches:
+        return replace(nodes[node.id], body=tuple(_renumber(x, nodes) for x in node.body),
+                       branches=tuple(tuple(_renumber(x, nodes) for x in b) for b in node.branches))
+    return nodes[node.id]
+
+
+_CALLS_KEY = 4
+
+
+def _draw_call(service: Service, matrix: np.ndarray, node: Node, seed: int, t: int) -> None:
+    """Draw a call's tokens and, per attempt, its latency and the uniforms deciding failure and jitter."""
+    rows = matrix.shape[0]
+    attempts = service.attempts
+
+    def rng(*key: int) -> np.random.Generator:
+        return _rng(seed, _CALLS_KEY, t, node.id, *key)
+
+    tokens_out = np.zeros(rows)
+    if service.tokens is not None:
+        matrix[:, node.col] = np.round(service.tokens.input.sample(rng(0), rows))
+        tokens_out = np.round(service.tokens.output.sample(rng(1), rows))
+        if service.tokens.max_tokens is not None:
+            np.minimum(tokens_out, service.tokens.max_tokens, out=tokens_out)
+        matrix[:, node.col + 1] = tokens_out
+    for a in range(attempts):
+        col = node.col + CALL_HEAD + ATTEMPT_FIELDS * a
+        if service.latency is not None:
+            # the first attempt's latency is the draw a call always had (same stream as cpu and io steps)
+            lat_rng = _rng(seed, _STEPS_KEY, t, node.id) if a == 0 else rng(2, a)
+            matrix[:, col] = service.latency.sample(lat_rng, rows)
+        elif service.ttft is not None and service.tpot is not None:
+            matrix[:, col] = (service.ttft.sample(rng(3, a), rows)
+                              + service.tpot.sample(rng(4, a), rows) * np.maximum(tokens_out - 1, 0))
+        matrix[:, col + 1] = rng(5, a).random(rows)
+        matrix[:, col + 2] = rng(6, a).random(rows)
+    matrix[:, node.id] = matrix[:, node.col + CALL_HEAD]

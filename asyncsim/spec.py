@@ -18,10 +18,11 @@ from pydantic_core import PydanticCustomError
 from ._model import Frozen, allowed_keys, single_key, tagged_union, unwrap
 from .dists import _FAMILIES, Constant, Dist, _read_numbers
 from .errors import ModelError
+from .services import Batching, Failures, RateLimit, Retry, Service, Tokens
 from .strategies import Asyncio, StrategyField
 
 __all__ = [
-    "Batch", "Call", "Closed", "Cpu", "Io", "Machine", "Parallel", "Periodic", "Poisson", "Pool", "Service",
+    "Batch", "Call", "Closed", "Cpu", "Io", "Machine", "Parallel", "Periodic", "Poisson", "Pool", "Service", "Stage",
     "Step", "TaskType", "TraceArrivals", "Use", "Workload", "call", "cpu", "io", "load", "parallel", "use",
     "walk_steps",
 ]
@@ -229,9 +230,13 @@ Arrivals = tagged_union(
 
 
 class Pool(Frozen):
-    """A counted resource held by `use`: a connection pool, a semaphore, GPU slots."""
+    """A counted resource held by `use`: a connection pool, a semaphore, GPU slots.
+
+    With `timeout`, a task that waits longer than that for a slot fails (httpx's PoolTimeout).
+    """
 
     capacity: int = Field(ge=1)
+    timeout: float | None = Field(None, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -239,11 +244,23 @@ class Pool(Frozen):
         return {"capacity": data} if isinstance(data, int) and not isinstance(data, bool) else data
 
 
-class Service(Frozen):
-    """A shared external service reached by `call`: latency per request, server-side concurrency (FIFO)."""
+class Stage(Frozen):
+    """One stage of a pipeline: its steps, `workers` running them at once, a bounded input queue, batching.
 
-    latency: Dist
-    concurrency: int | None = Field(None, ge=1)
+    A full queue blocks the stage feeding it. With `batch` > 1 a worker collects up to `batch` items (waiting
+    at most `max_wait` s after the first, or until the batch is full when unset) and runs the steps once for
+    the batch: cpu steps take the sum of the items' draws, io steps the first item's, and a call carries the
+    batch (its tokens add up, and the service's `per_item` latency applies per item).
+    """
+
+    steps: tuple[Step, ...] = Field(min_length=1)
+    workers: int = Field(1, ge=1)
+    queue: int | None = Field(None, ge=1)
+    batch: int = Field(1, ge=1)
+    max_wait: float | None = Field(None, ge=0)
+
+
+Stage.model_rebuild()
 
 
 class Machine(Frozen):
@@ -274,6 +291,7 @@ class Workload(Frozen):
     arrivals: Arrivals
     task: tuple[Step, ...] | None = Field(None, min_length=1)
     tasks: tuple[TaskType, ...] | None = Field(None, min_length=1)
+    stages: dict[str, Stage] | None = Field(None, min_length=1)
     pools: dict[str, Pool] = Field(default_factory=dict)
     services: dict[str, Service] = Field(default_factory=dict)
     strategy: StrategyField = Field(default_factory=Asyncio)
@@ -282,8 +300,11 @@ class Workload(Frozen):
     @model_validator(mode="after")
     def _references(self) -> Workload:
         problems: list[str] = []
-        if (self.task is None) == (self.tasks is None):
-            problems.append("task: give exactly one of task (a list of steps) or tasks (a weighted mix)")
+        if [self.task, self.tasks, self.stages].count(None) != 2:
+            problems.append("task: give exactly one of task (a list of steps), tasks (a weighted mix) "
+                            "or stages (a pipeline)")
+        if self.stages is not None:
+            problems += pipeline_strategy_problems(self.strategy)
         for path, step in self.walk():
             if isinstance(step, Call) and step.service not in self.services:
                 problems.append(f"{path}.call: unknown service {step.service!r} ({_known(self.services)})")
@@ -295,10 +316,11 @@ class Workload(Frozen):
 
     @property
     def task_types(self) -> tuple[TaskType, ...]:
-        """The task mix; a single `task` is one type of weight 1."""
+        """The task mix; a single `task` is one type of weight 1 (a pipeline has none: see `stages`)."""
         if self.tasks is not None:
             return self.tasks
-        assert self.task is not None
+        if self.task is None:
+            return ()
         return (TaskType(steps=self.task),)
 
     def walk(self) -> Iterator[tuple[str, Any]]:
@@ -307,6 +329,8 @@ class Workload(Frozen):
             yield from walk_steps(self.task, "task")
         for i, tt in enumerate(self.tasks or ()):
             yield from walk_steps(tt.steps, f"tasks[{i}].steps")
+        for name, stage in (self.stages or {}).items():
+            yield from walk_steps(stage.steps, f"stages.{name}.steps")
 
     def evolve(self, **changes: Any) -> Workload:
         """A validated copy with `changes` (field names to values); the original is unchanged.
@@ -350,6 +374,14 @@ class Workload(Frozen):
         return cls.from_dict(data, base_dir=path.parent, source=str(path))
 
 
+def pipeline_strategy_problems(strategy: Any) -> list[str]:
+    """Why `strategy` cannot run a pipeline (stage workers are coroutines on one event loop), if it cannot."""
+    if isinstance(strategy, Asyncio):
+        return []
+    return [f"strategy: a pipeline runs its stage workers as asyncio coroutines; use asyncio, asyncio:K (at most "
+            f"K items in the pipeline), asyncio+threads:N or asyncio+processes:N (got {strategy})"]
+
+
 def load(path: str | os.PathLike[str]) -> Workload:
     """Read and validate a model file (`models/web_fetch.yaml`)."""
     return Workload.from_yaml(path)
@@ -387,7 +419,9 @@ def _owner(loc: tuple[Any, ...]) -> type[Frozen]:
     """The model class that a YAML location (ending at a mapping) stands for."""
     owners: dict[Any, type[Frozen]] = {
         **_FAMILIES, **_STEPS, **_ARRIVALS,
-        "machine": Machine, "services": Service, "pools": Pool, "tasks": TaskType,
+        "machine": Machine, "services": Service, "pools": Pool, "tasks": TaskType, "stages": Stage,
+        "rate_limit": RateLimit, "client_limit": RateLimit, "tokens": Tokens, "failures": Failures,
+        "retry": Retry, "batching": Batching,
     }
     for item in reversed(loc):
         if item in owners:

@@ -12,6 +12,11 @@ shared a core). Record kinds:
 | use     | waiting for a pool slot          | holding the slot (inner steps run)    |
 | admit   | waiting for admission (limit, worker) | dispatch to a worker             |
 | resume  | waiting for the loop/GIL to resume | loop/interpreter overhead (cpu_s)   |
+| throttle| waiting for rate-limit tokens or backing off before a retry | -              |
+| stage   | queued for a pipeline stage (queue, worker, batch) | a worker runs its steps (cpu_s: batch size) |
+| batch   | queued for a pipeline stage      | waiting while its batch runs (recorded on another item) |
+
+Calls also go to a `CallLog`: one row per attempt with its outcome, tokens and batch size.
 
 The simulator and the real runner both fill a `TraceBuilder`; `Trace` holds numpy columns.
 """
@@ -21,13 +26,14 @@ from __future__ import annotations
 import struct
 from array import array
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["KINDS", "RunOutput", "Trace", "TraceBuilder"]
+__all__ = ["CallLog", "CallTable", "KINDS", "RunOutput", "Trace", "TraceBuilder"]
 
-KINDS = ("cpu", "io", "call", "use", "admit", "resume")
-K_CPU, K_IO, K_CALL, K_USE, K_ADMIT, K_RESUME = range(len(KINDS))
+KINDS = ("cpu", "io", "call", "use", "admit", "resume", "throttle", "stage", "batch")
+K_CPU, K_IO, K_CALL, K_USE, K_ADMIT, K_RESUME, K_THROTTLE, K_STAGE, K_BATCH = range(len(KINDS))
 
 
 # One record as `add` packs it: the columns' types in native byte order, without padding (47 bytes).
@@ -122,6 +128,56 @@ class Trace:
         })
 
 
+_CALL_COLUMNS = (("task", "q"), ("step", "i"), ("service", "h"), ("attempt", "h"), ("outcome", "b"),
+                 ("sent", "d"), ("end", "d"), ("tokens_in", "d"), ("tokens_out", "d"), ("size", "i"))
+
+
+class CallLog:
+    """One row per call attempt: task, step, service code, attempt (0 first), outcome code (services.OUTCOMES),
+    sent and end times, tokens in and out, and the number of items served with it (its batch's size).
+    """
+
+    __slots__ = ("_columns",)
+
+    def __init__(self) -> None:
+        self._columns = {name: array(code) for name, code in _CALL_COLUMNS}
+
+    def add(self, task: int, step: int, service: int, attempt: int, outcome: int, sent: float, end: float,
+            tokens_in: float, tokens_out: float, size: int) -> None:
+        """Append one attempt."""
+        for (_, column), value in zip(self._columns.items(), (task, step, service, attempt, outcome, sent, end,
+                                                               tokens_in, tokens_out, size), strict=True):
+            column.append(value)
+
+    def extend(self, rows: list[tuple[Any, ...]]) -> None:
+        """Append rows (tuples in `add`'s order)."""
+        for row in rows:
+            self.add(*row)
+
+    def build(self) -> CallTable:
+        """Freeze into numpy columns."""
+        return CallTable(**{name: np.array(col) for name, col in self._columns.items()})
+
+
+@dataclass(frozen=True, eq=False)
+class CallTable:
+    """The call attempts of a run as numpy columns (see `CallLog`)."""
+
+    task: np.ndarray
+    step: np.ndarray
+    service: np.ndarray
+    attempt: np.ndarray
+    outcome: np.ndarray
+    sent: np.ndarray
+    end: np.ndarray
+    tokens_in: np.ndarray
+    tokens_out: np.ndarray
+    size: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.task.size)
+
+
 @dataclass(frozen=True, eq=False)
 class RunOutput:
     """What one execution (simulated or real) produced: the trace and the per-task table.
@@ -138,3 +194,4 @@ class RunOutput:
     capacities: dict[str, int | None]
     errors: dict[int, str] | None = None
     interrupted: bool = False
+    calls: CallTable | None = None

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .api import simulate
+from .api import result_of, simulate
 from .errors import ModelError
-from .metrics import Result, compute_result
+from .metrics import Result
 from .profile import MachineProfile
 from .real import run_real
 from .real.calibrate import calibrate
@@ -121,15 +121,6 @@ def check_time_scale(workload: Workload, time_scale: float, timer_floor_s: float
         )
 
 
-def _result(scenario: Scenario, out: RunOutput) -> Result:
-    return compute_result(
-        out.trace, out.arrival, out.done, out.task_type, out.failed,
-        model=scenario.workload.name, strategy=str(scenario.strategy), seed=scenario.seed,
-        capacities=out.capacities, parallel_types=np.array([p.has_parallel for p in scenario.programs]),
-        type_names=tuple(p.name for p in scenario.programs),
-    )
-
-
 def replay_scenario(scenario: Scenario, measured: RunOutput) -> Scenario:
     """The scenario with what the real run actually had: each CPU step's measured CPU time, and (for open
     arrivals) the times tasks actually arrived."""
@@ -161,7 +152,7 @@ def validate(workload: Workload, *, strategy: Strategy | str | None = None, seed
     machine = profile.machine_for(strat, workload.machine, time_scale=time_scale, loop=loop, emulated_waits=True)
     predicted = simulate(scenario, machine=machine)
     out = run_real(scenario, time_scale=time_scale, cpu_rate=cpu_rate, loop=loop)
-    measured = _result(scenario, out)
+    measured = result_of(scenario, out)
     replayed = simulate(replay_scenario(scenario, out), machine=machine)
     return Validation(workload.name, str(strat), time_scale, loop, predicted, measured, replayed,
                       interrupted=out.interrupted, errors_by_task=out.errors or None)

@@ -114,7 +114,8 @@ def test_bad_values_name_their_yaml_path(tmp_path):
         "strategy: asyncio needs a count >= 1, got 0 in 'asyncio:0'",
         "machine.foo: unknown key (allowed: cores, gil, switch_interval_s, loop_step_s, task_create_s, "
         "thread_switch_s, process_dispatch_s, sleep_overshoot_s, timer_granularity_s)",
-        "extra: unknown key (allowed: name, description, arrivals, task, tasks, pools, services, strategy, machine)",
+        "extra: unknown key (allowed: name, description, arrivals, task, tasks, stages, pools, services, strategy, "
+            "machine)",
     ]
 
 
@@ -151,7 +152,7 @@ def test_references_to_unknown_pools_and_services(tmp_path):
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("arrivals: {batch: 1}\n", "task: give exactly one of task (a list of steps) or tasks (a weighted mix)"),
+        ("arrivals: {batch: 1}\n", "task: give exactly one of task (a list of steps), tasks (a weighted mix) or stages"),
         ("arrivals: {poisson: {rate: 2}}\ntask: [{io: 1}]\n",
          "arrivals.poisson: give exactly one of count or duration (an open stream must end)"),
         ("arrivals: {batch: 1}\ntask: [{io: {uniform: {low: 2, high: 1}}}]\n",

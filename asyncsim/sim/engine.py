@@ -20,12 +20,58 @@ import simpy
 
 from ..errors import SimulationError
 from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
+from ..services import (
+    ATTEMPT_FIELDS,
+    CALL_HEAD,
+    OK,
+    OUTCOMES,
+    RATE_LIMITED,
+    REJECTED,
+    TIMEOUT,
+    Service,
+    TokenBucket,
+    attempt_outcome,
+    backoff_s,
+    charged_tokens,
+)
 from ..spec import Machine
 from ..strategies import Asyncio, Processes, Sequential, Threads
-from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_USE, RunOutput, TraceBuilder
+from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_THROTTLE, K_USE, CallLog, RunOutput, TraceBuilder
 from .cpu import Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
 from .driver import TaskDriver, run_until_empty
-from .resources import Slots
+from .resources import Batcher, Slots
+
+
+class TaskFailedError(Exception):
+    """A step failed (a call out of retries, a pool timeout): the task stops and counts as failed."""
+
+
+class SimService:
+    """A service on the simulation clock: its slots or batcher, its rate-limit buckets, its trace codes."""
+
+    def __init__(self, name: str, spec: Service, env: simpy.Environment, tb: TraceBuilder) -> None:
+        self.name = name
+        self.spec = spec
+        self.slots = Slots(env, spec.concurrency) if spec.concurrency else None
+        self.batcher = Batcher(env, spec.batching) if spec.batching else None
+        self.res = tb.resource_id(f"service:{name}")
+        self.server = _buckets(spec.rate_limit)
+        self.client = _buckets(spec.client_limit)
+        self.limiter_res = tb.resource_id(f"limiter:{name}") if spec.client_limit else -1
+        self.backoff_res = tb.resource_id(f"backoff:{name}") if spec.attempts > 1 else -1
+
+
+def _buckets(limit: Any) -> tuple[TokenBucket | None, TokenBucket | None] | None:
+    if limit is None:
+        return None
+    req, tok = limit.buckets()
+    return (TokenBucket(*req) if req else None, TokenBucket(*tok) if tok else None)
+
+
+def _charges(svc: SimService, limit: Any, tokens_in: float, tokens_out: float) -> tuple[float, float]:
+    """(requests, tokens) one attempt takes from `limit`'s buckets."""
+    tokens = charged_tokens(svc.spec, limit, tokens_in, tokens_out) if limit.tpm is not None else 0.0
+    return 1.0, tokens
 
 __all__ = ["RunOutput", "run_scenario"]
 
@@ -40,11 +86,12 @@ class _Engine:
         self.arrival = np.full(n, math.nan)
         self.done = np.full(n, math.nan)
         self.programs = [p.steps for p in scenario.programs]
-        self.pools = {name: (Slots(env, p.capacity), tb.resource_id(f"pool:{name}"))
+        self.pools = {name: (Slots(env, p.capacity), tb.resource_id(f"pool:{name}"), p.timeout)
                       for name, p in scenario.workload.pools.items()}
-        self.services = {name: (Slots(env, s.concurrency) if s.concurrency else None,
-                                tb.resource_id(f"service:{name}"))
-                         for name, s in scenario.workload.services.items()}
+        self.services = {name: SimService(name, spec, env, tb) for name, spec in scenario.workload.services.items()}
+        self.calls = CallLog() if self.services else None
+        self.failed = np.zeros(n, dtype=bool)
+        self.errors: dict[int, str] = {}
         self.overshoot = machine.sleep_overshoot_s
         self.granularity = machine.timer_granularity_s
         self.dispatch = 0.0  # per task sent to a worker process (processes:N)
@@ -189,7 +236,11 @@ class _Engine:
         t = sc.task_type[i]
         durs = sc.durations[t][sc.task_row[i]].tolist()
         s = self._new_strand()
-        yield from self._steps(i, durs, self.programs[t], s)
+        try:
+            yield from self._steps(i, durs, self.programs[t], s)
+        except TaskFailedError as exc:
+            self.failed[i] = True
+            self.errors[i] = str(exc)
         if not s.holding:
             yield from self._enter(s, i, -1)
         s.holding = False
@@ -258,32 +309,30 @@ class _Engine:
                 if not s.holding:
                     yield from self._enter(s, i, node.id)
                 self._leave(s)
-                slots, res = self.services[node.name]  # type: ignore[index]
-                sent = env.now
-                if slots is not None:
-                    event = slots.request()
-                    if event is not None:
-                        yield event
-                served = env.now
-                yield env.timeout(self._timer(durs[node.id]))
-                if slots is not None:
-                    slots.release()
-                tb.add(i, node.id, K_CALL, res, sent, served, env.now)
+                yield from self._call(i, node, durs, 1)
             elif kind == USE:
                 if not s.holding:
                     yield from self._enter(s, i, node.id)
-                slots, res = self.pools[node.name]  # type: ignore[index]
+                slots, res, timeout = self.pools[node.name]  # type: ignore[index]
                 asked = env.now
                 event = slots.request()
                 if event is not None:
                     self._leave(s)
-                    yield event
+                    if timeout is None:
+                        yield event
+                    else:
+                        yield event | env.timeout(timeout)
+                        if not event.triggered and slots.cancel(event):
+                            tb.add(i, node.id, K_USE, res, asked, env.now, env.now)
+                            raise TaskFailedError(f"PoolTimeout: no slot of pool {node.name!r} within {timeout:g}s")
                 got = env.now
-                yield from self._steps(i, durs, node.body, s)
-                if not s.holding:
-                    yield from self._enter(s, i, node.id)
-                slots.release()
-                tb.add(i, node.id, K_USE, res, asked, got, env.now)
+                try:
+                    yield from self._steps(i, durs, node.body, s)
+                    if not s.holding:
+                        yield from self._enter(s, i, node.id)
+                finally:
+                    slots.release()
+                    tb.add(i, node.id, K_USE, res, asked, got, env.now)
             else:
                 assert kind == PAR
                 if not s.holding:
@@ -294,14 +343,97 @@ class _Engine:
                         yield from self._steps(i, durs, branch, s)
                     continue
                 self._leave(s)
-                yield env.all_of([env.process(self._branch(i, durs, b, c))
-                                  for b, c in zip(node.branches, children, strict=True)])
+                joined = yield env.all_of([env.process(self._branch(i, durs, b, c))
+                                           for b, c in zip(node.branches, children, strict=True)])
+                failures = [v for v in joined.values() if v is not None]
+                if failures:  # every branch has finished (as with gather(return_exceptions=True))
+                    raise failures[0]
 
-    def _branch(self, i: int, durs: list[float], steps: tuple[Node, ...], s: Strand) -> Generator[Any, Any, None]:
-        yield from self._steps(i, durs, steps, s)
+    def _branch(self, i: int, durs: list[float], steps: tuple[Node, ...],
+                s: Strand) -> Generator[Any, Any, TaskFailedError | None]:
+        failure = None
+        try:
+            yield from self._steps(i, durs, steps, s)
+        except TaskFailedError as exc:
+            failure = exc
         if not s.holding:
             yield from self._enter(s, i, -1)
         self._leave(s)
+        return failure
+
+    def _call(self, i: int, node: Node, durs: list[float], size: int) -> Generator[Any, Any, None]:
+        """One call with its attempts: client limiter, server limit, failures, service time, back-off.
+
+        The strand has been left; `size` is the number of items the request carries (a pipeline batch).
+        """
+        env, tb = self.env, self.trace
+        svc = self.services[node.name]  # type: ignore[index]
+        spec = svc.spec
+        col = node.col
+        tokens_in, tokens_out = (durs[col], durs[col + 1]) if col >= 0 else (0.0, 0.0)
+        for attempt in range(spec.attempts):
+            if col >= 0:
+                at = col + CALL_HEAD + ATTEMPT_FIELDS * attempt
+                latency, u_fail, u_jitter = durs[at], durs[at + 1], durs[at + 2]
+            else:
+                latency, u_fail, u_jitter = durs[node.id], 1.0, 0.0
+            if svc.client is not None:
+                wait = 0.0
+                charges = _charges(svc, spec.client_limit, tokens_in, tokens_out)
+                for bucket, amount in zip(svc.client, charges, strict=True):
+                    if bucket is not None and amount:
+                        wait = max(wait, bucket.reserve(env.now, amount))
+                if wait > 0:
+                    asked = env.now
+                    yield env.timeout(self._timer(wait))
+                    tb.add(i, node.id, K_THROTTLE, svc.limiter_res, asked, env.now, env.now)
+            sent = served = env.now
+            outcome, retry_after, batch = OK, None, size
+            if svc.server is not None:
+                charges = _charges(svc, spec.rate_limit, tokens_in, tokens_out)
+                short = max(b.shortfall_s(sent, a) for b, a in zip(svc.server, charges, strict=True)
+                            if b is not None and a)
+                if short > 0:
+                    outcome, retry_after = RATE_LIMITED, (short if math.isfinite(short) else None)
+                else:
+                    for bucket, amount in zip(svc.server, charges, strict=True):
+                        if bucket is not None and amount:
+                            bucket.take(sent, amount)
+            if outcome == OK:
+                outcome = attempt_outcome(spec.failures, u_fail)
+            if outcome != RATE_LIMITED:
+                if svc.batcher is not None:
+                    event = svc.batcher.submit()
+                    if event is None:
+                        outcome = REJECTED
+                    else:
+                        served, batch = yield event
+                else:
+                    slots = svc.slots
+                    if slots is not None:
+                        event = slots.request()
+                        if event is not None:
+                            yield event
+                    served = env.now
+                    service_time = latency + spec.per_item * size
+                    if spec.timeout is not None and (outcome == TIMEOUT or service_time > spec.timeout):
+                        outcome, service_time = TIMEOUT, spec.timeout
+                    yield env.timeout(self._timer(service_time))
+                    if slots is not None:
+                        slots.release()
+            tb.add(i, node.id, K_CALL, svc.res, sent, served, env.now)
+            self.calls.add(i, node.id, svc.res, attempt, outcome, sent, env.now,  # type: ignore[union-attr]
+                           tokens_in, tokens_out, batch)
+            if outcome == OK:
+                return
+            if attempt + 1 == spec.attempts or OUTCOMES[outcome] not in spec.retry.retry_on:
+                tries = f"after {attempt + 1} attempts" if attempt else "(not retried)"
+                raise TaskFailedError(f"{node.name}: {OUTCOMES[outcome]} {tries}")
+            delay = backoff_s(spec.retry, attempt, u_jitter, retry_after)
+            if delay > 0:
+                asked = env.now
+                yield env.timeout(self._timer(delay))
+                tb.add(i, node.id, K_THROTTLE, svc.backoff_res, asked, env.now, env.now)
 
     def _timer(self, wait: float) -> float:
         """How long a timed wait really lasts: rounded up to the timer granularity, plus the overshoot."""
@@ -363,14 +495,16 @@ class _Engine:
                 "that is never released (a deadlock, e.g. nested use of a pool that is full)"
             )
         events = next(env._eid)  # SimPy numbers every scheduled event  # noqa: SLF001
-        return RunOutput(self.trace.build(), self.arrival, self.done, sc.task_type,
-                         np.zeros(sc.n_tasks, dtype=bool), events, self._capacities())
+        return RunOutput(self.trace.build(), self.arrival, self.done, sc.task_type, self.failed, events,
+                         self._capacities(), errors=self.errors,
+                         calls=self.calls.build() if self.calls is not None else None)
 
     def _capacities(self) -> dict[str, int | None]:
         caps: dict[str, int | None] = {"cores": self.machine.cores, "loop": 1, "gil": 1,
                                        "limit": self.limit, "workers": self.limit}
         caps.update({f"pool:{k}": p.capacity for k, p in self.sc.workload.pools.items()})
-        caps.update({f"service:{k}": s.concurrency for k, s in self.sc.workload.services.items()})
+        caps.update({f"service:{k}": s.concurrency or (s.batching.instances if s.batching else None)
+                     for k, s in self.sc.workload.services.items()})
         if self.executor is not None:
             caps["executor"] = self.executor[0].capacity
         return caps
