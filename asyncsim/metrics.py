@@ -58,7 +58,15 @@ class Result:
     parallel_types: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=bool))
     events: int = field(repr=False, default=0)
     services: dict[str, dict[str, float]] = field(default_factory=dict)
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
     calls: CallTable | None = field(repr=False, default=None)
+
+    @property
+    def bottleneck(self) -> str | None:
+        """The pipeline stage with the highest utilisation (None without stages)."""
+        if not self.stages:
+            return None
+        return max(self.stages, key=lambda k: self.stages[k]["utilization"])
 
     def to_dict(self) -> dict[str, Any]:
         """The `run --json` object."""
@@ -72,7 +80,27 @@ class Result:
         }
         if self.services:
             out["services"] = {k: dict(v) for k, v in self.services.items()}
+        if self.stages:
+            out["stages"] = {k: dict(v) for k, v in self.stages.items()}
+            out["bottleneck"] = self.bottleneck
         return out
+
+    def queue_series(self):  # noqa: ANN201
+        """Items queued for each pipeline stage over time (waiting to enter it, in its queue, or collecting a
+        batch): a long DataFrame with columns time, stage, queued."""
+        import pandas as pd
+
+        tr = self.trace
+        frames = []
+        for rid, name in enumerate(tr.resources):
+            if not name.startswith("stage:"):
+                continue
+            mine = (tr.resource == rid) & ((tr.kind == K_STAGE) | (tr.kind == K_BATCH))
+            t0, t1 = tr.enqueue[mine], tr.start[mine]
+            times = np.unique(np.concatenate([t0, t1]))
+            frames.append(pd.DataFrame({"time": times, "stage": name.removeprefix("stage:"),
+                                        "queued": _step_count(times, t0, t1)}))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["time", "stage", "queued"])
 
     def to_frame(self):  # noqa: ANN201 - pandas is imported lazily
         """One row per task: type, arrival, completion, latency and its computing/waiting/queued split."""
@@ -258,7 +286,29 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
         trace=trace, arrival=arrival, done=done, task_type=task_type, type_names=type_names,
         parallel_types=parallel_types, events=events,
         services=service_metrics(calls, trace.resources) if calls is not None else {}, calls=calls,
+        stages=_stage_metrics(trace, resources, span),
     )
+
+
+def _stage_metrics(trace: Trace, resources: dict[str, dict[str, float | None]],
+                   span: float) -> dict[str, dict[str, float]]:
+    """Per pipeline stage: items through it, throughput, batches and their mean size, worker utilisation,
+    and the time-averaged items queued for it and mean seconds each waited."""
+    out: dict[str, dict[str, float]] = {}
+    for rid, name in enumerate(trace.resources):
+        if not name.startswith("stage:"):
+            continue
+        runs = (trace.resource == rid) & (trace.kind == K_STAGE)
+        items = float(trace.cpu_s[runs].sum())
+        batches = int(runs.sum())
+        entry = resources[name]
+        out[name.removeprefix("stage:")] = {
+            "items": items, "throughput": items / span if span == span else 0.0, "batches": batches,
+            "batch_size_mean": items / batches if batches else 0.0, "workers": entry["capacity"] or 0,
+            "utilization": entry["utilization"] or 0.0, "mean_queue": entry["mean_queue"] or 0.0,
+            "mean_wait": entry["mean_wait"] or 0.0,
+        }
+    return out
 
 
 def service_metrics(calls: CallTable, resources: tuple[str, ...]) -> dict[str, dict[str, float]]:

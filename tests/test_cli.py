@@ -33,8 +33,9 @@ def test_run_json_has_the_documented_shape(capsys):
                        "latency", "concurrency", "time_split", "resources"]
     assert (d["strategy"], d["seed"], d["tasks"], d["completed"]) == ("threads:8", 3, 500, 500)
     assert list(d["latency"]) == ["mean", "p50", "p95", "p99", "max"]
-    assert list(d["concurrency"]) == ["mean", "peak", "computing_mean", "waiting_mean", "queued_mean"]
-    assert list(d["time_split"]) == ["task", "wait", "queue"]
+    assert list(d["concurrency"]) == ["mean", "peak", "computing_mean", "waiting_mean", "queued_mean",
+                                      "throttled_mean"]
+    assert list(d["time_split"]) == ["task", "wait", "queue", "throttled"]
     assert set(d["resources"]["workers"]) >= {"utilization", "mean_wait", "mean_queue"}
 
 

@@ -90,6 +90,7 @@ class _Engine:
                       for name, p in scenario.workload.pools.items()}
         self.services = {name: SimService(name, spec, env, tb) for name, spec in scenario.workload.services.items()}
         self.calls = CallLog() if self.services else None
+        self.batch_size: dict[int, int] = {}  # items a task's calls carry, when it leads a pipeline batch
         self.failed = np.zeros(n, dtype=bool)
         self.errors: dict[int, str] = {}
         self.overshoot = machine.sleep_overshoot_s
@@ -309,7 +310,7 @@ class _Engine:
                 if not s.holding:
                     yield from self._enter(s, i, node.id)
                 self._leave(s)
-                yield from self._call(i, node, durs, 1)
+                yield from self._call(i, node, durs, self.batch_size.get(i, 1))
             elif kind == USE:
                 if not s.holding:
                     yield from self._enter(s, i, node.id)
@@ -512,4 +513,8 @@ class _Engine:
 
 def run_scenario(scenario: Scenario, machine: Machine | None = None) -> RunOutput:
     """Execute a scenario under its strategy on `machine` (the workload's machine by default)."""
+    if scenario.workload.stages is not None:
+        from .pipeline import PipelineEngine  # it builds on _Engine
+
+        return PipelineEngine(scenario, machine or scenario.workload.machine).run()
     return _Engine(scenario, machine or scenario.workload.machine).run()
