@@ -27,8 +27,10 @@ from rich.table import Table
 
 from ._io import write_atomic
 from .api import compare, replicate, simulate
+from .bounds import Bound, bounds
 from .errors import AsyncSimError, ModelError
 from .profile import MachineProfile
+from .scenario import build_scenario
 from .spec import Workload, load
 from .strategies import parse_strategy
 
@@ -98,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     for p in (run, cmp, val):
         p.add_argument("--machine-profile", metavar="FILE",
                        help="a profile from `asyncsim calibrate`: simulate with this machine's overheads")
+        p.add_argument("--detail", action="store_true",
+                       help="with --json/--out: add per-task latencies and the concurrency series under 'detail' "
+                            "(for `asyncsim report`; grows with the task count)")
+
+    rep = sub.add_parser("report", help="turn a saved run / compare / sweep / validate output into a report")
+    rep.add_argument("results", help="run/compare --json output, sweep --out table, or validate --out/--json output")
+    rep.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for report.md and its figures")
     return parser
 
 
@@ -114,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "calibrate":
             return _calibrate(args, out)
+        if args.command == "report":
+            return _report(args, out)
         workload = load(args.model)  # validates the model before anything else (a sweep too)
         if args.command == "sweep":
             return _sweep(args, out)
@@ -141,14 +152,54 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
         raise ModelError(f"--replications: must be >= 1 (got {args.replications})")
     strategy = parse_strategy(args.strategy) if args.strategy else None
     if args.replications == 1:
-        data = simulate(workload, strategy=strategy, seed=args.seed).to_dict()
+        first = simulate(workload, strategy=strategy, seed=args.seed)
+        data = first.to_dict()
     else:
-        data = replicate(workload, replications=args.replications, strategy=strategy, seed=args.seed).to_dict()
+        summary = replicate(workload, replications=args.replications, strategy=strategy, seed=args.seed)
+        first, data = summary.runs[0], summary.to_dict()
+    if args.detail:
+        data["detail"] = _detail(first)
+    limits = bounds(build_scenario(workload, seed=args.seed, strategy=strategy))
+    data["bounds"] = {b.name: b.seconds for b in limits}
+    data["binding"] = limits[0].name
     if args.json:
         print(json.dumps(data))
     else:
         _print_run(data, workload, out)
+        _print_limits(data, limits, out)
     return 0
+
+
+def _print_limits(d: dict[str, Any], limits: list[Bound], out: Console) -> None:
+    """Per-service and per-stage tables, then which limit binds: each bound next to the prediction."""
+    if d.get("services"):
+        table = Table(title="services", title_justify="left")
+        cols = ("calls", "requests", "ok", "rate_limited", "server_error", "timeout", "rejected", "retries",
+                "failed", "tokens", "tokens_wasted", "batch_size_mean")
+        table.add_column("service")
+        for col in cols:
+            table.add_column(col.replace("_", " "), justify="right")
+        for name, sv in d["services"].items():
+            table.add_row(name, *("-" if sv.get(c) is None else f"{sv[c]:.4g}" for c in cols))
+        out.print(table)
+    if d.get("stages"):
+        table = Table(title=f"pipeline stages (bottleneck: {d['bottleneck']})", title_justify="left")
+        cols = ("items", "throughput", "workers", "utilization", "batch_size_mean", "mean_queue", "mean_wait")
+        table.add_column("stage")
+        for col in cols:
+            table.add_column(col.replace("_", " "), justify="right")
+        for name, st in d["stages"].items():
+            table.add_row(name, *(fmt_s(st[c]) if c == "mean_wait" else
+                                  f"{st[c]:.1%}" if c == "utilization" else f"{st[c]:.4g}" for c in cols))
+        out.print(table)
+    t_total = d["t_total"]
+    top = limits[0]
+    share = f", {t_total / top.seconds:.0%} of the bound" if top.seconds > 0 else ""
+    out.print(f"[bold]binding limit:[/] {top.name}: T_total ≥ {fmt_s(top.seconds)} ({top.detail}); "
+              f"predicted {fmt_s(t_total)}{share}")
+    others = [f"{b.name} ≥ {fmt_s(b.seconds)}" for b in limits[1:4] if b.seconds > 0]
+    if others:
+        out.print("next limits: " + "; ".join(others))
 
 
 def _compare(workload: Workload, args: argparse.Namespace, out: Console) -> int:
@@ -156,7 +207,8 @@ def _compare(workload: Workload, args: argparse.Namespace, out: Console) -> int:
     if not names:
         raise ModelError("--strategies: give at least one strategy, e.g. sequential,asyncio")
     strategies = [parse_strategy(s) for s in names]
-    results = [r.to_dict() for r in compare(workload, strategies, seed=args.seed)]
+    results = [r.to_dict() | ({"detail": _detail(r)} if args.detail else {})
+               for r in compare(workload, strategies, seed=args.seed)]
     if args.json:
         print(json.dumps(results))
         return 0
@@ -237,6 +289,8 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
         table.add_row(*(str(row[p]) for p in params), pm("t_total"), pm("throughput", _num),
                       pm("latency_p95"), pm("concurrency_mean", _num))
     out.print(table)
+    for line in _crossover_lines(summary, params):
+        out.print(line)
     if args.out:
         out.print(f"wrote {args.out} ({len(frame)} runs) and {summary_path}")
     return 0
@@ -289,6 +343,41 @@ def _plan(args: argparse.Namespace, out: Console) -> int:
         table.add_row(str(point.value), *cells, "yes" if point.met else "no")
     out.print(table)
     return 0
+
+
+# --- report, and what run/compare/validate add for it (--detail) ---------------------------------------
+
+
+def _report(args: argparse.Namespace, out: Console) -> int:
+    from .report import report
+
+    path = report(args.results, args.out, command=["asyncsim", "report", args.results, "--out", args.out])
+    out.print(f"wrote {path}")
+    return 0
+
+
+def _detail(result: Any) -> dict[str, Any]:
+    from .report import detail
+
+    return detail(result)
+
+
+def _validation_dict(v: Any, *, detail: bool) -> dict[str, Any]:
+    data = v.to_dict()
+    if detail:
+        for run in ("predicted", "measured", "replayed"):
+            data[run]["detail"] = _detail(getattr(v, run))
+    return data
+
+
+def _crossover_lines(summary: Any, params: list[str]) -> list[str]:
+    """'asyncio overtakes threads:4 at task.0.cpu=0.012 (t_total 3.2)' lines for a strategy × one-number grid."""
+    from .plan import sweep_crossovers
+
+    x, found = sweep_crossovers(summary, params)
+    if x is None:
+        return []
+    return [str(c) for c in found] or [f"no strategy overtakes another in T_total as {x} grows"]
 
 
 def _with_profile(workload: Workload, profile: MachineProfile, args: argparse.Namespace) -> Workload:
@@ -360,7 +449,8 @@ def _validate(workload: Workload, profile: MachineProfile | None, args: argparse
         results.append(v)
         if v.interrupted:
             break
-    payload = json.dumps([v.to_dict() for v in results] if len(results) > 1 else results[0].to_dict())
+    dicts = [_validation_dict(v, detail=args.detail) for v in results]
+    payload = json.dumps(dicts if len(dicts) > 1 else dicts[0])
     if args.out:
         write_atomic(args.out, payload + "\n")
     if args.json:

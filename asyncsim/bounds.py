@@ -1,0 +1,172 @@
+"""Which limit binds: a lower bound on T_total for each limit of a scenario, from its own draws.
+
+Every run of the scenario takes at least each bound, whatever the scheduling: its CPU work on the cores it
+can use, its longest task, the work behind each concurrency cap (the strategy's limit, a pool, a service's
+slots, a pipeline stage's workers) divided by the cap, and the requests and tokens beyond a rate limit's
+burst divided by its rate. The largest is the binding limit; a prediction far above it says time goes to
+queueing or contention that no single limit explains. Stage bounds with batching are estimates (≈): a
+batch's non-CPU time is counted once per full batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .scenario import CALL, CPU, IO, PAR, STAGE, USE, Node, Scenario
+from .services import RateLimit, Service, charged_tokens
+from .strategies import Asyncio, Processes, Sequential, Threads
+
+__all__ = ["Bound", "bounds"]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A lower bound on T_total set by one limit: `name` says which, `seconds` how long at least."""
+
+    name: str
+    seconds: float
+    detail: str
+
+
+def _usable_cores(scenario: Scenario) -> int:
+    st, m = scenario.strategy, scenario.workload.machine
+    if isinstance(st, Processes):
+        return max(1, min(st.workers, m.cores))
+    if isinstance(st, Asyncio) and isinstance(st.offload, Processes):
+        return max(1, min(st.offload.workers, m.cores))
+    if isinstance(st, Threads | Asyncio) and not m.gil:
+        return m.cores
+    return 1
+
+
+def _call_time(node: Node, durs: np.ndarray, services: dict[str, Service]) -> np.ndarray:
+    svc = services[node.name]  # type: ignore[index]
+    if svc.batching is not None:
+        return np.full(durs.shape[0], svc.batching.batch_time(1))
+    return durs[:, node.id] + svc.per_item
+
+
+def _min_time(nodes: tuple[Node, ...], durs: np.ndarray, services: dict[str, Service]) -> np.ndarray:
+    """Per task (row): the least time `nodes` take when nothing waits (parallel branches overlap)."""
+    total = np.zeros(durs.shape[0])
+    for node in nodes:
+        if node.kind in (CPU, IO):
+            total += durs[:, node.id]
+        elif node.kind == CALL:
+            total += _call_time(node, durs, services)
+        elif node.kind in (USE, STAGE):
+            total += _min_time(node.body, durs, services)
+        elif node.kind == PAR:
+            total += np.max([_min_time(b, durs, services) for b in node.branches], axis=0)
+    return total
+
+
+def _walk(nodes: tuple[Node, ...]) -> list[Node]:
+    out = []
+    for node in nodes:
+        out.append(node)
+        out += _walk(node.body)
+        for b in node.branches:
+            out += _walk(b)
+    return out
+
+
+def bounds(scenario: Scenario) -> list[Bound]:
+    """Every limit's lower bound on T_total for this scenario, largest (the binding limit) first."""
+    w = scenario.workload
+    services = w.services
+    cpu = longest = 0.0
+    per_task_sum = 0.0
+    held: dict[str, float] = {}
+    served: dict[str, float] = {}
+    requests: dict[str, float] = {}
+    tokens: dict[tuple[str, str], float] = {}
+    stage_work: dict[str, float] = {}
+    last_arrival = 0.0
+    for t, (program, durs) in enumerate(zip(scenario.programs, scenario.durations, strict=True)):
+        if durs.shape[0] == 0:
+            continue
+        own = _min_time(program.steps, durs, services)
+        longest = max(longest, float(own.max()))
+        if scenario.arrivals is not None:
+            members = np.flatnonzero(scenario.task_type == t)
+            finish = scenario.arrivals[members] + own[scenario.task_row[members]]
+            last_arrival = max(last_arrival, float(finish.max() - scenario.arrivals.min()))
+        per_task_sum += float(own.sum())
+        for node in _walk(program.steps):
+            if node.kind == CPU:
+                cpu += float(durs[:, node.id].sum())
+            elif node.kind == USE:
+                held[node.name] = held.get(node.name, 0.0) + float(  # type: ignore[index]
+                    _min_time(node.body, durs, services).sum())
+            elif node.kind == CALL:
+                name = node.name
+                assert name is not None
+                svc = services[name]
+                served[name] = served.get(name, 0.0) + float(_call_time(node, durs, services).sum())
+                requests[name] = requests.get(name, 0.0) + durs.shape[0]
+                if node.col >= 0:
+                    for side, limit in (("rate_limit", svc.rate_limit), ("client_limit", svc.client_limit)):
+                        if limit is not None and limit.tpm is not None:
+                            t = charged_tokens(svc, limit, durs[:, node.col], durs[:, node.col + 1])
+                            tokens[(name, side)] = tokens.get((name, side), 0.0) + float(np.sum(t))
+            elif node.kind == STAGE:
+                stage = w.stages[node.name]  # type: ignore[index]
+                items = durs.shape[0]
+                body = _min_time(node.body, durs, services)
+                if stage.batch > 1:
+                    cpu_part = sum(float(durs[:, n.id].sum()) for n in _walk(node.body) if n.kind == CPU)
+                    other = float(body.sum()) - cpu_part
+                    work = cpu_part + other / items * math.ceil(items / stage.batch) if items else 0.0
+                else:
+                    work = float(body.sum())
+                stage_work[node.name] = stage_work.get(node.name, 0.0) + work  # type: ignore[index]
+    out = [Bound("cpu", cpu / _usable_cores(scenario),
+                 f"{cpu:.4g} s of CPU on {_usable_cores(scenario)} usable core(s)"),
+           Bound("longest task", longest, "the longest task with nothing to wait for")]
+    if last_arrival > longest:
+        out.append(Bound("arrivals", last_arrival, "the last task to arrive, then its own time"))
+    st = scenario.strategy
+    cap = 1 if isinstance(st, Sequential) else (st.limit if isinstance(st, Asyncio) else st.workers)
+    if cap is not None:
+        out.append(Bound(f"concurrency ({st})", per_task_sum / cap, f"{cap} task(s) in flight at a time"))
+    for name, total in held.items():
+        c = w.pools[name].capacity
+        out.append(Bound(f"pool {name}", total / c, f"{c} slot(s) held {total:.4g} s in all"))
+    for name, total in served.items():
+        svc = services[name]
+        slots = svc.concurrency or (svc.batching.instances if svc.batching else None)
+        if svc.batching is not None:
+            b = svc.batching
+            total = requests[name] * (b.fixed / b.max_batch + b.per_item)
+            out.append(Bound(f"service {name} (batching)", total / b.instances,
+                             f"{requests[name]:.0f} requests in full batches of {b.max_batch} "
+                             f"on {b.instances} instance(s)"))
+        elif slots is not None:
+            out.append(Bound(f"service {name} (concurrency)", total / slots, f"{slots} request(s) served at once"))
+        for side, limit in (("rate_limit", svc.rate_limit), ("client_limit", svc.client_limit)):
+            if limit is not None:
+                out += _rate_bounds(name, side, limit, requests[name], tokens.get((name, side)))
+    for name, work in stage_work.items():
+        workers = w.stages[name].workers  # type: ignore[index]
+        out.append(Bound(f"stage {name}", work / workers, f"{workers} worker(s)"
+                         + (" (≈: batches counted full)" if w.stages[name].batch > 1 else "")))  # type: ignore[index]
+    return sorted(out, key=lambda b: -b.seconds)
+
+
+def _rate_bounds(name: str, side: str, limit: RateLimit, requests: float, tokens: float | None) -> list[Bound]:
+    req, tok = limit.buckets()
+    where = "server" if side == "rate_limit" else "client"
+    out = []
+    if req is not None:
+        rate, burst = req
+        out.append(Bound(f"service {name} rpm ({where})", max(0.0, requests - burst) / rate,
+                         f"{requests:.0f} requests at {limit.rpm:g}/min after a burst of {burst:g}"))
+    if tok is not None and tokens is not None:
+        rate, burst = tok
+        out.append(Bound(f"service {name} tpm ({where})", max(0.0, tokens - burst) / rate,
+                         f"{tokens:.0f} tokens at {limit.tpm:g}/min after a burst of {burst:g}"))
+    return out
