@@ -266,7 +266,8 @@ class TokenBucket:
         if amount > self.capacity:
             return math.inf
         missing = amount - self._level(now)
-        return missing / self.rate if missing > 0 else 0.0
+        # a level short by rounding error is full: a server would not answer "retry after 1e-17 s"
+        return missing / self.rate if missing > 1e-9 * max(1.0, amount) else 0.0
 
     def take(self, now: float, amount: float) -> None:
         """Remove `amount` now (the level may go below 0: a reservation the caller waits out)."""

@@ -447,6 +447,8 @@ def _message(err: Any) -> str:
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
     if kind in _BOUNDS:
         bound = next(iter(ctx.values()))
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
         return f"must be {_BOUNDS[kind]} {bound} (got {value!r})"
     if kind == "missing":
         return "is required"
