@@ -18,25 +18,13 @@ from typing import Any
 import numpy as np
 import simpy
 
+from ..calls import SERVE, SLEEP, StepFailedError, attempts
 from ..errors import SimulationError
 from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
-from ..services import (
-    ATTEMPT_FIELDS,
-    CALL_HEAD,
-    OK,
-    OUTCOMES,
-    RATE_LIMITED,
-    REJECTED,
-    TIMEOUT,
-    Service,
-    TokenBucket,
-    attempt_outcome,
-    backoff_s,
-    charged_tokens,
-)
+from ..services import Service, TokenBucket, charged_tokens
 from ..spec import Machine
 from ..strategies import Asyncio, Processes, Sequential, Threads
-from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_THROTTLE, K_USE, CallLog, RunOutput, TraceBuilder
+from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_USE, CallLog, RunOutput, TraceBuilder
 from .cpu import Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
 from .driver import TaskDriver, run_until_empty
 from .resources import Batcher, Slots
@@ -363,78 +351,54 @@ class _Engine:
         return failure
 
     def _call(self, i: int, node: Node, durs: list[float], size: int) -> Generator[Any, Any, None]:
-        """One call with its attempts: client limiter, server limit, failures, service time, back-off.
+        """One call with its attempts (`calls.attempts`, the loop the real runner drives too), on the sim clock.
 
         The strand has been left; `size` is the number of items the request carries (a pipeline batch).
         """
-        env, tb = self.env, self.trace
+        env = self.env
         svc = self.services[node.name]  # type: ignore[index]
-        spec = svc.spec
-        col = node.col
-        tokens_in, tokens_out = (durs[col], durs[col + 1]) if col >= 0 else (0.0, 0.0)
-        for attempt in range(spec.attempts):
-            if col >= 0:
-                at = col + CALL_HEAD + ATTEMPT_FIELDS * attempt
-                latency, u_fail, u_jitter = durs[at], durs[at + 1], durs[at + 2]
-            else:
-                latency, u_fail, u_jitter = durs[node.id], 1.0, 0.0
-            if svc.client is not None:
-                wait = 0.0
-                charges = _charges(svc, spec.client_limit, tokens_in, tokens_out)
-                for bucket, amount in zip(svc.client, charges, strict=True):
-                    if bucket is not None and amount:
-                        wait = max(wait, bucket.reserve(env.now, amount))
-                if wait > 0:
-                    asked = env.now
-                    yield env.timeout(self._timer(wait))
-                    tb.add(i, node.id, K_THROTTLE, svc.limiter_res, asked, env.now, env.now)
-            sent = served = env.now
-            outcome, retry_after, batch = OK, None, size
-            if svc.server is not None:
-                charges = _charges(svc, spec.rate_limit, tokens_in, tokens_out)
-                short = max(b.shortfall_s(sent, a) for b, a in zip(svc.server, charges, strict=True)
-                            if b is not None and a)
-                if short > 0:
-                    outcome, retry_after = RATE_LIMITED, (short if math.isfinite(short) else None)
-                else:
-                    for bucket, amount in zip(svc.server, charges, strict=True):
-                        if bucket is not None and amount:
-                            bucket.take(sent, amount)
-            if outcome == OK:
-                outcome = attempt_outcome(spec.failures, u_fail)
-            if outcome != RATE_LIMITED:
-                if svc.batcher is not None:
-                    event = svc.batcher.submit()
-                    if event is None:
-                        outcome = REJECTED
-                    else:
-                        served, batch = yield event
-                else:
+        if node.col < 0 and svc.client is None:
+            # a plain call (one attempt that cannot fail, no limiter): what `attempts` does, without a
+            # generator per call (the commonest call, a quarter of a call-bound run's time)
+            slots = svc.slots
+            sent = env.now
+            if slots is not None:
+                event = slots.request()
+                if event is not None:
+                    yield event
+            served = env.now
+            yield env.timeout(self._timer(durs[node.id] + svc.spec.per_item * size))
+            if slots is not None:
+                slots.release()
+            self.trace.add(i, node.id, K_CALL, svc.res, sent, served, env.now)
+            self.calls.add(i, node.id, svc.res, 0, 0, sent, env.now, 0.0, 0.0, size)  # type: ignore[union-attr]
+            return
+        steps = attempts(svc, i, node.id, node.col, durs, size, clock=lambda: env.now, add=self.trace.add,
+                         log=self.calls.add)  # type: ignore[union-attr]
+        reply = None
+        try:
+            while True:
+                what, seconds = steps.send(reply)
+                if what == SLEEP:
+                    yield env.timeout(self._timer(seconds))
+                    reply = None
+                elif what == SERVE:
                     slots = svc.slots
                     if slots is not None:
                         event = slots.request()
                         if event is not None:
                             yield event
-                    served = env.now
-                    service_time = latency + spec.per_item * size
-                    if spec.timeout is not None and (outcome == TIMEOUT or service_time > spec.timeout):
-                        outcome, service_time = TIMEOUT, spec.timeout
-                    yield env.timeout(self._timer(service_time))
+                    reply = env.now
+                    yield env.timeout(self._timer(seconds))
                     if slots is not None:
                         slots.release()
-            tb.add(i, node.id, K_CALL, svc.res, sent, served, env.now)
-            self.calls.add(i, node.id, svc.res, attempt, outcome, sent, env.now,  # type: ignore[union-attr]
-                           tokens_in, tokens_out, batch)
-            if outcome == OK:
-                return
-            if attempt + 1 == spec.attempts or OUTCOMES[outcome] not in spec.retry.retry_on:
-                tries = f"after {attempt + 1} attempts" if attempt else "(not retried)"
-                raise TaskFailedError(f"{node.name}: {OUTCOMES[outcome]} {tries}")
-            delay = backoff_s(spec.retry, attempt, u_jitter, retry_after)
-            if delay > 0:
-                asked = env.now
-                yield env.timeout(self._timer(delay))
-                tb.add(i, node.id, K_THROTTLE, svc.backoff_res, asked, env.now, env.now)
+                else:
+                    event = svc.batcher.submit()  # type: ignore[union-attr]
+                    reply = None if event is None else (yield event)
+        except StopIteration:
+            return
+        except StepFailedError as exc:
+            raise TaskFailedError(str(exc)) from None
 
     def _timer(self, wait: float) -> float:
         """How long a timed wait really lasts: rounded up to the timer granularity, plus the overshoot."""

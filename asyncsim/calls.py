@@ -1,0 +1,153 @@
+"""One call and its attempts, written once: a generator that the simulator and the real runners drive.
+
+`attempts(...)` runs the rules of `services` in order — client limiter, server rate limit at send time,
+the drawn outcome, the service time (cut to the timeout), back-off — reading the time from the `clock` it is
+given (model seconds) and recording through `add` (trace) and `log` (call log). Where time must pass it
+yields a command for its driver, which waits with its own clock and sleep (a SimPy timeout, `asyncio.sleep`,
+`time.sleep`) and sends back what the wait produced:
+
+| command    | the driver                                                     | sends back               |
+| ---------- | -------------------------------------------------------------- | ------------------------ |
+| (SLEEP, s) | waits s model seconds (a limiter wait or a back-off)           | None                     |
+| (SERVE, s) | takes a server slot (FIFO) and holds it s model seconds        | the time it was served   |
+| (BATCH, 0) | queues the request at the dynamic batcher until its batch ends | (batch start, size); None: rejected |
+
+A call out of attempts raises `StepFailedError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Protocol
+
+from .services import (
+    ATTEMPT_FIELDS,
+    CALL_HEAD,
+    OK,
+    OUTCOMES,
+    RATE_LIMITED,
+    REJECTED,
+    TIMEOUT,
+    RateLimit,
+    Service,
+    TokenBucket,
+    attempt_outcome,
+    backoff_s,
+    charged_tokens,
+)
+from .trace import K_CALL, K_THROTTLE
+
+__all__ = ["BATCH", "SERVE", "SLEEP", "Endpoint", "StepFailedError", "attempts", "buckets"]
+
+SLEEP, SERVE, BATCH = range(3)
+
+Buckets = tuple[TokenBucket | None, TokenBucket | None]
+
+
+class StepFailedError(Exception):
+    """A step failed as the model says it can (a call out of attempts, a pool timeout); the message says how."""
+
+
+class Endpoint(Protocol):
+    """What the attempt loop needs of a service: its spec, trace codes and rate-limit buckets."""
+
+    name: str
+    spec: Service
+    res: int
+    limiter_res: int
+    backoff_res: int
+    server: Buckets | None
+    client: Buckets | None
+
+
+def buckets(limit: RateLimit | None, states: tuple[Any, Any] = (None, None)) -> Buckets | None:
+    """The (requests, tokens) buckets of `limit` (None when there is no limit); `states` may be shared memory."""
+    if limit is None:
+        return None
+    req, tok = limit.buckets()
+    return (TokenBucket(*req, state=states[0]) if req else None, TokenBucket(*tok, state=states[1]) if tok else None)
+
+
+def _charges(spec: Service, limit: RateLimit, tokens_in: float, tokens_out: float) -> tuple[float, float]:
+    """(requests, tokens) one attempt takes from `limit`'s buckets."""
+    tokens = charged_tokens(spec, limit, tokens_in, tokens_out) if limit.tpm is not None else 0.0
+    return 1.0, tokens
+
+
+_UNLOCKED = nullcontext()
+
+
+def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float], size: int, *,
+             clock: Callable[[], float], add: Callable[..., None], log: Callable[..., None],
+             lock: AbstractContextManager[Any] = _UNLOCKED) -> Generator[tuple[int, float], Any, None]:
+    """The attempts of one call of `task`'s step `step` (draws from column `col`, or durs[step] when col < 0).
+
+    `size` is the number of items the request carries; `lock` guards the buckets when threads or processes
+    share them. Yields the commands of the module docstring.
+
+    Raises:
+        StepFailedError: the call failed and may not be retried (out of attempts, or not retryable).
+    """
+    spec = svc.spec
+    tokens_in, tokens_out = (durs[col], durs[col + 1]) if col >= 0 else (0.0, 0.0)
+    for attempt in range(spec.attempts):
+        if col >= 0:
+            at = col + CALL_HEAD + ATTEMPT_FIELDS * attempt
+            latency, u_fail, u_jitter = durs[at], durs[at + 1], durs[at + 2]
+        else:
+            latency, u_fail, u_jitter = durs[step], 1.0, 0.0
+        if svc.client is not None:
+            charges = _charges(spec, spec.client_limit, tokens_in, tokens_out)  # type: ignore[arg-type]
+            wait = 0.0
+            with lock:
+                asked = clock()
+                for bucket, amount in zip(svc.client, charges, strict=True):
+                    if bucket is not None and amount:
+                        wait = max(wait, bucket.reserve(asked, amount))
+            if wait > 0:
+                yield SLEEP, wait
+                now = clock()
+                add(task, step, K_THROTTLE, svc.limiter_res, asked, now, now)
+        outcome, retry_after, batch = OK, None, size
+        with lock:
+            sent = served = clock()
+            if svc.server is not None:
+                charges = _charges(spec, spec.rate_limit, tokens_in, tokens_out)  # type: ignore[arg-type]
+                short = max((b.shortfall_s(sent, a) for b, a in zip(svc.server, charges, strict=True)
+                             if b is not None and a), default=0.0)
+                if short > 0:
+                    outcome, retry_after = RATE_LIMITED, (short if math.isfinite(short) else None)
+                else:
+                    for bucket, amount in zip(svc.server, charges, strict=True):
+                        if bucket is not None and amount:
+                            bucket.take(sent, amount)
+        if outcome == OK:
+            outcome = attempt_outcome(spec.failures, u_fail)
+        if outcome != RATE_LIMITED:
+            if spec.batching is not None:
+                reply = yield BATCH, 0.0
+                if reply is None:
+                    outcome = REJECTED
+                else:
+                    served, batch = reply
+            else:
+                service_time = latency + spec.per_item * size
+                if spec.timeout is not None and (outcome == TIMEOUT or service_time > spec.timeout):
+                    outcome, service_time = TIMEOUT, spec.timeout
+                served = yield SERVE, service_time
+        end = clock()
+        add(task, step, K_CALL, svc.res, sent, served, end)
+        log(task, step, svc.res, attempt, outcome, sent, end, tokens_in, tokens_out, batch)
+        if outcome == OK:
+            return
+        if attempt + 1 == spec.attempts or OUTCOMES[outcome] not in spec.retry.retry_on:
+            tries = f"after {attempt + 1} attempts" if attempt else "(not retried)"
+            raise StepFailedError(f"{svc.name}: {OUTCOMES[outcome]} {tries}")
+        delay = backoff_s(spec.retry, attempt, u_jitter, retry_after)
+        if delay > 0:
+            asked = clock()
+            yield SLEEP, delay
+            now = clock()
+            add(task, step, K_THROTTLE, svc.backoff_res, asked, now, now)
