@@ -64,13 +64,16 @@ def _min_time(nodes: tuple[Node, ...], durs: np.ndarray, services: dict[str, Ser
     return total
 
 
-def _walk(nodes: tuple[Node, ...]) -> list[Node]:
+def _walk(nodes: tuple[Node, ...], batches: dict[str, int] | None = None,
+          batch: int = 1) -> list[tuple[Node, int]]:
+    """Every node with the batch size of the pipeline stage it runs in (1 outside batched stages)."""
     out = []
     for node in nodes:
-        out.append(node)
-        out += _walk(node.body)
+        out.append((node, batch))
+        inner = (batches or {}).get(node.name, 1) if node.kind == STAGE else batch  # type: ignore[arg-type]
+        out += _walk(node.body, batches, inner)
         for b in node.branches:
-            out += _walk(b)
+            out += _walk(b, batches, inner)
     return out
 
 
@@ -96,7 +99,8 @@ def bounds(scenario: Scenario) -> list[Bound]:
             finish = scenario.arrivals[members] + own[scenario.task_row[members]]
             last_arrival = max(last_arrival, float(finish.max() - scenario.arrivals.min()))
         per_task_sum += float(own.sum())
-        for node in _walk(program.steps):
+        batches = {name: st.batch for name, st in (w.stages or {}).items()}
+        for node, batch in _walk(program.steps, batches):
             if node.kind == CPU:
                 cpu += float(durs[:, node.id].sum())
             elif node.kind == USE:
@@ -106,8 +110,9 @@ def bounds(scenario: Scenario) -> list[Bound]:
                 name = node.name
                 assert name is not None
                 svc = services[name]
-                served[name] = served.get(name, 0.0) + float(_call_time(node, durs, services).sum())
-                requests[name] = requests.get(name, 0.0) + durs.shape[0]
+                # a call in a batched stage is one request per batch (batches counted full: a lower bound)
+                served[name] = served.get(name, 0.0) + float(_call_time(node, durs, services).sum()) / batch
+                requests[name] = requests.get(name, 0.0) + math.ceil(durs.shape[0] / batch)
                 if node.col >= 0:
                     for side, limit in (("rate_limit", svc.rate_limit), ("client_limit", svc.client_limit)):
                         if limit is not None and limit.tpm is not None:
@@ -118,7 +123,7 @@ def bounds(scenario: Scenario) -> list[Bound]:
                 items = durs.shape[0]
                 body = _min_time(node.body, durs, services)
                 if stage.batch > 1:
-                    cpu_part = sum(float(durs[:, n.id].sum()) for n in _walk(node.body) if n.kind == CPU)
+                    cpu_part = sum(float(durs[:, n.id].sum()) for n, _ in _walk(node.body) if n.kind == CPU)
                     other = float(body.sum()) - cpu_part
                     work = cpu_part + other / items * math.ceil(items / stage.batch) if items else 0.0
                 else:

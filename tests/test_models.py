@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 import asyncsim as a
+from asyncsim.bounds import bounds
+from asyncsim.scenario import build_scenario
 
 from .conftest import MODELS
 
@@ -25,11 +27,34 @@ def test_model_is_documented(path):
     assert w.description
 
 
+AI_MODELS = {"llm_batch", "embed_backfill", "rag_ingest", "llm_extract", "rag_online", "gpu_server", "pool_fanout",
+             "tokenize_offload"}
+
+
+def test_the_ai_pipeline_models_ship():
+    assert {p.stem for p in MODELS} >= AI_MODELS
+
+
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_model_runs(path, strategy):
-    r = a.simulate(a.load(path), strategy=strategy, seed=1)
-    assert r.completed == r.tasks > 0
+    w = a.load(path)
+    if w.stages is not None and not strategy.startswith("asyncio"):
+        with pytest.raises(a.ModelError, match="a pipeline runs its stage workers as asyncio coroutines"):
+            a.simulate(w, strategy=strategy, seed=1)
+        return
+    r = a.simulate(w, strategy=strategy, seed=1)
+    assert r.completed + r.failed == r.tasks > 0
+    assert r.completed > 0
     assert r.t_total > 0
-    split = r.time_split
-    assert split["task"] + split["wait"] + split["queue"] == pytest.approx(r.latency["mean"], rel=1e-9)
+    assert sum(r.time_split.values()) == pytest.approx(r.latency["mean"], rel=1e-9)
+
+
+@pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
+def test_model_under_its_own_strategy_loses_no_task_and_names_its_binding_limit(path):
+    w = a.load(path)
+    r = a.simulate(w, seed=0)
+    assert r.failed == 0, "a shipped model's default strategy is a sound configuration"
+    limits = bounds(build_scenario(w, seed=0))
+    assert limits[0].seconds <= r.t_total * (1 + 1e-9), f"{limits[0]} exceeds the prediction {r.t_total}"
+    assert limits[0].seconds >= 0.5 * r.t_total, "the binding limit explains at least half of T_total"
