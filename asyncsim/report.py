@@ -1,5 +1,12 @@
 """Reports: Markdown plus figures, written atomically. The only module that imports plotting libraries
 (lazily, so the simulator never pays for them).
+
+    >>> report("sweep.parquet", "reports/my-sweep")        # any run / compare / sweep / validate output
+    >>> write_report("reports/x", header("Title", question="...", answer="...", meta=metadata()), {"a.png": png})
+
+Save, then analyse: `report` reads what the commands saved and never simulates; a figure whose data the
+file lacks (per-task data for concurrency over time and latency CDFs, written by `--detail`) is replaced
+by a line saying what is missing and how to get it.
 """
 
 from __future__ import annotations
@@ -9,14 +16,20 @@ import math
 import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ._io import write_atomic
+from .metrics import STATES
 
-__all__ = ["metadata", "per_strategy", "validation_report"]
+__all__ = ["concurrency_figure", "detail", "header", "latency_cdf_figure", "metadata", "overlay_figure",
+           "per_strategy", "report", "split_figure", "sweep_axes", "sweep_figure", "sweep_table",
+           "utilisation_figure", "validation_report", "write_report"]
+
+# one colour per state, stable across figures (a state added later gets the next palette colour)
+_STATE_COLORS = {"computing": "#4C72B0", "waiting": "#55A868", "queued": "#DD8452", "throttled": "#8172B3"}
 
 
 def metadata(command: Sequence[str] | None = None, **extra: Any) -> dict[str, Any]:
@@ -142,3 +155,467 @@ def validation_report(rows: list[dict[str, Any]], skipped: list[dict[str, Any]],
     if rows:
         write_atomic(out / "predicted_vs_measured.png", _scatter(rows))
     return write_atomic(out / "report.md", "\n".join(lines))
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def detail(result: Any) -> dict[str, Any]:
+    """Per-task data a report's figures need, as JSON-ready lists (the `detail` key of `--detail` output).
+
+    `latencies`: seconds, one per completed task; `series`: `Result.concurrency_series()` as columns
+    (`time`, `in_flight` and one per state). Its size grows with the number of tasks.
+    """
+    import numpy as np
+
+    ok = ~np.isnan(result.done)
+    series = result.concurrency_series()
+    return {"seed": result.seed, "latencies": (result.done - result.arrival)[ok].tolist(),
+            "series": {col: series[col].tolist() for col in series.columns}}
+
+
+def _states(columns: Sequence[str]) -> list[str]:
+    """The task states present, in `metrics.STATES` order (a newer state is picked up by name)."""
+    return [s for s in STATES if s in columns]
+
+
+# ------------------------------------------------------------------------------------------- figures
+
+
+def _plot() -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    return plt, sns
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    png = _figure_png(fig)
+    plt.close(fig)
+    return png
+
+
+def _grid(n: int, *, width: float = 5.0, height: float = 3.2, cols: int = 2) -> tuple[Any, list[Any]]:
+    plt, _ = _plot()
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def concurrency_figure(series: Mapping[str, Any], *, title: str = "Tasks in flight over time") -> bytes:
+    """Stacked step areas of tasks computing / waiting / queued (/ throttled) over time, a panel per label.
+
+    `series` maps a label (a strategy) to a frame (or dict of columns) shaped like `Result.concurrency_series()`.
+    """
+    import pandas as pd
+
+    fig, axes = _grid(len(series))
+    for ax, (label, data) in zip(axes, series.items(), strict=True):
+        frame = pd.DataFrame(data)
+        states = _states(list(frame.columns))
+        colors = [_STATE_COLORS.get(s, f"C{i + 4}") for i, s in enumerate(states)]
+        ax.stackplot(frame["time"], *(frame[s] for s in states), labels=states, colors=colors, step="post",
+                     alpha=0.85, linewidth=0)
+        ax.step(frame["time"], frame["in_flight"], where="post", color="0.2", lw=0.8, label="in flight")
+        ax.set(title=str(label), xlabel="time (s)", ylabel="tasks")
+    axes[0].legend(fontsize=8, loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def latency_cdf_figure(latencies: Mapping[str, Sequence[float]]) -> bytes:
+    """Empirical CDF of task latency, one line per label (a strategy)."""
+    import pandas as pd
+
+    plt, sns = _plot()
+    frame = pd.concat([pd.DataFrame({"latency (s)": list(v), "strategy": str(k)}) for k, v in latencies.items()],
+                      ignore_index=True)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sns.ecdfplot(data=frame, x="latency (s)", hue="strategy", ax=ax)
+    ax.set(title="Latency CDF", ylabel="fraction of tasks done within")
+    return _png(fig)
+
+
+def utilisation_figure(resources: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> bytes | None:
+    """Bars of utilisation per bounded resource, grouped by label (a strategy); None when none is bounded."""
+    import pandas as pd
+
+    rows = [{"resource": name, "strategy": str(label), "utilisation": r["utilization"]}
+            for label, res in resources.items() for name, r in res.items() if r.get("utilization") is not None]
+    if not rows:
+        return None
+    plt, sns = _plot()
+    frame = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.1 * frame["resource"].nunique() * max(1, len(resources)) / 2), 4))
+    sns.barplot(data=frame, x="resource", y="utilisation", hue="strategy", ax=ax)
+    ax.set(ylim=(0, max(1.0, float(frame["utilisation"].max()) * 1.1)), title="Utilisation per resource",
+           ylabel="mean busy / capacity")
+    ax.axhline(1.0, color="0.4", lw=0.8, ls="--")
+    return _png(fig)
+
+
+def sweep_figure(summary: Any, *, x: str, hue: str | None, metric: str = "t_total", crossings: Sequence[Any] = (),
+                 xlabel: str | None = None, ylabel: str | None = None, logy: bool = False,
+                 measured: Sequence[tuple[str, float, float]] = ()) -> bytes:
+    """A metric's mean against `x` with its 95% CI band, one line per `hue` value; crossings marked.
+
+    `summary` has `<metric>_mean` and `<metric>_ci95` columns (a sweep summary); `crossings` are
+    `plan.Crossover`s of this metric; `measured` (hue value, x, y) points from real runs are drawn as crosses.
+    """
+    plt, sns = _plot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    groups = [(None, summary)] if hue is None else list(summary.groupby(hue, sort=False))
+    palette = sns.color_palette("deep", len(groups))
+    colors = {str(label): color for color, (label, _) in zip(palette, groups, strict=True)}
+    for color, (label, g) in zip(palette, groups, strict=True):
+        g = g.sort_values(x)
+        mean, half = g[f"{metric}_mean"].astype(float), g[f"{metric}_ci95"].astype(float).fillna(0.0)
+        ax.plot(g[x], mean, marker="o", ms=3.5, color=color, label=None if label is None else str(label))
+        ax.fill_between(g[x], mean - half, mean + half, color=color, alpha=0.25, lw=0)
+    mine = sorted((c for c in crossings if c.metric == metric), key=lambda c: c.x)
+    span = float(summary[x].max() - summary[x].min()) or 1.0
+    clusters: list[list[Any]] = []
+    for c in mine:  # crossings closer than 3% of the axis share one label
+        if clusters and c.x - clusters[-1][0].x < 0.03 * span:
+            clusters[-1].append(c)
+        else:
+            clusters.append([c])
+    for cluster in clusters:
+        for c in cluster:
+            ax.axvline(c.x, color="0.5", lw=0.8, ls=":")
+        text = "\n".join(f"{c.a} > {c.b} at {c.x:.3g}" for c in cluster)
+        ax.annotate(text, (cluster[0].x, cluster[0].value), xytext=(6, 8), textcoords="offset points", fontsize=7,
+                    color="0.2", bbox={"boxstyle": "round", "fc": "white", "ec": "0.8", "alpha": 0.85})
+    for k, (label, mx, my) in enumerate(measured):
+        ax.scatter([mx], [my], marker="X", s=70, color=colors.get(str(label), "0.2"), edgecolors="black",
+                   linewidths=0.6, zorder=4, label="measured (real run)" if k == 0 else None)
+    if logy:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel or x, ylabel=ylabel or f"{metric} (mean, 95% CI band)")
+    if hue is not None:
+        ax.legend(fontsize=8, title=hue)
+    return _png(fig)
+
+
+def split_figure(summary: Any, *, x: str, hue: str | None, xlabel: str | None = None,
+                 states: Sequence[str] | None = None) -> bytes:
+    """Mean tasks in flight against `x`, stacked by state (computing / waiting / queued / …), a panel per hue.
+
+    `states` picks some of them (e.g. computing and waiting: the tasks being worked on).
+    """
+    title = "Mean tasks in flight, by state" if states is None else f"Mean tasks {' or '.join(states)}"
+    states = [s for s in (states or STATES) if f"concurrency_{s}_mean_mean" in summary.columns]
+    groups = [("all", summary)] if hue is None else list(summary.groupby(hue, sort=False))
+    fig, axes = _grid(len(groups), width=4.6, height=3.2, cols=3 if len(groups) > 4 else 2)
+    for ax, (label, g) in zip(axes, groups, strict=True):
+        g = g.sort_values(x)
+        ax.stackplot(g[x], *(g[f"concurrency_{s}_mean_mean"] for s in states), labels=states,
+                     colors=[_STATE_COLORS.get(s, f"C{i + 4}") for i, s in enumerate(states)], alpha=0.85, lw=0)
+        ax.set(title=str(label), xlabel=xlabel or x, ylabel="mean tasks")
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _png(fig)
+
+
+_OVERLAY = (("T_total", "t_total"), ("throughput", "throughput"), ("mean in flight", "concurrency.mean"),
+            ("p50", "latency.p50"), ("p95", "latency.p95"))
+
+
+def _get(d: Mapping[str, Any], dotted: str) -> float:
+    value: Any = d
+    for part in dotted.split("."):
+        value = value[part]
+    return float(value)
+
+
+def overlay_figure(validations: Sequence[Mapping[str, Any]]) -> bytes:
+    """Simulated against measured: predicted and replayed metrics as multiples of the measured ones (= 1),
+    a panel per strategy; with `detail` in the file, tasks in flight over time for all three overlaid below."""
+    import pandas as pd
+
+    with_series = all("detail" in v.get(k, {}) for v in validations for k in ("predicted", "measured", "replayed"))
+    n = len(validations)
+    fig, axes = _grid(n * (2 if with_series else 1), width=5.2, height=3.2, cols=n if with_series else 2)
+    _, sns = _plot()
+    for ax, v in zip(axes, validations, strict=False):
+        rows = [{"metric": label, "run": run, "ratio": _get(v[run], key) / m if (m := _get(v["measured"], key))
+                 else math.nan} for label, key in _OVERLAY for run in ("predicted", "replayed")]
+        frame = pd.DataFrame(rows)
+        ax.axhline(1.0, color="0.3", lw=1)
+        ax.axhspan(0.95, 1.05, color="0.88")
+        sns.stripplot(data=frame, x="metric", y="ratio", hue="run", ax=ax, size=7, jitter=False, dodge=True,
+                      palette={"predicted": "#C44E52", "replayed": "#4C72B0"})
+        ax.set(title=f"{v['strategy']} (time scale {v.get('time_scale', 1):g})", xlabel="",
+               ylabel="simulated / measured")
+        ax.legend(fontsize=7)
+    if with_series:
+        for ax, v in zip(axes[n:], validations, strict=True):
+            for run, style in (("measured", dict(color="0.2", lw=1.6)), ("predicted", dict(color="#C44E52", lw=1)),
+                               ("replayed", dict(color="#4C72B0", lw=1, ls="--"))):
+                s = v[run]["detail"]["series"]
+                ax.step(s["time"], s["in_flight"], where="post", label=run, **style)
+            ax.set(title=f"{v['strategy']}: tasks in flight", xlabel="time (model s)", ylabel="tasks")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+# ------------------------------------------------------------------------------------------- markdown
+
+
+def _meta_line(meta: Mapping[str, Any]) -> str:
+    seed = f" · seed {meta['seed']}" if "seed" in meta else ""
+    return (f"Command: `{meta['command']}`{seed} · asyncsim {meta['asyncsim']} · Python {meta['python']} · "
+            f"{meta['platform']} · {meta['cpu_count']} CPUs · {meta['created']}")
+
+
+def header(title: str, *, meta: Mapping[str, Any], question: str | None = None,
+           answer: str | None = None) -> list[str]:
+    """A report's opening lines: `# title`, the question and its one-sentence answer, then how it was made."""
+    lines = [f"# {title}", ""]
+    if question:
+        lines.append(f"**Question:** {question}  ")
+    if answer:
+        lines.append(f"**Answer:** {answer}")
+    if question or answer:
+        lines.append("")
+    return [*lines, _meta_line(meta), ""]
+
+
+def write_report(out_dir: str | os.PathLike[str], lines: Sequence[str],
+                 figures: Mapping[str, bytes | None] | None = None,
+                 files: Mapping[str, str | bytes] | None = None) -> Path:
+    """Write each figure (PNG bytes; None is skipped) and file, then `report.md` last; returns its path."""
+    out = Path(out_dir)
+    for name, data in {**(files or {}), **(figures or {})}.items():
+        if data is not None:
+            write_atomic(out / name, data)
+    return write_atomic(out / "report.md", "\n".join(lines).rstrip() + "\n")
+
+
+def fmt_s(seconds: float | None) -> str:
+    """A duration for people: 850 µs, 12.3 ms, 4.56 s, 7.5 min."""
+    if seconds is None or math.isnan(seconds):
+        return "-"
+    a = abs(seconds)
+    for limit, scale, unit in ((1e-3, 1e6, "µs"), (1, 1e3, "ms"), (120, 1, "s"), (7200, 1 / 60, "min")):
+        if a < limit:
+            return f"{seconds * scale:.3g} {unit}"
+    return f"{seconds / 3600:.3g} h"
+
+
+def _ci(mean: float, half: float | None, fmt: Any = fmt_s) -> str:
+    return fmt(mean) if half is None or math.isnan(half) else f"{fmt(mean)} ± {fmt(half)}"
+
+
+def _num(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def sweep_axes(summary: Any, params: Sequence[str]) -> tuple[str | None, str | None, Any]:
+    """Pick a sweep's x axis and line labels: (x, hue, frame with a `hue` column).
+
+    x is the first numeric parameter with more than one value (None if there is none); the other varying
+    parameters are joined into one label per line (`strategy`'s value alone when it is the only one).
+    """
+    import pandas as pd
+
+    varying = [p for p in params if summary[p].nunique(dropna=False) > 1]
+    numeric = [p for p in varying if pd.api.types.is_numeric_dtype(summary[p])]
+    x = numeric[0] if numeric else None
+    rest = [p for p in varying if p != x]
+    if not rest:
+        return x, None, summary
+    hue = rest[0] if len(rest) == 1 else " · ".join(rest)
+    labels = summary[rest[0]].astype(str) if len(rest) == 1 else summary[rest].astype(str).apply(
+        lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+    return x, hue, summary.assign(**{hue: labels})
+
+
+def sweep_table(summary: Any, params: Sequence[str]) -> list[str]:
+    """A Markdown table of a sweep summary: the parameters, then T_total, throughput, p95 and mean in flight."""
+    cols = [("T_total", "t_total", fmt_s), ("throughput/s", "throughput", _num), ("p95", "latency_p95", fmt_s),
+            ("mean in flight", "concurrency_mean", _num)]
+    lines = ["| " + " | ".join([*params, "runs", *(c[0] for c in cols)]) + " |",
+             "| " + " | ".join(["---"] * len(params) + ["---:"] * (len(cols) + 1)) + " |"]
+    for _, row in summary.iterrows():
+        cells = [str(row[p]) for p in params] + [str(row["replications"])]
+        cells += [_ci(float(row[f"{m}_mean"]), float(row.get(f"{m}_ci95", math.nan)), f) for _, m, f in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------- report FILE
+
+
+_NEEDS_DETAIL = ("Concurrency over time and the latency CDF need per-task data, which {what} does not hold; "
+                 "write it with `{how}` and report that file.")
+
+
+def report(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+           command: Sequence[str] | None = None) -> Path:
+    """Turn a saved run / compare / sweep / validate output into `out_dir/report.md` plus PNG figures.
+
+    Nothing is simulated again. Returns the report's path.
+
+    Raises:
+        ModelError: (source = the file) when it is none of the outputs `_saved.read_saved` knows.
+    """
+    from ._saved import read_saved
+
+    saved = read_saved(path)
+    meta = metadata(command, source=str(path))
+    if saved.kind == "suite":
+        return validation_report(saved.data["rows"], saved.data["skipped"], saved.data["meta"], out_dir)
+    if saved.kind in ("run", "compare"):
+        lines, figures = _runs_doc(saved, meta)
+    elif saved.kind == "validate":
+        lines, figures = _validate_doc(saved, meta)
+    else:
+        lines, figures = _sweep_doc(saved, meta)
+    return write_report(out_dir, lines, figures)
+
+
+def _speedups(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    best = min(results, key=lambda r: r["t_total"])
+    out = []
+    for r in results:
+        if r is best or best["t_total"] <= 0:
+            continue
+        ratio = r["t_total"] / best["t_total"]
+        out.append(f"{best['strategy']} and {r['strategy']} take the same time (within 1%)" if ratio < 1.01
+                   else f"{best['strategy']} is {ratio:.3g}x faster than {r['strategy']}")
+    return out
+
+
+def _runs_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, bytes | None]]:
+    results = [saved.data] if saved.kind == "run" else list(saved.data)
+    first = results[0]
+    if saved.kind == "run":
+        reps = f", mean of {first['replications']} replications ± 95% CI" if "replications" in first else ""
+        title = f"{first['model']} under {first['strategy']}"
+        opening = (f"{first['completed']:g} of {first['tasks']:g} tasks in {fmt_s(first['t_total'])} "
+                   f"(seed {first['seed']}{reps}).")
+    else:
+        title = f"{first['model']}: {', '.join(r['strategy'] for r in results)}"
+        opening = "; ".join(_speedups(results)) + f" (paired: the same draws, seed {first['seed']})."
+    lines = [*header(title, meta=meta), opening, ""]
+    states = [k for k in first["concurrency"] if k.endswith("_mean") and any(r["concurrency"][k] for r in results)]
+    cols = ["strategy", "T_total", "throughput/s", "p50", "p95", "p99", "in flight", "peak",
+            *(s.removesuffix("_mean") for s in states)]
+    lines += ["| " + " | ".join(cols) + " |", "| --- |" + " ---: |" * (len(cols) - 1)]
+    for r in results:
+        ci = r.get("ci95", {})
+        lat, conc = r["latency"], r["concurrency"]
+        lci, cci = ci.get("latency", {}), ci.get("concurrency", {})
+        cells = [r["strategy"], _ci(r["t_total"], ci.get("t_total")), _ci(r["throughput"], ci.get("throughput"), _num),
+                 *(_ci(lat[p], lci.get(p)) for p in ("p50", "p95", "p99")),
+                 _ci(conc["mean"], cci.get("mean"), _num), f"{conc['peak']:g}", *(_num(conc[s]) for s in states)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    figures: dict[str, bytes | None] = {
+        "utilisation.png": utilisation_figure({r["strategy"]: r["resources"] for r in results})}
+    if figures["utilisation.png"] is not None:
+        lines += ["![utilisation per resource](utilisation.png)", ""]
+    lines += _resources_table(results)
+    if all("detail" in r for r in results):
+        figures["concurrency.png"] = concurrency_figure({r["strategy"]: r["detail"]["series"] for r in results})
+        figures["latency_cdf.png"] = latency_cdf_figure({r["strategy"]: r["detail"]["latencies"] for r in results})
+        lines += ["![tasks in flight over time, by state](concurrency.png)", "",
+                  "![latency CDF](latency_cdf.png)", ""]
+        if "replications" in first:
+            lines += [f"The per-task figures show one replication (seed {first['detail']['seed']}).", ""]
+    else:
+        how = ("asyncsim run MODEL --json --detail > run.json" if saved.kind == "run"
+               else "asyncsim compare MODEL --strategies ... --json --detail > compare.json")
+        lines += [_NEEDS_DETAIL.format(what=f"`{saved.path.name}`", how=how), ""]
+    return lines, figures
+
+
+def _resources_table(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = ["| strategy | resource | capacity | utilisation | mean busy | mean wait/task | mean queue |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        for name, res in r["resources"].items():
+            util = "-" if res["utilization"] is None else f"{res['utilization']:.1%}"
+            cap = "∞" if res["capacity"] is None else f"{res['capacity']:g}"
+            lines.append(f"| {r['strategy']} | {name} | {cap} | {util} | {res['mean_busy']:.3g} | "
+                         f"{fmt_s(res['mean_wait'])} | {res['mean_queue']:.3g} |")
+    return [*lines, ""]
+
+
+def _validate_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, bytes | None]]:
+    runs = saved.data
+    worst = max(runs, key=lambda v: abs(v["replay_error"]["t_total"]))
+    within = sum(abs(v["replay_error"]["t_total"]) <= 0.05 for v in runs)
+    lines = [*header(f"{runs[0]['model']}: predicted vs measured", meta=meta),
+             f"The replayed prediction is within 5% of the measured T_total for {within} of {len(runs)} "
+             f"strategies (worst: {worst['strategy']}, {_pct(worst['replay_error']['t_total'])}).", "",
+             "| strategy | time scale | predicted | replayed | measured | error | replay error | "
+             "mean in flight: replay error |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for v in runs:
+        err, rerr = v["error"], v["replay_error"]
+        flag = " ⚠" if abs(rerr["t_total"]) > 0.05 else ""
+        lines.append(f"| {v['strategy']} | {v['time_scale']:g} | {fmt_s(v['predicted']['t_total'])} | "
+                     f"{fmt_s(v['replayed']['t_total'])} | {fmt_s(v['measured']['t_total'])} | "
+                     f"{_pct(err['t_total'])} | {_pct(rerr['t_total'])}{flag} | {_pct(rerr['concurrency_mean'])} |")
+    lines += ["", "![simulated vs measured](overlay.png)", "",
+              "Errors are (simulated − measured) / measured in model seconds; ⚠ marks a replay error above 5%. "
+              "*Predicted* uses the model's nominal durations, *replayed* the CPU time each step really took."]
+    if not all("detail" in v["measured"] for v in runs):
+        lines.append("Tasks in flight over time, overlaid, need per-task data: write it with "
+                     "`asyncsim validate MODEL --strategies ... --detail --out validate.json`.")
+    return [*lines, ""], {"overlay.png": overlay_figure(runs)}
+
+
+def _sweep_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, bytes | None]]:
+    from .plan import crossovers
+
+    summary, params = saved.data, list(saved.params)
+    x, hue, frame = sweep_axes(summary, params)
+    runs = int(summary["replications"].sum())
+    source = "from the per-run table" if saved.kind == "sweep" else "a summary"
+    lines = [*header(f"Sweep of {', '.join(params) or 'the model'}", meta=meta),
+             f"{len(summary)} grid points, {runs} runs ({source}; means with 95% confidence half-widths).", ""]
+    figures: dict[str, bytes | None] = {}
+    if x is not None:
+        found = crossovers(frame, x=x, by=hue) if hue else []
+        if found:
+            lines += ["Crossovers (T_total, linear interpolation between grid points; differences inside the 95% "
+                      "CIs count as ties):", "", *(f"- {c}" for c in found), ""]
+        elif hue:
+            lines += [f"No crossovers: no line's T_total crosses another's as {x} grows.", ""]
+        figures["t_total.png"] = sweep_figure(frame, x=x, hue=hue, crossings=found, ylabel="T_total (s)")
+        lines += ["![T_total against the parameter, 95% CI bands](t_total.png)", ""]
+        if any(f"concurrency_{s}_mean_mean" in frame.columns for s in STATES):
+            figures["concurrency_split.png"] = split_figure(frame, x=x, hue=hue)
+            lines += ["![mean tasks in flight by state](concurrency_split.png)", ""]
+    else:
+        figures["t_total.png"] = _bar_figure(frame, hue or params[0] if params else None)
+        lines += ["![T_total per grid point, 95% CI](t_total.png)", ""]
+    lines += [*sweep_table(summary, params), "",
+              _NEEDS_DETAIL.format(what="a sweep", how="asyncsim run MODEL --strategy S --json --detail > run.json")]
+    return [*lines, ""], figures
+
+
+def _bar_figure(summary: Any, label: str | None) -> bytes:
+    plt, sns = _plot()
+    labels = summary[label].astype(str) if label else summary.index.astype(str)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(summary)), 4))
+    ax.bar(labels, summary["t_total_mean"], yerr=summary["t_total_ci95"].fillna(0.0),
+           color=sns.color_palette("deep", len(summary)), capsize=3)
+    ax.set(ylabel="T_total (s), 95% CI", xlabel=label or "")
+    ax.tick_params(axis="x", rotation=30)
+    return _png(fig)
