@@ -1,7 +1,7 @@
 """Blocking runners: sequential (one thread), threads (a ThreadPoolExecutor) and processes
-(a ProcessPoolExecutor whose workers share real semaphores for pools and services).
+(a ProcessPoolExecutor whose workers share real semaphores for pools, and services in shared memory).
 
-One step interpreter, `sync_steps`, serves all three; it records into whatever `add` it is given.
+One step interpreter, `sync_steps`, serves all three; it records into whatever `add` and `log` it is given.
 """
 
 from __future__ import annotations
@@ -14,15 +14,27 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..calls import SERVE, SLEEP, StepFailedError, attempts
 from ..scenario import CALL, CPU, IO, PAR, USE, Node
-from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_USE
+from ..trace import K_ADMIT, K_CPU, K_IO, K_USE
 from .cpuwork import CpuWork, burn
-from .service import ServiceSchedule
+from .service import RealService
 
 if TYPE_CHECKING:
     from .runner import _Run
 
-__all__ = ["run_processes", "run_threads", "start_process_pool", "sync_steps", "timed_burn"]
+__all__ = ["error_text", "pool_timeout", "run_processes", "run_threads", "start_process_pool", "sync_call",
+           "sync_steps", "timed_burn"]
+
+
+def error_text(exc: BaseException) -> str:
+    """How a failed task's error is reported: a modelled failure as the simulator words it."""
+    return str(exc) if isinstance(exc, StepFailedError) else f"{type(exc).__name__}: {exc}"
+
+
+def pool_timeout(pool: str, timeout: float) -> str:
+    """The error of a task that got no slot of `pool` in time, worded as the simulator words it."""
+    return f"PoolTimeout: no slot of pool {pool!r} within {timeout:g}s"
 
 
 def timed_burn(iterations: int) -> tuple[float, float, float]:
@@ -34,17 +46,20 @@ def timed_burn(iterations: int) -> tuple[float, float, float]:
 
 @dataclass
 class SyncCtx:
-    """What the blocking interpreter needs: a clock, a recorder, work, and the shared semaphores."""
+    """What the blocking interpreter needs: a clock, recorders, work, the shared semaphores and services.
+
+    `pools` maps a pool to (semaphore, timeout in model seconds or None).
+    """
 
     now: Callable[[], float]
     model_time: Callable[[float], float]
     add: Callable[..., None]
+    log: Callable[..., None]
     cpu: CpuWork
     scale: float
     pools: dict[str, Any]
-    services: dict[str, Any]
+    services: dict[str, RealService]
     pool_res: dict[str, int]
-    service_res: dict[str, int]
     exec_res: int
     fan_out: bool
     on_step: Callable[[int, Node], None] | None = None
@@ -52,60 +67,92 @@ class SyncCtx:
 
 
 def sync_steps(ctx: SyncCtx, i: int, durs: list[float], steps: tuple[Node, ...]) -> None:
-    """Run steps on this thread, blocking; `parallel` fans out to threads (or runs inline when not fan_out)."""
+    """Run steps on this thread, blocking; `parallel` fans out to threads (or runs inline when not fan_out).
+
+    `durs` are model units (seconds, tokens, uniforms); waits and CPU work are scaled here.
+    """
+    scale = ctx.scale
     for node in steps:
         kind = node.kind
         if ctx.on_step is not None and kind in (CPU, IO, CALL):
             ctx.on_step(i, node)
         if kind == CPU:
             start = ctx.now()
-            cpu = ctx.cpu.run(durs[node.id])
-            ctx.add(i, node.id, K_CPU, ctx.exec_res, start, start, ctx.now(), cpu / ctx.scale)
+            cpu = ctx.cpu.run(durs[node.id] * scale)
+            ctx.add(i, node.id, K_CPU, ctx.exec_res, start, start, ctx.now(), cpu / scale)
         elif kind == IO:
             start = ctx.now()
-            time.sleep(durs[node.id])
+            time.sleep(durs[node.id] * scale)
             ctx.add(i, node.id, K_IO, -1, start, start, ctx.now())
         elif kind == CALL:
-            sent = time.perf_counter()
-            served, answered = ctx.services[node.name].reserve(sent, durs[node.id])  # type: ignore[index]
-            time.sleep(max(0.0, answered - time.perf_counter()))
-            ctx.add(i, node.id, K_CALL, ctx.service_res[node.name],  # type: ignore[index]
-                    ctx.model_time(sent), ctx.model_time(served), ctx.now())
+            sync_call(ctx, i, node, durs)
         elif kind == USE:
-            sem = ctx.pools[node.name]  # type: ignore[index]
+            sem, timeout = ctx.pools[node.name]  # type: ignore[index]
+            res = ctx.pool_res[node.name]  # type: ignore[index]
             asked = ctx.now()
-            with sem:
-                got = ctx.now()
+            if not sem.acquire(timeout=None if timeout is None else timeout * scale):
+                now = ctx.now()
+                ctx.add(i, node.id, K_USE, res, asked, now, now)
+                raise StepFailedError(pool_timeout(node.name, timeout))  # type: ignore[arg-type]
+            got = ctx.now()
+            try:
                 sync_steps(ctx, i, durs, node.body)
-                ctx.add(i, node.id, K_USE, ctx.pool_res[node.name], asked, got, ctx.now())  # type: ignore[index]
+            finally:
+                sem.release()
+                ctx.add(i, node.id, K_USE, res, asked, got, ctx.now())
         else:
             assert kind == PAR
             if not ctx.fan_out:
                 for branch in node.branches:
                     sync_steps(ctx, i, durs, branch)
                 continue
-            errors: list[BaseException] = []
-            threads = [threading.Thread(target=_branch_main, args=(ctx, i, durs, b, errors)) for b in node.branches]
+            # as the simulator: every branch finishes, then the first failing branch's error is raised
+            errors: list[BaseException | None] = [None] * len(node.branches)
+            threads = [threading.Thread(target=_branch_main, args=(ctx, i, durs, b, errors, k))
+                       for k, b in enumerate(node.branches)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            if errors:
-                raise errors[0]
+            failure = next((e for e in errors if e is not None), None)
+            if failure is not None:
+                raise failure
+
+
+def sync_call(ctx: SyncCtx, i: int, node: Node, durs: list[float]) -> None:
+    """One call: the simulator's attempt loop (`calls.attempts`), blocking this thread while it waits."""
+    svc = ctx.services[node.name]  # type: ignore[index]
+    now, scale = ctx.now, ctx.scale
+    steps = attempts(svc, i, node.id, node.col, durs, 1, clock=now, add=ctx.add, log=ctx.log, lock=svc.lock)
+    reply: Any = None
+    while True:
+        try:
+            what, seconds = steps.send(reply)
+        except StopIteration:
+            return
+        if what == SLEEP:
+            time.sleep(seconds * scale)
+            reply = None
+        elif what == SERVE:
+            served, answered = svc.schedule.reserve(now(), seconds)
+            time.sleep(max(0.0, answered - now()) * scale)
+            reply = served
+        else:
+            reply = svc.batcher.serve(now, scale)
 
 
 def _branch_main(ctx: SyncCtx, i: int, durs: list[float], branch: tuple[Node, ...],
-                 errors: list[BaseException]) -> None:
+                 errors: list[BaseException | None], k: int) -> None:
     try:
         sync_steps(ctx, i, durs, branch)
     except BaseException as exc:  # re-raised in the parent after the join
-        errors.append(exc)
+        errors[k] = exc
 
 
 def _ctx_for(run: _Run, *, exec_res: int, fan_out: bool, pools: dict[str, Any],
              services: dict[str, Any]) -> SyncCtx:
-    return SyncCtx(now=run.now, model_time=run.model_time, add=run.add, cpu=run.cpu, scale=run.scale, pools=pools,
-                   services=services, pool_res=run.pool_res, service_res=run.service_res, exec_res=exec_res,
+    return SyncCtx(now=run.now, model_time=run.model_time, add=run.add, log=run.log_call, cpu=run.cpu,
+                   scale=run.scale, pools=pools, services=services, pool_res=run.pool_res, exec_res=exec_res,
                    fan_out=fan_out, on_step=run.on_step)
 
 
@@ -163,13 +210,10 @@ def _dispatch(run: _Run, submit: Callable[[int], Future[Any] | None]) -> None:
 
 
 def _shared(run: _Run, mp: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Pool semaphores and service schedules, for threads (mp None) or for processes."""
-    w = run.sc.workload
-    if mp is None:
-        return ({k: threading.BoundedSemaphore(p.capacity) for k, p in w.pools.items()},
-                {k: ServiceSchedule(s.concurrency) for k, s in w.services.items()})
-    return ({k: mp.BoundedSemaphore(p.capacity) for k, p in w.pools.items()},
-            {k: ServiceSchedule.for_processes(s.concurrency, mp) for k, s in w.services.items()})
+    """Pool semaphores (with their timeouts) and services, for threads (mp None) or for processes."""
+    semaphore = threading.BoundedSemaphore if mp is None else mp.BoundedSemaphore
+    pools = {k: (semaphore(p.capacity), p.timeout) for k, p in run.sc.workload.pools.items()}
+    return pools, run.services(mp=mp)
 
 
 def run_threads(run: _Run, workers: int, *, fan_out: bool) -> None:
@@ -198,29 +242,33 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(rate: float, scale: float, t0: Any, pools: dict[str, Any], services: dict[str, Any],
-                 pool_res: dict[str, int], service_res: dict[str, int], exec_res: int, fan_out: bool,
+                 pool_res: dict[str, int], exec_res: int, fan_out: bool,
                  on_step: Callable[[int, Node], None] | None) -> None:
     records: list[tuple[Any, ...]] = []
-    _WORKER["records"] = records
+    calls: list[tuple[Any, ...]] = []
+    _WORKER["records"], _WORKER["calls"] = records, calls
     _WORKER["ctx"] = SyncCtx(now=lambda: (time.perf_counter() - t0.value) / scale,
                              model_time=lambda perf: (perf - t0.value) / scale,
-                             add=lambda *r: records.append(r), cpu=CpuWork(rate), scale=scale, pools=pools,
-                             services=services, pool_res=pool_res, service_res=service_res, exec_res=exec_res,
+                             add=lambda *r: records.append(r), log=lambda *r: calls.append(r), cpu=CpuWork(rate),
+                             scale=scale, pools=pools, services=services, pool_res=pool_res, exec_res=exec_res,
                              fan_out=fan_out, on_step=on_step)
 
 
-def _process_task(i: int, durs: list[float], steps: tuple[Node, ...]) -> tuple[float, float, list[Any], str | None]:
-    """Run one task in a worker process: (admitted, done, records, error) in model seconds."""
+def _process_task(i: int, durs: list[float],
+                  steps: tuple[Node, ...]) -> tuple[float, float, list[Any], list[Any], str | None]:
+    """Run one task in a worker process: (admitted, done, records, call rows, error), times in model seconds."""
     ctx: SyncCtx = _WORKER["ctx"]
     records: list[tuple[Any, ...]] = _WORKER["records"]
+    calls: list[tuple[Any, ...]] = _WORKER["calls"]
     records.clear()
+    calls.clear()
     admitted = ctx.now()
     error = None
     try:
         sync_steps(ctx, i, durs, steps)
     except Exception as exc:  # a failing task is a result, not a crash
-        error = f"{type(exc).__name__}: {exc}"
-    return admitted, ctx.now(), list(records), error
+        error = error_text(exc)
+    return admitted, ctx.now(), list(records), list(calls), error
 
 
 def _warm() -> int:
@@ -255,8 +303,7 @@ def run_processes(run: _Run, workers: int) -> None:
     t0 = mp.Value("d", 0.0, lock=False)
     fan_out = any(p.has_parallel for p in run.sc.programs)
     ex = start_process_pool(run, workers, _init_worker, (run.cpu.rate, run.scale, t0, pools, services,
-                                                         run.pool_res, run.service_res, exec_res, fan_out,
-                                                         run.on_step), t0)
+                                                         run.pool_res, exec_res, fan_out, run.on_step), t0)
 
     def submit(i: int) -> Future[Any]:
         f = ex.submit(_process_task, i, run.durations(i), run.steps(i))
@@ -276,11 +323,13 @@ def _collect(run: _Run, admit_res: int, i: int, fut: Future[Any]) -> None:
     if exc is not None:
         run.fail(i, exc)
         return
-    admitted, done, records, error = fut.result()
+    admitted, done, records, calls, error = fut.result()
     if admitted > run.arrival[i]:
         run.add(i, -1, K_ADMIT, admit_res, run.arrival[i], admitted, admitted)
     for r in records:
         run.add(*r)
+    for c in calls:
+        run.log_call(*c)
     if error is not None:
         run.failed[i] = True
         run.errors[i] = error

@@ -4,8 +4,11 @@ It runs the very draws the simulator runs (a paired comparison): `io` is `asynci
 `cpu` is calibrated pure-Python work (`cpuwork`), pools and service concurrency are real semaphores,
 `parallel` is `asyncio.gather` or a thread fan-out, the asyncio limit is a real `asyncio.Semaphore` and
 offload is `loop.run_in_executor`; a service is a FIFO schedule of its server slots kept by the server side
-(`service`), which the client awaits. It records the same Trace as the simulator (times in model seconds:
-real seconds / time_scale, from `time.perf_counter`), and each CPU step's thread CPU time in `cpu_s`.
+(`service`), which the client awaits, or an emulated dynamic batcher. A call goes through the simulator's
+own attempt loop (`calls.attempts`: limiter, server rate limit, failures, timeout, back-off) with real
+sleeps; its rate-limit buckets run in model seconds, so a rate means the same at any time scale. It records
+the same Trace and CallLog as the simulator (times in model seconds: real seconds / time_scale, from
+`time.perf_counter`), and each CPU step's thread CPU time in `cpu_s`.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from ..calls import SERVE, SLEEP, StepFailedError, attempts
 from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
 from ..strategies import Asyncio, Processes, Sequential, Threads
-from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_USE, RunOutput, TraceBuilder
+from ..trace import K_ADMIT, K_CPU, K_IO, K_USE, CallLog, RunOutput, TraceBuilder
 from . import _workers
 from .cpuwork import CpuWork, measure_rate
-from .service import ServiceSchedule
+from .service import RealService
 
 __all__ = ["StepHook", "run_real"]
 
@@ -53,6 +57,12 @@ class _Run:
         w = scenario.workload
         self.pool_res = {k: self.tb.resource_id(f"pool:{k}") for k in w.pools}
         self.service_res = {k: self.tb.resource_id(f"service:{k}") for k in w.services}
+        # the simulator's codes for limiter waits and back-offs (names are what a trace compares)
+        self.service_codes = {k: (self.service_res[k],
+                                  self.tb.resource_id(f"limiter:{k}") if s.client_limit else -1,
+                                  self.tb.resource_id(f"backoff:{k}") if s.attempts > 1 else -1)
+                              for k, s in w.services.items()}
+        self.calls = CallLog() if w.services else None
 
     def now(self) -> float:
         """Model seconds since the start."""
@@ -67,9 +77,19 @@ class _Run:
         with self.lock:
             self.tb.add(*record)
 
+    def log_call(self, *row: Any) -> None:
+        """Append one call attempt to the call log; thread-safe."""
+        with self.lock:
+            self.calls.add(*row)  # type: ignore[union-attr]
+
+    def services(self, *, mp: Any = None, asyncio: bool = False) -> dict[str, RealService]:
+        """The workload's services as emulated servers (in shared memory when `mp` is given)."""
+        return {k: RealService(k, s, self.service_codes[k], mp=mp, asyncio=asyncio)
+                for k, s in self.sc.workload.services.items()}
+
     def durations(self, i: int) -> list[float]:
-        """Task i's drawn durations, scaled to real seconds."""
-        return (self.sc.task_durations(i) * self.scale).tolist()
+        """Task i's draws in model units (seconds, tokens, uniforms); waits are scaled where they are slept."""
+        return self.sc.task_durations(i).tolist()
 
     def steps(self, i: int) -> tuple[Node, ...]:
         """Task i's compiled steps."""
@@ -78,7 +98,7 @@ class _Run:
     def fail(self, i: int, exc: BaseException) -> None:
         """Record task i as failed with its error."""
         self.failed[i] = True
-        self.errors[i] = f"{type(exc).__name__}: {exc}"
+        self.errors[i] = _workers.error_text(exc)
 
     def arrive_at(self, i: int, t_model: float) -> None:
         """Sleep (this thread) until task i's arrival time, and record when it actually arrived.
@@ -108,7 +128,8 @@ def run_real(scenario: Scenario, *, time_scale: float = 1.0, cpu_rate: float | N
     run = _Run(scenario, time_scale, cpu, on_step)
     caps: dict[str, int | None] = {"cores": scenario.workload.machine.cores, "loop": 1, "gil": 1}
     caps.update({f"pool:{k}": p.capacity for k, p in scenario.workload.pools.items()})
-    caps.update({f"service:{k}": s.concurrency for k, s in scenario.workload.services.items()})
+    caps.update({f"service:{k}": s.concurrency or (s.batching.instances if s.batching else None)
+                 for k, s in scenario.workload.services.items()})
     interrupted = False
     try:
         if isinstance(strategy, Asyncio):
@@ -126,7 +147,8 @@ def run_real(scenario: Scenario, *, time_scale: float = 1.0, cpu_rate: float | N
     except KeyboardInterrupt:
         interrupted = True
     return RunOutput(run.tb.build(), run.arrival, run.done, scenario.task_type, run.failed, 0, caps,
-                     errors=dict(run.errors), interrupted=interrupted)
+                     errors=dict(run.errors), interrupted=interrupted,
+                     calls=run.calls.build() if run.calls is not None else None)
 
 
 # ------------------------------------------------------------------------------------------- asyncio
@@ -165,8 +187,8 @@ class _AsyncRun:
         self.run = run
         self.limit = asyncio.Semaphore(strategy.limit) if strategy.limit else None
         w = run.sc.workload
-        self.pools = {k: asyncio.Semaphore(p.capacity) for k, p in w.pools.items()}
-        self.services = {k: ServiceSchedule(s.concurrency) for k, s in w.services.items()}
+        self.pools = {k: (asyncio.Semaphore(p.capacity), p.timeout) for k, p in w.pools.items()}
+        self.services = run.services(asyncio=True)
         self.executor = executor
         tb = run.tb
         self.admit_res = tb.resource_id("limit")
@@ -220,7 +242,8 @@ class _AsyncRun:
         run.done[i] = run.now()  # not reached when interrupted: the task stays unfinished
 
     async def steps(self, i: int, durs: list[float], steps: tuple[Node, ...]) -> None:
-        run, tb = self.run, self.run.tb
+        """Run steps on the loop; `durs` are model units (scaled here where they are waited or burnt)."""
+        run, tb, scale = self.run, self.run.tb, self.run.scale
         for node in steps:
             kind = node.kind
             if run.on_step is not None and kind in (CPU, IO, CALL):
@@ -230,29 +253,63 @@ class _AsyncRun:
                     submitted = run.now()
                     loop = asyncio.get_running_loop()
                     start, end, cpu = await loop.run_in_executor(
-                        self.executor, _workers.timed_burn, run.cpu.iterations(durs[node.id]))
+                        self.executor, _workers.timed_burn, run.cpu.iterations(durs[node.id] * scale))
                     tb.add(i, node.id, K_CPU, self.exec_res, submitted, run.model_time(start),
-                           run.model_time(end), cpu / run.scale)
+                           run.model_time(end), cpu / scale)
                     continue
                 start = run.now()
-                cpu = run.cpu.run(durs[node.id])
-                tb.add(i, node.id, K_CPU, self.exec_res, start, start, run.now(), cpu / run.scale)
+                cpu = run.cpu.run(durs[node.id] * scale)
+                tb.add(i, node.id, K_CPU, self.exec_res, start, start, run.now(), cpu / scale)
             elif kind == IO:
                 start = run.now()
-                await asyncio.sleep(durs[node.id])
+                await asyncio.sleep(durs[node.id] * scale)
                 tb.add(i, node.id, K_IO, -1, start, start, run.now())
             elif kind == CALL:
-                sent = time.perf_counter()
-                served, answered = self.services[node.name].reserve(sent, durs[node.id])  # type: ignore[index]
-                await asyncio.sleep(answered - sent)
-                tb.add(i, node.id, K_CALL, run.service_res[node.name],  # type: ignore[index]
-                       run.model_time(sent), run.model_time(served), run.now())
+                await self.call(i, node, durs, 1)
             elif kind == USE:
+                sem, timeout = self.pools[node.name]  # type: ignore[index]
+                res = run.pool_res[node.name]  # type: ignore[index]
                 asked = run.now()
-                async with self.pools[node.name]:  # type: ignore[index]
-                    got = run.now()
+                try:
+                    async with asyncio.timeout(None if timeout is None else timeout * scale):
+                        await sem.acquire()
+                except TimeoutError:
+                    now = run.now()
+                    tb.add(i, node.id, K_USE, res, asked, now, now)
+                    raise StepFailedError(_workers.pool_timeout(node.name, timeout)) from None  # type: ignore[arg-type]
+                got = run.now()
+                try:
                     await self.steps(i, durs, node.body)
-                    tb.add(i, node.id, K_USE, run.pool_res[node.name], asked, got, run.now())  # type: ignore[index]
+                finally:
+                    sem.release()
+                    tb.add(i, node.id, K_USE, res, asked, got, run.now())
             else:
                 assert kind == PAR
-                await asyncio.gather(*(self.steps(i, durs, b) for b in node.branches))
+                # as the simulator: every branch finishes, then the first failing branch's error is raised
+                results = await asyncio.gather(*(self.steps(i, durs, b) for b in node.branches),
+                                               return_exceptions=True)
+                failures = [r for r in results if isinstance(r, BaseException)]
+                if failures:
+                    raise failures[0]
+
+    async def call(self, i: int, node: Node, durs: list[float], size: int) -> None:
+        """One call carrying `size` items: the simulator's attempt loop (`calls.attempts`) with asyncio sleeps."""
+        run = self.run
+        svc = self.services[node.name]  # type: ignore[index]
+        steps = attempts(svc, i, node.id, node.col, durs, size, clock=run.now, add=run.tb.add,
+                         log=run.calls.add, lock=svc.lock)  # type: ignore[union-attr]
+        reply: Any = None
+        while True:
+            try:
+                what, seconds = steps.send(reply)
+            except StopIteration:
+                return
+            if what == SLEEP:
+                await asyncio.sleep(seconds * run.scale)
+                reply = None
+            elif what == SERVE:
+                served, answered = svc.schedule.reserve(run.now(), seconds)
+                await asyncio.sleep(max(0.0, answered - run.now()) * run.scale)
+                reply = served
+            else:
+                reply = await svc.batcher.serve(run.now, run.scale)
