@@ -32,3 +32,20 @@ def test_validation_suite_quick_writes_a_report(tmp_path):
     subprocess.run([sys.executable, str(script), "--render", "--out", str(tmp_path)], check=True, cwd=ROOT,
                    capture_output=True, timeout=120)
     assert (tmp_path / "report.md").read_text().startswith("# Validation")
+
+
+def test_gil_contention_quick_writes_a_report_with_a_real_run(tmp_path):
+    script = ROOT / "experiments" / "gil_contention.py"
+    subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True, cwd=ROOT,
+                   capture_output=True, timeout=300)
+    report = (tmp_path / "report.md").read_text()
+    lines = report.splitlines()
+    assert lines[0] == "# GIL contention: threads, processes or offload?"
+    assert lines[2].startswith("**Question:** ")
+    assert lines[3].startswith("**Answer:** On 2 cores with a GIL, processes:2 overtakes threads:8 at a CPU share of ")
+    assert "## Real runs" in report
+    saved = json.loads((tmp_path / "real_runs.json").read_text())
+    assert [(r["strategy"], r["cpu_share"]) for r in saved["rows"]] == [("threads:8", 0.5)]
+    assert saved["rows"][0]["measured"] > 0
+    for name in ("t_total.png", "active.png", "concurrency_split.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG", name
