@@ -30,7 +30,9 @@ def test_run_prints_a_readable_summary(capsys):
 def test_run_json_has_the_documented_shape(capsys):
     d = _json(capsys, "run", WEB, "--strategy", "threads:8", "--seed", "3", "--json")
     assert list(d) == ["model", "strategy", "seed", "tasks", "completed", "failed", "t_total", "throughput",
-                       "latency", "concurrency", "time_split", "resources"]
+                       "latency", "concurrency", "time_split", "resources", "bounds", "binding"]
+    assert d["binding"] == max(d["bounds"], key=d["bounds"].get)
+    assert d["bounds"][d["binding"]] <= d["t_total"]
     assert (d["strategy"], d["seed"], d["tasks"], d["completed"]) == ("threads:8", 3, 500, 500)
     assert list(d["latency"]) == ["mean", "p50", "p95", "p99", "max"]
     assert list(d["concurrency"]) == ["mean", "peak", "computing_mean", "waiting_mean", "queued_mean",
@@ -87,8 +89,8 @@ def test_bad_model_file_lists_every_problem(tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [
         f"error: {bad}: arrivals.batch.count: must be >= 1 (got 0)",
-        f"error: {bad}: task[0].cpu: must be >= 0.0 (got -1)",
-        f"error: {bad}: task[1].io.lognormal.cv: must be > 0.0 (got 0)",
+        f"error: {bad}: task[0].cpu: must be >= 0 (got -1)",
+        f"error: {bad}: task[1].io.lognormal.cv: must be > 0 (got 0)",
     ]
 
 

@@ -105,8 +105,8 @@ def test_bad_values_name_their_yaml_path(tmp_path):
     """)
     assert problems == [
         "arrivals.batch.count: must be >= 1 (got 0)",
-        "task[0].cpu: must be >= 0.0 (got -0.002)",
-        "task[1].io.lognormal.cv: must be > 0.0 (got 0)",
+        "task[0].cpu: must be >= 0 (got -0.002)",
+        "task[1].io.lognormal.cv: must be > 0 (got 0)",
         "task[2]: not a valid step (allowed: cpu, io, call, use, parallel) (got {'sleep': 1})",
         "task[3].io: not a valid distribution (allowed: constant, uniform, exponential, normal, lognormal, "
         "gamma, empirical) (got {'gama': 1})",
@@ -152,7 +152,8 @@ def test_references_to_unknown_pools_and_services(tmp_path):
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("arrivals: {batch: 1}\n", "task: give exactly one of task (a list of steps), tasks (a weighted mix) or stages"),
+        ("arrivals: {batch: 1}\n",
+         "task: give exactly one of task (a list of steps), tasks (a weighted mix) or stages"),
         ("arrivals: {poisson: {rate: 2}}\ntask: [{io: 1}]\n",
          "arrivals.poisson: give exactly one of count or duration (an open stream must end)"),
         ("arrivals: {batch: 1}\ntask: [{io: {uniform: {low: 2, high: 1}}}]\n",
