@@ -20,6 +20,7 @@ from .profile import MachineProfile
 from .real import run_real
 from .real.calibrate import calibrate
 from .scenario import Scenario, build_scenario
+from .services import Service
 from .spec import Workload
 from .strategies import Strategy, parse_strategy
 from .trace import K_CPU, RunOutput
@@ -87,12 +88,22 @@ def _shortest_wait(workload: Workload) -> tuple[float, str] | None:
         if kind == "io":
             mean = step.duration.mean
         elif kind == "call":
-            mean = workload.services[step.service].latency.mean
+            mean = _call_mean(workload.services[step.service])
         else:
             continue
         if mean > 0 and (shortest is None or mean < shortest[0]):
             shortest = (mean, f"{path}.{kind}")
     return shortest
+
+
+def _call_mean(service: Service) -> float:
+    """A call's mean service time: its latency, TTFT + TPOT × output tokens, or its batch's time alone."""
+    if service.latency is not None:
+        return service.latency.mean
+    if service.ttft is not None and service.tpot is not None and service.tokens is not None:
+        return service.ttft.mean + service.tpot.mean * max(service.tokens.output.mean - 1, 0.0)
+    assert service.batching is not None
+    return service.batching.batch_time(1)
 
 
 def suggest_time_scale(workload: Workload, timer_floor_s: float, *, margin: float = 2.0) -> float:

@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         for strategy in strategies:
             strat = a.parse_strategy(strategy)
             machine = profile.machine_for(strat, workload.machine, time_scale=scale, emulated_waits=True)
-            expected = a.simulate(workload, strategy=strat, seed=args.seed, machine=machine).t_total * scale
+            try:
+                expected = a.simulate(workload, strategy=strat, seed=args.seed, machine=machine).t_total * scale
+            except a.ModelError as exc:  # e.g. a pipeline, which runs on an event loop only
+                skipped.append({"model": workload.name, "strategy": strategy, "reason": str(exc).splitlines()[0]})
+                continue
             if expected > budget:
                 skipped.append({"model": workload.name, "strategy": strategy,
                                 "reason": f"about {expected:.0f} s of real time at time scale {scale:g}"})
