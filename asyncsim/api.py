@@ -40,6 +40,7 @@ def result_of(scenario: Scenario, out: RunOutput) -> Result:
         model=scenario.workload.name, strategy=str(scenario.strategy), seed=scenario.seed,
         capacities=out.capacities, parallel_types=np.array([p.has_parallel for p in scenario.programs]),
         type_names=tuple(p.name for p in scenario.programs), events=out.events, calls=out.calls,
+        deadlines=tuple(t.deadline for t in scenario.workload.task_types),
     )
 
 

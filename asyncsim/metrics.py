@@ -59,6 +59,7 @@ class Result:
     events: int = field(repr=False, default=0)
     services: dict[str, dict[str, float]] = field(default_factory=dict)
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    classes: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: CallTable | None = field(repr=False, default=None)
 
     @property
@@ -80,6 +81,9 @@ class Result:
         }
         if self.services:
             out["services"] = {k: dict(v) for k, v in self.services.items()}
+        if self.classes:
+            out["classes"] = {k: {m: dict(x) if isinstance(x, dict) else x for m, x in v.items()}
+                              for k, v in self.classes.items()}
         if self.stages:
             out["stages"] = {k: dict(v) for k, v in self.stages.items()}
             out["bottleneck"] = self.bottleneck
@@ -252,10 +256,12 @@ def _task_split(trace: Trace, n: int, overlapping: np.ndarray) -> np.ndarray:
 def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_type: np.ndarray,
                    failed: np.ndarray, *, model: str, strategy: str, seed: int | None,
                    capacities: dict[str, int | None], parallel_types: np.ndarray,
-                   type_names: tuple[str, ...] = (), events: int = 0, calls: CallTable | None = None) -> Result:
+                   type_names: tuple[str, ...] = (), events: int = 0, calls: CallTable | None = None,
+                   deadlines: tuple[float | None, ...] = ()) -> Result:
     """Compute every metric of a run from its trace and task table.
 
-    `capacities` gives each resource's slot count (None when unbounded); `parallel_types[t]` says whether
+    Per-class figures are given when there is more than one task type or a type has a deadline
+    (`deadlines[t]`, seconds after arrival). `capacities` gives each resource's slot count (None when unbounded); `parallel_types[t]` says whether
     tasks of type t have parallel branches (their states need the priority sweep).
     """
     n = int(arrival.size)
@@ -287,7 +293,32 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
         parallel_types=parallel_types, events=events,
         services=service_metrics(calls, trace.resources) if calls is not None else {}, calls=calls,
         stages=_stage_metrics(trace, resources, span),
+        classes=_class_metrics(arrival, done, task_type, failed, type_names, deadlines)
+        if len(type_names) > 1 or any(d is not None for d in deadlines) else {},
     )
+
+
+def _class_metrics(arrival: np.ndarray, done: np.ndarray, task_type: np.ndarray, failed: np.ndarray,
+                   names: tuple[str, ...], deadlines: tuple[float | None, ...]) -> dict[str, dict[str, Any]]:
+    """Per task class: tasks, completed, failed, its own T_total (first arrival to last completion of the
+    class) and throughput, latency percentiles, and deadlines missed (late, failed or unfinished)."""
+    out: dict[str, dict[str, Any]] = {}
+    for t, name in enumerate(names):
+        mine = task_type == t
+        ok = mine & ~np.isnan(done) & ~failed
+        latency = (done - arrival)[ok]
+        span = float(np.max(done[ok]) - np.min(arrival[mine])) if ok.any() else 0.0
+        entry: dict[str, Any] = {
+            "tasks": int(mine.sum()), "completed": int(ok.sum()), "failed": int((mine & failed).sum()),
+            "t_total": span, "throughput": int(ok.sum()) / span if span > 0 else 0.0,
+            "latency": _percentiles(latency),
+        }
+        deadline = deadlines[t] if t < len(deadlines) else None
+        if deadline is not None:
+            entry["deadline"] = deadline
+            entry["deadline_missed"] = int(mine.sum() - (latency <= deadline + 1e-12).sum())
+        out[name] = entry
+    return out
 
 
 def _stage_metrics(trace: Trace, resources: dict[str, dict[str, float | None]],

@@ -59,6 +59,7 @@ class Program:
     steps: tuple[Node, ...]
     nodes: tuple[Node, ...]
     has_parallel: bool
+    expected: float = 0.0  # the mean time of a task of this type with nothing to wait for (for sjf)
 
 
 def compile_steps(steps: tuple[Any, ...], path: str, nodes: list[Node]) -> tuple[Node, ...]:
@@ -139,7 +140,12 @@ _ARRIVALS_KEY, _MIX_KEY, _STEPS_KEY = 1, 2, 3
 
 def _arrival_times(workload: Workload, seed: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     arr = workload.arrivals
-    rng = _rng(seed, _ARRIVALS_KEY)
+    assert arr is not None
+    return _times(arr, _rng(seed, _ARRIVALS_KEY))
+
+
+def _times(arr: Any, rng: np.random.Generator) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Arrival times of an open process, or (None, think times) of a closed one."""
     if isinstance(arr, Batch):
         return np.zeros(arr.count), None
     if isinstance(arr, Periodic):
@@ -161,6 +167,19 @@ def _arrival_times(workload: Workload, seed: int) -> tuple[np.ndarray | None, np
     return None, arr.think.sample(rng, arr.count)
 
 
+def _class_arrivals(workload: Workload, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every class's own arrivals merged in time order: (times, class of each task); ties keep class order."""
+    times, classes = [], []
+    for t, tt in enumerate(workload.task_types):
+        mine, _ = _times(tt.arrivals, _rng(seed, _ARRIVALS_KEY, t))
+        assert mine is not None
+        times.append(mine)
+        classes.append(np.full(mine.size, t, dtype=np.int64))
+    all_times, all_classes = np.concatenate(times), np.concatenate(classes)
+    order = np.lexsort((all_classes, all_times))
+    return all_times[order], all_classes[order]
+
+
 def build_scenario(workload: Workload, *, seed: int = 0, strategy: Strategy | str | None = None) -> Scenario:
     """Make every random draw of `workload` for `seed` (the strategy defaults to the workload's).
 
@@ -170,14 +189,19 @@ def build_scenario(workload: Workload, *, seed: int = 0, strategy: Strategy | st
     strat = workload.strategy if strategy is None else parse_strategy(strategy)
     if workload.stages is not None and (problems := pipeline_strategy_problems(strat)):
         raise ModelError(problems)
-    arrivals, think = _arrival_times(workload, seed)
-    n = int(arrivals.size if arrivals is not None else think.size)  # type: ignore[union-attr]
     types = workload.task_types or (TaskType(name="item", steps=(Io(duration=0.0),)),)
-    weights = np.array([t.weight for t in types])
-    if len(types) == 1:
-        task_type = np.zeros(n, dtype=np.int64)
+    if workload.arrivals is None:
+        arrivals, task_type = _class_arrivals(workload, seed)
+        think = None
+        n = int(arrivals.size)
     else:
-        task_type = _rng(seed, _MIX_KEY).choice(len(types), size=n, p=weights / weights.sum())
+        arrivals, think = _arrival_times(workload, seed)
+        n = int(arrivals.size if arrivals is not None else think.size)  # type: ignore[union-attr]
+        weights = np.array([t.weight for t in types])
+        if len(types) == 1:
+            task_type = np.zeros(n, dtype=np.int64)
+        else:
+            task_type = _rng(seed, _MIX_KEY).choice(len(types), size=n, p=weights / weights.sum())
     task_row = np.zeros(n, dtype=np.int64)
     programs, durations = [], []
     steps_of = {node_path: step for node_path, step in workload.walk()}
@@ -189,7 +213,8 @@ def build_scenario(workload: Workload, *, seed: int = 0, strategy: Strategy | st
             steps = compile_steps(tt.steps, "task" if workload.tasks is None else f"tasks[{t}].steps", nodes)
         nodes, width = _place_calls(workload, nodes)
         steps = tuple(_renumber(x, nodes) for x in steps)
-        programs.append(Program(tt.name or f"type{t}", steps, tuple(nodes), any(x.kind == PAR for x in nodes)))
+        programs.append(Program(tt.name or f"type{t}", steps, tuple(nodes), any(x.kind == PAR for x in nodes),
+                                _expected(workload, steps, steps_of)))
         members = np.flatnonzero(task_type == t)
         task_row[members] = np.arange(members.size)
         matrix = np.zeros((members.size, width))
@@ -244,6 +269,28 @@ def _renumber(node: Node, nodes: list[Node]) -> Node:
 
 
 _CALLS_KEY = 4
+
+
+def _expected(workload: Workload, steps: tuple[Node, ...], steps_of: dict[str, Any]) -> float:
+    """Mean time of `steps` when nothing waits: the sum of mean durations (parallel branches: the longest)."""
+    total = 0.0
+    for node in steps:
+        if node.kind in (CPU, IO):
+            total += steps_of[node.path].duration.mean
+        elif node.kind == CALL:
+            svc = workload.services[node.name]  # type: ignore[index]
+            if svc.latency is not None:
+                total += svc.latency.mean
+            elif svc.batching is not None:
+                total += svc.batching.batch_time(1)
+            else:
+                assert svc.ttft is not None and svc.tpot is not None and svc.tokens is not None  # noqa: PT018
+                total += svc.ttft.mean + svc.tpot.mean * max(svc.tokens.output.mean - 1, 0.0)
+        elif node.kind in (USE, STAGE):
+            total += _expected(workload, node.body, steps_of)
+        elif node.kind == PAR:
+            total += max(_expected(workload, b, steps_of) for b in node.branches)
+    return total
 
 
 def _draw_call(service: Service, matrix: np.ndarray, node: Node, seed: int, t: int) -> None:

@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 from ._model import Frozen, allowed_keys, single_key, tagged_union, unwrap
 from .dists import _FAMILIES, Constant, Dist, _read_numbers
 from .errors import ModelError
+from .policies import Policy
 from .services import Batching, Failures, RateLimit, Retry, Service, Tokens
 from .strategies import Asyncio, StrategyField
 
@@ -131,14 +132,6 @@ def walk_steps(steps: tuple[Any, ...], path: str) -> Iterator[tuple[str, Any]]:
                 yield from walk_steps(branch, f"{here}.parallel[{b}]")
 
 
-class TaskType(Frozen):
-    """One kind of task in a mix: its ordered steps and its weight (share of arrivals)."""
-
-    name: str | None = None
-    weight: float = Field(1.0, gt=0)
-    steps: tuple[Step, ...] = Field(min_length=1)
-
-
 # ------------------------------------------------------------------------------------------ arrivals
 
 
@@ -226,17 +219,36 @@ Arrivals = tagged_union(
 )
 
 
+class TaskType(Frozen):
+    """One class of task: its steps, its weight, and what schedulers know of it.
+
+    With the workload's `arrivals`, `weight` is the class's share of the arrivals; a class may instead have
+    its own `arrivals` (then every class must). `weight` is also its share under the `fair` policy,
+    `priority` its rank under `priority` (lower is served first), `deadline` the seconds after arrival it
+    should finish by (`edf` orders by it; missed deadlines are counted per class).
+    """
+
+    name: str | None = None
+    weight: float = Field(1.0, gt=0)
+    steps: tuple[Step, ...] = Field(min_length=1)
+    arrivals: Arrivals | None = None
+    priority: int = 0
+    deadline: float | None = Field(None, gt=0)
+
+
 # ------------------------------------------------------------------------ pools, services, machine
 
 
 class Pool(Frozen):
     """A counted resource held by `use`: a connection pool, a semaphore, GPU slots.
 
-    With `timeout`, a task that waits longer than that for a slot fails (httpx's PoolTimeout).
+    With `timeout`, a task that waits longer than that for a slot fails (httpx's PoolTimeout); `policy`
+    orders the waiters (fifo by default).
     """
 
     capacity: int = Field(ge=1)
     timeout: float | None = Field(None, gt=0)
+    policy: Policy = Field(default_factory=Policy)
 
     @model_validator(mode="before")
     @classmethod
@@ -258,6 +270,7 @@ class Stage(Frozen):
     queue: int | None = Field(None, ge=1)
     batch: int = Field(1, ge=1)
     max_wait: float | None = Field(None, ge=0)
+    policy: Policy = Field(default_factory=Policy)
 
 
 Stage.model_rebuild()
@@ -288,18 +301,19 @@ class Workload(Frozen):
 
     name: str = "workload"
     description: str = ""
-    arrivals: Arrivals
+    arrivals: Arrivals | None = None
     task: tuple[Step, ...] | None = Field(None, min_length=1)
     tasks: tuple[TaskType, ...] | None = Field(None, min_length=1)
     stages: dict[str, Stage] | None = Field(None, min_length=1)
     pools: dict[str, Pool] = Field(default_factory=dict)
     services: dict[str, Service] = Field(default_factory=dict)
     strategy: StrategyField = Field(default_factory=Asyncio)
+    policy: Policy = Field(default_factory=Policy)
     machine: Machine = Field(default_factory=Machine)
 
     @model_validator(mode="after")
     def _references(self) -> Workload:
-        problems: list[str] = []
+        problems: list[str] = _arrival_problems(self) + _policy_problems(self)
         if [self.task, self.tasks, self.stages].count(None) != 2:
             problems.append("task: give exactly one of task (a list of steps), tasks (a weighted mix) "
                             "or stages (a pipeline)")
@@ -374,6 +388,32 @@ class Workload(Frozen):
         return cls.from_dict(data, base_dir=path.parent, source=str(path))
 
 
+def _arrival_problems(w: Workload) -> list[str]:
+    own = [t.arrivals is not None for t in (w.tasks or ())]
+    if w.arrivals is None and not (own and all(own)):
+        return ["arrivals: is required (or give every class in tasks its own arrivals)"]
+    if w.arrivals is not None and any(own):
+        return ["arrivals: give either the workload's arrivals or one per class in tasks, not both"]
+    if any(isinstance(t.arrivals, Closed) for t in (w.tasks or ())):
+        return ["tasks: a class's own arrivals must be open (batch, poisson, uniform, trace), not closed"]
+    return []
+
+
+def _policy_problems(w: Workload) -> list[str]:
+    problems = []
+    places = [("policy", w.policy)] + [(f"pools.{k}.policy", p.policy) for k, p in w.pools.items()]
+    places += [(f"stages.{k}.policy", s.policy) for k, s in (w.stages or {}).items()]
+    for where, policy in places:
+        if policy.preemptive:
+            problems.append(f"{where}: only a service's queue can be preemptive (a running task or a held "
+                            "slot cannot be taken back)")
+    for name, svc in w.services.items():
+        if svc.policy.preemptive and (svc.concurrency is None or svc.batching is not None):
+            problems.append(f"services.{name}.policy: preemptive priority needs a service with concurrency "
+                            "(and no batching)")
+    return problems
+
+
 def pipeline_strategy_problems(strategy: Any) -> list[str]:
     """Why `strategy` cannot run a pipeline (stage workers are coroutines on one event loop), if it cannot."""
     if isinstance(strategy, Asyncio):
@@ -421,7 +461,7 @@ def _owner(loc: tuple[Any, ...]) -> type[Frozen]:
         **_FAMILIES, **_STEPS, **_ARRIVALS,
         "machine": Machine, "services": Service, "pools": Pool, "tasks": TaskType, "stages": Stage,
         "rate_limit": RateLimit, "client_limit": RateLimit, "tokens": Tokens, "failures": Failures,
-        "retry": Retry, "batching": Batching,
+        "retry": Retry, "batching": Batching, "policy": Policy,
     }
     for item in reversed(loc):
         if item in owners:

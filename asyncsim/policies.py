@@ -1,0 +1,171 @@
+"""Scheduling policies: the order in which waiting work is served, wherever work waits.
+
+A `Policy` is data (`fifo`, `lifo`, `priority`, `sjf`, `fair`, `edf`; `priority` optionally preemptive);
+a `WaitQueue` is its behaviour, clock-free and shared by the simulator and the real runner (behind their
+own locks): `push(item, ticket)` and `pop()`. A `Ticket` says what the policy may know about a waiter: its
+class, the class's priority (lower is served first) and fair-share weight, the expected remaining work of
+its task (from the model's mean durations, for `sjf`), and its absolute deadline (for `edf`). Ties are
+served in arrival order.
+
+`fair` is start-time fair queueing across classes: each class has a virtual clock advanced by 1/weight per
+item served; the waiting class with the smallest clock goes next, and a class that was idle starts at the
+current virtual time (no banked credit). With k saturated classes of equal weight each gets 1/k of the slots.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+from ._model import Frozen
+
+__all__ = ["KINDS", "Policy", "Ticket", "WaitQueue", "parse_policy"]
+
+KINDS = ("fifo", "lifo", "priority", "sjf", "fair", "edf")
+
+
+class Policy(Frozen):
+    """A queue discipline; written `fifo` or `{priority: {preemptive: true}}` in a model file."""
+
+    kind: Literal["fifo", "lifo", "priority", "sjf", "fair", "edf"] = "fifo"
+    preemptive: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"kind": data.strip().lower()}
+        if isinstance(data, dict) and len(data) == 1 and next(iter(data)) in KINDS:
+            kind, opts = next(iter(data.items()))
+            return {"kind": kind, **(opts or {})}
+        return data
+
+    @model_validator(mode="after")
+    def _preemptive_priority(self) -> Policy:
+        if self.preemptive and self.kind != "priority":
+            raise ValueError(f"only priority can be preemptive (got {self.kind})")
+        return self
+
+    def __str__(self) -> str:
+        return "priority (preemptive)" if self.preemptive else self.kind
+
+
+def parse_policy(value: Any) -> Policy:
+    """A Policy from its model-file form."""
+    return value if isinstance(value, Policy) else Policy.model_validate(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What a policy may know about one waiter (see the module docstring)."""
+
+    cls: int = 0
+    priority: int = 0
+    weight: float = 1.0
+    expected: float = 0.0
+    deadline: float = float("inf")
+
+
+_DEFAULT = Ticket()
+
+
+class WaitQueue:
+    """Waiters ordered by a policy; `pop()` returns the next item to serve."""
+
+    __slots__ = ("kind", "_items", "_seq", "_classes", "_pass", "_vtime", "_heap_count")
+
+    def __init__(self, policy: Policy | str = "fifo") -> None:
+        self.kind = parse_policy(policy).kind
+        self._seq = itertools.count()
+        self._items: Any = deque() if self.kind in ("fifo", "lifo") else []
+        self._classes: dict[int, deque[tuple[Any, Ticket]]] = {}
+        self._pass: dict[int, float] = {}
+        self._vtime = 0.0
+        self._heap_count = 0
+
+    def __len__(self) -> int:
+        if self.kind == "fair":
+            return sum(len(q) for q in self._classes.values())
+        return len(self._items) if self.kind in ("fifo", "lifo") else self._heap_count
+
+    def push(self, item: Any, ticket: Ticket = _DEFAULT) -> None:
+        """Queue `item`."""
+        kind = self.kind
+        if kind in ("fifo", "lifo"):
+            self._items.append((item, ticket))
+        elif kind == "fair":
+            queue = self._classes.get(ticket.cls)
+            if queue is None:
+                queue = self._classes[ticket.cls] = deque()
+            if not queue:
+                self._pass[ticket.cls] = max(self._pass.get(ticket.cls, 0.0), self._vtime)
+            queue.append((item, ticket))
+        else:
+            key = ticket.priority if kind == "priority" else ticket.expected if kind == "sjf" else ticket.deadline
+            heapq.heappush(self._items, (key, next(self._seq), item, ticket))
+            self._heap_count += 1
+
+    def pop(self) -> Any:
+        """The next item to serve (IndexError when empty)."""
+        return self.pop_ticket()[0]
+
+    def pop_ticket(self) -> tuple[Any, Ticket]:
+        """The next item to serve and its ticket."""
+        kind = self.kind
+        if kind == "fifo":
+            return self._items.popleft()
+        if kind == "lifo":
+            return self._items.pop()
+        if kind == "fair":
+            ready = [c for c, q in self._classes.items() if q]
+            if not ready:
+                raise IndexError("pop from an empty WaitQueue")
+            cls = min(ready, key=lambda c: (self._pass[c], c))
+            item, ticket = self._classes[cls].popleft()
+            self._vtime = self._pass[cls]
+            self._pass[cls] += 1.0 / ticket.weight
+            return item, ticket
+        _, _, item, ticket = heapq.heappop(self._items)
+        self._heap_count -= 1
+        return item, ticket
+
+    def peek_ticket(self) -> Ticket:
+        """The ticket of the item `pop` would return next (for preemption decisions)."""
+        if self.kind == "fifo":
+            return self._items[0][1]
+        if self.kind == "lifo":
+            return self._items[-1][1]
+        if self.kind == "fair":
+            ready = [c for c, q in self._classes.items() if q]
+            cls = min(ready, key=lambda c: (self._pass[c], c))
+            return self._classes[cls][0][1]
+        return self._items[0][3]
+
+    def remove(self, item: Any) -> bool:
+        """Withdraw a waiting item (a timeout); False when it is not waiting."""
+        if self.kind in ("fifo", "lifo"):
+            for k, (it, _) in enumerate(self._items):
+                if it is item:
+                    del self._items[k]
+                    return True
+            return False
+        if self.kind == "fair":
+            for queue in self._classes.values():
+                for k, (it, _) in enumerate(queue):
+                    if it is item:
+                        del queue[k]
+                        return True
+            return False
+        for k, entry in enumerate(self._items):
+            if entry[2] is item:
+                self._items[k] = self._items[-1]
+                self._items.pop()
+                heapq.heapify(self._items)
+                self._heap_count -= 1
+                return True
+        return False
