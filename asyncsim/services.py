@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 
 from ._model import Frozen
 from .dists import Constant, Dist
+from .policies import Policy
 
 __all__ = [
     "ATTEMPT_FIELDS", "BatchQueue", "Batching", "Failures", "OUTCOMES", "RateLimit", "Retry", "Service", "TokenBucket",
@@ -144,7 +145,8 @@ class Service(Frozen):
     `batching` rule; `per_item` adds seconds per item when a request carries several (a pipeline batch).
     `concurrency` caps requests served at once (FIFO queue); `rate_limit` is enforced by the server (429 with
     retry-after); `client_limit` is a limiter the client waits on. `timeout` is the client's: an attempt
-    slower than it fails as a timeout after `timeout` s.
+    slower than it fails as a timeout after `timeout` s. `policy` orders the server's queue (preemptive
+    priority suspends a lower-priority request in service and resumes it later).
     """
 
     latency: Dist | None = None
@@ -159,6 +161,7 @@ class Service(Frozen):
     timeout: float | None = Field(None, gt=0)
     retry: Retry = Field(default_factory=Retry)
     batching: Batching | None = None
+    policy: Policy = Field(default_factory=Policy)
 
     @model_validator(mode="after")
     def _consistent(self) -> Service:
