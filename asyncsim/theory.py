@@ -15,7 +15,7 @@ from scipy import stats
 __all__ = [
     "cpu_bound", "erlang_b", "erlang_c", "longest_task_bound", "md1_mean_sojourn", "mg1_mean_sojourn",
     "mg1_mean_wait", "mm1_mean_sojourn", "mmc_mean_queue", "mmc_mean_sojourn", "mmc_mean_wait",
-    "slot_bound", "t_total_lower_bound",
+    "priority_mean_sojourn", "priority_mean_wait", "slot_bound", "t_total_lower_bound",
 ]
 
 
@@ -186,3 +186,52 @@ def t_total_lower_bound(*, total_cpu_s: float = 0.0, usable_cores: int = 1, long
     if slots is not None:
         bounds.append(slot_bound(total_hold_s, slots))
     return max(bounds)
+
+
+def _priority_loads(lams: list[float], means: list[float], second_moments: list[float]) -> tuple[list[float], float]:
+    if not (len(lams) == len(means) == len(second_moments) >= 1):
+        raise ValueError("give one arrival rate, mean and second moment per class")
+    for name, values in (("lam", lams), ("mean_s", means), ("second_moment_s", second_moments)):
+        for v in values:
+            _check_positive(name, v)
+    rhos = [lam * m for lam, m in zip(lams, means, strict=True)]
+    _check_stable(1, sum(rhos))
+    residual = sum(lam * m2 for lam, m2 in zip(lams, second_moments, strict=True)) / 2
+    return rhos, residual
+
+
+def priority_mean_wait(lams: list[float], means: list[float], second_moments: list[float]) -> list[float]:
+    """Mean queueing wait per class of a non-preemptive priority M/G/1 queue (Cobham's formula).
+
+    Class 0 is served first: W_k = W0 / ((1 − σ_{k−1})(1 − σ_k)) with W0 = Σ λ_i E[S_i²] / 2 and σ_k the
+    load of classes 0..k. For exponential service E[S²] = 2·mean².
+
+    Raises:
+        ValueError: a non-positive rate or moment, or a total load >= 1.
+    """
+    rhos, w0 = _priority_loads(lams, means, second_moments)
+    out, sigma = [], 0.0
+    for rho in rhos:
+        out.append(w0 / ((1 - sigma) * (1 - sigma - rho)))
+        sigma += rho
+    return out
+
+
+def priority_mean_sojourn(lams: list[float], means: list[float], second_moments: list[float], *,
+                          preemptive: bool) -> list[float]:
+    """Mean time in system per class of a priority M/G/1 queue; `preemptive` is preemptive-resume.
+
+    Preemptive-resume: T_k = E[S_k] / (1 − σ_{k−1}) + (Σ_{i<=k} λ_i E[S_i²] / 2) / ((1 − σ_{k−1})(1 − σ_k)).
+
+    Raises:
+        ValueError: as `priority_mean_wait`.
+    """
+    if not preemptive:
+        return [w + m for w, m in zip(priority_mean_wait(lams, means, second_moments), means, strict=True)]
+    rhos, _ = _priority_loads(lams, means, second_moments)
+    out, sigma, residual = [], 0.0, 0.0
+    for lam, m, m2, rho in zip(lams, means, second_moments, rhos, strict=True):
+        residual += lam * m2 / 2
+        out.append(m / (1 - sigma) + residual / ((1 - sigma) * (1 - sigma - rho)))
+        sigma += rho
+    return out
