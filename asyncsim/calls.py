@@ -39,11 +39,12 @@ from .services import (
 )
 from .trace import K_CALL, K_THROTTLE
 
-__all__ = ["BATCH", "SERVE", "SLEEP", "Endpoint", "StepFailedError", "attempts", "buckets"]
+__all__ = ["BATCH", "SERVE", "SLEEP", "Buckets", "Endpoint", "StepFailedError", "attempts", "buckets"]
 
 SLEEP, SERVE, BATCH = range(3)
 
 Buckets = tuple[TokenBucket | None, TokenBucket | None]
+"""A rate limit's (requests, tokens) buckets."""
 
 
 class StepFailedError(Exception):

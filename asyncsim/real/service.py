@@ -1,4 +1,5 @@
-"""An emulated remote service: a FIFO queue in front of `concurrency` servers, scheduled by the server side.
+"""An emulated remote service: a FIFO queue in front of `concurrency` servers, scheduled by the server side;
+an emulated dynamic batcher; and `RealService`, what the attempt loop of a real call needs.
 
 A real service's queue does not wait for the client's event loop or GIL: when a request arrives, the
 server already knows when a slot frees. So a request sent at t is served at max(t, earliest free slot) and
@@ -24,7 +25,8 @@ __all__ = ["AsyncBatchServer", "BatchSchedule", "BatchServer", "RealService", "S
 
 
 class ServiceSchedule:
-    """Server-free times of one service (perf_counter seconds); unbounded when `concurrency` is None."""
+    """Server-free times of one service (in the caller's clock: the runner uses model seconds); unbounded when
+    `concurrency` is None."""
 
     def __init__(self, concurrency: int | None, *, shared: Any = None, lock: Any = None) -> None:
         self.concurrency = concurrency
