@@ -139,7 +139,8 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
                     outcome, service_time = TIMEOUT, spec.timeout
                 served = yield SERVE, service_time
         end = clock()
-        add(task, step, K_CALL, svc.res, sent, served, end)
+        # a batching service's call carries its batch size (its share of the batch's time is 1/size)
+        add(task, step, K_CALL, svc.res, sent, served, end, float(batch) if spec.batching is not None else 0.0)
         log(task, step, svc.res, attempt, outcome, sent, end, tokens_in, tokens_out, batch)
         if outcome == OK:
             return

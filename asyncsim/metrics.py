@@ -261,8 +261,9 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
     """Compute every metric of a run from its trace and task table.
 
     Per-class figures are given when there is more than one task type or a type has a deadline
-    (`deadlines[t]`, seconds after arrival). `capacities` gives each resource's slot count (None when unbounded); `parallel_types[t]` says whether
-    tasks of type t have parallel branches (their states need the priority sweep).
+    (`deadlines[t]`, seconds after arrival). `capacities` gives each resource's slot count (None when
+    unbounded); `parallel_types[t]` says whether tasks of type t have parallel branches (their states need
+    the priority sweep).
     """
     n = int(arrival.size)
     ok = ~np.isnan(done) & ~failed
@@ -395,7 +396,9 @@ def _resources(trace: Trace, arrival: np.ndarray, done: np.ndarray, capacities: 
             busy = float(trace.cpu_s[mine & is_cpu].sum())
         else:
             holds = (my_kind == K_USE) | (my_kind == K_CALL) | (my_kind == K_CPU) | (my_kind == K_STAGE)
-            busy = float(held[holds].sum())
+            # a call served in a batch of k (cpu_s = k) keeps the instance busy for 1/k of its span
+            share = np.where((my_kind == K_CALL) & (trace.cpu_s[mine] > 0), trace.cpu_s[mine], 1.0)
+            busy = float((held[holds] / share[holds]).sum())
         cap = capacities.get(name)
         out[name] = _resource_entry(busy, total_wait, cap, span, n)
     if "cores" not in out and "cores" in capacities:

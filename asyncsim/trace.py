@@ -8,7 +8,7 @@ shared a core). Record kinds:
 | ------- | -------------------------------- | ------------------------------------- |
 | cpu     | waiting for the loop/GIL/core/executor | running (cpu_s of it on a CPU)  |
 | io      | - (a wait to issue it is a resume record) | waiting on the outside world |
-| call    | queued at the service            | being served                          |
+| call    | queued at the service            | being served (cpu_s: its batch's size, batching services) |
 | use     | waiting for a pool slot          | holding the slot (inner steps run)    |
 | admit   | waiting for admission (limit, worker) | dispatch to a worker             |
 | resume  | waiting for the loop/GIL to resume | loop/interpreter overhead (cpu_s)   |

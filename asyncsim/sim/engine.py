@@ -21,7 +21,7 @@ import simpy
 from ..calls import SERVE, SLEEP, StepFailedError, attempts
 from ..errors import SimulationError
 from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
-from ..services import Service, TokenBucket, charged_tokens
+from ..services import Service, TokenBucket
 from ..spec import Machine
 from ..strategies import Asyncio, Processes, Sequential, Threads
 from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_USE, CallLog, RunOutput, TraceBuilder
@@ -54,14 +54,6 @@ def _buckets(limit: Any) -> tuple[TokenBucket | None, TokenBucket | None] | None
         return None
     req, tok = limit.buckets()
     return (TokenBucket(*req) if req else None, TokenBucket(*tok) if tok else None)
-
-
-def _charges(svc: SimService, limit: Any, tokens_in: float, tokens_out: float) -> tuple[float, float]:
-    """(requests, tokens) one attempt takes from `limit`'s buckets."""
-    tokens = charged_tokens(svc.spec, limit, tokens_in, tokens_out) if limit.tpm is not None else 0.0
-    return 1.0, tokens
-
-__all__ = ["RunOutput", "run_scenario"]
 
 
 class _Engine:
