@@ -19,10 +19,12 @@ __all__ = ["Summary", "compare", "replicate", "replication_seeds", "simulate"]
 
 
 def simulate(model: Workload | Scenario, *, strategy: Strategy | str | None = None, seed: int = 0,
-             machine: Machine | None = None) -> Result:
+             machine: Machine | None = None, max_sim_time: float | None = None,
+             max_events: int | None = None) -> Result:
     """Simulate one run of `model` (a Workload, or a Scenario whose draws are already made).
 
-    The strategy and the machine default to the model's own.
+    The strategy and the machine default to the model's own; `max_sim_time` (simulated seconds) and
+    `max_events` stop a run that would not end (RunLimitError); a deadlock raises DeadlockError.
     """
     if isinstance(model, Scenario):
         if strategy is not None:
@@ -30,7 +32,7 @@ def simulate(model: Workload | Scenario, *, strategy: Strategy | str | None = No
         scenario = model
     else:
         scenario = build_scenario(model, seed=seed, strategy=strategy)
-    return result_of(scenario, run_scenario(scenario, machine))
+    return result_of(scenario, run_scenario(scenario, machine, max_sim_time=max_sim_time, max_events=max_events))
 
 
 def result_of(scenario: Scenario, out: RunOutput) -> Result:
@@ -97,16 +99,16 @@ def _half_width(values: np.ndarray) -> float:
 
 
 def replicate(model: Workload, *, replications: int, strategy: Strategy | str | None = None, seed: int = 0,
-              machine: Machine | None = None) -> Summary:
-    """Run `replications` independent simulations (seeds derived from `seed`)."""
+              machine: Machine | None = None, **limits: Any) -> Summary:
+    """Run `replications` independent simulations (seeds derived from `seed`); `limits` as `simulate`'s."""
     if replications < 1:
         raise ValueError(f"replications must be >= 1, got {replications}")
-    runs = tuple(simulate(model, strategy=strategy, seed=s, machine=machine)
+    runs = tuple(simulate(model, strategy=strategy, seed=s, machine=machine, **limits)
                  for s in replication_seeds(seed, replications))
     return Summary(runs, seed)
 
 
 def compare(model: Workload, strategies: list[Strategy | str], *, seed: int = 0,
-            machine: Machine | None = None) -> list[Result]:
-    """Simulate the same scenario draws under each strategy (a paired comparison)."""
-    return [simulate(model, strategy=s, seed=seed, machine=machine) for s in strategies]
+            machine: Machine | None = None, **limits: Any) -> list[Result]:
+    """Simulate the same scenario draws under each strategy (a paired comparison); `limits` as `simulate`'s."""
+    return [simulate(model, strategy=s, seed=seed, machine=machine, **limits) for s in strategies]

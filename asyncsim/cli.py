@@ -46,11 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--strategy", "-s", help="override the model's strategy, e.g. asyncio:20 or threads:8")
     run.add_argument("--replications", "-r", type=int, default=1, help="independent runs (mean and 95%% CI)")
     _common(run)
+    _run_limits(run)
 
     cmp = sub.add_parser("compare", help="simulate the same draws under several strategies")
     cmp.add_argument("model", help="a model file (YAML)")
     cmp.add_argument("--strategies", "-s", required=True, help="comma-separated, e.g. sequential,threads:8,asyncio")
     _common(cmp)
+    _run_limits(cmp)
 
     val = sub.add_parser("validate", help="run the same draws for real and compare with the prediction")
     val.add_argument("model", help="a model file (YAML)")
@@ -115,6 +117,19 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def _run_limits(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-sim-time", type=float, metavar="SECONDS",
+                   help="stop (with an error saying so) when simulated time passes this")
+    p.add_argument("--max-events", type=int, metavar="N", help="stop (with an error saying so) after N events")
+
+
+def _limits(args: argparse.Namespace) -> dict[str, Any]:
+    for flag, value in (("--max-sim-time", args.max_sim_time), ("--max-events", args.max_events)):
+        if value is not None and not value > 0:
+            raise ModelError(f"{flag}: must be > 0 (got {value:g})")
+    return {"max_sim_time": args.max_sim_time, "max_events": args.max_events}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `asyncsim` command; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -152,10 +167,11 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
         raise ModelError(f"--replications: must be >= 1 (got {args.replications})")
     strategy = parse_strategy(args.strategy) if args.strategy else None
     if args.replications == 1:
-        first = simulate(workload, strategy=strategy, seed=args.seed)
+        first = simulate(workload, strategy=strategy, seed=args.seed, **_limits(args))
         data = first.to_dict()
     else:
-        summary = replicate(workload, replications=args.replications, strategy=strategy, seed=args.seed)
+        summary = replicate(workload, replications=args.replications, strategy=strategy, seed=args.seed,
+                              **_limits(args))
         first, data = summary.runs[0], summary.to_dict()
     if args.detail:
         data["detail"] = _detail(first)
@@ -208,7 +224,7 @@ def _compare(workload: Workload, args: argparse.Namespace, out: Console) -> int:
         raise ModelError("--strategies: give at least one strategy, e.g. sequential,asyncio")
     strategies = [parse_strategy(s) for s in names]
     results = [r.to_dict() | ({"detail": _detail(r)} if args.detail else {})
-               for r in compare(workload, strategies, seed=args.seed)]
+               for r in compare(workload, strategies, seed=args.seed, **_limits(args))]
     if args.json:
         print(json.dumps(results))
         return 0

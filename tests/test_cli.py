@@ -99,7 +99,20 @@ def test_deadlock_exits_1_with_a_message(tmp_path, capsys):
     model.write_text("arrivals: {batch: 2}\ntask: [{use: {pool: p, steps: [{use: {pool: p, steps: [{io: 1}]}}]}}]\n"
                      "pools: {p: 1}\n")
     assert main(["run", str(model)]) == 1
-    assert "unfinished" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "deadlock at t=0s: 2 of 2 tasks can never finish" in err
+    assert "task 1 waits for pool:p (held by task 0) since t=0s" in err
+    assert "cycle: task 0 -> pool:p -> task 0" in err
+
+
+def test_a_run_limit_stops_a_long_run_and_says_which(tmp_path, capsys):
+    model = tmp_path / "long.yaml"
+    model.write_text("arrivals: {poisson: {rate: 10, duration: 3600}}\ntask: [{io: 1}]\n")
+    assert main(["run", str(model), "--max-sim-time", "60"]) == 1
+    assert "stopped by --max-sim-time 60 s at t=60s" in capsys.readouterr().err
+    assert main(["run", str(model), "--max-events", "1000"]) == 1
+    assert "stopped by --max-events 1000" in capsys.readouterr().err
+    assert main(["run", str(model), "--max-events", "0"]) == 2
 
 
 def test_fmt_s():

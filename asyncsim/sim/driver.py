@@ -39,9 +39,16 @@ class TaskDriver:
         event.callbacks.append(self._resume)
 
 
-def run_until_empty(env: simpy.Environment) -> None:
-    """`env.run()` with `Environment.step` inlined: one Python call less for each of millions of events."""
+def run_until_empty(env: simpy.Environment, *, until: float | None = None,
+                    max_events: int | None = None) -> str | None:
+    """`env.run()` with `Environment.step` inlined: one Python call less for each of millions of events.
+
+    Returns the limit that stopped it ('max_sim_time': the next event is after `until`; 'max_events': that
+    many events ran), or None when no event is left.
+    """
     queue = env._queue  # noqa: SLF001
+    if until is not None or max_events is not None:
+        return _run_limited(env, until, max_events)
     while queue:
         env._now, _, _, event = heappop(queue)  # noqa: SLF001
         callbacks, event.callbacks = event.callbacks, None
@@ -49,3 +56,23 @@ def run_until_empty(env: simpy.Environment) -> None:
             callback(event)
         if not event._ok and not hasattr(event, "_defused"):  # noqa: SLF001
             raise event._value  # noqa: SLF001 - as step() does: a failed event nobody handled ends the run
+    return None
+
+
+def _run_limited(env: simpy.Environment, until: float | None, max_events: int | None) -> str | None:
+    queue = env._queue  # noqa: SLF001
+    ran = 0
+    while queue:
+        if until is not None and queue[0][0] > until:
+            env._now = until  # noqa: SLF001
+            return "max_sim_time"
+        if max_events is not None and ran >= max_events:
+            return "max_events"
+        ran += 1
+        env._now, _, _, event = heappop(queue)  # noqa: SLF001
+        callbacks, event.callbacks = event.callbacks, None
+        for callback in callbacks:
+            callback(event)
+        if not event._ok and not hasattr(event, "_defused"):  # noqa: SLF001
+            raise event._value  # noqa: SLF001
+    return None

@@ -19,7 +19,8 @@ import numpy as np
 import simpy
 
 from ..calls import SERVE, SLEEP, StepFailedError, attempts
-from ..errors import SimulationError
+from ..errors import DeadlockError, RunLimitError
+from ..policies import Ticket, WaitQueue
 from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
 from ..services import Service, TokenBucket
 from ..spec import Machine
@@ -27,7 +28,7 @@ from ..strategies import Asyncio, Processes, Sequential, Threads
 from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_USE, CallLog, RunOutput, TraceBuilder
 from .cpu import Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
 from .driver import TaskDriver, run_until_empty
-from .resources import Batcher, Slots
+from .resources import Batcher, PreemptiveServer, Slots
 
 
 class TaskFailedError(Exception):
@@ -40,7 +41,8 @@ class SimService:
     def __init__(self, name: str, spec: Service, env: simpy.Environment, tb: TraceBuilder) -> None:
         self.name = name
         self.spec = spec
-        self.slots = Slots(env, spec.concurrency) if spec.concurrency else None
+        self.preemptive = PreemptiveServer(env, spec.concurrency) if spec.policy.preemptive else None
+        self.slots = Slots(env, spec.concurrency, spec.policy) if spec.concurrency and not self.preemptive else None
         self.batcher = Batcher(env, spec.batching) if spec.batching else None
         self.res = tb.resource_id(f"service:{name}")
         self.server = _buckets(spec.rate_limit)
@@ -66,8 +68,17 @@ class _Engine:
         self.arrival = np.full(n, math.nan)
         self.done = np.full(n, math.nan)
         self.programs = [p.steps for p in scenario.programs]
-        self.pools = {name: (Slots(env, p.capacity), tb.resource_id(f"pool:{name}"), p.timeout)
+        self.pools = {name: (Slots(env, p.capacity, p.policy), tb.resource_id(f"pool:{name}"), p.timeout)
                       for name, p in scenario.workload.pools.items()}
+        types = scenario.workload.task_types
+        self.class_deadline = [t.deadline for t in types]
+        self.class_ticket = [Ticket(cls=k, priority=t.priority, weight=t.weight, expected=p.expected)
+                             for k, (t, p) in enumerate(zip(types, scenario.programs, strict=False))] or [Ticket()]
+        policy = scenario.workload.policy
+        self.admission = WaitQueue(policy) if policy.kind != "fifo" else None
+        # for deadlock reports: what each blocked task waits on (and since when), who holds each pool slot
+        self.blocked: dict[simpy.Event, tuple[int, str, float]] = {}  # by the awaited event: branches may wait
+        self.holders: dict[str, list[int]] = {name: [] for name in scenario.workload.pools}
         self.services = {name: SimService(name, spec, env, tb) for name, spec in scenario.workload.services.items()}
         self.calls = CallLog() if self.services else None
         self.batch_size: dict[int, int] = {}  # items a task's calls carry, when it leads a pipeline batch
@@ -161,6 +172,16 @@ class _Engine:
 
     # ------------------------------------------------------------------------------------ admission
 
+    def ticket(self, i: int) -> Ticket:
+        """What a scheduling policy knows about task i: its class's priority, weight and expected work, and
+        its absolute deadline."""
+        t = int(self.sc.task_type[i])
+        base = self.class_ticket[t]
+        deadline = self.class_deadline[t] if t < len(self.class_deadline) else None
+        if deadline is None:
+            return base
+        return Ticket(base.cls, base.priority, base.weight, base.expected, float(self.arrival[i]) + deadline)
+
     def _arrive(self, i: int) -> None:
         self.arrival[i] = self.env.now
         self.arrived = i + 1
@@ -169,10 +190,14 @@ class _Engine:
                 self.free -= 1
             self.queue_head = i + 1
             TaskDriver(self.env, self._task(i))
+        elif self.admission is not None:
+            self.admission.push(i, self.ticket(i))
 
     def _finish(self, i: int) -> None:
         self.done[i] = self.env.now
-        if self.queue_head < self.arrived:
+        if self.admission is not None and len(self.admission):
+            TaskDriver(self.env, self._task(self.admission.pop()))
+        elif self.admission is None and self.queue_head < self.arrived:
             TaskDriver(self.env, self._task(self.queue_head))
             self.queue_head += 1
         elif self.free is not None:
@@ -296,22 +321,28 @@ class _Engine:
                     yield from self._enter(s, i, node.id)
                 slots, res, timeout = self.pools[node.name]  # type: ignore[index]
                 asked = env.now
-                event = slots.request()
+                event = slots.request(self.ticket(i) if slots.queue is not None else None)
                 if event is not None:
                     self._leave(s)
+                    self.blocked[event] = (i, f"pool:{node.name}", asked)
                     if timeout is None:
                         yield event
                     else:
                         yield event | env.timeout(timeout)
                         if not event.triggered and slots.cancel(event):
+                            del self.blocked[event]
                             tb.add(i, node.id, K_USE, res, asked, env.now, env.now)
                             raise TaskFailedError(f"PoolTimeout: no slot of pool {node.name!r} within {timeout:g}s")
+                    del self.blocked[event]
                 got = env.now
+                holders = self.holders[node.name]  # type: ignore[index]
+                holders.append(i)
                 try:
                     yield from self._steps(i, durs, node.body, s)
                     if not s.holding:
                         yield from self._enter(s, i, node.id)
                 finally:
+                    holders.remove(i)
                     slots.release()
                     tb.add(i, node.id, K_USE, res, asked, got, env.now)
             else:
@@ -354,8 +385,14 @@ class _Engine:
             # generator per call (the commonest call, a quarter of a call-bound run's time)
             slots = svc.slots
             sent = env.now
+            if svc.preemptive is not None:
+                seconds = self._timer(durs[node.id] + svc.spec.per_item * size)
+                served = yield svc.preemptive.serve(self.ticket(i), seconds)
+                self.trace.add(i, node.id, K_CALL, svc.res, sent, served, env.now)
+                self.calls.add(i, node.id, svc.res, 0, 0, sent, env.now, 0.0, 0.0, size)  # type: ignore[union-attr]
+                return
             if slots is not None:
-                event = slots.request()
+                event = slots.request(self.ticket(i) if slots.queue is not None else None)
                 if event is not None:
                     yield event
             served = env.now
@@ -375,9 +412,12 @@ class _Engine:
                     yield env.timeout(self._timer(seconds))
                     reply = None
                 elif what == SERVE:
+                    if svc.preemptive is not None:
+                        reply = yield svc.preemptive.serve(self.ticket(i), self._timer(seconds))
+                        continue
                     slots = svc.slots
                     if slots is not None:
-                        event = slots.request()
+                        event = slots.request(self.ticket(i) if slots.queue is not None else None)
                         if event is not None:
                             yield event
                     reply = env.now
@@ -426,7 +466,7 @@ class _Engine:
 
     # ---------------------------------------------------------------------------------------- run
 
-    def run(self) -> RunOutput:
+    def run(self, *, max_sim_time: float | None = None, max_events: int | None = None) -> RunOutput:
         env, sc = self.env, self.sc
         if sc.arrivals is not None:
             env.process(self._open_source())
@@ -440,21 +480,48 @@ class _Engine:
         gc_was_enabled = gc.isenabled()
         gc.disable()  # the run allocates many short-lived objects and no cycles worth collecting
         try:
-            run_until_empty(env)
+            stopped = run_until_empty(env, until=max_sim_time, max_events=max_events)
         finally:
             if gc_was_enabled:
                 gc.enable()
         unfinished = np.flatnonzero(np.isnan(self.done))
+        if stopped is not None and unfinished.size:
+            flag, value = (("--max-sim-time", f"{max_sim_time:g} s") if stopped == "max_sim_time"
+                           else ("--max-events", f"{max_events}"))
+            raise RunLimitError(
+                f"stopped by {flag} {value} at t={env.now:.6g}s with {unfinished.size} of {sc.n_tasks} tasks "
+                f"unfinished and {len(env._queue)} events pending; raise the limit if the run is meant to "  # noqa: SLF001
+                "be this long", limit=stopped)
         if unfinished.size:
-            raise SimulationError(
-                f"the simulation stopped at t={env.now:.6g}s with {unfinished.size} of {sc.n_tasks} tasks "
-                f"unfinished (first: task {int(unfinished[0])}): every remaining task waits on something "
-                "that is never released (a deadlock, e.g. nested use of a pool that is full)"
-            )
+            raise self._deadlock(unfinished)
         events = next(env._eid)  # SimPy numbers every scheduled event  # noqa: SLF001
         return RunOutput(self.trace.build(), self.arrival, self.done, sc.task_type, self.failed, events,
                          self._capacities(), errors=self.errors,
                          calls=self.calls.build() if self.calls is not None else None)
+
+    def waits(self) -> tuple[dict[str, tuple[str, float]], dict[str, list[str]]]:
+        """Who waits for what (resource, since) and who holds each resource, for deadlock reports; an
+        engine with more kinds of waits (pipelines) adds its own."""
+        holders = {f"pool:{name}": [f"task {t}" for t in tasks] for name, tasks in self.holders.items() if tasks}
+        return {f"task {t}": (res, since) for t, res, since in sorted(self.blocked.values())}, holders
+
+    def _deadlock(self, unfinished: np.ndarray) -> DeadlockError:
+        waits, holders = self.waits()
+        cycle = _find_cycle(waits, holders)
+        lines = [f"deadlock at t={self.env.now:.6g}s: {unfinished.size} of {self.sc.n_tasks} tasks can never "
+                 "finish"]
+        for who, (resource, since) in list(waits.items())[:10]:
+            held = holders.get(resource)
+            by = f" (held by {', '.join(held[:5])}{', ...' if len(held) > 5 else ''})" if held else ""
+            lines.append(f"  {who} waits for {resource}{by} since t={since:.6g}s")
+        if len(waits) > 10:
+            lines.append(f"  ... and {len(waits) - 10} more waiting tasks")
+        others = unfinished.size - sum(w.startswith("task ") for w in waits)
+        if others > 0:
+            lines.append(f"  {others} more unfinished tasks wait for admission, or in a queue behind those above")
+        if cycle:
+            lines.append("  cycle: " + " -> ".join(cycle))
+        return DeadlockError("\n".join(lines), time=self.env.now, waits=waits, holders=holders, cycle=cycle)
 
     def _capacities(self) -> dict[str, int | None]:
         caps: dict[str, int | None] = {"cores": self.machine.cores, "loop": 1, "gil": 1,
@@ -467,10 +534,40 @@ class _Engine:
         return caps
 
 
-def run_scenario(scenario: Scenario, machine: Machine | None = None) -> RunOutput:
-    """Execute a scenario under its strategy on `machine` (the workload's machine by default)."""
+def _find_cycle(waits: dict[str, tuple[str, float]], holders: dict[str, list[str]]) -> list[str]:
+    """A wait-for cycle, [waiter, resource, holder, resource, ..., waiter], or [] when there is none.
+
+    `waits` maps a waiter ("task 3", "stage parse worker 0") to the resource it waits for; `holders` maps a
+    resource to who holds it. Following "waits for, held by" from each waiter finds a cycle if one exists.
+    """
+    for start in waits:
+        path, seen, node = [start], {start: 0}, start
+        while node in waits:
+            resource = waits[node][0]
+            nxt = next(iter(holders.get(resource, [])), None)
+            if nxt is None:
+                break
+            path += [resource, nxt]
+            if nxt in seen:
+                return path[seen[nxt]:]
+            seen[nxt] = len(path) - 1
+            node = nxt
+    return []
+
+
+def run_scenario(scenario: Scenario, machine: Machine | None = None, *, max_sim_time: float | None = None,
+                 max_events: int | None = None) -> RunOutput:
+    """Execute a scenario under its strategy on `machine` (the workload's machine by default).
+
+    Raises:
+        DeadlockError: tasks wait on each other for ever (the message names who waits on what).
+        RunLimitError: `max_sim_time` (simulated seconds) or `max_events` stopped the run.
+    """
+    machine = machine or scenario.workload.machine
     if scenario.workload.stages is not None:
         from .pipeline import PipelineEngine  # it builds on _Engine
 
-        return PipelineEngine(scenario, machine or scenario.workload.machine).run()
-    return _Engine(scenario, machine or scenario.workload.machine).run()
+        engine: _Engine = PipelineEngine(scenario, machine)
+    else:
+        engine = _Engine(scenario, machine)
+    return engine.run(max_sim_time=max_sim_time, max_events=max_events)

@@ -10,36 +10,48 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Generator
+from typing import Any
 
 import simpy
 
+from ..policies import Policy, Ticket, WaitQueue
 from ..services import Batching, BatchQueue
 
-__all__ = ["Batcher", "Slots"]
+__all__ = ["Batcher", "PreemptiveServer", "Slots"]
 
 
 class Slots:
-    """`capacity` slots; `request()` returns None when a slot was free, else an event fired on hand-off."""
+    """`capacity` slots; `request()` returns None when a slot was free, else an event fired on hand-off.
 
-    __slots__ = ("env", "capacity", "in_use", "waiters")
+    Waiters are served FIFO (a deque: the fast path) or in the order of a `WaitQueue` policy, by the
+    `Ticket` each request brings.
+    """
 
-    def __init__(self, env: simpy.Environment, capacity: int) -> None:
+    __slots__ = ("env", "capacity", "in_use", "waiters", "queue")
+
+    def __init__(self, env: simpy.Environment, capacity: int, policy: Policy | None = None) -> None:
         self.env = env
         self.capacity = capacity
         self.in_use = 0
         self.waiters: deque[simpy.Event] = deque()
+        self.queue = WaitQueue(policy) if policy is not None and policy.kind != "fifo" else None
 
-    def request(self) -> simpy.Event | None:
+    def request(self, ticket: Ticket | None = None) -> simpy.Event | None:
         """Take a slot now (None) or queue for one."""
         if self.in_use < self.capacity:
             self.in_use += 1
             return None
         event = self.env.event()
-        self.waiters.append(event)
+        if self.queue is None:
+            self.waiters.append(event)
+        else:
+            self.queue.push(event, ticket or Ticket())
         return event
 
     def cancel(self, event: simpy.Event) -> bool:
         """Withdraw a queued request (a pool timeout); False when the slot was already handed over."""
+        if self.queue is not None:
+            return self.queue.remove(event)
         try:
             self.waiters.remove(event)
         except ValueError:
@@ -47,11 +59,63 @@ class Slots:
         return True
 
     def release(self) -> None:
-        """Give a slot back; the longest waiter gets it directly."""
-        if self.waiters:
+        """Give a slot back; the next waiter (by the policy) gets it directly."""
+        if self.queue is not None and len(self.queue):
+            self.queue.pop().succeed()
+        elif self.waiters:
             self.waiters.popleft().succeed()
         else:
             self.in_use -= 1
+
+
+class PreemptiveServer:
+    """`capacity` servers with preemptive-resume priority: a request of higher priority (lower number) than
+    the lowest-priority one in service suspends it; the suspended request resumes later with the service
+    time it had left. `serve(ticket, seconds)` is an event fired when the request is done, with its first
+    start time."""
+
+    __slots__ = ("env", "capacity", "running", "queue")
+
+    def __init__(self, env: simpy.Environment, capacity: int) -> None:
+        self.env = env
+        self.capacity = capacity
+        self.running: list[list[Any]] = []  # [ticket, remaining, started_at, timer generation, done event, first]
+        self.queue = WaitQueue("priority")
+
+    def serve(self, ticket: Ticket, seconds: float) -> simpy.Event:
+        """Queue (or start, or preempt for) one request of `seconds` of service."""
+        job = [ticket, seconds, 0.0, 0, self.env.event(), None]
+        if len(self.running) < self.capacity:
+            self._start(job)
+        else:
+            victim = max(self.running, key=lambda j: (j[0].priority, j[2]))
+            if ticket.priority < victim[0].priority:
+                self.running.remove(victim)
+                victim[1] -= self.env.now - victim[2]
+                victim[3] += 1  # its timer is stale now
+                self.queue.push(victim, victim[0])
+                self._start(job)
+            else:
+                self.queue.push(job, ticket)
+        return job[4]
+
+    def _start(self, job: list[Any]) -> None:
+        now = self.env.now
+        job[2] = now
+        if job[5] is None:
+            job[5] = now
+        self.running.append(job)
+        generation = job[3]
+        self.env.timeout(job[1]).callbacks.append(  # type: ignore[union-attr]
+            lambda _e, job=job, generation=generation: self._finish(job, generation))
+
+    def _finish(self, job: list[Any], generation: int) -> None:
+        if job[3] != generation:
+            return
+        self.running.remove(job)
+        job[4].succeed(job[5])
+        if len(self.queue):
+            self._start(self.queue.pop())
 
 
 class Batcher:
