@@ -11,6 +11,7 @@ yields a command for its driver, which waits with its own clock and sleep (a Sim
 | (SLEEP, s) | waits s model seconds (a limiter wait or a back-off)           | None                     |
 | (SERVE, s) | takes a server slot (FIFO) and holds it s model seconds        | the time it was served   |
 | (BATCH, 0) | queues the request at the dynamic batcher until its batch ends | (batch start, size); None: rejected |
+| (LIMIT, c) | waits its turn for charges c at a non-FIFO client limiter (`PolicyLimiter`) | None        |
 
 A call out of attempts raises `StepFailedError`.
 """
@@ -39,9 +40,9 @@ from .services import (
 )
 from .trace import K_CALL, K_THROTTLE
 
-__all__ = ["BATCH", "SERVE", "SLEEP", "Buckets", "Endpoint", "StepFailedError", "attempts", "buckets"]
+__all__ = ["BATCH", "LIMIT", "SERVE", "SLEEP", "Buckets", "Endpoint", "StepFailedError", "attempts", "buckets"]
 
-SLEEP, SERVE, BATCH = range(3)
+SLEEP, SERVE, BATCH, LIMIT = range(4)
 
 Buckets = tuple[TokenBucket | None, TokenBucket | None]
 """A rate limit's (requests, tokens) buckets."""
@@ -99,7 +100,14 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
             latency, u_fail, u_jitter = durs[at], durs[at + 1], durs[at + 2]
         else:
             latency, u_fail, u_jitter = durs[step], 1.0, 0.0
-        if svc.client is not None:
+        if svc.client is not None and spec.client_limit.policy.kind != "fifo":  # type: ignore[union-attr]
+            charges = _charges(spec, spec.client_limit, tokens_in, tokens_out)  # type: ignore[arg-type]
+            asked = clock()
+            yield LIMIT, charges  # type: ignore[misc]
+            now = clock()
+            if now > asked:
+                add(task, step, K_THROTTLE, svc.limiter_res, asked, now, now)
+        elif svc.client is not None:
             charges = _charges(spec, spec.client_limit, tokens_in, tokens_out)  # type: ignore[arg-type]
             wait = 0.0
             with lock:

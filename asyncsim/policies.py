@@ -134,17 +134,17 @@ class WaitQueue:
         self._heap_count -= 1
         return item, ticket
 
-    def peek_ticket(self) -> Ticket:
-        """The ticket of the item `pop` would return next (for preemption decisions)."""
+    def peek(self) -> tuple[Any, Ticket]:
+        """The item `pop` would return next, and its ticket, without removing it."""
         if self.kind == "fifo":
-            return self._items[0][1]
+            return self._items[0]
         if self.kind == "lifo":
-            return self._items[-1][1]
+            return self._items[-1]
         if self.kind == "fair":
             ready = [c for c, q in self._classes.items() if q]
             cls = min(ready, key=lambda c: (self._pass[c], c))
-            return self._classes[cls][0][1]
-        return self._items[0][3]
+            return self._classes[cls][0]
+        return self._items[0][2], self._items[0][3]
 
     def remove(self, item: Any) -> bool:
         """Withdraw a waiting item (a timeout); False when it is not waiting."""

@@ -25,7 +25,8 @@ from .dists import Constant, Dist
 from .policies import Policy
 
 __all__ = [
-    "ATTEMPT_FIELDS", "BatchQueue", "Batching", "Failures", "OUTCOMES", "RateLimit", "Retry", "Service", "TokenBucket",
+    "ATTEMPT_FIELDS", "BatchQueue", "Batching", "Failures", "OUTCOMES", "PolicyLimiter", "RateLimit", "Retry",
+    "Service", "TokenBucket",
     "Tokens", "attempt_outcome", "backoff_s", "call_width",
 ]
 
@@ -38,7 +39,8 @@ class RateLimit(Frozen):
     """Requests and/or tokens per minute as token buckets refilled continuously.
 
     A bucket holds `window` seconds of refill (60: a minute's worth may burst; 1 or 10: the limit enforced over
-    short windows, as Azure does), or `burst_requests` / `burst_tokens` when given.
+    short windows, as Azure does), or `burst_requests` / `burst_tokens` when given. As a client-side limiter,
+    `policy` is the order in which waiting requests get their tokens (fifo: aiolimiter's; a server has no queue).
     """
 
     rpm: float | None = Field(None, gt=0)
@@ -47,6 +49,7 @@ class RateLimit(Frozen):
     burst_requests: float | None = Field(None, gt=0)
     burst_tokens: float | None = Field(None, gt=0)
     count_max_tokens: bool = False
+    policy: Policy = Field(default_factory=Policy)
 
     @model_validator(mode="after")
     def _some_limit(self) -> RateLimit:
@@ -181,6 +184,11 @@ class Service(Frozen):
             raise ValueError("failures.timeout needs timeout (how long the client waits before giving up)")
         if self.batching is not None and self.concurrency is not None:
             raise ValueError("a batching service has batching.instances, not concurrency")
+        if self.rate_limit is not None and self.rate_limit.policy.kind != "fifo":
+            raise ValueError("rate_limit.policy: a server-side limit answers 429 at once and queues nothing; "
+                             "order the waiters of a client_limit instead")
+        if self.client_limit is not None and self.client_limit.policy.preemptive:
+            raise ValueError("client_limit.policy: tokens already granted cannot be taken back (not preemptive)")
         if self.batching is not None and self.timeout is not None:
             raise ValueError("timeout is not supported on a batching service (use batching.max_queue to shed load)")
         return self
@@ -321,3 +329,51 @@ class BatchQueue:
     def finished(self) -> None:
         """An instance finished its batch."""
         self.idle += 1
+
+
+class PolicyLimiter:
+    """A client-side limiter that grants waiting requests their tokens in a policy's order (clock-free).
+
+    `offer` grants at once when nobody waits and the buckets hold enough; otherwise the request waits.
+    `grant(now)` takes tokens for waiting requests in policy order while the next one fits, and returns them
+    with the time the next one will fit (None when nobody waits). Head-of-line: a large request at the head
+    holds back smaller ones behind it, as aiolimiter's FIFO does.
+    """
+
+    __slots__ = ("buckets", "queue")
+
+    def __init__(self, buckets: tuple[TokenBucket | None, TokenBucket | None], policy: Policy) -> None:
+        from .policies import WaitQueue
+
+        self.buckets = buckets
+        self.queue = WaitQueue(policy)
+
+    def _short(self, now: float, charges: tuple[float, float]) -> float:
+        return max((b.shortfall_s(now, a) for b, a in zip(self.buckets, charges, strict=True) if b is not None and a),
+                   default=0.0)
+
+    def _take(self, now: float, charges: tuple[float, float]) -> None:
+        for bucket, amount in zip(self.buckets, charges, strict=True):
+            if bucket is not None and amount:
+                bucket.take(now, amount)
+
+    def offer(self, request: Any, charges: tuple[float, float], ticket: Any, now: float) -> bool:
+        """True: granted now; False: `request` waits for `grant`."""
+        if not len(self.queue) and self._short(now, charges) == 0:
+            self._take(now, charges)
+            return True
+        self.queue.push((request, charges), ticket)
+        return False
+
+    def grant(self, now: float) -> tuple[list[Any], float | None]:
+        """The waiting requests granted now (in order), and when to look again."""
+        granted = []
+        while len(self.queue):
+            (request, charges), _ = self.queue.peek()
+            short = self._short(now, charges)
+            if short > 0:
+                return granted, now + short if math.isfinite(short) else None
+            self.queue.pop()
+            self._take(now, charges)
+            granted.append(request)
+        return granted, None

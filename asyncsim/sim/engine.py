@@ -18,17 +18,17 @@ from typing import Any
 import numpy as np
 import simpy
 
-from ..calls import SERVE, SLEEP, StepFailedError, attempts
+from ..calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
 from ..errors import DeadlockError, RunLimitError
 from ..policies import Ticket, WaitQueue
 from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
-from ..services import Service, TokenBucket
+from ..services import PolicyLimiter, Service, TokenBucket
 from ..spec import Machine
 from ..strategies import Asyncio, Processes, Sequential, Threads
 from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_USE, CallLog, RunOutput, TraceBuilder
 from .cpu import Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
 from .driver import TaskDriver, run_until_empty
-from .resources import Batcher, PreemptiveServer, Slots
+from .resources import Batcher, PreemptiveServer, SimLimiter, Slots
 
 
 class TaskFailedError(Exception):
@@ -47,6 +47,8 @@ class SimService:
         self.res = tb.resource_id(f"service:{name}")
         self.server = _buckets(spec.rate_limit)
         self.client = _buckets(spec.client_limit)
+        self.limiter = (SimLimiter(env, PolicyLimiter(self.client, spec.client_limit.policy))  # type: ignore[arg-type]
+                        if spec.client_limit is not None and spec.client_limit.policy.kind != "fifo" else None)
         self.limiter_res = tb.resource_id(f"limiter:{name}") if spec.client_limit else -1
         self.backoff_res = tb.resource_id(f"backoff:{name}") if spec.attempts > 1 else -1
 
@@ -410,6 +412,11 @@ class _Engine:
                 what, seconds = steps.send(reply)
                 if what == SLEEP:
                     yield env.timeout(self._timer(seconds))
+                    reply = None
+                elif what == LIMIT:
+                    event = svc.limiter.acquire(seconds, self.ticket(i))  # type: ignore[union-attr,arg-type]
+                    if event is not None:
+                        yield event
                     reply = None
                 elif what == SERVE:
                     if svc.preemptive is not None:

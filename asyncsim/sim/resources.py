@@ -15,9 +15,9 @@ from typing import Any
 import simpy
 
 from ..policies import Policy, Ticket, WaitQueue
-from ..services import Batching, BatchQueue
+from ..services import Batching, BatchQueue, PolicyLimiter
 
-__all__ = ["Batcher", "PreemptiveServer", "Slots"]
+__all__ = ["Batcher", "PreemptiveServer", "SimLimiter", "Slots"]
 
 
 class Slots:
@@ -160,4 +160,36 @@ class Batcher:
         self.queue.finished()
         for event in batch:
             event.succeed((start, len(batch)))
+        self._check()
+
+
+class SimLimiter:
+    """A client-side limiter with a non-FIFO policy on the simulation clock: `acquire(charges, ticket)` is None
+    when granted at once, else an event fired when the request's tokens are granted."""
+
+    __slots__ = ("env", "limiter", "_wake_at")
+
+    def __init__(self, env: simpy.Environment, limiter: PolicyLimiter) -> None:
+        self.env = env
+        self.limiter = limiter
+        self._wake_at = math.inf
+
+    def acquire(self, charges: tuple[float, float], ticket: Ticket) -> simpy.Event | None:
+        """Wait (an event) or go (None)."""
+        event = self.env.event()
+        if self.limiter.offer(event, charges, ticket, self.env.now):
+            return None
+        self._check()
+        return event
+
+    def _check(self) -> None:
+        granted, again = self.limiter.grant(self.env.now)
+        for event in granted:
+            event.succeed()
+        if again is not None and again < self._wake_at:
+            self._wake_at = again
+            self.env.timeout(again - self.env.now).callbacks.append(self._wake)  # type: ignore[union-attr]
+
+    def _wake(self, _event: simpy.Event) -> None:
+        self._wake_at = math.inf
         self._check()
