@@ -9,11 +9,12 @@ yields a command for its driver, which waits with its own clock and sleep (a Sim
 | command    | the driver                                                     | sends back               |
 | ---------- | -------------------------------------------------------------- | ------------------------ |
 | (SLEEP, s) | waits s model seconds (a limiter wait or a back-off)           | None                     |
-| (SERVE, s) | takes a server slot (FIFO) and holds it s model seconds        | the time it was served   |
+| (SERVE, s) | takes a server slot and holds it s model seconds               | when it was served (*)   |
 | (BATCH, 0) | queues the request at the dynamic batcher until its batch ends | (batch start, size); None: rejected |
 | (LIMIT, c) | waits its turn for charges c at a non-FIFO client limiter (`PolicyLimiter`) | None        |
 
-A call out of attempts raises `StepFailedError`.
+(*) or, for a request preempted by a higher priority, its service slices [(start, end), ...]: the gaps
+between them are recorded as queueing again. A call out of attempts raises `StepFailedError`.
 """
 
 from __future__ import annotations
@@ -147,8 +148,18 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
                     outcome, service_time = TIMEOUT, spec.timeout
                 served = yield SERVE, service_time
         end = clock()
+        if isinstance(served, list):
+            # a preempted request was served in slices [(start, end), ...]: each gap is queueing again
+            queued_since = sent
+            for start, stop in served[:-1]:
+                add(task, step, K_CALL, svc.res, queued_since, start, stop)
+                queued_since = stop
+            sent_for_record, served = queued_since, served[-1][0]
+        else:
+            sent_for_record = sent
         # a batching service's call carries its batch size (its share of the batch's time is 1/size)
-        add(task, step, K_CALL, svc.res, sent, served, end, float(batch) if spec.batching is not None else 0.0)
+        add(task, step, K_CALL, svc.res, sent_for_record, served, end,
+            float(batch) if spec.batching is not None else 0.0)
         log(task, step, svc.res, attempt, outcome, sent, end, tokens_in, tokens_out, batch)
         if outcome == OK:
             return

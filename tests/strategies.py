@@ -110,11 +110,17 @@ def machines(*, overheads: bool = False) -> st.SearchStrategy[a.Machine]:
                      process_dispatch_s=small, sleep_overshoot_s=small)
 
 
+POLICIES = ("fifo", "lifo", "priority", "sjf", "fair", "edf")
+
+
 @st.composite
-def workloads(draw: st.DrawFn, *, max_tasks: int = 8, closed: bool = True, overheads: bool = False) -> a.Workload:
+def workloads(draw: st.DrawFn, *, max_tasks: int = 8, closed: bool = True, overheads: bool = False,
+              policies: bool = False) -> a.Workload:
     """A small random workload: 0-2 pools, 0-2 services, 1-2 task types, any arrival process.
 
-    `closed=False` leaves out closed arrivals; `overheads=True` gives the machine loop/thread/dispatch costs.
+    `closed=False` leaves out closed arrivals; `overheads=True` gives the machine loop/thread/dispatch costs;
+    `policies=True` gives the admission queue, pools and services random scheduling policies (preemptive
+    priority on bounded services) and the task types random priorities, weights and deadlines.
     """
     pools = [f"p{i}" for i in range(draw(st.integers(0, 2)))]
     services = [f"s{i}" for i in range(draw(st.integers(0, 2)))]
@@ -124,15 +130,29 @@ def workloads(draw: st.DrawFn, *, max_tasks: int = 8, closed: bool = True, overh
     if n_types == 1 and draw(st.booleans()):
         fields["task"] = types[0]
     else:
-        fields["tasks"] = tuple(a.TaskType(name=f"t{i}", weight=draw(st.sampled_from([1.0, 2.0, 3.0])), steps=s)
-                                for i, s in enumerate(types))
+        fields["tasks"] = tuple(
+            a.TaskType(name=f"t{i}", weight=draw(st.sampled_from([1.0, 2.0, 3.0])), steps=s,
+                       priority=draw(st.integers(0, 2)) if policies else 0,
+                       deadline=draw(st.sampled_from([None, 0.01, 0.1])) if policies else None)
+            for i, s in enumerate(types))
+
+    def policy() -> Any:
+        return draw(st.sampled_from(POLICIES)) if policies else "fifo"
+
+    def service() -> a.Service:
+        concurrency = draw(st.one_of(st.none(), st.integers(1, 3)))
+        kind = policy()
+        if kind == "priority" and concurrency is not None and draw(st.booleans()):
+            kind = {"priority": {"preemptive": True}}
+        return a.Service(latency=draw(dists()), concurrency=concurrency, policy=kind)
+
     return a.Workload(
         name="random",
         arrivals=draw(arrivals(max_tasks=max_tasks, closed=closed)),
-        pools={p: a.Pool(capacity=draw(st.integers(1, 3))) for p in pools},
-        services={s: a.Service(latency=draw(dists()), concurrency=draw(st.one_of(st.none(), st.integers(1, 3))))
-                  for s in services},
+        pools={p: a.Pool(capacity=draw(st.integers(1, 3)), policy=policy()) for p in pools},
+        services={s: service() for s in services},
         machine=draw(machines(overheads=overheads)),
+        policy=policy(),
         **fields,
     )
 

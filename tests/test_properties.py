@@ -101,7 +101,7 @@ seeds = st.integers(0, 2**32 - 1)
 
 
 @PROPS
-@given(w=workloads(overheads=True), strategy=strategy_strings(), seed=seeds)
+@given(w=workloads(overheads=True, policies=True), strategy=strategy_strings(), seed=seeds)
 def test_every_task_completes_and_limits_hold(w, strategy, seed):
     scenario, r = _run(w, strategy, seed)
     assert r.completed + r.failed == r.tasks == scenario.n_tasks
@@ -170,7 +170,7 @@ def test_sequential_is_a_fifo_single_server(w, seed):
 
 
 @PROPS
-@given(w=workloads(overheads=True), strategy=strategy_strings(), seed=seeds)
+@given(w=workloads(overheads=True, policies=True), strategy=strategy_strings(), seed=seeds)
 def test_little_law_and_time_split_identities(w, strategy, seed):
     _, r = _run(w, strategy, seed)
     frame = r.to_frame()
@@ -215,7 +215,7 @@ def test_time_split_is_work_plus_waits_for_tasks_without_branches(w, strategy, s
 
 
 @settings(max_examples=15, deadline=None, derandomize=True, database=None)
-@given(w=workloads(), strategy=strategy_strings(), seed=seeds)
+@given(w=workloads(policies=True), strategy=strategy_strings(), seed=seeds)
 def test_same_seed_same_result(w, strategy, seed):
     first = json.dumps(a.simulate(w, strategy=strategy, seed=seed).to_dict())
     assert json.dumps(a.simulate(w, strategy=strategy, seed=seed).to_dict()) == first

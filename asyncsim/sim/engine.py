@@ -382,17 +382,11 @@ class _Engine:
         """
         env = self.env
         svc = self.services[node.name]  # type: ignore[index]
-        if node.col < 0 and svc.client is None:
+        if node.col < 0 and svc.client is None and svc.preemptive is None:
             # a plain call (one attempt that cannot fail, no limiter): what `attempts` does, without a
             # generator per call (the commonest call, a quarter of a call-bound run's time)
             slots = svc.slots
             sent = env.now
-            if svc.preemptive is not None:
-                seconds = self._timer(durs[node.id] + svc.spec.per_item * size)
-                served = yield svc.preemptive.serve(self.ticket(i), seconds)
-                self.trace.add(i, node.id, K_CALL, svc.res, sent, served, env.now)
-                self.calls.add(i, node.id, svc.res, 0, 0, sent, env.now, 0.0, 0.0, size)  # type: ignore[union-attr]
-                return
             if slots is not None:
                 event = slots.request(self.ticket(i) if slots.queue is not None else None)
                 if event is not None:

@@ -79,12 +79,12 @@ class PreemptiveServer:
     def __init__(self, env: simpy.Environment, capacity: int) -> None:
         self.env = env
         self.capacity = capacity
-        self.running: list[list[Any]] = []  # [ticket, remaining, started_at, timer generation, done event, first]
+        self.running: list[list[Any]] = []  # [ticket, remaining, started_at, timer generation, done event, slices]
         self.queue = WaitQueue("priority")
 
     def serve(self, ticket: Ticket, seconds: float) -> simpy.Event:
         """Queue (or start, or preempt for) one request of `seconds` of service."""
-        job = [ticket, seconds, 0.0, 0, self.env.event(), None]
+        job: list[Any] = [ticket, seconds, 0.0, 0, self.env.event(), []]
         if len(self.running) < self.capacity:
             self._start(job)
         else:
@@ -92,6 +92,7 @@ class PreemptiveServer:
             if ticket.priority < victim[0].priority:
                 self.running.remove(victim)
                 victim[1] -= self.env.now - victim[2]
+                victim[5].append((victim[2], self.env.now))
                 victim[3] += 1  # its timer is stale now
                 self.queue.push(victim, victim[0])
                 self._start(job)
@@ -102,8 +103,6 @@ class PreemptiveServer:
     def _start(self, job: list[Any]) -> None:
         now = self.env.now
         job[2] = now
-        if job[5] is None:
-            job[5] = now
         self.running.append(job)
         generation = job[3]
         self.env.timeout(job[1]).callbacks.append(  # type: ignore[union-attr]
@@ -113,7 +112,8 @@ class PreemptiveServer:
         if job[3] != generation:
             return
         self.running.remove(job)
-        job[4].succeed(job[5])
+        slices = job[5]
+        job[4].succeed([*slices, (job[2], self.env.now)] if slices else job[2])
         if len(self.queue):
             self._start(self.queue.pop())
 
