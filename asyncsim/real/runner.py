@@ -28,6 +28,7 @@ from ..strategies import Asyncio, Processes, Sequential, Threads
 from ..trace import K_ADMIT, K_CPU, K_IO, K_USE, CallLog, RunOutput, TraceBuilder
 from . import _workers
 from .cpuwork import CpuWork, measure_rate
+from .pipeline import run_pipeline
 from .service import RealService
 
 __all__ = ["StepHook", "run_real"]
@@ -130,6 +131,7 @@ def run_real(scenario: Scenario, *, time_scale: float = 1.0, cpu_rate: float | N
     caps.update({f"pool:{k}": p.capacity for k, p in scenario.workload.pools.items()})
     caps.update({f"service:{k}": s.concurrency or (s.batching.instances if s.batching else None)
                  for k, s in scenario.workload.services.items()})
+    caps.update({f"stage:{k}": s.workers for k, s in (scenario.workload.stages or {}).items()})
     interrupted = False
     try:
         if isinstance(strategy, Asyncio):
@@ -176,7 +178,8 @@ def _run_asyncio(run: _Run, strategy: Asyncio, loop_name: str) -> None:
         executor = _workers.start_process_pool(run, off.workers)
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(_AsyncRun(run, strategy, executor).main())
+            arun = _AsyncRun(run, strategy, executor)
+            runner.run(arun.main() if run.sc.workload.stages is None else run_pipeline(arun))
     finally:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
@@ -190,6 +193,7 @@ class _AsyncRun:
         self.pools = {k: (asyncio.Semaphore(p.capacity), p.timeout) for k, p in w.pools.items()}
         self.services = run.services(asyncio=True)
         self.executor = executor
+        self.batch_size: dict[int, int] = {}  # items a task's calls carry, when it leads a pipeline batch
         tb = run.tb
         self.admit_res = tb.resource_id("limit")
         self.exec_res = tb.resource_id("executor") if executor is not None else tb.resource_id("loop")
@@ -265,7 +269,7 @@ class _AsyncRun:
                 await asyncio.sleep(durs[node.id] * scale)
                 tb.add(i, node.id, K_IO, -1, start, start, run.now())
             elif kind == CALL:
-                await self.call(i, node, durs, 1)
+                await self.call(i, node, durs, self.batch_size.get(i, 1))
             elif kind == USE:
                 sem, timeout = self.pools[node.name]  # type: ignore[index]
                 res = run.pool_res[node.name]  # type: ignore[index]

@@ -3,23 +3,64 @@
 Each stage has `workers` coroutines on the event loop (the strategy is asyncio). A worker takes an item from
 its stage's queue (collecting up to `batch` items, waiting at most `max_wait` s after the first), runs the
 stage's steps once for them, then puts each item into the next stage's queue, waiting while it is full
-(backpressure). An item's task ends when it leaves the last stage. This mirrors the real runner's
-`asyncio.Queue(maxsize)` and worker tasks.
+(backpressure). One feeder coroutine puts admitted items into the first queue, in order. An item's task ends
+when it leaves the last stage.
+
+The queues behave as `asyncio.Queue`: a put or a get that cannot proceed waits; the put or get that frees it
+only wakes the waiter, which takes its slot or item when it next runs on the loop (behind the coroutines
+already ready), and waits again if another coroutine got there first. This mirrors `asyncsim.real.pipeline`.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Generator
 from typing import Any
 
 import simpy
 
-from ..scenario import CALL, CPU, Node
+from .._pipeline import batch_durations
+from ..scenario import Node
 from ..trace import K_ADMIT, K_BATCH, K_STAGE
-from .cpu import Strand
+from .cpu import Strand, compute
 from .engine import TaskFailedError, _Engine
 
 __all__ = ["PipelineEngine"]
+
+
+class _Queue:
+    """asyncio.Queue's state: items, and the getters and putters waiting (events fired to wake them)."""
+
+    __slots__ = ("maxsize", "items", "getters", "putters")
+
+    def __init__(self, maxsize: int | None) -> None:
+        self.maxsize = maxsize
+        self.items: deque[int] = deque()
+        self.getters: deque[simpy.Event] = deque()
+        self.putters: deque[simpy.Event] = deque()
+
+    def full(self) -> bool:
+        """No room for another item (never, when unbounded)."""
+        return self.maxsize is not None and len(self.items) >= self.maxsize
+
+    def put_nowait(self, item: int) -> None:
+        """Add an item and wake the first waiting getter."""
+        self.items.append(item)
+        _wake_next(self.getters)
+
+    def get_nowait(self) -> int:
+        """Take the first item and wake the first waiting putter."""
+        item = self.items.popleft()
+        _wake_next(self.putters)
+        return item
+
+
+def _wake_next(waiters: deque[simpy.Event]) -> None:
+    while waiters:
+        event = waiters.popleft()
+        if not event.triggered:
+            event.succeed()
+            return
 
 
 class _StageState:
@@ -28,7 +69,7 @@ class _StageState:
     def __init__(self, env: simpy.Environment, node: Node, spec: Any, n_items: int, res: int) -> None:
         self.node = node
         self.spec = spec
-        self.store = simpy.Store(env, capacity=spec.queue if spec.queue is not None else float("inf"))
+        self.queue = _Queue(spec.queue)
         self.to_come = n_items
         self.closed = env.event()
         self.res = res
@@ -57,68 +98,115 @@ class PipelineEngine(_Engine):
             for node in program.steps
         ]
         self.ready_at = [0.0] * n  # when each item became ready for the stage it is entering
+        self.backlog: deque[int] = deque()  # admitted items the feeder has not put yet
+        self.feeder_idle: simpy.Event | None = None
         for k, stage in enumerate(self.stages):
             for _ in range(stage.spec.workers):
                 self.env.process(self._worker(k))
+        self.env.process(self._feeder())
 
     def _task(self, i: int) -> Generator[Any, Any, None]:
-        """An item enters the pipeline: it is put into the first stage's queue (waiting while it is full)."""
+        """An item is admitted: hand it to the feeder."""
         env = self.env
         if env.now > self.arrival[i]:  # it waited for admission (asyncio:K caps the items in the pipeline)
             self.trace.add(i, -1, K_ADMIT, self.admit_res, self.arrival[i], env.now, env.now)
         self.ready_at[i] = env.now
-        stage = self.stages[0]
-        yield stage.store.put(i)
-        stage.one_less()
+        self.backlog.append(i)
+        if self.feeder_idle is not None and not self.feeder_idle.triggered:
+            self.feeder_idle.succeed()
+        yield from ()
+
+    def _feeder(self) -> Generator[Any, Any, None]:
+        """Put admitted items into the first queue in order, waiting while it is full.
+
+        An arrival itself costs the feeder no loop time (the real run's measured arrival is when it ran).
+        """
+        stage, s = self.stages[0], self._new_strand()
+        while True:
+            while not self.backlog:
+                if s.holding:
+                    self._leave(s)
+                self.feeder_idle = self.env.event()
+                yield self.feeder_idle
+            i = self.backlog.popleft()
+            yield from self._put(stage.queue, i, s)
+            stage.one_less()
+
+    def _resume(self, s: Strand) -> Generator[Any, Any, None]:
+        """A woken coroutine queues for the loop and resumes (paying the loop's per-step overhead)."""
+        event = s.acquire()
+        if event is not None:
+            yield event
+        s.holding = True
+        if s.overhead:
+            overhead, s.overhead = s.overhead, self.strand_overhead
+            yield from compute(self.env, self.cores, s.thread, overhead)
+
+    def _put(self, queue: _Queue, item: int, s: Strand) -> Generator[Any, Any, None]:
+        """`await queue.put(item)`."""
+        while queue.full():
+            event = self.env.event()
+            queue.putters.append(event)
+            if s.holding:
+                self._leave(s)
+            yield event
+            yield from self._resume(s)
+        queue.put_nowait(item)
 
     def _worker(self, k: int) -> Generator[Any, Any, None]:
         stage = self.stages[k]
-        spec, store = stage.spec, stage.store
+        queue = stage.queue
         s = self._new_strand()
         while True:
-            get = store.get()
-            if not get.triggered and s.holding:
-                self._leave(s)
-            batch = [(yield get)]
-            if spec.batch > 1:
+            while not queue.items:  # `await queue.get()`
+                event = self.env.event()
+                queue.getters.append(event)
+                if s.holding:
+                    self._leave(s)
+                yield event
+                yield from self._resume(s)
+            batch = [queue.get_nowait()]
+            if stage.spec.batch > 1:
                 yield from self._collect(stage, batch, s)
             yield from self._run_batch(k, batch, s)
 
     def _collect(self, stage: _StageState, batch: list[int], s: Strand) -> Generator[Any, Any, None]:
         """Add items to `batch` until it is full, `max_wait` has passed, or no more items can come."""
-        env, spec = self.env, stage.spec
+        env, spec, queue = self.env, stage.spec, stage.queue
         deadline = None if spec.max_wait is None else env.now + spec.max_wait
         while len(batch) < spec.batch:
-            get = stage.store.get()
+            if queue.items:
+                batch.append(queue.get_nowait())
+                continue
+            if stage.closed.triggered or (deadline is not None and deadline <= env.now):
+                return
+            get = env.event()
+            queue.getters.append(get)
+            stop = stage.closed if deadline is None else (
+                stage.closed | env.timeout(self._timer(deadline - env.now)))  # a loop timer, as sleeps are
+            if s.holding:
+                self._leave(s)
+            yield get | stop
+            yield from self._resume(s)
             if not get.triggered:
-                if stage.closed.triggered:
-                    get.cancel()
-                    return
-                stop = stage.closed if deadline is None else (stage.closed | env.timeout(max(0.0, deadline - env.now)))
-                if s.holding:
-                    self._leave(s)
-                yield get | stop
-                if not get.triggered:
-                    get.cancel()
-                    return
-            else:
-                yield get
-            batch.append(get.value)
+                queue.getters.remove(get)
+                return
 
     def _run_batch(self, k: int, batch: list[int], s: Strand) -> Generator[Any, Any, None]:
+        """Run stage k's steps once for `batch`, record it, then pass each item on (or fail them all)."""
         env, tb, stage = self.env, self.trace, self.stages[k]
         leader = batch[0]
         start = env.now
-        durs = self._batch_durations(stage.node, batch)
+        durs = batch_durations(self.sc, stage.node, batch)
         failure: TaskFailedError | None = None
         self.batch_size[leader] = len(batch)
         try:
             yield from self._steps(leader, durs, stage.node.body, s)
-            if not s.holding:
-                yield from self._enter(s, leader, stage.node.id)
         except TaskFailedError as exc:
             failure = exc
         del self.batch_size[leader]
+        if not s.holding:  # the worker resumes after its last step (or the exception), as a coroutine does
+            yield from self._enter(s, leader, stage.node.id)
         end = env.now
         tb.add(leader, stage.node.id, K_STAGE, stage.res, self.ready_at[leader], start, end, float(len(batch)))
         for i in batch[1:]:
@@ -135,37 +223,10 @@ class PipelineEngine(_Engine):
                 self._finish(i)
             else:
                 self.ready_at[i] = end
-                put = self.stages[k + 1].store.put(i)
-                if not put.triggered:
-                    self._leave(s)
-                yield put
+                yield from self._put(self.stages[k + 1].queue, i, s)
                 self.stages[k + 1].one_less()
-
-    def _batch_durations(self, node: Node, batch: list[int]) -> list[float]:
-        """The draws a batch runs with: the first item's, with cpu times and call tokens summed over the batch."""
-        sc = self.sc
-        rows = [sc.durations[0][sc.task_row[i]] for i in batch]
-        durs = rows[0].tolist()
-        if len(batch) == 1:
-            return durs
-        for n in _leaves(node.body):
-            if n.kind == CPU:
-                durs[n.id] = float(sum(r[n.id] for r in rows))
-            elif n.kind == CALL and n.col >= 0:
-                durs[n.col] = float(sum(r[n.col] for r in rows))
-                durs[n.col + 1] = float(sum(r[n.col + 1] for r in rows))
-        return durs
 
     def _capacities(self) -> dict[str, int | None]:
         caps = super()._capacities()
         caps.update({f"stage:{s.node.name}": s.spec.workers for s in self.stages})
         return caps
-
-
-def _leaves(nodes: tuple[Node, ...]) -> Generator[Node, None, None]:
-    for node in nodes:
-        yield node
-        yield from _leaves(node.body)
-        for branch in node.branches:
-            yield from _leaves(branch)
-
