@@ -30,6 +30,7 @@ from .api import compare, replicate, simulate
 from .bounds import Bound, bounds
 from .errors import AsyncSimError, ModelError
 from .profile import MachineProfile
+from .report import speedups
 from .scenario import build_scenario
 from .spec import Workload, load
 from .strategies import parse_strategy
@@ -241,21 +242,6 @@ def _compare(workload: Workload, args: argparse.Namespace, out: Console) -> int:
     for line in speedups(results):
         out.print(line)
     return 0
-
-
-def speedups(results: list[dict[str, Any]]) -> list[str]:
-    """Plain sentences comparing the fastest strategy's T_total with each other one."""
-    best = min(results, key=lambda r: r["t_total"])
-    lines = []
-    for r in results:
-        if r is best or best["t_total"] <= 0:
-            continue
-        ratio = r["t_total"] / best["t_total"]
-        if ratio < 1.01:
-            lines.append(f"{best['strategy']} and {r['strategy']} take the same time (within 1%)")
-        else:
-            lines.append(f"{best['strategy']} is {ratio:.3g}x faster than {r['strategy']}")
-    return lines
 
 
 def _sweep(args: argparse.Namespace, out: Console) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 from ._io import write_atomic
 from .metrics import STATES
 
-__all__ = ["concurrency_figure", "detail", "header", "latency_cdf_figure", "metadata", "overlay_figure",
+__all__ = ["concurrency_figure", "detail", "header", "latency_cdf_figure", "metadata", "overlay_figure", "speedups",
            "per_strategy", "report", "split_figure", "sweep_axes", "sweep_figure", "sweep_table",
            "utilisation_figure", "validation_report", "write_report"]
 
@@ -488,7 +488,8 @@ def report(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
     return write_report(out_dir, lines, figures)
 
 
-def _speedups(results: Sequence[Mapping[str, Any]]) -> list[str]:
+def speedups(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Plain sentences comparing the fastest strategy's T_total with each other one's."""
     best = min(results, key=lambda r: r["t_total"])
     out = []
     for r in results:
@@ -510,7 +511,7 @@ def _runs_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, by
                    f"(seed {first['seed']}{reps}).")
     else:
         title = f"{first['model']}: {', '.join(r['strategy'] for r in results)}"
-        opening = "; ".join(_speedups(results)) + f" (paired: the same draws, seed {first['seed']})."
+        opening = "; ".join(speedups(results)) + f" (paired: the same draws, seed {first['seed']})."
     lines = [*header(title, meta=meta), opening, ""]
     states = [k for k in first["concurrency"] if k.endswith("_mean") and any(r["concurrency"][k] for r in results)]
     cols = ["strategy", "T_total", "throughput/s", "p50", "p95", "p99", "in flight", "peak",
