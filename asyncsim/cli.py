@@ -188,7 +188,17 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
 
 
 def _print_limits(d: dict[str, Any], limits: list[Bound], out: Console) -> None:
-    """Per-service and per-stage tables, then which limit binds: each bound next to the prediction."""
+    """Per-class, per-service and per-stage tables, then which limit binds: each bound next to the prediction."""
+    if d.get("classes"):
+        table = Table(title="classes", title_justify="left")
+        for col in ("class", "tasks", "completed", "failed", "T_total", "throughput/s", "p50", "p95", "p99",
+                    "deadline missed"):
+            table.add_column(col, justify="left" if col == "class" else "right")
+        for name, c in d["classes"].items():
+            missed = f"{c['deadline_missed']:g} of {c['tasks']:g} ({fmt_s(c['deadline'])})" if "deadline" in c else "-"
+            table.add_row(name, f"{c['tasks']:g}", f"{c['completed']:g}", f"{c['failed']:g}", fmt_s(c["t_total"]),
+                          f"{c['throughput']:.3g}", *(fmt_s(c["latency"][k]) for k in ("p50", "p95", "p99")), missed)
+        out.print(table)
     if d.get("services"):
         table = Table(title="services", title_justify="left")
         cols = ("calls", "requests", "ok", "rate_limited", "server_error", "timeout", "rejected", "retries",
