@@ -91,3 +91,38 @@ def test_pipeline_bottleneck_quick_writes_its_report(tmp_path):
         assert r["bottleneck"] == "parse"
         assert r["binding"] in ("cpu", "stage parse")
         assert float(r["t_total_mean"]) >= float(r["binding_s_mean"])
+
+
+def test_scheduling_policies_quick_writes_its_report(tmp_path):
+    script = ROOT / "experiments" / "scheduling_policies.py"
+    subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True, cwd=ROOT,
+                   capture_output=True, timeout=300)
+    report = (tmp_path / "report.md").read_text()
+    lines = report.splitlines()
+    assert lines[0] == "# Scheduling a shared LLM key: FIFO vs priority vs fair share"
+    assert lines[2].startswith("**Question:** chat requests (SLO: p99 ≤ 10 s per answer) and a backfill of 250")
+    # priority serves chat first and leaves the backfill the rest: it holds both at 10% and 50% of the key
+    assert lines[3].startswith("**Answer:** Priority meets the chat's p99 ≤ 10 s SLO and finishes the 250-document "
+                               "backfill by its 10 min due time at every load up to 50% of the key")
+    assert "fifo breaks the SLO from 10%" in lines[3]  # chat waits behind the whole backlog
+    assert "fair 1:1 breaks the SLO from 50%" in lines[3]  # chat capped at half the key
+    assert "python experiments/scheduling_policies.py --quick" in report
+    assert "seed 0" in report
+    assert "asyncsim 0.1.0" in report
+    assert "```yaml" in report
+    for name in ("latency.png", "batch.png", "cdf.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG", name
+    rows = list(csv.DictReader((tmp_path / "summary.csv").read_text().splitlines()))
+    at = {(r["policy"], float(r["load"])): r for r in rows}
+    assert len(at) == 5 * 3
+    assert float(at["priority", 0.1]["i.p99_mean"]) < 10 < float(at["fifo", 0.1]["i.p99_mean"])
+    assert float(at["fifo", 0.1]["i.missed_mean"]) > 0 == float(at["priority", 0.1]["i.missed_mean"])
+    # fair share guarantees the backfill its weighted share; priority leaves it what chat does not use
+    assert float(at["fair 1:1", 0.9]["b.share_mean"]) > 0.45
+    assert float(at["fair 3:1", 0.9]["b.share_mean"]) > 0.22
+    assert float(at["priority", 0.9]["b.share_mean"]) < 0.15
+    assert float(at["priority", 0.9]["b.t_total_mean"]) > 600 > float(at["fair 3:1", 0.9]["b.t_total_mean"])
+    for r in rows:
+        assert float(r["failed_mean"]) == 0
+        # chat is served at its arrival rate under every policy (the limiter only reorders)
+        assert abs(float(r["i.throughput_mean"]) / (float(r["load"]) * 2.4359) - 1) < 0.1
