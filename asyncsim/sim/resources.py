@@ -151,6 +151,8 @@ class Batcher:
             self.env.process(self._serve(batch))
 
     def _wake(self, _event: simpy.Event) -> None:
+        if self.env.now < self._wake_at:
+            return  # a timer made stale by an earlier one (which has fired and rescheduled what was needed)
         self._wake_at = math.inf
         self._check()
 
@@ -191,5 +193,7 @@ class SimLimiter:
             self.env.timeout(again - self.env.now).callbacks.append(self._wake)  # type: ignore[union-attr]
 
     def _wake(self, _event: simpy.Event) -> None:
+        if self.env.now < self._wake_at:
+            return  # a timer made stale by an earlier one (which has fired and rescheduled what was needed)
         self._wake_at = math.inf
         self._check()
