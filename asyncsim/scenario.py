@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelError
-from .services import ATTEMPT_FIELDS, CALL_HEAD, Service, call_width
+from .services import ATTEMPT_FIELDS, CALL_HEAD, Service, Tokens, call_width
 from .spec import (
     Batch,
     Call,
@@ -226,9 +226,11 @@ def build_scenario(workload: Workload, *, seed: int = 0, strategy: Strategy | st
                 matrix[:, node.id] = workload.services[node.name].latency.sample(  # type: ignore[index,union-attr]
                     _rng(seed, _STEPS_KEY, t, node.id), members.size)
             elif node.kind == CALL:
-                _draw_call(workload.services[node.name], matrix, node, seed, t)  # type: ignore[index]
+                _draw_call(workload.services[node.name], matrix, node, seed, t,  # type: ignore[index]
+                           steps_of[node.path].tokens)
         durations.append(matrix)
-    return Scenario(workload, strat, seed, tuple(programs), task_type, task_row, tuple(durations), arrivals, think)
+    return Scenario(workload, strat, seed, tuple(programs), task_type, task_row, tuple(durations), arrivals, think,
+                    _feedback_returns(workload, seed, n))
 
 
 def _compile_stages(workload: Workload, nodes: list[Node]) -> tuple[Node, ...]:
@@ -284,8 +286,9 @@ def _expected(workload: Workload, steps: tuple[Node, ...], steps_of: dict[str, A
             elif svc.batching is not None:
                 total += svc.batching.batch_time(1)
             else:
-                assert svc.ttft is not None and svc.tpot is not None and svc.tokens is not None  # noqa: PT018
-                total += svc.ttft.mean + svc.tpot.mean * max(svc.tokens.output.mean - 1, 0.0)
+                sizes = steps_of[node.path].tokens or svc.tokens
+                assert svc.ttft is not None and svc.tpot is not None and sizes is not None  # noqa: PT018
+                total += svc.ttft.mean + svc.tpot.mean * max(sizes.output.mean - 1, 0.0)
         elif node.kind in (USE, STAGE):
             total += _expected(workload, node.body, steps_of)
         elif node.kind == PAR:
@@ -293,7 +296,8 @@ def _expected(workload: Workload, steps: tuple[Node, ...], steps_of: dict[str, A
     return total
 
 
-def _draw_call(service: Service, matrix: np.ndarray, node: Node, seed: int, t: int) -> None:
+def _draw_call(service: Service, matrix: np.ndarray, node: Node, seed: int, t: int,
+               own_tokens: Tokens | None = None) -> None:
     """Draw a call's tokens and, per attempt, its latency and the uniforms deciding failure and jitter."""
     rows = matrix.shape[0]
     attempts = service.attempts
@@ -303,8 +307,9 @@ def _draw_call(service: Service, matrix: np.ndarray, node: Node, seed: int, t: i
 
     tokens_out = np.zeros(rows)
     if service.tokens is not None:
-        matrix[:, node.col] = np.round(service.tokens.input.sample(rng(0), rows))
-        tokens_out = np.round(service.tokens.output.sample(rng(1), rows))
+        sizes = own_tokens or service.tokens  # this call's own sizes, else the service's defaults
+        matrix[:, node.col] = np.round(sizes.input.sample(rng(0), rows))
+        tokens_out = np.round(sizes.output.sample(rng(1), rows))
         if service.tokens.max_tokens is not None:
             np.minimum(tokens_out, service.tokens.max_tokens, out=tokens_out)
         matrix[:, node.col + 1] = tokens_out

@@ -51,10 +51,27 @@ class Io(_Step):
 
 
 class Call(_Step):
-    """A request to a shared service (its latency and concurrency live on the service)."""
+    """A request to a shared service (its latency and concurrency live on the service).
+
+    Written `call: NAME`, or `call: {service: NAME, tokens: {input: ..., output: ...}}` when this call's
+    requests are sized differently from the service's default (max_tokens stays the service's).
+    """
 
     kind: ClassVar[str] = "call"
-    service: str = Field(alias="call", min_length=1)
+    service: str = Field(min_length=1)
+    tokens: Tokens | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, data: Any) -> Any:
+        data = unwrap(data, "call")
+        return {"service": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _own_sizes(self) -> Call:
+        if self.tokens is not None and self.tokens.max_tokens is not None:
+            raise ValueError("tokens.max_tokens belongs to the service (set it under services)")
+        return self
 
 
 class Use(_Step):
@@ -105,9 +122,9 @@ def io(duration: Any) -> Io:
     return Io(duration=duration)
 
 
-def call(service: str) -> Call:
-    """A call to the named service."""
-    return Call(service=service)
+def call(service: str, *, tokens: Any = None) -> Call:
+    """A call to the named service (optionally with this call's own token sizes)."""
+    return Call(service=service, tokens=tokens)
 
 
 def use(pool: str, steps: list[Any]) -> Use:
@@ -318,10 +335,13 @@ class Workload(Frozen):
             problems.append("task: give exactly one of task (a list of steps), tasks (a weighted mix) "
                             "or stages (a pipeline)")
         if self.stages is not None:
-            problems += pipeline_strategy_problems(self.strategy)
+            problems += _stage_problems(self) + pipeline_strategy_problems(self.strategy, self.stages)
         for path, step in self.walk():
             if isinstance(step, Call) and step.service not in self.services:
                 problems.append(f"{path}.call: unknown service {step.service!r} ({_known(self.services)})")
+            elif isinstance(step, Call) and step.tokens is not None and self.services[step.service].tokens is None:
+                problems.append(f"{path}.call.tokens: service {step.service!r} counts no tokens; give the service "
+                                "tokens (its default sizes) too")
             if isinstance(step, Use) and step.pool not in self.pools:
                 problems.append(f"{path}.use.pool: unknown pool {step.pool!r} ({_known(self.pools)})")
         if problems:

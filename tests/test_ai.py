@@ -230,3 +230,20 @@ def test_unknown_service_and_bad_pool_timeout_are_clear_errors():
         a.Workload.from_dict({"arrivals": {"batch": 1}, "task": [{"io": 1}], "pools": {"db": {"capacity": 2,
                                                                                                "timeout": 0}}})
     assert exc.value.problems == ["pools.db.timeout: must be > 0 (got 0)"]
+
+
+def test_a_call_may_size_its_requests_differently_from_the_service_default():
+    raw = {"arrivals": {"batch": 100}, "tasks": [
+        {"name": "chat", "weight": 1, "steps": [{"call": {"service": "llm", "tokens": {"input": 200, "output": 50}}}]},
+        {"name": "summary", "weight": 1, "steps": [{"call": "llm"}]}],
+        "services": {"llm": {"ttft": 0.2, "tpot": 0.01, "tokens": {"input": 4000, "output": 400, "max_tokens": 300},
+                             "client_limit": {"tpm": 600_000, "window": 1}}}}
+    w = a.Workload.from_dict(raw)
+    r = a.simulate(w, seed=0)
+    chat, summary = (r.task_type == 0), (r.task_type == 1)
+    np.testing.assert_allclose((r.done - r.arrival)[chat].min(), 0.2 + 0.01 * 49)
+    assert r.services["llm"]["tokens"] == chat.sum() * 250 + summary.sum() * (4000 + 300)  # output capped at 300
+    with pytest.raises(a.ModelError) as exc:
+        a.Workload.from_dict({**raw, "tasks": [{"steps": [{"call": {"service": "llm", "tokens": {"max_tokens": 9}}}]}]})
+    assert exc.value.problems == ["tasks[0].steps[0].call: tokens.max_tokens belongs to the service (set it under "
+                                  "services)"]
