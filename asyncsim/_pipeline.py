@@ -1,16 +1,18 @@
-"""What the simulator and the real runner share about a pipeline batch: the draws it runs with.
+"""What the simulator and the real runner share about a pipeline: the draws a batch runs with, the route
+each item takes through the stages (feedback included), and the ticket a stage queue orders it by.
 
-One definition for both sides (a paired comparison needs the same composed durations), free of simpy and
-asyncio so either may import it.
+One definition for both sides (a paired comparison needs the same composed durations and routes), free of
+simpy and asyncio so either may import it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from .policies import Ticket
 from .scenario import CALL, CPU, Node, Scenario
 
-__all__ = ["batch_durations", "leaves"]
+__all__ = ["batch_durations", "entries", "item_ticket", "leaves", "routes"]
 
 
 def batch_durations(scenario: Scenario, node: Node, batch: list[int]) -> list[float]:
@@ -40,3 +42,47 @@ def leaves(nodes: tuple[Node, ...]) -> Iterator[Node]:
         yield from leaves(node.body)
         for branch in node.branches:
             yield from leaves(branch)
+
+
+def routes(scenario: Scenario) -> list[tuple[int, ...]]:
+    """Each item's stages (indices, in the order it visits them): all of them once, and again from a
+    feedback stage's target each time the item's drawn returns (`Scenario.returns`) send it back."""
+    workload = scenario.workload
+    assert workload.stages is not None
+    specs = list(workload.stages.values())
+    straight = tuple(range(len(specs)))
+    if scenario.returns is None:
+        return [straight] * scenario.n_tasks
+    names = list(workload.stages)
+    target = [names.index(s.feedback.to) if s.feedback is not None else -1 for s in specs]
+    out = []
+    for budget in scenario.returns.tolist():
+        if not any(budget):
+            out.append(straight)
+            continue
+        route, k = [], 0
+        while k < len(specs):  # ends: every return spends one of a finite budget
+            route.append(k)
+            if budget[k] > 0:
+                budget[k] -= 1
+                k = target[k]
+            else:
+                k += 1
+        out.append(tuple(route))
+    return out
+
+
+def entries(all_routes: list[tuple[int, ...]], n_stages: int) -> list[int]:
+    """How many times items will be put into each stage's queue (to flush a partial batch at the end)."""
+    counts = [0] * n_stages
+    for route in all_routes:
+        for k in route:
+            counts[k] += 1
+    return counts
+
+
+def item_ticket(arrival: float) -> Ticket:
+    """What a stage queue's policy knows of an item: a pipeline has one item class, with no priority, weight
+    or deadline of its own, so its deadline is its arrival (edf serves the item that entered the pipeline
+    first, a returning one included; priority, sjf and fair tie and keep queue order)."""
+    return Ticket(deadline=arrival)

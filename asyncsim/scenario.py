@@ -103,6 +103,7 @@ class Scenario:
     durations: tuple[np.ndarray, ...]  # per type: (tasks of that type) x (nodes)
     arrivals: np.ndarray | None
     think: np.ndarray | None
+    returns: np.ndarray | None = None  # pipelines with feedback: (items x stages), times each item goes back
 
     @property
     def n_tasks(self) -> int:
@@ -120,7 +121,8 @@ class Scenario:
         ):
             raise ValueError("durations must have the scenario's shape")
         return Scenario(self.workload, self.strategy, self.seed, self.programs, self.task_type, self.task_row,
-                        tuple(np.asarray(d, dtype=float) for d in durations), self.arrivals, self.think)
+                        tuple(np.asarray(d, dtype=float) for d in durations), self.arrivals, self.think,
+                        self.returns)
 
 
     def with_arrivals(self, arrivals: np.ndarray) -> Scenario:
@@ -128,7 +130,7 @@ class Scenario:
         if self.arrivals is None or arrivals.shape != self.arrivals.shape:
             raise ValueError("arrivals must have the scenario's shape (and the workload must be open)")
         return Scenario(self.workload, self.strategy, self.seed, self.programs, self.task_type, self.task_row,
-                        self.durations, np.asarray(arrivals, dtype=float), self.think)
+                        self.durations, np.asarray(arrivals, dtype=float), self.think, self.returns)
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -187,7 +189,7 @@ def build_scenario(workload: Workload, *, seed: int = 0, strategy: Strategy | st
         ModelError: when the strategy cannot run the workload (a pipeline needs asyncio).
     """
     strat = workload.strategy if strategy is None else parse_strategy(strategy)
-    if workload.stages is not None and (problems := pipeline_strategy_problems(strat)):
+    if workload.stages is not None and (problems := pipeline_strategy_problems(strat, workload.stages)):
         raise ModelError(problems)
     types = workload.task_types or (TaskType(name="item", steps=(Io(duration=0.0),)),)
     if workload.arrivals is None:
@@ -245,6 +247,25 @@ def _compile_stages(workload: Workload, nodes: list[Node]) -> tuple[Node, ...]:
         nodes[node_id] = node
         out.append(node)
     return tuple(out)
+
+
+_FEEDBACK_KEY = 5
+
+
+def _feedback_returns(workload: Workload, seed: int, n: int) -> np.ndarray | None:
+    """How many times each item goes back from each stage: per pass a draw of its own stream, stopping at the
+    first item that stays or at max_passes (None without feedback)."""
+    stages = list((workload.stages or {}).values())
+    if not any(s.feedback is not None for s in stages):
+        return None
+    returns = np.zeros((n, len(stages)), dtype=np.int64)
+    for k, stage in enumerate(stages):
+        fb = stage.feedback
+        if fb is None:
+            continue
+        back = _rng(seed, _FEEDBACK_KEY, k).random((n, fb.max_passes)) < fb.probability
+        returns[:, k] = np.where(back.all(axis=1), fb.max_passes, back.argmin(axis=1))
+    return returns
 
 
 def _place_calls(workload: Workload, nodes: list[Node]) -> tuple[list[Node], int]:

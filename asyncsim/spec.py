@@ -23,9 +23,9 @@ from .services import Batching, Failures, RateLimit, Retry, Service, Tokens
 from .strategies import Asyncio, StrategyField
 
 __all__ = [
-    "Batch", "Call", "Closed", "Cpu", "Io", "Machine", "Parallel", "Periodic", "Poisson", "Pool", "Service", "Stage",
-    "Step", "TaskType", "TraceArrivals", "Use", "Workload", "call", "cpu", "io", "load", "parallel", "use",
-    "walk_steps",
+    "Batch", "Call", "Closed", "Cpu", "Feedback", "Io", "Machine", "Parallel", "Periodic", "Poisson", "Pool",
+    "Service", "Stage", "Step", "TaskType", "TraceArrivals", "Use", "Workload", "call", "cpu", "io", "load",
+    "parallel", "use", "walk_steps",
 ]
 
 
@@ -273,13 +273,25 @@ class Pool(Frozen):
         return {"capacity": data} if isinstance(data, int) and not isinstance(data, bool) else data
 
 
+class Feedback(Frozen):
+    """After its stage, an item goes back to stage `to` (this one or an earlier one) with `probability`, at
+    most `max_passes` times; each pass's draw is made up front, so real runs replay them."""
+
+    to: str = Field(min_length=1)
+    probability: float = Field(ge=0, le=1)
+    max_passes: int = Field(1, ge=1)
+
+
 class Stage(Frozen):
     """One stage of a pipeline: its steps, `workers` running them at once, a bounded input queue, batching.
 
     A full queue blocks the stage feeding it. With `batch` > 1 a worker collects up to `batch` items (waiting
     at most `max_wait` s after the first, or until the batch is full when unset) and runs the steps once for
     the batch: cpu steps take the sum of the items' draws, io steps the first item's, and a call carries the
-    batch (its tokens add up, and the service's `per_item` latency applies per item).
+    batch (its tokens add up, and the service's `per_item` latency applies per item). `policy` orders the
+    queue (one item class: `lifo` takes the newest, `edf` the oldest arrival; priority, sjf and fair tie and
+    serve in queue order). `hold: POOL` keeps a slot of POOL from taking the items until they are put into the
+    next queue; `feedback` sends items back to an earlier stage.
     """
 
     steps: tuple[Step, ...] = Field(min_length=1)
@@ -288,6 +300,8 @@ class Stage(Frozen):
     batch: int = Field(1, ge=1)
     max_wait: float | None = Field(None, ge=0)
     policy: Policy = Field(default_factory=Policy)
+    hold: str | None = Field(None, min_length=1)
+    feedback: Feedback | None = None
 
 
 Stage.model_rebuild()
@@ -434,12 +448,40 @@ def _policy_problems(w: Workload) -> list[str]:
     return problems
 
 
-def pipeline_strategy_problems(strategy: Any) -> list[str]:
-    """Why `strategy` cannot run a pipeline (stage workers are coroutines on one event loop), if it cannot."""
-    if isinstance(strategy, Asyncio):
+def _stage_problems(w: Workload) -> list[str]:
+    """Stage references: the pool a stage holds, and where its feedback goes (this stage or an earlier one)."""
+    assert w.stages is not None
+    problems, names = [], list(w.stages)
+    for k, (name, stage) in enumerate(w.stages.items()):
+        if stage.hold is not None and stage.hold not in w.pools:
+            problems.append(f"stages.{name}.hold: unknown pool {stage.hold!r} ({_known(w.pools)})")
+        fb = stage.feedback
+        if fb is not None and fb.to not in w.stages:
+            problems.append(f"stages.{name}.feedback.to: unknown stage {fb.to!r} ({_known(w.stages)})")
+        elif fb is not None and names.index(fb.to) > k:
+            problems.append(f"stages.{name}.feedback.to: {fb.to!r} comes after {name!r}; feedback goes back to "
+                            "this stage or an earlier one")
+    return problems
+
+
+def pipeline_strategy_problems(strategy: Any, stages: dict[str, Stage] | None = None) -> list[str]:
+    """Why `strategy` cannot run a pipeline (of `stages`, when given), if it cannot.
+
+    Stage workers are coroutines on one event loop, so the strategy must be asyncio. Under asyncio:K the
+    workers of batched stages without `max_wait` can hold K items waiting to fill their batches while no
+    more are admitted: a deadlock whenever K <= sum of workers x (batch - 1) over those stages.
+    """
+    if not isinstance(strategy, Asyncio):
+        return [f"strategy: a pipeline runs its stage workers as asyncio coroutines; use asyncio, asyncio:K (at "
+                f"most K items in the pipeline), asyncio+threads:N or asyncio+processes:N (got {strategy})"]
+    waiting = {k: s.workers * (s.batch - 1) for k, s in (stages or {}).items() if s.batch > 1 and s.max_wait is None}
+    held = sum(waiting.values())
+    if strategy.limit is None or not waiting or strategy.limit > held:
         return []
-    return [f"strategy: a pipeline runs its stage workers as asyncio coroutines; use asyncio, asyncio:K (at most "
-            f"K items in the pipeline), asyncio+threads:N or asyncio+processes:N (got {strategy})"]
+    where = ", ".join(f"stages.{k}.max_wait" for k in waiting)
+    return [f"{where}: under {strategy} at most {strategy.limit} items are in the pipeline, and workers waiting "
+            f"to fill their batches (workers x (batch - 1)) can hold {held} of them with none left to admit: a "
+            f"deadlock; give a max_wait or a limit above {held}"]
 
 
 def load(path: str | os.PathLike[str]) -> Workload:
@@ -480,6 +522,7 @@ def _owner(loc: tuple[Any, ...]) -> type[Frozen]:
     owners: dict[Any, type[Frozen]] = {
         **_FAMILIES, **_STEPS, **_ARRIVALS,
         "machine": Machine, "services": Service, "pools": Pool, "tasks": TaskType, "stages": Stage,
+        "feedback": Feedback,
         "rate_limit": RateLimit, "client_limit": RateLimit, "tokens": Tokens, "failures": Failures,
         "retry": Retry, "batching": Batching, "policy": Policy,
     }

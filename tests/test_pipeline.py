@@ -3,11 +3,22 @@ flush, per-stage metrics that add up, and clear errors for bad stage values."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+
 import numpy as np
 import pytest
 
 import asyncsim as a
-from asyncsim.trace import K_CPU, K_STAGE
+from asyncsim.errors import DeadlockError
+from asyncsim.profile import LoopProfile, MachineProfile
+from asyncsim.sim.engine import run_scenario
+from asyncsim.trace import K_CPU, K_IO, K_STAGE
+
+_IDEAL_PROFILE = MachineProfile(
+    cpu_rate=1e7, loops={"asyncio": LoopProfile(loop_step_s=0, sleep_overshoot_s=0, task_create_s=0,
+                                                timer_floor_s=1e-4)},
+    thread_sleep_overshoot_s=0, thread_switch_s=0, process_dispatch_s=0)
 
 
 def pipeline(stages: dict, *, arrivals: dict | None = None, services: dict | None = None,
@@ -163,11 +174,24 @@ def test_an_admission_limit_caps_items_in_the_pipeline():
     assert r.throughput == pytest.approx(3 / 0.02, rel=0.02)
 
 
-def test_an_admission_limit_below_what_partial_batches_hold_deadlocks_clearly():
-    # 3 items allowed in, a stage waiting for 4 without max_wait: a real program hangs; the simulator says so
+def test_an_admission_limit_that_partial_batches_can_use_up_is_refused_up_front():
+    # 3 items allowed in, a stage waiting for 4 without max_wait: a real program hangs, so the model is refused
     w = pipeline({"embed": io_stage(0.01, batch=4)}, arrivals={"batch": 10})
-    with pytest.raises(a.SimulationError, match="deadlock"):
+    with pytest.raises(a.ModelError) as info:
         a.simulate(w, strategy="asyncio:3")
+    assert info.value.problems == [
+        "stages.embed.max_wait: under asyncio:3 at most 3 items are in the pipeline, and workers waiting to fill "
+        "their batches (workers x (batch - 1)) can hold 3 of them with none left to admit: a deadlock; give a "
+        "max_wait or a limit above 3"]
+    # the sum runs over every batched stage without max_wait; one more item than they can hold is enough
+    two = {"parse": io_stage(0.01, batch=3, workers=2), "embed": io_stage(0.01, batch=4),
+           "upsert": io_stage(0.01, batch=8, max_wait=0.01)}
+    with pytest.raises(a.ModelError, match=r"^stages.parse.max_wait, stages.embed.max_wait: under asyncio:7 "):
+        pipeline(two, strategy="asyncio:7")
+    assert a.simulate(pipeline(two, arrivals={"batch": 10}), strategy="asyncio:8").completed == 10
+    assert a.simulate(w, strategy="asyncio:4").completed == 10
+    assert a.simulate(pipeline({"embed": io_stage(0.01, batch=4, max_wait=0.05)}, arrivals={"batch": 10}),
+                      strategy="asyncio:3").completed == 10
 
 
 @pytest.mark.parametrize(("stage", "problem"), [
@@ -177,11 +201,34 @@ def test_an_admission_limit_below_what_partial_batches_hold_deadlocks_clearly():
     ({"steps": [{"io": 0.01}], "max_wait": -1}, "stages.embed.max_wait: must be >= 0 (got -1)"),
     ({"steps": [{"call": "nope"}]}, "stages.embed.steps[0].call: unknown service 'nope' (none are defined)"),
     ({"steps": []}, "stages.embed.steps: needs at least 1 item(s)"),
+    ({"steps": [{"io": 0.01}], "hold": "db"}, "stages.embed.hold: unknown pool 'db' (none are defined)"),
+    ({"steps": [{"io": 0.01}], "feedback": {"to": "nope", "probability": 0.5}},
+     "stages.embed.feedback.to: unknown stage 'nope' (known: embed, parse)"),
+    ({"steps": [{"io": 0.01}], "feedback": {"to": "embed", "probability": 1.5}},
+     "stages.embed.feedback.probability: must be <= 1 (got 1.5)"),
+    ({"steps": [{"io": 0.01}], "feedback": {"to": "embed", "probability": 0.5, "max_passes": 0}},
+     "stages.embed.feedback.max_passes: must be >= 1 (got 0)"),
+    ({"steps": [{"io": 0.01}], "feedback": {"to": "embed"}}, "stages.embed.feedback.probability: is required"),
+    ({"steps": [{"io": 0.01}], "feedback": {"to": "embed", "probability": 0.5, "times": 2}},
+     "stages.embed.feedback.times: unknown key (allowed: to, probability, max_passes)"),
+    ({"steps": [{"io": 0.01}], "policy": {"priority": {"preemptive": True}}},
+     "stages.embed.policy: only a service's queue can be preemptive (a running task or a held slot cannot be "
+     "taken back)"),
 ])
 def test_bad_stage_values_name_their_yaml_path(stage, problem):
     with pytest.raises(a.ModelError) as info:
-        a.Workload.from_dict({"arrivals": {"batch": 3}, "stages": {"embed": stage}})
+        a.Workload.from_dict({"arrivals": {"batch": 3}, "stages": {"parse": {"steps": [{"io": 0.01}]},
+                                                                   "embed": stage}})
     assert info.value.problems == [problem]
+
+
+def test_feedback_goes_back_not_forward():
+    with pytest.raises(a.ModelError) as info:
+        a.Workload.from_dict({"arrivals": {"batch": 3}, "stages": {
+            "parse": {"steps": [{"io": 0.01}], "feedback": {"to": "embed", "probability": 0.5}},
+            "embed": {"steps": [{"io": 0.01}]}}})
+    assert info.value.problems == ["stages.parse.feedback.to: 'embed' comes after 'parse'; feedback goes back to "
+                                   "this stage or an earlier one"]
 
 
 def test_a_pipeline_needs_an_asyncio_strategy():
@@ -193,3 +240,204 @@ def test_a_pipeline_needs_an_asyncio_strategy():
     w = pipeline({"embed": io_stage(0.01)})
     with pytest.raises(a.ModelError, match=r"^strategy: .*\(got processes:2\)"):
         a.build_scenario(w, strategy="processes:2")
+
+
+# ------------------------------------------------------------------------------ stage queue policies
+
+
+def _stage_order(r: a.Result, stage: str) -> list[int]:
+    """The items stage `stage` ran, in the order it started them."""
+    tr = r.trace
+    mine = (tr.kind == K_STAGE) & (tr.resource == tr.resources.index(f"stage:{stage}"))
+    return tr.task[mine][np.argsort(tr.start[mine], kind="stable")].tolist()
+
+
+def test_a_lifo_stage_takes_the_newest_item_first():
+    # the feeder puts all five before the worker first runs; lifo then serves the last one put
+    r = a.simulate(pipeline({"a": io_stage(0.01, policy="lifo")}, arrivals={"batch": 5}))
+    assert _stage_order(r, "a") == [4, 3, 2, 1, 0]
+    assert _stage_order(a.simulate(pipeline({"a": io_stage(0.01)}, arrivals={"batch": 5})), "a") == [0, 1, 2, 3, 4]
+
+
+def _loop(policy: str) -> a.Workload:
+    """Items every 10 ms into a 20 ms stage; each goes round once more (feedback), and queues behind newer ones."""
+    return pipeline({"a": io_stage(0.02, policy=policy),
+                     "b": io_stage(0.001, feedback={"to": "a", "probability": 1.0, "max_passes": 1})},
+                    arrivals={"uniform": {"interval": 0.01, "count": 6}})
+
+
+def test_an_edf_stage_serves_returning_items_before_newer_ones():
+    fifo, edf = a.simulate(_loop("fifo")), a.simulate(_loop("edf"))
+    # fifo: a returning item joins the back of the queue, behind items that arrived after it
+    assert _stage_order(fifo, "a") == [0, 1, 2, 0, 3, 4, 1, 5, 2, 3, 4, 5]
+    # edf (a pipeline's one item class: the deadline is the arrival): the oldest item waiting goes first
+    assert _stage_order(edf, "a") == [0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5]
+    assert edf.latency["mean"] < fifo.latency["mean"]
+
+
+@pytest.mark.parametrize("policy", ["priority", "sjf", "fair"])
+def test_policies_that_tie_on_one_item_class_serve_in_queue_order(policy):
+    fifo, other = a.simulate(_loop("fifo")), a.simulate(_loop(policy))
+    assert _stage_order(other, "a") == _stage_order(fifo, "a")
+    assert other.t_total == fifo.t_total
+
+
+def test_the_real_policy_queue_hands_items_out_in_policy_order():
+    from asyncsim.policies import Policy, Ticket
+    from asyncsim.real.pipeline import PolicyQueue
+
+    deadline = {1: 5.0, 2: 1.0, 3: 3.0}
+
+    async def drain(policy: str) -> tuple[list[int], bool]:
+        q = PolicyQueue(3, Policy(kind=policy), lambda i: Ticket(deadline=deadline[i]))
+        for i in (1, 2, 3):
+            await q.put(i)
+        full = q.full()
+        return [q.get_nowait() for _ in range(3)], full
+
+    assert asyncio.run(drain("edf")) == ([2, 3, 1], True)
+    assert asyncio.run(drain("lifo")) == ([3, 2, 1], True)
+    assert asyncio.run(drain("priority")) == ([1, 2, 3], True)
+
+
+# ---------------------------------------------------------------------------------------- feedback
+
+
+def test_feedback_sends_items_back_as_drawn_up_front():
+    stages = {"parse": io_stage(0.001, workers=2), "check": io_stage(0.002, workers=2, feedback={
+        "to": "parse", "probability": 0.4, "max_passes": 3}), "store": io_stage(0.001)}
+    w = pipeline(stages, arrivals={"batch": 2000})
+    sc = a.build_scenario(w, seed=5)
+    returns = sc.returns[:, 1]
+    assert sc.returns[:, [0, 2]].sum() == 0
+    assert returns.max() == 3
+    # leading successes of three draws at p = 0.4: P(0) = 0.6, P(1) = 0.24, P(2) = 0.096, P(3) = 0.064
+    assert np.bincount(returns, minlength=4) / returns.size == pytest.approx([0.6, 0.24, 0.096, 0.064], abs=0.03)
+    r = a.simulate(sc)
+    assert r.completed == 2000
+    visits = 2000 + int(returns.sum())
+    assert r.stages["parse"]["items"] == r.stages["check"]["items"] == visits
+    assert r.stages["store"]["items"] == 2000
+    # the draws are the scenario's: the same seed draws them again, another seed differently
+    assert np.array_equal(a.build_scenario(w, seed=5).returns, sc.returns)
+    assert not np.array_equal(a.build_scenario(w, seed=6).returns, sc.returns)
+
+
+def test_a_stage_may_feed_back_into_itself_and_items_keep_their_draws():
+    w = pipeline({"retry": {"steps": [{"io": {"uniform": {"low": 0.01, "high": 0.02}}}],
+                            "feedback": {"to": "retry", "probability": 1.0, "max_passes": 2}}},
+                 arrivals={"batch": 3})
+    r = a.simulate(w)
+    assert _stage_order(r, "retry") == [0, 1, 2, 0, 1, 2, 0, 1, 2]  # a returning item queues behind the others
+    tr = r.trace
+    io = tr.kind == K_IO
+    seconds = (tr.end[io] - tr.start[io])[np.argsort(tr.task[io], kind="stable")].reshape(3, 3)
+    assert seconds == pytest.approx(np.repeat(seconds[:, :1], 3, axis=1))  # each pass: the item's own draw
+    assert len(set(seconds[:, 0].round(9))) == 3
+
+
+# -------------------------------------------------------------------------------------------- hold
+
+
+def test_hold_keeps_a_pool_slot_until_the_items_are_put_on():
+    # four workers but two db slots: two at a time, each holding its slot for the 10 ms of work
+    w = a.Workload.from_dict({"arrivals": {"batch": 40}, "pools": {"db": 2},
+                              "stages": {"load": io_stage(0.01, workers=4, hold="db")}})
+    r = a.simulate(w)
+    assert r.t_total == pytest.approx(40 / 2 * 0.01)
+    assert r.resources["pool:db"]["utilization"] == pytest.approx(1.0)
+    # downstream backpressure: the slot stays held while the put waits for room in a slow stage's queue
+    w = a.Workload.from_dict({"arrivals": {"batch": 40}, "pools": {"db": 2}, "stages": {
+        "load": io_stage(0.001, workers=2, hold="db"), "slow": io_stage(0.01, queue=1)}})
+    r = a.simulate(w)
+    assert r.resources["pool:db"]["utilization"] > 0.9
+    assert r.t_total == pytest.approx(0.001 + 40 * 0.01)
+
+
+def test_hold_with_a_pool_timeout_fails_the_batch_that_got_no_slot():
+    w = a.Workload.from_dict({"arrivals": {"batch": 2}, "pools": {"db": {"capacity": 1, "timeout": 0.005}},
+                              "stages": {"load": io_stage(0.01, workers=2, hold="db")}})
+    out = run_scenario(a.build_scenario(w))
+    assert out.failed.tolist() == [False, True]
+    assert out.errors == {1: "PoolTimeout: no slot of pool 'db' within 0.005s"}
+
+
+# --------------------------------------------------------------------------------------- deadlocks
+
+
+def test_a_consumer_waiting_on_its_own_producer_is_reported_as_a_deadlock():
+    # the producers hold db slots while blocked putting into the consumer's full queue; the consumer, between
+    # taking an item and putting nothing back, needs a db slot
+    w = a.Workload.from_dict({"arrivals": {"batch": 10}, "pools": {"db": 2}, "stages": {
+        "produce": {"steps": [{"io": 0.001}], "workers": 2, "hold": "db"},
+        "consume": {"steps": [{"io": 0.02}, {"use": {"pool": "db", "steps": [{"io": 0.01}]}}], "queue": 1}}})
+    with pytest.raises(DeadlockError) as exc:
+        a.simulate(w)
+    err = exc.value
+    assert err.cycle == ["stage produce worker 0", "queue:consume", "stage consume worker 0", "pool:db",
+                         "stage produce worker 0"]
+    assert err.time == pytest.approx(0.021)
+    assert err.holders == {"pool:db": ["stage produce worker 0", "stage produce worker 1"],
+                           "queue:consume": ["stage consume worker 0"]}
+    assert list(err.waits) == ["stage produce worker 0", "stage produce worker 1", "stage consume worker 0"]
+    assert err.waits["stage consume worker 0"] == ("pool:db", pytest.approx(0.021))
+    assert err.waits["stage produce worker 1"] == ("queue:consume", pytest.approx(0.002))
+    text = str(err)
+    assert text.startswith("deadlock at t=0.021s: 10 of 10 items can never finish\n")
+    assert ("  stage consume worker 0 waits for pool:db (held by stage produce worker 0, stage produce worker 1) "
+            "since t=0.021s") in text
+    assert "  items in queues: queue:produce 6/inf, queue:consume 1/1;" in text
+    assert text.endswith("  cycle: stage produce worker 0 -> queue:consume -> stage consume worker 0 -> pool:db "
+                         "-> stage produce worker 0")
+
+
+def test_a_cycle_of_full_bounded_queues_is_reported_as_a_deadlock():
+    # check sends every item back to parse; parse blocks putting into check's full queue while check blocks
+    # putting back into parse's, which the feeder keeps full
+    w = a.Workload.from_dict({"arrivals": {"batch": 10}, "stages": {
+        "parse": {"steps": [{"io": 0.001}], "queue": 1},
+        "check": {"steps": [{"io": 0.01}], "queue": 1,
+                  "feedback": {"to": "parse", "probability": 1.0, "max_passes": 2}}}})
+    with pytest.raises(DeadlockError) as exc:
+        a.simulate(w)
+    err = exc.value
+    assert err.cycle == ["stage parse worker 0", "queue:check", "stage check worker 0", "queue:parse",
+                         "stage parse worker 0"]
+    assert err.holders == {"queue:parse": ["stage parse worker 0"], "queue:check": ["stage check worker 0"]}
+    assert err.waits == {"stage parse worker 0": ("queue:check", pytest.approx(0.003)),
+                         "stage check worker 0": ("queue:parse", pytest.approx(0.011)),
+                         "feeder": ("queue:parse", pytest.approx(0.002))}
+    assert str(err) == (
+        "deadlock at t=0.011s: 10 of 10 items can never finish\n"
+        "  stage parse worker 0 waits for queue:check (held by stage check worker 0) since t=0.003s\n"
+        "  stage check worker 0 waits for queue:parse (held by stage parse worker 0) since t=0.011s\n"
+        "  feeder waits for queue:parse (held by stage parse worker 0) since t=0.002s\n"
+        "  items in queues: queue:parse 1/1, queue:check 1/1; the rest are held by the workers above or wait for "
+        "admission\n"
+        "  cycle: stage parse worker 0 -> queue:check -> stage check worker 0 -> queue:parse -> stage parse worker 0")
+    # an unbounded queue to return into breaks the cycle
+    ok = w.evolve(stages={**w.stages, "parse": w.stages["parse"].evolve(queue=None)})
+    assert a.simulate(ok).completed == 10
+
+
+def test_a_stage_using_the_pool_it_holds_waits_on_itself():
+    w = a.Workload.from_dict({"arrivals": {"batch": 3}, "pools": {"db": 1}, "stages": {
+        "load": {"steps": [{"use": {"pool": "db", "steps": [{"io": 0.01}]}}], "hold": "db"}}})
+    with pytest.raises(DeadlockError) as exc:
+        a.simulate(w)
+    assert exc.value.cycle == ["stage load worker 0", "pool:db", "stage load worker 0"]
+    assert exc.value.waits == {"stage load worker 0": ("pool:db", 0.0)}
+
+
+def test_validate_reports_a_deadlock_before_any_real_run(monkeypatch):
+    validation = importlib.import_module("asyncsim.validate")  # the package exports a function of that name
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the real run would hang")
+
+    monkeypatch.setattr(validation, "run_real", must_not_run)
+    w = a.Workload.from_dict({"arrivals": {"batch": 10}, "stages": {
+        "parse": {"steps": [{"io": 0.001}], "queue": 1},
+        "check": {"steps": [{"io": 0.01}], "queue": 1, "feedback": {"to": "parse", "probability": 1.0}}}})
+    with pytest.raises(DeadlockError, match="cycle: stage parse worker 0 -> queue:check"):
+        validation.validate(w, profile=_IDEAL_PROFILE, cpu_rate=1e7)

@@ -7,33 +7,63 @@ or, unset, until the batch is full or no more items can come), runs the stage's 
 the real step interpreter, then puts each item into the next queue (backpressure). It mirrors
 `asyncsim.sim.pipeline` decision for decision: the same batch draws (`_pipeline.batch_durations`), the same
 end-of-input rule (items still to come per stage, failed ones included) and the same records.
+
+A stage's `policy` makes its queue a `PolicyQueue` (an asyncio.Queue handing items out in a `WaitQueue`'s
+order, as asyncio.PriorityQueue does with a heap). `hold: POOL` is the bug it models, written out:
+`async with pool: ...steps...; await next_queue.put(item)`. `feedback` puts a returning item into an earlier
+stage's queue along the route drawn up front (`_pipeline.routes`). A model that deadlocks is refused by the
+simulator before a real run starts (`validate` simulates first); this runner would hang, as the program does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._pipeline import batch_durations
+from .._pipeline import batch_durations, entries, item_ticket, routes
+from ..calls import StepFailedError
+from ..policies import Policy, Ticket, WaitQueue
 from ..scenario import Node
-from ..trace import K_ADMIT, K_BATCH, K_STAGE
+from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
+from ._workers import pool_timeout
 
 if TYPE_CHECKING:
     from .runner import _AsyncRun
 
-__all__ = ["run_pipeline"]
+__all__ = ["PolicyQueue", "run_pipeline"]
+
+
+class PolicyQueue(asyncio.Queue):  # type: ignore[type-arg]
+    """An asyncio.Queue whose `get` returns items in `policy` order by `ticket(item)` (asyncio.PriorityQueue's
+    recipe: `_init`, `_put` and `_get` over another container); put, get and maxsize behave as Queue's."""
+
+    def __init__(self, maxsize: int, policy: Policy, ticket: Callable[[int], Ticket]) -> None:
+        self._policy = policy
+        self._ticket = ticket
+        super().__init__(maxsize)
+
+    def _init(self, maxsize: int) -> None:
+        self._queue = WaitQueue(self._policy)
+
+    def _put(self, item: int) -> None:
+        self._queue.push(item, self._ticket(item))
+
+    def _get(self) -> int:
+        return self._queue.pop()
 
 
 class _Stage:
     """A stage's queue and the items still to come into it (to flush a partial batch at the end of input)."""
 
-    def __init__(self, node: Node, spec: Any, n_items: int, res: int) -> None:
+    def __init__(self, node: Node, spec: Any, to_come: int, res: int, ticket: Callable[[int], Ticket]) -> None:
         self.node = node
         self.spec = spec
-        self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=spec.queue or 0)
-        self.to_come = n_items
-        self.closed = n_items == 0
+        self.queue: asyncio.Queue[int] = (asyncio.Queue(maxsize=spec.queue or 0) if spec.policy.kind == "fifo"
+                                          else PolicyQueue(spec.queue or 0, spec.policy, ticket))
+        self.to_come = to_come
+        self.closed = to_come == 0
         self.collecting: set[asyncio.Timeout] = set()  # the timeouts of workers waiting to fill a batch
         self.res = res
 
@@ -59,15 +89,21 @@ class _Pipeline:
         workload = run.sc.workload
         assert workload.stages is not None
         n = run.sc.n_tasks
-        self.stages = [_Stage(node, workload.stages[node.name], n,  # type: ignore[index]
-                              run.tb.resource_id(f"stage:{node.name}"))
-                       for node in run.sc.programs[0].steps]
+        self.routes = routes(run.sc)
+        self.pos = [0] * n  # each item's position in its route
+        counts = entries(self.routes, len(run.sc.programs[0].steps))
+        self.stages = [_Stage(node, workload.stages[node.name], counts[k],  # type: ignore[index]
+                              run.tb.resource_id(f"stage:{node.name}"), self._ticket)
+                       for k, node in enumerate(run.sc.programs[0].steps)]
         self.ready_at = [0.0] * n  # when each item became ready for the stage it is entering
         self.finished = 0
         self.all_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.users_waiting: dict[int, asyncio.Future[None]] = {}  # closed workloads: a user waits for its item
         if n == 0:
             self.all_done.set_result(None)
+
+    def _ticket(self, i: int) -> Ticket:
+        return item_ticket(float(self.run.arrival[i]))
 
     async def main(self) -> None:
         """Start the workers and the feeder (or the users), and return when every item is done or failed."""
@@ -178,35 +214,73 @@ class _Pipeline:
                 return
 
     async def _run_batch(self, k: int, batch: list[int]) -> None:
-        """Run stage k's steps once for `batch`, record it, then pass each item on (or fail them all)."""
+        """Run stage k's steps once for `batch` (holding a pool slot with `hold`), record it, then pass each
+        item on along its route (or fail them all)."""
         run, arun, stage = self.run, self.arun, self.stages[k]
         leader = batch[0]
         start = run.now()
         durs = batch_durations(run.sc, stage.node, batch)  # model units: steps() scales what it waits
         failure: Exception | None = None
-        arun.batch_size[leader] = len(batch)
+        hold = stage.spec.hold
+        sem = None
+        if hold is not None:
+            try:
+                sem, got = await self._hold(stage, leader), run.now()
+            except StepFailedError as exc:
+                failure = exc
         try:
-            await arun.steps(leader, durs, stage.node.body)
-        except Exception as exc:  # a failing batch is a result: its items fail
-            failure = exc
+            if failure is None:
+                arun.batch_size[leader] = len(batch)
+                try:
+                    await arun.steps(leader, durs, stage.node.body)
+                except Exception as exc:  # a failing batch is a result: its items fail
+                    failure = exc
+                finally:
+                    del arun.batch_size[leader]
+            end = run.now()
+            tb = run.tb
+            tb.add(leader, stage.node.id, K_STAGE, stage.res, self.ready_at[leader], start, end, float(len(batch)))
+            for i in batch[1:]:
+                tb.add(i, stage.node.id, K_BATCH, stage.res, self.ready_at[i], start, end)
+            for i in batch:
+                pos = self.pos[i]
+                later = self.routes[i][pos + 1:]
+                if failure is not None:
+                    run.fail(i, failure)
+                    for j in later:
+                        self.stages[j].one_less()
+                    self._finish(i)
+                elif not later:
+                    self._finish(i)
+                else:
+                    self.ready_at[i] = end
+                    self.pos[i] = pos + 1
+                    nxt = self.stages[later[0]]
+                    await nxt.queue.put(i)  # with `hold`, still holding the pool's slot: the modelled bug
+                    nxt.one_less()
         finally:
-            del arun.batch_size[leader]
-        end = run.now()
-        tb = run.tb
-        tb.add(leader, stage.node.id, K_STAGE, stage.res, self.ready_at[leader], start, end, float(len(batch)))
-        for i in batch[1:]:
-            tb.add(i, stage.node.id, K_BATCH, stage.res, self.ready_at[i], start, end)
-        last = k + 1 == len(self.stages)
-        for i in batch:
-            if failure is not None:
-                run.fail(i, failure)
-                for later in self.stages[k + 1:]:
-                    later.one_less()
-                self._finish(i)
-            elif last:
-                self._finish(i)
-            else:
-                self.ready_at[i] = end
-                nxt = self.stages[k + 1]
-                await nxt.queue.put(i)
-                nxt.one_less()
+            if sem is not None:
+                sem.release()
+                run.tb.add(leader, stage.node.id, K_USE, run.pool_res[hold], start, got, run.now())
+
+    async def _hold(self, stage: _Stage, leader: int) -> Any:
+        """Take a slot of the stage's `hold` pool for the batch `leader` leads (`async with pool:` around the
+        rest); returns the semaphore to release.
+
+        Raises:
+            StepFailedError: the pool's timeout passed first (as the simulator words it).
+        """
+        run, pool = self.run, stage.spec.hold
+        sem, timeout = self.arun.pools[pool]
+        asked = run.now()
+        try:
+            async with asyncio.timeout(None if timeout is None else timeout * run.scale):
+                if isinstance(sem, asyncio.Semaphore):
+                    await sem.acquire()
+                else:  # a pool with a policy: a semaphore serving its waiters by their tickets
+                    await sem.acquire(self._ticket(leader))
+        except TimeoutError:
+            now = run.now()
+            run.tb.add(leader, stage.node.id, K_USE, run.pool_res[pool], asked, now, now)
+            raise StepFailedError(pool_timeout(pool, timeout)) from None  # type: ignore[arg-type]
+        return sem

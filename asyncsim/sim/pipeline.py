@@ -8,34 +8,45 @@ when it leaves the last stage.
 
 The queues behave as `asyncio.Queue`: a put or a get that cannot proceed waits; the put or get that frees it
 only wakes the waiter, which takes its slot or item when it next runs on the loop (behind the coroutines
-already ready), and waits again if another coroutine got there first. This mirrors `asyncsim.real.pipeline`.
+already ready), and waits again if another coroutine got there first. A queue hands its items out in its
+stage's policy order (a `WaitQueue`). This mirrors `asyncsim.real.pipeline`.
+
+A stage with `hold: POOL` takes a slot of POOL once it has its items and gives it back after putting them on;
+a stage with `feedback` puts a returning item into an earlier stage's queue (`_pipeline.routes`). A run that
+stops with items unfinished is a deadlock: `waits()` names the workers ("stage parse worker 0") waiting to
+put into a full queue ("queue:check", held by that stage's workers) or for a pool slot, and who holds it.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
+import numpy as np
 import simpy
 
-from .._pipeline import batch_durations
+from .._pipeline import batch_durations, entries, item_ticket, routes
+from ..errors import DeadlockError
+from ..policies import Policy, Ticket, WaitQueue
 from ..scenario import Node
-from ..trace import K_ADMIT, K_BATCH, K_STAGE
+from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
 from .cpu import Strand, compute
-from .engine import TaskFailedError, _Engine
+from .engine import TaskFailedError, _Engine, _find_cycle
 
 __all__ = ["PipelineEngine"]
 
 
 class _Queue:
-    """asyncio.Queue's state: items, and the getters and putters waiting (events fired to wake them)."""
+    """asyncio.Queue's state: items (in policy order), and the getters and putters waiting (events fired to
+    wake them)."""
 
-    __slots__ = ("maxsize", "items", "getters", "putters")
+    __slots__ = ("maxsize", "items", "ticket", "getters", "putters")
 
-    def __init__(self, maxsize: int | None) -> None:
+    def __init__(self, maxsize: int | None, policy: Policy, ticket: Callable[[int], Ticket]) -> None:
         self.maxsize = maxsize
-        self.items: deque[int] = deque()
+        self.items = WaitQueue(policy)
+        self.ticket = ticket if policy.kind != "fifo" else None
         self.getters: deque[simpy.Event] = deque()
         self.putters: deque[simpy.Event] = deque()
 
@@ -45,12 +56,15 @@ class _Queue:
 
     def put_nowait(self, item: int) -> None:
         """Add an item and wake the first waiting getter."""
-        self.items.append(item)
+        if self.ticket is None:
+            self.items.push(item)
+        else:
+            self.items.push(item, self.ticket(item))
         _wake_next(self.getters)
 
     def get_nowait(self) -> int:
-        """Take the first item and wake the first waiting putter."""
-        item = self.items.popleft()
+        """Take the next item by the policy and wake the first waiting putter."""
+        item = self.items.pop()
         _wake_next(self.putters)
         return item
 
@@ -64,16 +78,19 @@ def _wake_next(waiters: deque[simpy.Event]) -> None:
 
 
 class _StageState:
-    """A stage's queue and what is still to come into it (to flush a partial batch at the end of input)."""
+    """A stage's queue, its workers' names, and how many more items will come into it (to flush a partial
+    batch at the end of input)."""
 
-    def __init__(self, env: simpy.Environment, node: Node, spec: Any, n_items: int, res: int) -> None:
+    def __init__(self, env: simpy.Environment, node: Node, spec: Any, to_come: int, res: int,
+                 ticket: Callable[[int], Ticket]) -> None:
         self.node = node
         self.spec = spec
-        self.queue = _Queue(spec.queue)
-        self.to_come = n_items
+        self.queue = _Queue(spec.queue, spec.policy, ticket)
+        self.to_come = to_come
         self.closed = env.event()
         self.res = res
-        if n_items == 0:
+        self.workers = [f"stage {node.name} worker {w}" for w in range(spec.workers)]
+        if to_come == 0:
             self.closed.succeed()
 
     def one_less(self) -> None:
@@ -92,18 +109,28 @@ class PipelineEngine(_Engine):
         assert workload.stages is not None
         program = self.sc.programs[0]
         n = self.sc.n_tasks
+        self.routes = routes(self.sc)
+        self.pos = [0] * n  # each item's position in its route
+        counts = entries(self.routes, len(program.steps))
         self.stages = [
-            _StageState(self.env, node, workload.stages[node.name], n,  # type: ignore[index]
-                        self.trace.resource_id(f"stage:{node.name}"))
-            for node in program.steps
+            _StageState(self.env, node, workload.stages[node.name], counts[k],  # type: ignore[index]
+                        self.trace.resource_id(f"stage:{node.name}"), self._item_ticket)
+            for k, node in enumerate(program.steps)
         ]
         self.ready_at = [0.0] * n  # when each item became ready for the stage it is entering
         self.backlog: deque[int] = deque()  # admitted items the feeder has not put yet
         self.feeder_idle: simpy.Event | None = None
+        # for deadlock reports: who waits for what since when, who leads which batch, who holds which pool
+        self.worker_waits: dict[str, tuple[str, float]] = {}
+        self.running: dict[int, str] = {}
+        self.hold_holders: dict[str, list[str]] = {name: [] for name in workload.pools}
         for k, stage in enumerate(self.stages):
-            for _ in range(stage.spec.workers):
-                self.env.process(self._worker(k))
+            for who in stage.workers:
+                self.env.process(self._worker(k, who))
         self.env.process(self._feeder())
+
+    def _item_ticket(self, i: int) -> Ticket:
+        return item_ticket(float(self.arrival[i]))
 
     def _task(self, i: int) -> Generator[Any, Any, None]:
         """An item is admitted: hand it to the feeder."""
@@ -129,7 +156,7 @@ class PipelineEngine(_Engine):
                 self.feeder_idle = self.env.event()
                 yield self.feeder_idle
             i = self.backlog.popleft()
-            yield from self._put(stage.queue, i, s)
+            yield from self._put(stage, i, s, "feeder")
             stage.one_less()
 
     def _resume(self, s: Strand) -> Generator[Any, Any, None]:
@@ -142,23 +169,26 @@ class PipelineEngine(_Engine):
             overhead, s.overhead = s.overhead, self.strand_overhead
             yield from compute(self.env, self.cores, s.thread, overhead)
 
-    def _put(self, queue: _Queue, item: int, s: Strand) -> Generator[Any, Any, None]:
-        """`await queue.put(item)`."""
+    def _put(self, stage: _StageState, item: int, s: Strand, who: str) -> Generator[Any, Any, None]:
+        """`await queue.put(item)` into `stage`'s queue, by `who`."""
+        queue = stage.queue
         while queue.full():
             event = self.env.event()
             queue.putters.append(event)
             if s.holding:
                 self._leave(s)
+            self.worker_waits.setdefault(who, (f"queue:{stage.node.name}", self.env.now))
             yield event
             yield from self._resume(s)
+        self.worker_waits.pop(who, None)
         queue.put_nowait(item)
 
-    def _worker(self, k: int) -> Generator[Any, Any, None]:
+    def _worker(self, k: int, who: str) -> Generator[Any, Any, None]:
         stage = self.stages[k]
         queue = stage.queue
         s = self._new_strand()
         while True:
-            while not queue.items:  # `await queue.get()`
+            while not len(queue.items):  # `await queue.get()`
                 event = self.env.event()
                 queue.getters.append(event)
                 if s.holding:
@@ -168,14 +198,14 @@ class PipelineEngine(_Engine):
             batch = [queue.get_nowait()]
             if stage.spec.batch > 1:
                 yield from self._collect(stage, batch, s)
-            yield from self._run_batch(k, batch, s)
+            yield from self._run_batch(k, batch, s, who)
 
     def _collect(self, stage: _StageState, batch: list[int], s: Strand) -> Generator[Any, Any, None]:
         """Add items to `batch` until it is full, `max_wait` has passed, or no more items can come."""
         env, spec, queue = self.env, stage.spec, stage.queue
         deadline = None if spec.max_wait is None else env.now + spec.max_wait
         while len(batch) < spec.batch:
-            if queue.items:
+            if len(queue.items):
                 batch.append(queue.get_nowait())
                 continue
             if stage.closed.triggered or (deadline is not None and deadline <= env.now):
@@ -192,39 +222,124 @@ class PipelineEngine(_Engine):
                 queue.getters.remove(get)
                 return
 
-    def _run_batch(self, k: int, batch: list[int], s: Strand) -> Generator[Any, Any, None]:
-        """Run stage k's steps once for `batch`, record it, then pass each item on (or fail them all)."""
+    def _run_batch(self, k: int, batch: list[int], s: Strand, who: str) -> Generator[Any, Any, None]:
+        """Run stage k's steps once for `batch` (holding a pool slot with `hold`), record it, then pass each
+        item on along its route (or fail them all)."""
         env, tb, stage = self.env, self.trace, self.stages[k]
         leader = batch[0]
         start = env.now
         durs = batch_durations(self.sc, stage.node, batch)
         failure: TaskFailedError | None = None
-        self.batch_size[leader] = len(batch)
-        try:
-            yield from self._steps(leader, durs, stage.node.body, s)
-        except TaskFailedError as exc:
-            failure = exc
-        del self.batch_size[leader]
+        self.running[leader] = who
+        held = None
+        if stage.spec.hold is not None:
+            held = yield from self._hold(stage, leader, s, who)
+            if isinstance(held, TaskFailedError):
+                failure, held = held, None
+        if failure is None:
+            self.batch_size[leader] = len(batch)
+            try:
+                yield from self._steps(leader, durs, stage.node.body, s)
+            except TaskFailedError as exc:
+                failure = exc
+            del self.batch_size[leader]
+        del self.running[leader]
         if not s.holding:  # the worker resumes after its last step (or the exception), as a coroutine does
             yield from self._enter(s, leader, stage.node.id)
         end = env.now
         tb.add(leader, stage.node.id, K_STAGE, stage.res, self.ready_at[leader], start, end, float(len(batch)))
         for i in batch[1:]:
             tb.add(i, stage.node.id, K_BATCH, stage.res, self.ready_at[i], start, end)
-        last = k + 1 == len(self.stages)
         for i in batch:
+            pos = self.pos[i]
+            later = self.routes[i][pos + 1:]
             if failure is not None:
                 self.failed[i] = True
                 self.errors[i] = str(failure)
-                for later in self.stages[k + 1:]:
-                    later.one_less()
+                for j in later:
+                    self.stages[j].one_less()
                 self._finish(i)
-            elif last:
+            elif not later:
                 self._finish(i)
             else:
                 self.ready_at[i] = end
-                yield from self._put(self.stages[k + 1].queue, i, s)
-                self.stages[k + 1].one_less()
+                self.pos[i] = pos + 1
+                nxt = self.stages[later[0]]
+                yield from self._put(nxt, i, s, who)
+                nxt.one_less()
+        if held is not None:
+            self._unhold(stage, leader, who, *held)
+
+    def _hold(self, stage: _StageState, leader: int,
+              s: Strand, who: str) -> Generator[Any, Any, tuple[float, float] | TaskFailedError]:
+        """Take a slot of the stage's `hold` pool: (asked, got), or the pool timeout's error."""
+        env, name = self.env, stage.spec.hold
+        slots, res, timeout = self.pools[name]
+        asked = env.now
+        event = slots.request(self._item_ticket(leader) if slots.queue is not None else None)
+        if event is not None:
+            if s.holding:
+                self._leave(s)
+            self.worker_waits[who] = (f"pool:{name}", asked)
+            yield event if timeout is None else event | env.timeout(timeout)
+            del self.worker_waits[who]
+            if not event.triggered and slots.cancel(event):
+                self.trace.add(leader, stage.node.id, K_USE, res, asked, env.now, env.now)
+                return TaskFailedError(f"PoolTimeout: no slot of pool {name!r} within {timeout:g}s")
+        self.hold_holders[name].append(who)
+        return asked, env.now
+
+    def _unhold(self, stage: _StageState, leader: int, who: str, asked: float, got: float) -> None:
+        name = stage.spec.hold
+        slots, res, _ = self.pools[name]
+        self.hold_holders[name].remove(who)
+        slots.release()
+        self.trace.add(leader, stage.node.id, K_USE, res, asked, got, self.env.now)
+
+    def waits(self) -> tuple[dict[str, tuple[str, float]], dict[str, list[str]]]:
+        """The base engine's waits and holders with a batch's waits and pool slots named by the worker running
+        it, plus workers (and the feeder) waiting to put into a full queue or for a `hold` slot; a full queue
+        `queue:X` is held by stage X's workers, the only ones who can take from it."""
+        task_waits, task_holders = super().waits()
+        named = {f"task {i}": who for i, who in self.running.items()}
+        by_worker = {named.get(t, t): w for t, w in task_waits.items()}
+        by_worker.update(self.worker_waits)
+        order = [who for stage in self.stages for who in stage.workers] + ["feeder"]
+        waits = {who: by_worker.pop(who) for who in order if who in by_worker}
+        waits.update(by_worker)  # items waiting outside a stage's batch (none today), after the workers
+        holders: dict[str, list[str]] = {}
+        for res, tasks in task_holders.items():
+            holders[res] = [named.get(t, t) for t in tasks]
+        for name, workers in self.hold_holders.items():
+            if workers:
+                holders[f"pool:{name}"] = holders.get(f"pool:{name}", []) + workers
+        for res, who in list(holders.items()):
+            holders[res] = sorted(who, key=lambda w: order.index(w) if w in order else len(order))
+        for stage in self.stages:
+            if stage.queue.full():
+                holders[f"queue:{stage.node.name}"] = list(stage.workers)
+        return waits, holders
+
+    def _deadlock(self, unfinished: np.ndarray) -> DeadlockError:
+        """The base report, worded for items: who waits for what (held by whom) and the wait-for cycle."""
+        waits, holders = self.waits()
+        cycle = _find_cycle(waits, holders)
+        lines = [f"deadlock at t={self.env.now:.6g}s: {unfinished.size} of {self.sc.n_tasks} items can never "
+                 "finish"]
+        for who, (resource, since) in list(waits.items())[:10]:
+            held = holders.get(resource)
+            by = f" (held by {', '.join(held[:5])}{', ...' if len(held) > 5 else ''})" if held else ""
+            lines.append(f"  {who} waits for {resource}{by} since t={since:.6g}s")
+        if len(waits) > 10:
+            lines.append(f"  ... and {len(waits) - 10} more waiting")
+        queued = [f"queue:{st.node.name} {len(st.queue.items)}/{st.spec.queue or 'inf'}" for st in self.stages
+                  if len(st.queue.items)]
+        if queued:
+            lines.append(f"  items in queues: {', '.join(queued)}; the rest are held by the workers above or "
+                         "wait for admission")
+        if cycle:
+            lines.append("  cycle: " + " -> ".join(cycle))
+        return DeadlockError("\n".join(lines), time=self.env.now, waits=waits, holders=holders, cycle=cycle)
 
     def _capacities(self) -> dict[str, int | None]:
         caps = super()._capacities()
