@@ -18,13 +18,16 @@ import heapq
 import itertools
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import model_validator
 
 from ._model import Frozen
 
-__all__ = ["KINDS", "Policy", "Ticket", "WaitQueue", "parse_policy"]
+if TYPE_CHECKING:
+    from .scenario import Scenario
+
+__all__ = ["KINDS", "Policy", "Ticket", "Tickets", "WaitQueue", "parse_policy"]
 
 KINDS = ("fifo", "lifo", "priority", "sjf", "fair", "edf")
 
@@ -72,6 +75,29 @@ class Ticket:
 
 
 _DEFAULT = Ticket()
+
+
+class Tickets:
+    """Each task's Ticket, built the same way by the simulator and the real runner: `tickets(i, arrival)` is
+    task i's class, its class's priority, weight and expected work, and its absolute deadline (`arrival` +
+    the class's deadline, in the caller's clock; inf when the class has none)."""
+
+    __slots__ = ("task_type", "classes", "deadlines")
+
+    def __init__(self, scenario: Scenario) -> None:
+        types = scenario.workload.task_types
+        self.task_type = scenario.task_type
+        self.classes = [Ticket(cls=k, priority=t.priority, weight=t.weight, expected=p.expected)
+                        for k, (t, p) in enumerate(zip(types, scenario.programs, strict=False))] or [_DEFAULT]
+        self.deadlines = [t.deadline for t in types]
+
+    def __call__(self, i: int, arrival: float) -> Ticket:
+        t = int(self.task_type[i])
+        base = self.classes[t]
+        deadline = self.deadlines[t] if t < len(self.deadlines) else None
+        if deadline is None:
+            return base
+        return Ticket(base.cls, base.priority, base.weight, base.expected, arrival + deadline)
 
 
 class WaitQueue:

@@ -2,11 +2,15 @@
 (a ProcessPoolExecutor whose workers share real semaphores for pools, and services in shared memory).
 
 One step interpreter, `sync_steps`, serves all three; it records into whatever `add` and `log` it is given.
+With an admission policy other than FIFO, tasks reach the executor through `sched.Admission` (no more
+running than there are workers, the rest waiting in policy order); a pool with a policy is a
+`sched.PolicySemaphore` (threads of one process only).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -14,10 +18,12 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..calls import SERVE, SLEEP, StepFailedError, attempts
+from ..calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
+from ..policies import Ticket
 from ..scenario import CALL, CPU, IO, PAR, USE, Node
 from ..trace import K_ADMIT, K_CPU, K_IO, K_USE
 from .cpuwork import CpuWork, burn
+from .sched import Admission, PolicySemaphore
 from .service import RealService
 
 if TYPE_CHECKING:
@@ -48,7 +54,8 @@ def timed_burn(iterations: int) -> tuple[float, float, float]:
 class SyncCtx:
     """What the blocking interpreter needs: a clock, recorders, work, the shared semaphores and services.
 
-    `pools` maps a pool to (semaphore, timeout in model seconds or None).
+    `pools` maps a pool to (semaphore, timeout in model seconds or None); `ticket(i)` is task i's ticket for
+    the policies that order waiters (threads only).
     """
 
     now: Callable[[], float]
@@ -63,6 +70,7 @@ class SyncCtx:
     exec_res: int
     fan_out: bool
     on_step: Callable[[int, Node], None] | None = None
+    ticket: Callable[[int], Ticket] = lambda _i: Ticket()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -90,7 +98,9 @@ def sync_steps(ctx: SyncCtx, i: int, durs: list[float], steps: tuple[Node, ...])
             sem, timeout = ctx.pools[node.name]  # type: ignore[index]
             res = ctx.pool_res[node.name]  # type: ignore[index]
             asked = ctx.now()
-            if not sem.acquire(timeout=None if timeout is None else timeout * scale):
+            wait = None if timeout is None else timeout * scale
+            got = sem.acquire(ctx.ticket(i), wait) if isinstance(sem, PolicySemaphore) else sem.acquire(timeout=wait)
+            if not got:
                 now = ctx.now()
                 ctx.add(i, node.id, K_USE, res, asked, now, now)
                 raise StepFailedError(pool_timeout(node.name, timeout))  # type: ignore[arg-type]
@@ -134,9 +144,15 @@ def sync_call(ctx: SyncCtx, i: int, node: Node, durs: list[float]) -> None:
             time.sleep(seconds * scale)
             reply = None
         elif what == SERVE:
+            if svc.queue is not None:
+                reply = svc.queue.serve(now, scale, seconds, ctx.ticket(i))
+                continue
             served, answered = svc.schedule.reserve(now(), seconds)
             time.sleep(max(0.0, answered - now()) * scale)
             reply = served
+        elif what == LIMIT:
+            svc.limiter.acquire(seconds, ctx.ticket(i), now, scale)
+            reply = None
         else:
             reply = svc.batcher.serve(now, scale)
 
@@ -153,7 +169,7 @@ def _ctx_for(run: _Run, *, exec_res: int, fan_out: bool, pools: dict[str, Any],
              services: dict[str, Any]) -> SyncCtx:
     return SyncCtx(now=run.now, model_time=run.model_time, add=run.add, log=run.log_call, cpu=run.cpu,
                    scale=run.scale, pools=pools, services=services, pool_res=run.pool_res, exec_res=exec_res,
-                   fan_out=fan_out, on_step=run.on_step)
+                   fan_out=fan_out, on_step=run.on_step, ticket=run.ticket)
 
 
 def _run_task(run: _Run, ctx: SyncCtx, admit_res: int, i: int) -> None:
@@ -210,9 +226,21 @@ def _dispatch(run: _Run, submit: Callable[[int], Future[Any] | None]) -> None:
 
 
 def _shared(run: _Run, mp: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Pool semaphores (with their timeouts) and services, for threads (mp None) or for processes."""
+    """Pool semaphores (with their timeouts) and services, for threads (mp None) or for processes.
+
+    Raises:
+        ValueError: for processes, a pool (or service) whose waiters are ordered by a policy other than fifo.
+    """
     semaphore = threading.BoundedSemaphore if mp is None else mp.BoundedSemaphore
-    pools = {k: (semaphore(p.capacity), p.timeout) for k, p in run.sc.workload.pools.items()}
+    pools = {}
+    for k, p in run.sc.workload.pools.items():
+        if p.policy.kind == "fifo":
+            pools[k] = (semaphore(p.capacity), p.timeout)
+        elif mp is None:
+            pools[k] = (PolicySemaphore(p.capacity, p.policy), p.timeout)
+        else:
+            raise ValueError(f"pools.{k}.policy: the real runner orders waiters by policy under asyncio, threads "
+                             "and sequential, not between processes; validate it with threads:N")
     return pools, run.services(mp=mp)
 
 
@@ -224,6 +252,9 @@ def run_threads(run: _Run, workers: int, *, fan_out: bool) -> None:
     exec_res = tb.resource_id("gil") if fan_out and machine.gil else -1
     pools, services = _shared(run)
     ctx = _ctx_for(run, exec_res=exec_res, fan_out=fan_out, pools=pools, services=services)
+    if run.sc.workload.policy.kind != "fifo":
+        _run_admitted(run, workers, lambda i: _run_task(run, ctx, admit_res, i))
+        return
     if not fan_out:
         _dispatch(run, lambda i: _run_task(run, ctx, admit_res, i))
         return
@@ -232,6 +263,33 @@ def run_threads(run: _Run, workers: int, *, fan_out: bool) -> None:
         _dispatch(run, lambda i: ex.submit(_run_task, run, ctx, admit_res, i))
     except KeyboardInterrupt:
         ex.shutdown(wait=False, cancel_futures=True)  # stop now: queued tasks never start
+        raise
+    ex.shutdown(wait=True)
+
+
+def _run_admitted(run: _Run, workers: int, task: Callable[[int], None]) -> None:
+    """Run tasks on `workers` threads, admitted in the workload's policy order (`sched.Admission`)."""
+    ex = ThreadPoolExecutor(workers)
+    done: dict[int, Future[None]] = {}
+
+    def job(i: int) -> None:
+        try:
+            task(i)
+        finally:
+            admission.finished()  # the freed worker goes to the next task by policy, as in the simulator
+            done[i].set_result(None)
+
+    admission = Admission(workers, run.sc.workload.policy, lambda i: ex.submit(job, i))
+
+    def submit(i: int) -> Future[Any]:
+        done[i] = Future()
+        admission.arrive(i, run.ticket(i))
+        return done[i]
+
+    try:
+        _dispatch(run, submit)
+    except KeyboardInterrupt:
+        ex.shutdown(wait=False, cancel_futures=True)
         raise
     ex.shutdown(wait=True)
 
@@ -311,9 +369,44 @@ def run_processes(run: _Run, workers: int) -> None:
         return f
 
     try:
-        _dispatch(run, submit)
+        if run.sc.workload.policy.kind == "fifo":
+            _dispatch(run, submit)
+        else:
+            _dispatch_admitted(run, workers, submit)
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _dispatch_admitted(run: _Run, workers: int, submit: Callable[[int], Future[Any]]) -> None:
+    """Hand tasks to a process pool in the workload's policy order: the parent keeps the queue (no more
+    tasks in the pool than workers) and a feeder thread submits each admitted task.
+
+    The feeder submits rather than the pool's completion callback, which runs on the pool's management
+    thread (submitting from there can block on its own wake-up pipe)."""
+    feed: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    done: dict[int, Future[None]] = {}
+    admission = Admission(workers, run.sc.workload.policy, feed.put)
+
+    def ended(i: int) -> None:
+        admission.finished()
+        done[i].set_result(None)
+
+    def feeder() -> None:
+        while (i := feed.get()) is not None:
+            submit(i).add_done_callback(lambda _f, i=i: ended(i))
+
+    def arrive(i: int) -> Future[Any]:
+        done[i] = Future()
+        admission.arrive(i, run.ticket(i))
+        return done[i]
+
+    thread = threading.Thread(target=feeder, daemon=True)
+    thread.start()
+    try:
+        _dispatch(run, arrive)
+    finally:
+        feed.put(None)
+        thread.join()
 
 
 def _collect(run: _Run, admit_res: int, i: int, fut: Future[Any]) -> None:

@@ -4,7 +4,10 @@ It runs the very draws the simulator runs (a paired comparison): `io` is `asynci
 `cpu` is calibrated pure-Python work (`cpuwork`), pools and service concurrency are real semaphores,
 `parallel` is `asyncio.gather` or a thread fan-out, the asyncio limit is a real `asyncio.Semaphore` and
 offload is `loop.run_in_executor`; a service is a FIFO schedule of its server slots kept by the server side
-(`service`), which the client awaits, or an emulated dynamic batcher. A call goes through the simulator's
+(`service`), which the client awaits, or an emulated dynamic batcher. A scheduling policy other than FIFO
+is implemented as a user would (`sched`: a policy-aware semaphore, a dispatcher handing tasks to workers
+in policy order, a limiter granting tokens in policy order; `server_queue`: the server's own queue), with
+the simulator's tickets (`policies.Tickets`). A call goes through the simulator's
 own attempt loop (`calls.attempts`: limiter, server rate limit, failures, timeout, back-off) with real
 sleeps; its rate-limit buckets run in model seconds, so a rate means the same at any time scale. It records
 the same Trace and CallLog as the simulator (times in model seconds: real seconds / time_scale, from
@@ -22,13 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from ..calls import SERVE, SLEEP, StepFailedError, attempts
+from ..calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
+from ..policies import Ticket, Tickets
 from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
 from ..strategies import Asyncio, Processes, Sequential, Threads
 from ..trace import K_ADMIT, K_CPU, K_IO, K_USE, CallLog, RunOutput, TraceBuilder
 from . import _workers
 from .cpuwork import CpuWork, measure_rate
 from .pipeline import run_pipeline
+from .sched import AsyncPolicySemaphore
 from .service import RealService
 
 __all__ = ["StepHook", "run_real"]
@@ -55,6 +60,7 @@ class _Run:
         self.failed = np.zeros(n, dtype=bool)
         self.errors: dict[int, str] = {}
         self.t0 = time.perf_counter()
+        self.tickets = Tickets(scenario)
         w = scenario.workload
         self.pool_res = {k: self.tb.resource_id(f"pool:{k}") for k in w.pools}
         self.service_res = {k: self.tb.resource_id(f"service:{k}") for k in w.services}
@@ -95,6 +101,10 @@ class _Run:
     def steps(self, i: int) -> tuple[Node, ...]:
         """Task i's compiled steps."""
         return self.sc.programs[self.sc.task_type[i]].steps
+
+    def ticket(self, i: int) -> Ticket:
+        """What a scheduling policy knows of task i (as the simulator's `ticket`), from its measured arrival."""
+        return self.tickets(i, float(self.arrival[i]))
 
     def fail(self, i: int, exc: BaseException) -> None:
         """Record task i as failed with its error."""
@@ -188,9 +198,13 @@ def _run_asyncio(run: _Run, strategy: Asyncio, loop_name: str) -> None:
 class _AsyncRun:
     def __init__(self, run: _Run, strategy: Asyncio, executor: Executor | None) -> None:
         self.run = run
-        self.limit = asyncio.Semaphore(strategy.limit) if strategy.limit else None
         w = run.sc.workload
-        self.pools = {k: (asyncio.Semaphore(p.capacity), p.timeout) for k, p in w.pools.items()}
+        self.limit: Any = None
+        if strategy.limit:
+            self.limit = (AsyncPolicySemaphore(strategy.limit, w.policy) if w.policy.kind != "fifo" and w.stages is None
+                          else asyncio.Semaphore(strategy.limit))
+        self.pools = {k: (AsyncPolicySemaphore(p.capacity, p.policy) if p.policy.kind != "fifo"
+                          else asyncio.Semaphore(p.capacity), p.timeout) for k, p in w.pools.items()}
         self.services = run.services(asyncio=True)
         self.executor = executor
         self.batch_size: dict[int, int] = {}  # items a task's calls carry, when it leads a pipeline batch
@@ -209,7 +223,7 @@ class _AsyncRun:
                     run.arrival[i] = run.now()  # timers wake late: the task arrives when it is created
                 else:
                     run.arrival[i] = t
-                tasks.append(asyncio.create_task(self.task(i)))
+                tasks.append(asyncio.create_task(self.task(i, self._queue(i))))
         else:
             counter = [0, 0]
             users = min(sc.workload.arrivals.users, sc.n_tasks)  # type: ignore[union-attr]
@@ -227,12 +241,20 @@ class _AsyncRun:
             i = counter[1]
             counter[1] += 1
             run.arrival[i] = run.now()
-            await self.task(i)
+            await self.task(i, self._queue(i))
 
-    async def task(self, i: int) -> None:
+    def _queue(self, i: int) -> Any:
+        """Task i arrives: under a policy it takes its place in the admission queue now, as it arrives (its
+        coroutine first runs later, maybe after a slot was handed on); the slot request to wait for."""
+        return self.limit.request(self.run.ticket(i)) if isinstance(self.limit, AsyncPolicySemaphore) else None
+
+    async def task(self, i: int, request: Any = None) -> None:
         run = self.run
         if self.limit is not None:
-            await self.limit.acquire()
+            if isinstance(self.limit, AsyncPolicySemaphore):
+                await self.limit.wait(request)
+            else:
+                await self.limit.acquire()
             admitted = run.now()
             if admitted > run.arrival[i]:
                 run.add(i, -1, K_ADMIT, self.admit_res, run.arrival[i], admitted, admitted)
@@ -276,7 +298,7 @@ class _AsyncRun:
                 asked = run.now()
                 try:
                     async with asyncio.timeout(None if timeout is None else timeout * scale):
-                        await sem.acquire()
+                        await _acquire(sem, run, i)
                 except TimeoutError:
                     now = run.now()
                     tb.add(i, node.id, K_USE, res, asked, now, now)
@@ -312,8 +334,22 @@ class _AsyncRun:
                 await asyncio.sleep(seconds * run.scale)
                 reply = None
             elif what == SERVE:
+                if svc.queue is not None:
+                    reply = await svc.queue.serve(run.now, run.scale, seconds, run.ticket(i))
+                    continue
                 served, answered = svc.schedule.reserve(run.now(), seconds)
                 await asyncio.sleep(max(0.0, answered - run.now()) * run.scale)
                 reply = served
+            elif what == LIMIT:
+                await svc.limiter.acquire(seconds, run.ticket(i), run.now, run.scale)
+                reply = None
             else:
                 reply = await svc.batcher.serve(run.now, run.scale)
+
+
+async def _acquire(sem: Any, run: _Run, i: int) -> None:
+    """Take a slot of an asyncio semaphore, with task i's ticket when it orders its waiters by policy."""
+    if isinstance(sem, AsyncPolicySemaphore):
+        await sem.acquire(run.ticket(i))
+    else:
+        await sem.acquire()

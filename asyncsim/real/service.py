@@ -1,5 +1,6 @@
 """An emulated remote service: a FIFO queue in front of `concurrency` servers, scheduled by the server side;
-an emulated dynamic batcher; and `RealService`, what the attempt loop of a real call needs.
+an emulated dynamic batcher; and `RealService`, what the attempt loop of a real call needs (a queue with
+another policy is `server_queue`'s).
 
 A real service's queue does not wait for the client's event loop or GIL: when a request arrives, the
 server already knows when a slot frees. So a request sent at t is served at max(t, earliest free slot) and
@@ -19,7 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..calls import Buckets, buckets
-from ..services import Batching, BatchQueue, Service
+from ..services import Batching, BatchQueue, PolicyLimiter, Service
+from .sched import AsyncPolicyLimiter, ThreadPolicyLimiter
+from .server_queue import AsyncQueueServer, QueueServer
 
 __all__ = ["AsyncBatchServer", "BatchSchedule", "BatchServer", "RealService", "ServiceSchedule"]
 
@@ -232,10 +235,16 @@ class AsyncBatchServer:
 
 class RealService:
     """A service as the real runner reaches it: what `calls.attempts` needs (spec, trace codes, rate-limit
-    buckets and the lock guarding them) and the emulated server (a slot schedule or a batcher).
+    buckets and the lock guarding them) and the emulated server (a slot schedule, a policy-ordered queue or
+    a batcher), with the client limiter that orders its waiters by policy (`limiter`, when not FIFO).
 
     `mp` (a multiprocessing context) puts the buckets, the schedule and the batcher in shared memory, for
-    worker processes that inherit them at fork; `asyncio` gives the batcher driven by the event loop.
+    worker processes that inherit them at fork; `asyncio` gives the batcher, policy queue and limiter driven
+    by the event loop.
+
+    Raises:
+        ValueError: with `mp`, a service queue or client limiter with a policy other than fifo (their
+            waiters are ordered by threads of one process).
     """
 
     def __init__(self, name: str, spec: Service, codes: tuple[int, int, int], *, mp: Any = None,
@@ -255,3 +264,16 @@ class RealService:
         self.batcher: Any = None
         if spec.batching is not None:
             self.batcher = AsyncBatchServer(spec.batching) if asyncio else BatchServer(spec.batching, mp=mp)
+        queued = spec.concurrency is not None and spec.policy.kind != "fifo"
+        limited = spec.client_limit is not None and spec.client_limit.policy.kind != "fifo"
+        if mp is not None and (queued or limited):
+            where = "policy" if queued else "client_limit.policy"
+            raise ValueError(f"services.{name}.{where}: the real runner orders waiters by policy under asyncio, "
+                             "threads and sequential, not between processes; validate it with threads:N")
+        self.queue: Any = None
+        if queued:
+            self.queue = (AsyncQueueServer if asyncio else QueueServer)(spec.concurrency, spec.policy)
+        self.limiter: Any = None
+        if limited:
+            rule = PolicyLimiter(self.client, spec.client_limit.policy)  # type: ignore[arg-type,union-attr]
+            self.limiter = (AsyncPolicyLimiter if asyncio else ThreadPolicyLimiter)(rule, self.lock)

@@ -20,7 +20,7 @@ import simpy
 
 from ..calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
 from ..errors import DeadlockError, RunLimitError
-from ..policies import Ticket, WaitQueue
+from ..policies import Ticket, Tickets, WaitQueue
 from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
 from ..services import PolicyLimiter, Service, TokenBucket
 from ..spec import Machine
@@ -72,10 +72,7 @@ class _Engine:
         self.programs = [p.steps for p in scenario.programs]
         self.pools = {name: (Slots(env, p.capacity, p.policy), tb.resource_id(f"pool:{name}"), p.timeout)
                       for name, p in scenario.workload.pools.items()}
-        types = scenario.workload.task_types
-        self.class_deadline = [t.deadline for t in types]
-        self.class_ticket = [Ticket(cls=k, priority=t.priority, weight=t.weight, expected=p.expected)
-                             for k, (t, p) in enumerate(zip(types, scenario.programs, strict=False))] or [Ticket()]
+        self.tickets = Tickets(scenario)
         policy = scenario.workload.policy
         self.admission = WaitQueue(policy) if policy.kind != "fifo" else None
         # for deadlock reports: what each blocked task waits on (and since when), who holds each pool slot
@@ -177,12 +174,7 @@ class _Engine:
     def ticket(self, i: int) -> Ticket:
         """What a scheduling policy knows about task i: its class's priority, weight and expected work, and
         its absolute deadline."""
-        t = int(self.sc.task_type[i])
-        base = self.class_ticket[t]
-        deadline = self.class_deadline[t] if t < len(self.class_deadline) else None
-        if deadline is None:
-            return base
-        return Ticket(base.cls, base.priority, base.weight, base.expected, float(self.arrival[i]) + deadline)
+        return self.tickets(i, float(self.arrival[i]))
 
     def _arrive(self, i: int) -> None:
         self.arrival[i] = self.env.now
