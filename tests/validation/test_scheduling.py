@@ -79,7 +79,7 @@ CASES = [
 ]
 
 # Cases that cannot meet the bar on this machine: (case, strategy) -> (measured range, T_total bound,
-# per-class latency bound). Measured on 2 cores, CPython 3.11, idle, 5 runs each.
+# per-class latency bound). Measured on 2 cores, CPython 3.11, idle, over 6 runs.
 KNOWN_LIMITS: dict[tuple[str, str], tuple[str, float, float]] = {
     # one task at a time through a process pool: the parent learns of a completion on the pool's result
     # thread and a feeder thread submits the next task, a round trip the model's dispatch cost leaves out
