@@ -350,6 +350,9 @@ class Workload(Frozen):
                             "or stages (a pipeline)")
         if self.stages is not None:
             problems += _stage_problems(self) + pipeline_strategy_problems(self.strategy, self.stages)
+            if self.policy.kind != "fifo":
+                problems.append("policy: a pipeline admits its items in arrival order (they are all one class); "
+                                "order a stage's queue instead (stages.NAME.policy)")
         for path, step in self.walk():
             if isinstance(step, Call) and step.service not in self.services:
                 problems.append(f"{path}.call: unknown service {step.service!r} ({_known(self.services)})")

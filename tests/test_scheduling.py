@@ -202,3 +202,21 @@ def test_run_limits_stop_a_run_and_name_the_limit():
     # a run that ends within its limits is untouched by them
     short = a.Workload.from_dict({"arrivals": {"batch": 10}, "task": [{"io": 1}]})
     assert a.simulate(short, max_sim_time=5).t_total == a.simulate(short).t_total == 1.0
+
+
+def test_a_pipeline_orders_its_stage_queues_not_its_admission():
+    with pytest.raises(a.ModelError) as exc:
+        a.Workload.from_dict({"arrivals": {"batch": 2}, "stages": {"s": {"steps": [{"io": 1}]}}, "policy": "lifo"})
+    assert exc.value.problems == ["policy: a pipeline admits its items in arrival order (they are all one class); "
+                                  "order a stage's queue instead (stages.NAME.policy)"]
+
+
+def test_validate_refuses_a_policy_the_real_runner_cannot_apply_between_processes(tmp_path, capsys):
+    from asyncsim.cli import main
+
+    model = tmp_path / "m.yaml"
+    model.write_text("arrivals: {batch: 4}\ntask: [{use: {pool: p, steps: [{io: 0.01}]}}]\n"
+                     "pools: {p: {capacity: 1, policy: lifo}}\n")
+    assert main(["validate", str(model), "--strategy", "processes:2", "--time-scale", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "pools.p.policy: the real runner orders waiters by policy under asyncio, threads" in err

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
+from ..errors import ModelError
 from ..policies import Ticket
 from ..scenario import CALL, CPU, IO, PAR, USE, Node
 from ..trace import K_ADMIT, K_CPU, K_IO, K_USE
@@ -229,7 +230,7 @@ def _shared(run: _Run, mp: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Pool semaphores (with their timeouts) and services, for threads (mp None) or for processes.
 
     Raises:
-        ValueError: for processes, a pool (or service) whose waiters are ordered by a policy other than fifo.
+        ModelError: for processes, a pool (or service) whose waiters are ordered by a policy other than fifo.
     """
     semaphore = threading.BoundedSemaphore if mp is None else mp.BoundedSemaphore
     pools = {}
@@ -239,7 +240,7 @@ def _shared(run: _Run, mp: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
         elif mp is None:
             pools[k] = (PolicySemaphore(p.capacity, p.policy), p.timeout)
         else:
-            raise ValueError(f"pools.{k}.policy: the real runner orders waiters by policy under asyncio, threads "
+            raise ModelError(f"pools.{k}.policy: the real runner orders waiters by policy under asyncio, threads "
                              "and sequential, not between processes; validate it with threads:N")
     return pools, run.services(mp=mp)
 

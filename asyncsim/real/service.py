@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..calls import Buckets, buckets
+from ..errors import ModelError
 from ..services import Batching, BatchQueue, PolicyLimiter, Service
 from .sched import AsyncPolicyLimiter, ThreadPolicyLimiter
 from .server_queue import AsyncQueueServer, QueueServer
@@ -243,7 +244,7 @@ class RealService:
     by the event loop.
 
     Raises:
-        ValueError: with `mp`, a service queue or client limiter with a policy other than fifo (their
+        ModelError: with `mp`, a service queue or client limiter with a policy other than fifo (their
             waiters are ordered by threads of one process).
     """
 
@@ -268,7 +269,7 @@ class RealService:
         limited = spec.client_limit is not None and spec.client_limit.policy.kind != "fifo"
         if mp is not None and (queued or limited):
             where = "policy" if queued else "client_limit.policy"
-            raise ValueError(f"services.{name}.{where}: the real runner orders waiters by policy under asyncio, "
+            raise ModelError(f"services.{name}.{where}: the real runner orders waiters by policy under asyncio, "
                              "threads and sequential, not between processes; validate it with threads:N")
         self.queue: Any = None
         if queued:
