@@ -128,8 +128,8 @@ class Trace:
         })
 
 
-_CALL_COLUMNS = (("task", "q"), ("step", "i"), ("service", "h"), ("attempt", "h"), ("outcome", "b"),
-                 ("sent", "d"), ("end", "d"), ("tokens_in", "d"), ("tokens_out", "d"), ("size", "i"))
+_CALL_COLUMNS = (("task", "i8"), ("step", "i4"), ("service", "i2"), ("attempt", "i2"), ("outcome", "i1"),
+                 ("sent", "f8"), ("end", "f8"), ("tokens_in", "f8"), ("tokens_out", "f8"), ("size", "i4"))
 
 
 class CallLog:
@@ -137,26 +137,25 @@ class CallLog:
     sent and end times, tokens in and out, and the number of items served with it (its batch's size).
     """
 
-    __slots__ = ("_columns",)
+    __slots__ = ("_rows",)
 
     def __init__(self) -> None:
-        self._columns = {name: array(code) for name, code in _CALL_COLUMNS}
+        self._rows: list[tuple[Any, ...]] = []
 
     def add(self, task: int, step: int, service: int, attempt: int, outcome: int, sent: float, end: float,
             tokens_in: float, tokens_out: float, size: int) -> None:
         """Append one attempt."""
-        for (_, column), value in zip(self._columns.items(), (task, step, service, attempt, outcome, sent, end,
-                                                               tokens_in, tokens_out, size), strict=True):
-            column.append(value)
+        self._rows.append((task, step, service, attempt, outcome, sent, end, tokens_in, tokens_out, size))
 
     def extend(self, rows: list[tuple[Any, ...]]) -> None:
         """Append rows (tuples in `add`'s order)."""
-        for row in rows:
-            self.add(*row)
+        self._rows.extend(tuple(r) for r in rows)
 
     def build(self) -> CallTable:
         """Freeze into numpy columns."""
-        return CallTable(**{name: np.array(col) for name, col in self._columns.items()})
+        columns = list(zip(*self._rows, strict=True)) if self._rows else [()] * len(_CALL_COLUMNS)
+        return CallTable(**{name: np.array(col, dtype=code) for (name, code), col in
+                            zip(_CALL_COLUMNS, columns, strict=True)})
 
 
 @dataclass(frozen=True, eq=False)
