@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,7 +28,7 @@ from ._model import Frozen
 if TYPE_CHECKING:
     from .scenario import Scenario
 
-__all__ = ["KINDS", "Policy", "Ticket", "Tickets", "WaitQueue", "parse_policy"]
+__all__ = ["KINDS", "Policy", "QueueSchedule", "Ticket", "Tickets", "WaitQueue", "parse_policy", "served"]
 
 KINDS = ("fifo", "lifo", "priority", "sjf", "fair", "edf")
 
@@ -195,3 +196,97 @@ class WaitQueue:
                 self._heap_count -= 1
                 return True
         return False
+
+
+# ------------------------------------------------------------------------------ a server in virtual time
+
+
+class _Job:
+    __slots__ = ("id", "ticket", "remaining", "started", "slices", "end")
+
+    def __init__(self, rid: int, ticket: Ticket, seconds: float) -> None:
+        self.id = rid
+        self.ticket = ticket
+        self.remaining = seconds
+        self.started = math.nan
+        self.slices: list[tuple[float, float]] = []  # (start, end) of each stretch of service before the last
+        self.end = math.inf
+
+
+class QueueSchedule:
+    """`concurrency` servers and a queue ordered by `policy`, in virtual time (model seconds).
+
+    `submit(sent, seconds, ticket)` queues (or starts, or preempts for) a request; `advance(t)` makes every
+    completion due by `t`; `done` holds finished requests' (first start, end); `changed` the requests whose
+    state changed (started, preempted, done) since the caller last cleared it.
+    """
+
+    def __init__(self, concurrency: int, policy: Policy) -> None:
+        self.capacity = concurrency
+        self.preemptive = policy.preemptive
+        self.queue = WaitQueue(policy)
+        self.running: list[_Job] = []
+        self.jobs: dict[int, _Job] = {}
+        self.now = 0.0
+        self.next_id = 0
+        self.done: dict[int, list[tuple[float, float]]] = {}
+        self.changed: set[int] = set()
+
+    def next_event(self) -> float:
+        """When the next running request completes (inf: none runs)."""
+        return min((j.end for j in self.running), default=math.inf)
+
+    def end_of(self, rid: int) -> float | None:
+        """When request `rid` completes if nothing preempts it (None: it waits in the queue)."""
+        job = self.jobs.get(rid)
+        return None if job is None or job.end == math.inf else job.end
+
+    def advance(self, t: float) -> None:
+        """Complete every request due by model time `t` (never beyond the present: later arrivals are unknown),
+        starting queued ones in policy order as slots free."""
+        while self.running:
+            job = min(self.running, key=lambda j: j.end)
+            if job.end > t:
+                break
+            self.now = max(self.now, job.end)
+            self.running.remove(job)
+            del self.jobs[job.id]
+            self.done[job.id] = [*job.slices, (job.started, job.end)]
+            self.changed.add(job.id)
+            if len(self.queue):
+                self._start(self.queue.pop())
+        self.now = max(self.now, t)
+
+    def submit(self, sent: float, seconds: float, ticket: Ticket) -> int:
+        """Queue a request sent at `sent` needing `seconds` of service; its number."""
+        self.advance(sent)
+        job = _Job(self.next_id, ticket, seconds)
+        self.next_id += 1
+        self.jobs[job.id] = job
+        if len(self.running) < self.capacity:
+            self._start(job)
+            return job.id
+        if self.preemptive:
+            victim = max(self.running, key=lambda j: (j.ticket.priority, j.started))
+            if ticket.priority < victim.ticket.priority:
+                self.running.remove(victim)
+                victim.remaining -= self.now - victim.started
+                victim.slices.append((victim.started, self.now))
+                victim.end = math.inf
+                self.changed.add(victim.id)
+                self.queue.push(victim, victim.ticket)
+                self._start(job)
+                return job.id
+        self.queue.push(job, ticket)
+        return job.id
+
+    def _start(self, job: _Job) -> None:
+        job.started = self.now
+        job.end = self.now + job.remaining
+        self.running.append(job)
+        self.changed.add(job.id)
+
+
+def served(slices: list[tuple[float, float]]) -> float | list[tuple[float, float]]:
+    """What a server tells the attempt loop: when a request was served, or all its slices if it was preempted."""
+    return slices[0][0] if len(slices) == 1 else slices

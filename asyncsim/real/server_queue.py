@@ -17,96 +17,9 @@ import math
 import threading
 from collections.abc import Callable
 
-from ..policies import Policy, Ticket, WaitQueue
+from ..policies import Policy, QueueSchedule, Ticket, served
 
-__all__ = ["AsyncQueueServer", "QueueSchedule", "QueueServer"]
-
-
-class _Job:
-    __slots__ = ("id", "ticket", "remaining", "started", "first", "end")
-
-    def __init__(self, rid: int, ticket: Ticket, seconds: float) -> None:
-        self.id = rid
-        self.ticket = ticket
-        self.remaining = seconds
-        self.started = math.nan
-        self.first = math.nan
-        self.end = math.inf
-
-
-class QueueSchedule:
-    """`concurrency` servers and a queue ordered by `policy`, in virtual time (model seconds).
-
-    `submit(sent, seconds, ticket)` queues (or starts, or preempts for) a request; `advance(t)` makes every
-    completion due by `t`; `done` holds finished requests' (first start, end); `changed` the requests whose
-    state changed (started, preempted, done) since the caller last cleared it.
-    """
-
-    def __init__(self, concurrency: int, policy: Policy) -> None:
-        self.capacity = concurrency
-        self.preemptive = policy.preemptive
-        self.queue = WaitQueue(policy)
-        self.running: list[_Job] = []
-        self.jobs: dict[int, _Job] = {}
-        self.now = 0.0
-        self.next_id = 0
-        self.done: dict[int, tuple[float, float]] = {}
-        self.changed: set[int] = set()
-
-    def next_event(self) -> float:
-        """When the next running request completes (inf: none runs)."""
-        return min((j.end for j in self.running), default=math.inf)
-
-    def end_of(self, rid: int) -> float | None:
-        """When request `rid` completes if nothing preempts it (None: it waits in the queue)."""
-        job = self.jobs.get(rid)
-        return None if job is None or job.end == math.inf else job.end
-
-    def advance(self, t: float) -> None:
-        """Complete every request due by model time `t` (never beyond the present: later arrivals are unknown),
-        starting queued ones in policy order as slots free."""
-        while self.running:
-            job = min(self.running, key=lambda j: j.end)
-            if job.end > t:
-                break
-            self.now = max(self.now, job.end)
-            self.running.remove(job)
-            del self.jobs[job.id]
-            self.done[job.id] = (job.first, job.end)
-            self.changed.add(job.id)
-            if len(self.queue):
-                self._start(self.queue.pop())
-        self.now = max(self.now, t)
-
-    def submit(self, sent: float, seconds: float, ticket: Ticket) -> int:
-        """Queue a request sent at `sent` needing `seconds` of service; its number."""
-        self.advance(sent)
-        job = _Job(self.next_id, ticket, seconds)
-        self.next_id += 1
-        self.jobs[job.id] = job
-        if len(self.running) < self.capacity:
-            self._start(job)
-            return job.id
-        if self.preemptive:
-            victim = max(self.running, key=lambda j: (j.ticket.priority, j.started))
-            if ticket.priority < victim.ticket.priority:
-                self.running.remove(victim)
-                victim.remaining -= self.now - victim.started
-                victim.end = math.inf
-                self.changed.add(victim.id)
-                self.queue.push(victim, victim.ticket)
-                self._start(job)
-                return job.id
-        self.queue.push(job, ticket)
-        return job.id
-
-    def _start(self, job: _Job) -> None:
-        job.started = self.now
-        if math.isnan(job.first):
-            job.first = self.now
-        job.end = self.now + job.remaining
-        self.running.append(job)
-        self.changed.add(job.id)
+__all__ = ["AsyncQueueServer", "QueueServer"]
 
 
 class AsyncQueueServer:
@@ -115,19 +28,20 @@ class AsyncQueueServer:
 
     def __init__(self, concurrency: int, policy: Policy) -> None:
         self.schedule = QueueSchedule(concurrency, policy)
-        self.waiters: dict[int, asyncio.Future[tuple[float, float]]] = {}
+        self.waiters: dict[int, asyncio.Future[list[tuple[float, float]]]] = {}
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = math.inf
 
-    async def serve(self, clock: Callable[[], float], scale: float, seconds: float, ticket: Ticket) -> float:
-        """Send a request of `seconds` service now and wait for its answer; the time it was first served.
+    async def serve(self, clock: Callable[[], float], scale: float, seconds: float,
+                    ticket: Ticket) -> float | list[tuple[float, float]]:
+        """Send a request of `seconds` service now and wait for its answer: when it was served, or its slices
+        [(start, end), ...] when it was preempted (as `calls.attempts` expects).
 
         `clock` gives model seconds; `scale` real seconds per model second."""
         rid = self.schedule.submit(clock(), seconds, ticket)
         future = self.waiters[rid] = asyncio.get_running_loop().create_future()
         self._wake(clock, scale)
-        first, _ = await future
-        return first
+        return served(await future)
 
     def _wake(self, clock: Callable[[], float], scale: float) -> None:
         schedule = self.schedule
@@ -157,7 +71,8 @@ class QueueServer:
         self.lock = threading.Lock()
         self.events: dict[int, threading.Event] = {}
 
-    def serve(self, clock: Callable[[], float], scale: float, seconds: float, ticket: Ticket) -> float:
+    def serve(self, clock: Callable[[], float], scale: float, seconds: float,
+              ticket: Ticket) -> float | list[tuple[float, float]]:
         """As `AsyncQueueServer.serve`, blocking this thread."""
         schedule = self.schedule
         event = threading.Event()
@@ -174,7 +89,7 @@ class QueueServer:
                 got = schedule.done.pop(rid, None)
                 if got is not None:
                     del self.events[rid]
-                    return got[0]
+                    return served(got)
                 end = schedule.end_of(rid)
                 event.clear()
             # running: sleep until the end (or a preemption); queued: until started

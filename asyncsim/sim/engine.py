@@ -28,7 +28,7 @@ from ..strategies import Asyncio, Processes, Sequential, Threads
 from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_USE, CallLog, RunOutput, TraceBuilder
 from .cpu import Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
 from .driver import TaskDriver, run_until_empty
-from .resources import Batcher, PreemptiveServer, SimLimiter, Slots
+from .resources import Batcher, PolicyServer, SimLimiter, Slots
 
 
 class TaskFailedError(Exception):
@@ -41,7 +41,7 @@ class SimService:
     def __init__(self, name: str, spec: Service, env: simpy.Environment, tb: TraceBuilder) -> None:
         self.name = name
         self.spec = spec
-        self.preemptive = PreemptiveServer(env, spec.concurrency) if spec.policy.preemptive else None
+        self.preemptive = PolicyServer(env, spec.concurrency, spec.policy) if spec.policy.preemptive else None
         self.slots = Slots(env, spec.concurrency, spec.policy) if spec.concurrency and not self.preemptive else None
         self.batcher = Batcher(env, spec.batching) if spec.batching else None
         self.res = tb.resource_id(f"service:{name}")

@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Generator
-from typing import Any
 
 import simpy
 
-from ..policies import Policy, Ticket, WaitQueue
+from ..policies import Policy, QueueSchedule, Ticket, WaitQueue, served
 from ..services import Batching, BatchQueue, PolicyLimiter
 
-__all__ = ["Batcher", "PreemptiveServer", "SimLimiter", "Slots"]
+__all__ = ["Batcher", "PolicyServer", "SimLimiter", "Slots"]
 
 
 class Slots:
@@ -68,54 +67,43 @@ class Slots:
             self.in_use -= 1
 
 
-class PreemptiveServer:
-    """`capacity` servers with preemptive-resume priority: a request of higher priority (lower number) than
-    the lowest-priority one in service suspends it; the suspended request resumes later with the service
-    time it had left. `serve(ticket, seconds)` is an event fired when the request is done, with its first
-    start time."""
+class PolicyServer:
+    """A service queue ordered by a policy (preemptive-resume priority included) on the simulation clock: the
+    shared `policies.QueueSchedule` (the real runner's emulated server uses the same), advanced by a timer at
+    its next completion. `serve(ticket, seconds)` is an event fired when the request is done, with its start
+    time, or its (start, end) slices when it was preempted."""
 
-    __slots__ = ("env", "capacity", "running", "queue")
+    __slots__ = ("env", "schedule", "events", "_wake_at")
 
-    def __init__(self, env: simpy.Environment, capacity: int) -> None:
+    def __init__(self, env: simpy.Environment, capacity: int, policy: Policy) -> None:
         self.env = env
-        self.capacity = capacity
-        self.running: list[list[Any]] = []  # [ticket, remaining, started_at, timer generation, done event, slices]
-        self.queue = WaitQueue("priority")
+        self.schedule = QueueSchedule(capacity, policy)
+        self.events: dict[int, simpy.Event] = {}
+        self._wake_at = math.inf
 
     def serve(self, ticket: Ticket, seconds: float) -> simpy.Event:
         """Queue (or start, or preempt for) one request of `seconds` of service."""
-        job: list[Any] = [ticket, seconds, 0.0, 0, self.env.event(), []]
-        if len(self.running) < self.capacity:
-            self._start(job)
-        else:
-            victim = max(self.running, key=lambda j: (j[0].priority, j[2]))
-            if ticket.priority < victim[0].priority:
-                self.running.remove(victim)
-                victim[1] -= self.env.now - victim[2]
-                victim[5].append((victim[2], self.env.now))
-                victim[3] += 1  # its timer is stale now
-                self.queue.push(victim, victim[0])
-                self._start(job)
-            else:
-                self.queue.push(job, ticket)
-        return job[4]
+        event = self.env.event()
+        self.events[self.schedule.submit(self.env.now, seconds, ticket)] = event
+        self._settle()
+        return event
 
-    def _start(self, job: list[Any]) -> None:
-        now = self.env.now
-        job[2] = now
-        self.running.append(job)
-        generation = job[3]
-        self.env.timeout(job[1]).callbacks.append(  # type: ignore[union-attr]
-            lambda _e, job=job, generation=generation: self._finish(job, generation))
+    def _settle(self) -> None:
+        schedule = self.schedule
+        for rid in [r for r in schedule.done if r in self.events]:
+            self.events.pop(rid).succeed(served(schedule.done.pop(rid)))
+        schedule.changed.clear()
+        due = schedule.next_event()
+        if due < self._wake_at:
+            self._wake_at = due
+            self.env.timeout(due - self.env.now).callbacks.append(self._wake)  # type: ignore[union-attr]
 
-    def _finish(self, job: list[Any], generation: int) -> None:
-        if job[3] != generation:
-            return
-        self.running.remove(job)
-        slices = job[5]
-        job[4].succeed([*slices, (job[2], self.env.now)] if slices else job[2])
-        if len(self.queue):
-            self._start(self.queue.pop())
+    def _wake(self, _event: simpy.Event) -> None:
+        if self.env.now < self._wake_at:
+            return  # a timer made stale by an earlier one
+        self._wake_at = math.inf
+        self.schedule.advance(self.env.now)
+        self._settle()
 
 
 class Batcher:
