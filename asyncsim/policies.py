@@ -120,10 +120,12 @@ class WaitQueue:
             return sum(len(q) for q in self._classes.values())
         return len(self._items) if self.kind in ("fifo", "lifo") else self._heap_count
 
-    def push(self, item: Any, ticket: Ticket = _DEFAULT) -> None:
-        """Queue `item`."""
+    def push(self, item: Any, ticket: Ticket = _DEFAULT, *, first: bool = False) -> None:
+        """Queue `item`; `first` puts it ahead of the waiters it ties with (a preempted request keeps its place)."""
         kind = self.kind
-        if kind in ("fifo", "lifo"):
+        if first and kind == "fifo":
+            self._items.appendleft((item, ticket))
+        elif kind in ("fifo", "lifo"):
             self._items.append((item, ticket))
         elif kind == "fair":
             queue = self._classes.get(ticket.cls)
@@ -131,10 +133,13 @@ class WaitQueue:
                 queue = self._classes[ticket.cls] = deque()
             if not queue:
                 self._pass[ticket.cls] = max(self._pass.get(ticket.cls, 0.0), self._vtime)
-            queue.append((item, ticket))
+            if first:
+                queue.appendleft((item, ticket))
+            else:
+                queue.append((item, ticket))
         else:
             key = ticket.priority if kind == "priority" else ticket.expected if kind == "sjf" else ticket.deadline
-            heapq.heappush(self._items, (key, next(self._seq), item, ticket))
+            heapq.heappush(self._items, (key, -next(self._seq) if first else next(self._seq), item, ticket))
             self._heap_count += 1
 
     def pop(self) -> Any:
@@ -274,7 +279,7 @@ class QueueSchedule:
                 victim.slices.append((victim.started, self.now))
                 victim.end = math.inf
                 self.changed.add(victim.id)
-                self.queue.push(victim, victim.ticket)
+                self.queue.push(victim, victim.ticket, first=True)
                 self._start(job)
                 return job.id
         self.queue.push(job, ticket)

@@ -220,3 +220,23 @@ def test_validate_refuses_a_policy_the_real_runner_cannot_apply_between_processe
     assert main(["validate", str(model), "--strategy", "processes:2", "--time-scale", "1"]) == 2
     err = capsys.readouterr().err
     assert "pools.p.policy: the real runner orders waiters by policy under asyncio, threads" in err
+
+
+def test_queue_schedule_serves_in_policy_order_and_preempts_in_virtual_time():
+    from asyncsim.policies import QueueSchedule
+
+    low, high = Ticket(priority=1), Ticket(priority=0)
+    plain = QueueSchedule(1, Policy(kind="priority"))
+    jobs = [plain.submit(0.0, 1.0, low), plain.submit(0.1, 1.0, low), plain.submit(0.2, 1.0, high)]
+    plain.advance(10.0)
+    # non-preemptive: the urgent request waits for the running one, then goes before the earlier low one
+    assert [plain.done[j] for j in jobs] == [[(0.0, 1.0)], [(2.0, 3.0)], [(1.0, 2.0)]]
+
+    pre = QueueSchedule(1, Policy(kind="priority", preemptive=True))
+    jobs = [pre.submit(0.0, 1.0, low), pre.submit(0.1, 1.0, low), pre.submit(0.2, 1.0, high)]
+    assert pre.end_of(jobs[2]) == pytest.approx(1.2)
+    assert pre.end_of(jobs[0]) is None  # suspended, back in the queue with 0.8 s left
+    pre.advance(10.0)
+    assert pre.done[jobs[2]] == [(pytest.approx(0.2), pytest.approx(1.2))]
+    assert pre.done[jobs[0]] == [(0.0, pytest.approx(0.2)), (pytest.approx(1.2), pytest.approx(2.0))]
+    assert pre.done[jobs[1]] == [(pytest.approx(2.0), pytest.approx(3.0))]
