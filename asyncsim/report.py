@@ -110,6 +110,8 @@ def validation_report(rows: list[dict[str, Any]], skipped: list[dict[str, Any]],
     out = Path(out_dir)
     errs = sorted(abs(r["replay_error"]) for r in rows)
     within = sum(e <= 0.05 for e in errs)
+    whole = [r for r in rows if not (r.get("failed_replayed") or r.get("failed_measured"))]
+    whole_within = sum(abs(r["replay_error"]) <= 0.05 for r in whole)
     worst = max(rows, key=lambda r: abs(r["replay_error"])) if rows else None
     median = errs[len(errs) // 2] if errs else math.nan
     lines = [
@@ -119,8 +121,9 @@ def validation_report(rows: list[dict[str, Any]], skipped: list[dict[str, Any]],
         f"**Answer:** the replayed prediction (the scheduling model, given the CPU time each step really took) is "
         f"within 5% of the measured T_total in {within} of {len(rows)} runs (median |error| "
         f"{median * 100:.1f}%, worst {_pct(worst['replay_error']) if worst else '-'} for "
-        f"{worst['model'] + ' / ' + worst['strategy'] if worst else '-'}); the nominal prediction, which also "
-        "carries this machine's CPU speed drift, is shown beside it.",
+        f"{worst['model'] + ' / ' + worst['strategy'] if worst else '-'})"
+        + (f", and in {whole_within} of the {len(whole)} runs that lose no task" if len(whole) < len(rows) else "")
+        + "; the nominal prediction, which also carries this machine's CPU speed drift, is shown beside it.",
         "",
         f"Command: `{meta['command']}` · seed {meta.get('seed', 0)} · asyncsim {meta['asyncsim']} · "
         f"Python {meta['python']} · {meta['platform']} · {meta['cpu_count']} CPUs · {meta['created']}",
@@ -138,6 +141,15 @@ def validation_report(rows: list[dict[str, Any]], skipped: list[dict[str, Any]],
             f"{r['replayed']:.4g} s | {r['measured']:.4g} s | {_pct(r['error'])} | {_pct(r['replay_error'])}{flag} | "
             f"{_pct(r['concurrency_error'])} |"
         )
+    lossy = [r for r in rows if r.get("failed_replayed") or r.get("failed_measured")]
+    if lossy:
+        lines += ["", "Runs that lose tasks (failed after their retries, or timed out waiting for a pool): their "
+                  "T_total covers the completed tasks only, and which request wins a freed token or slot is decided "
+                  "by microseconds, so these runs are chaotic; compare how many tasks each lost:", "",
+                  "| model | strategy | tasks | failed (replayed) | failed (measured) |",
+                  "| --- | --- | ---: | ---: | ---: |"]
+        lines += [f"| {r['model']} | {r['strategy']} | {r['tasks']} | {r['failed_replayed']} | "
+                  f"{r['failed_measured']} |" for r in lossy]
     lines += ["", "## Fidelity per strategy", "",
               "| strategy | runs | median abs. replay error | worst replay error | median abs. nominal error |",
               "| --- | ---: | ---: | ---: | ---: |"]
