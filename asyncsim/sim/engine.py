@@ -498,23 +498,31 @@ class _Engine:
         holders = {f"pool:{name}": [f"task {t}" for t in tasks] for name, tasks in self.holders.items() if tasks}
         return {f"task {t}": (res, since) for t, res, since in sorted(self.blocked.values())}, holders
 
+    noun = "tasks"  # what a deadlock report counts (a pipeline's are items)
+
     def _deadlock(self, unfinished: np.ndarray) -> DeadlockError:
+        """The report: who waits for what (held by whom, since when), what else is stuck, and the cycle."""
         waits, holders = self.waits()
         cycle = _find_cycle(waits, holders)
-        lines = [f"deadlock at t={self.env.now:.6g}s: {unfinished.size} of {self.sc.n_tasks} tasks can never "
-                 "finish"]
+        lines = [f"deadlock at t={self.env.now:.6g}s: {unfinished.size} of {self.sc.n_tasks} {self.noun} can "
+                 "never finish"]
         for who, (resource, since) in list(waits.items())[:10]:
             held = holders.get(resource)
             by = f" (held by {', '.join(held[:5])}{', ...' if len(held) > 5 else ''})" if held else ""
             lines.append(f"  {who} waits for {resource}{by} since t={since:.6g}s")
         if len(waits) > 10:
-            lines.append(f"  ... and {len(waits) - 10} more waiting tasks")
-        others = unfinished.size - sum(w.startswith("task ") for w in waits)
-        if others > 0:
-            lines.append(f"  {others} more unfinished tasks wait for admission, or in a queue behind those above")
+            lines.append(f"  ... and {len(waits) - 10} more waiting")
+        lines += self._stuck_notes(unfinished, waits)
         if cycle:
             lines.append("  cycle: " + " -> ".join(cycle))
         return DeadlockError("\n".join(lines), time=self.env.now, waits=waits, holders=holders, cycle=cycle)
+
+    def _stuck_notes(self, unfinished: np.ndarray, waits: dict[str, tuple[str, float]]) -> list[str]:
+        """Lines on the unfinished work the waits above do not name."""
+        others = unfinished.size - sum(w.startswith("task ") for w in waits)
+        if others > 0:
+            return [f"  {others} more unfinished tasks wait for admission, or in a queue behind those above"]
+        return []
 
     def _capacities(self) -> dict[str, int | None]:
         caps: dict[str, int | None] = {"cores": self.machine.cores, "loop": 1, "gil": 1,

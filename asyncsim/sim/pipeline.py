@@ -27,12 +27,11 @@ import numpy as np
 import simpy
 
 from .._pipeline import batch_durations, entries, item_ticket, routes
-from ..errors import DeadlockError
 from ..policies import Policy, Ticket, WaitQueue
 from ..scenario import Node
 from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
 from .cpu import Strand, compute
-from .engine import TaskFailedError, _Engine, _find_cycle
+from .engine import TaskFailedError, _Engine
 
 __all__ = ["PipelineEngine"]
 
@@ -320,26 +319,16 @@ class PipelineEngine(_Engine):
                 holders[f"queue:{stage.node.name}"] = list(stage.workers)
         return waits, holders
 
-    def _deadlock(self, unfinished: np.ndarray) -> DeadlockError:
-        """The base report, worded for items: who waits for what (held by whom) and the wait-for cycle."""
-        waits, holders = self.waits()
-        cycle = _find_cycle(waits, holders)
-        lines = [f"deadlock at t={self.env.now:.6g}s: {unfinished.size} of {self.sc.n_tasks} items can never "
-                 "finish"]
-        for who, (resource, since) in list(waits.items())[:10]:
-            held = holders.get(resource)
-            by = f" (held by {', '.join(held[:5])}{', ...' if len(held) > 5 else ''})" if held else ""
-            lines.append(f"  {who} waits for {resource}{by} since t={since:.6g}s")
-        if len(waits) > 10:
-            lines.append(f"  ... and {len(waits) - 10} more waiting")
+    noun = "items"
+
+    def _stuck_notes(self, unfinished: np.ndarray, waits: dict[str, tuple[str, float]]) -> list[str]:
+        """How full each queue is; the rest of the items are held by the workers above or await admission."""
         queued = [f"queue:{st.node.name} {len(st.queue.items)}/{st.spec.queue or 'inf'}" for st in self.stages
                   if len(st.queue.items)]
-        if queued:
-            lines.append(f"  items in queues: {', '.join(queued)}; the rest are held by the workers above or "
-                         "wait for admission")
-        if cycle:
-            lines.append("  cycle: " + " -> ".join(cycle))
-        return DeadlockError("\n".join(lines), time=self.env.now, waits=waits, holders=holders, cycle=cycle)
+        if not queued:
+            return []
+        return [f"  items in queues: {', '.join(queued)}; the rest are held by the workers above or wait for "
+                "admission"]
 
     def _capacities(self) -> dict[str, int | None]:
         caps = super()._capacities()
