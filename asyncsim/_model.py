@@ -7,9 +7,10 @@ carry the user's own YAML path (`task[1].io.lognormal.cv`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
 
 
 class Frozen(BaseModel):
@@ -62,3 +63,61 @@ def tagged_union(variants: dict[str, type], tag_of: Any, what: str) -> Any:
 def allowed_keys(cls: type[BaseModel]) -> list[str]:
     """The keys a model file may use for `cls` (aliases where a field has one)."""
     return [f.alias or name for name, f in cls.model_fields.items()]
+
+
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+_TYPES = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string"}
+
+
+def yaml_errors(exc: ValidationError, owner: Callable[[tuple[Any, ...]], type[BaseModel]]) -> list[str]:
+    """One `yaml.path: problem` line per pydantic error; `owner(loc)` names the model class a YAML location
+    stands for (to list the keys it allows)."""
+    lines: list[str] = []
+    errors = exc.errors()
+    for err in errors:
+        loc = err["loc"]
+        if err["type"] == "too_short" and any(e["loc"][: len(loc)] == loc and e is not err for e in errors):
+            continue  # pydantic adds "too short" after dropping the invalid items; the items' errors say it
+        if err["type"] == "references":
+            lines.extend(err["ctx"]["problems"])
+            continue
+        path = _path(err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{path}: unknown key (allowed: {', '.join(allowed_keys(owner(err['loc'][:-1])))})")
+        else:
+            lines.append(f"{path or '(top level)'}: {_message(err)}")
+    return lines
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    parts: list[Any] = []
+    for item in loc:
+        if parts and item == parts[-1]:  # a union tag followed by the field of the same name
+            continue
+        parts.append(item)
+    if parts and parts[-1] == "constant":  # `cpu: -1` is reported at `cpu`
+        parts.pop()
+    text = ""
+    for item in parts:
+        text += f"[{item}]" if isinstance(item, int) else (f".{item}" if text else str(item))
+    return text
+
+
+def _message(err: Any) -> str:
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind in _BOUNDS:
+        bound = next(iter(ctx.values()))
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        return f"must be {_BOUNDS[kind]} {bound} (got {value!r})"
+    if kind == "missing":
+        return "is required"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length', 1)} item(s)"
+    for name, what in _TYPES.items():
+        if kind.startswith(name + "_") or kind == name + "_type":
+            return f"must be {what} (got {value!r})"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if kind.startswith("invalid_") or kind in ("model_type", "dict_type", "list_type", "tuple_type"):
+        return f"{msg} (got {value!r})"
+    return msg

@@ -15,7 +15,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from ._model import Frozen, allowed_keys, single_key, tagged_union, unwrap
+from ._model import Frozen, single_key, tagged_union, unwrap, yaml_errors
 from .dists import _FAMILIES, Constant, Dist, _read_numbers
 from .errors import ModelError
 from .policies import Policy
@@ -496,28 +496,9 @@ def _known(names: dict[str, Any]) -> str:
     return "known: " + ", ".join(sorted(names)) if names else "none are defined"
 
 
-_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
-_TYPES = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string"}
-
-
 def format_errors(exc: ValidationError) -> list[str]:
-    """One `yaml.path: problem` line per pydantic error."""
-    lines: list[str] = []
-    errors = exc.errors()
-    for err in errors:
-        loc = err["loc"]
-        if err["type"] == "too_short" and any(e["loc"][: len(loc)] == loc and e is not err for e in errors):
-            continue  # pydantic adds "too short" after dropping the invalid items; the items' errors say it
-        if err["type"] == "references":
-            lines.extend(err["ctx"]["problems"])
-            continue
-        path = _path(err["loc"])
-        if err["type"] == "extra_forbidden":
-            owner = _owner(err["loc"][:-1])
-            lines.append(f"{path}: unknown key (allowed: {', '.join(allowed_keys(owner))})")
-        else:
-            lines.append(f"{path or '(top level)'}: {_message(err)}")
-    return lines
+    """One `yaml.path: problem` line per pydantic error in a model file."""
+    return yaml_errors(exc, _owner)
 
 
 def _owner(loc: tuple[Any, ...]) -> type[Frozen]:
@@ -533,40 +514,6 @@ def _owner(loc: tuple[Any, ...]) -> type[Frozen]:
         if item in owners:
             return owners[item]
     return Workload
-
-
-def _path(loc: tuple[Any, ...]) -> str:
-    parts: list[Any] = []
-    for item in loc:
-        if parts and item == parts[-1]:  # a union tag followed by the field of the same name
-            continue
-        parts.append(item)
-    if parts and parts[-1] == "constant":  # `cpu: -1` is reported at `cpu`
-        parts.pop()
-    text = ""
-    for item in parts:
-        text += f"[{item}]" if isinstance(item, int) else (f".{item}" if text else str(item))
-    return text
-
-
-def _message(err: Any) -> str:
-    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    if kind in _BOUNDS:
-        bound = next(iter(ctx.values()))
-        if isinstance(bound, float) and bound.is_integer():
-            bound = int(bound)
-        return f"must be {_BOUNDS[kind]} {bound} (got {value!r})"
-    if kind == "missing":
-        return "is required"
-    if kind == "too_short":
-        return f"needs at least {ctx.get('min_length', 1)} item(s)"
-    for name, what in _TYPES.items():
-        if kind.startswith(name + "_") or kind == name + "_type":
-            return f"must be {what} (got {value!r})"
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if kind.startswith("invalid_") or kind in ("model_type", "dict_type", "list_type", "tuple_type"):
-        return f"{msg} (got {value!r})"
-    return msg
 
 
 __all__ += ["Arrivals", "format_errors"]
