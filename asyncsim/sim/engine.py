@@ -22,42 +22,16 @@ from ..calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
 from ..errors import DeadlockError, RunLimitError
 from ..policies import Ticket, Tickets, WaitQueue
 from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
-from ..services import PolicyLimiter, Service, TokenBucket
 from ..spec import Machine
 from ..strategies import Asyncio, Processes, Sequential, Threads
 from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_USE, CallLog, RunOutput, TraceBuilder
 from .cpu import Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
 from .driver import TaskDriver, run_until_empty
-from .resources import Batcher, PolicyServer, SimLimiter, Slots
+from .resources import SimService, Slots
 
 
 class TaskFailedError(Exception):
     """A step failed (a call out of retries, a pool timeout): the task stops and counts as failed."""
-
-
-class SimService:
-    """A service on the simulation clock: its slots or batcher, its rate-limit buckets, its trace codes."""
-
-    def __init__(self, name: str, spec: Service, env: simpy.Environment, tb: TraceBuilder) -> None:
-        self.name = name
-        self.spec = spec
-        self.preemptive = PolicyServer(env, spec.concurrency, spec.policy) if spec.policy.preemptive else None
-        self.slots = Slots(env, spec.concurrency, spec.policy) if spec.concurrency and not self.preemptive else None
-        self.batcher = Batcher(env, spec.batching) if spec.batching else None
-        self.res = tb.resource_id(f"service:{name}")
-        self.server = _buckets(spec.rate_limit)
-        self.client = _buckets(spec.client_limit)
-        self.limiter = (SimLimiter(env, PolicyLimiter(self.client, spec.client_limit.policy))  # type: ignore[arg-type]
-                        if spec.client_limit is not None and spec.client_limit.policy.kind != "fifo" else None)
-        self.limiter_res = tb.resource_id(f"limiter:{name}") if spec.client_limit else -1
-        self.backoff_res = tb.resource_id(f"backoff:{name}") if spec.attempts > 1 else -1
-
-
-def _buckets(limit: Any) -> tuple[TokenBucket | None, TokenBucket | None] | None:
-    if limit is None:
-        return None
-    req, tok = limit.buckets()
-    return (TokenBucket(*req) if req else None, TokenBucket(*tok) if tok else None)
 
 
 class _Engine:

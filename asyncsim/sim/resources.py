@@ -13,10 +13,12 @@ from collections.abc import Generator
 
 import simpy
 
+from ..calls import buckets
 from ..policies import Policy, QueueSchedule, Ticket, WaitQueue, served
-from ..services import Batching, BatchQueue, PolicyLimiter
+from ..services import Batching, BatchQueue, PolicyLimiter, Service
+from ..trace import TraceBuilder
 
-__all__ = ["Batcher", "PolicyServer", "SimLimiter", "Slots"]
+__all__ = ["Batcher", "PolicyServer", "SimLimiter", "SimService", "Slots"]
 
 
 class Slots:
@@ -185,3 +187,21 @@ class SimLimiter:
             return  # a timer made stale by an earlier one (which has fired and rescheduled what was needed)
         self._wake_at = math.inf
         self._check()
+
+
+class SimService:
+    """A service on the simulation clock: its slots or batcher, its rate-limit buckets, its trace codes."""
+
+    def __init__(self, name: str, spec: Service, env: simpy.Environment, tb: TraceBuilder) -> None:
+        self.name = name
+        self.spec = spec
+        self.preemptive = PolicyServer(env, spec.concurrency, spec.policy) if spec.policy.preemptive else None
+        self.slots = Slots(env, spec.concurrency, spec.policy) if spec.concurrency and not self.preemptive else None
+        self.batcher = Batcher(env, spec.batching) if spec.batching else None
+        self.res = tb.resource_id(f"service:{name}")
+        self.server = buckets(spec.rate_limit)
+        self.client = buckets(spec.client_limit)
+        self.limiter = (SimLimiter(env, PolicyLimiter(self.client, spec.client_limit.policy))  # type: ignore[arg-type]
+                        if spec.client_limit is not None and spec.client_limit.policy.kind != "fifo" else None)
+        self.limiter_res = tb.resource_id(f"limiter:{name}") if spec.client_limit else -1
+        self.backoff_res = tb.resource_id(f"backoff:{name}") if spec.attempts > 1 else -1
