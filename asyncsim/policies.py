@@ -144,15 +144,11 @@ class WaitQueue:
 
     def pop(self) -> Any:
         """The next item to serve (IndexError when empty)."""
-        return self.pop_ticket()[0]
-
-    def pop_ticket(self) -> tuple[Any, Ticket]:
-        """The next item to serve and its ticket."""
         kind = self.kind
         if kind == "fifo":
-            return self._items.popleft()
+            return self._items.popleft()[0]
         if kind == "lifo":
-            return self._items.pop()
+            return self._items.pop()[0]
         if kind == "fair":
             ready = [c for c, q in self._classes.items() if q]
             if not ready:
@@ -161,10 +157,10 @@ class WaitQueue:
             item, ticket = self._classes[cls].popleft()
             self._vtime = self._pass[cls]
             self._pass[cls] += 1.0 / ticket.weight
-            return item, ticket
-        _, _, item, ticket = heapq.heappop(self._items)
+            return item
+        item = heapq.heappop(self._items)[2]
         self._heap_count -= 1
-        return item, ticket
+        return item
 
     def peek(self) -> tuple[Any, Ticket]:
         """The item `pop` would return next, and its ticket, without removing it."""

@@ -147,10 +147,6 @@ class CallLog:
         """Append one attempt."""
         self._rows.append((task, step, service, attempt, outcome, sent, end, tokens_in, tokens_out, size))
 
-    def extend(self, rows: list[tuple[Any, ...]]) -> None:
-        """Append rows (tuples in `add`'s order)."""
-        self._rows.extend(tuple(r) for r in rows)
-
     def build(self) -> CallTable:
         """Freeze into numpy columns."""
         columns = list(zip(*self._rows, strict=True)) if self._rows else [()] * len(_CALL_COLUMNS)
