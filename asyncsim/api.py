@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import Result, compute_result
+from .metrics import Pricing, Result, compute_result
 from .scenario import Scenario, build_scenario
 from .sim import run_scenario
 from .spec import Machine, Workload
@@ -42,8 +42,19 @@ def result_of(scenario: Scenario, out: RunOutput) -> Result:
         model=scenario.workload.name, strategy=str(scenario.strategy), seed=scenario.seed,
         capacities=out.capacities, parallel_types=np.array([p.has_parallel for p in scenario.programs]),
         type_names=tuple(p.name for p in scenario.programs), events=out.events, calls=out.calls,
-        deadlines=tuple(t.deadline for t in scenario.workload.task_types),
+        deadlines=tuple(t.deadline for t in scenario.workload.task_types), pricing=pricing(scenario.workload),
     )
+
+
+def pricing(workload: Workload) -> Pricing | None:
+    """The prices a workload carries (None when it has none): services' usage, and priced capacity."""
+    priced = [(f"service {k}", s.instances, s.price) for k, s in workload.services.items() if s.price is not None]
+    priced += [(f"pool {k}", p.capacity, p.price) for k, p in workload.pools.items()]
+    priced += [(f"stage {k}", st.workers, st.price) for k, st in (workload.stages or {}).items()]
+    result = Pricing(services={k: s.price for k, s in workload.services.items() if s.price is not None},
+                     capacity=tuple((what, slots or 0, price.per_second) for what, slots, price in priced
+                                    if price is not None and price.per_second))
+    return result or None
 
 
 def replication_seeds(seed: int, replications: int) -> list[int]:

@@ -1,16 +1,23 @@
 """Metrics as pure functions of a trace and its task table — one definition for simulated and real runs.
 
 Definitions (also in the README):
-* `t_total` = last completion − first arrival; `throughput` = completed / t_total.
-* latency of a task = completion − arrival; percentiles use linear interpolation.
-* in flight = tasks arrived and not finished; its mean is time-weighted over [first arrival, last
-  completion], which equals Σ latency / t_total; its peak counts departures before arrivals at ties.
+* `t_total` = last task to finish (completed or failed) − first arrival; `throughput` = tasks finished
+  (completed or failed) / t_total; `goodput` = tasks completed / t_total — the rate of useful work, which is
+  what rankings and plans compare; `failed_fraction` = failed / tasks.
+* latency of a task = completion − arrival, over completed tasks; percentiles use linear interpolation.
+* in flight = tasks arrived and not finished (a task that fails is in flight until it fails); its mean is
+  time-weighted over [first arrival, last finish], which equals Σ (finish − arrival) / t_total over the
+  finished tasks (Little's law with `throughput`); its peak counts departures before arrivals at ties.
 * every moment of a task is in one state: computing (CPU on a thread), waiting (I/O, a service, a
   dispatch), throttled (waiting for rate-limit tokens, or backing off before a retry) or queued (for
   admission, the loop, the GIL, a core, an executor, a pool, a service slot or batch, a pipeline stage);
   with parallel branches the task's state is the first of computing > waiting > throttled > queued that any
   branch is in. `time_split` is the mean seconds per task in each state (they add up to the mean latency), and
-  `concurrency.*_mean` are the same totals divided by t_total (they add up to the mean in flight).
+  `concurrency.*_mean` are the totals over the finished tasks divided by t_total (they add up to the mean in
+  flight).
+* `cost` (models with prices, `services.Price`): usage (tokens and requests of attempts the server accepted)
+  plus capacity (priced slots, instances and workers × T_total); `wasted` is the usage of accepted attempts
+  that failed. Per service and per class too (a class pays for its own calls).
 * a resource's `mean_wait` is the mean seconds per task spent queueing for it, `mean_queue` the
   time-averaged number queueing, `mean_busy` the time-averaged number of busy slots, `utilization` =
   mean_busy / capacity (null when unbounded).
@@ -24,14 +31,48 @@ from typing import Any
 
 import numpy as np
 
-from .services import OK, OUTCOMES, SERVER_ERROR, TIMEOUT
+from .services import OK, OUTCOMES, SERVER_ERROR, TIMEOUT, Price
 from .trace import K_ADMIT, K_BATCH, K_CALL, K_CPU, K_IO, K_RESUME, K_STAGE, K_THROTTLE, K_USE, CallTable, Trace
 
-__all__ = ["STATES", "Result", "compute_result", "service_metrics", "state_segments"]
+__all__ = ["METRICS", "STATES", "Pricing", "Result", "compute_result", "flat_metrics", "service_metrics",
+           "state_segments"]
 
 COMPUTING, WAITING, QUEUED, THROTTLED = 0, 1, 2, 3
 STATES = ("computing", "waiting", "queued", "throttled")
 _PRIORITY = (COMPUTING, WAITING, THROTTLED, QUEUED)  # a task in several states at once (branches) is in the first
+
+
+# The scalar metrics every run has, by the names sweeps, SLOs and tables use. The service totals sum over
+# every service (0 without services); cost is 0 in a model without prices.
+METRICS = (
+    "t_total", "throughput", "goodput", "tasks", "completed", "failed", "failed_fraction",
+    "latency_mean", "latency_p50", "latency_p95", "latency_p99", "latency_max",
+    "concurrency_mean", "concurrency_peak", *(f"concurrency_{s}_mean" for s in STATES),
+    "time_split_task", "time_split_wait", "time_split_queue", "time_split_throttled",
+    "requests", "rate_limited", "retries", "tokens", "tokens_wasted", "cost", "cost_wasted",
+)
+_SERVICE_TOTALS = ("requests", "rate_limited", "retries", "tokens", "tokens_wasted")
+_CLASS_KEYS = ("tasks", "completed", "failed", "t_total", "throughput", "goodput", "deadline_missed", "cost")
+
+
+def flat_metrics(d: dict[str, Any]) -> dict[str, float]:
+    """The scalar metrics of a `Result.to_dict()` object by flat name: `METRICS`, then per class
+    `CLASS.completed`, `CLASS.failed`, `CLASS.p99` (and the other latency figures), `CLASS.deadline_missed`,
+    `CLASS.cost`."""
+    out: dict[str, float] = {}
+    for key in ("t_total", "throughput", "goodput", "tasks", "completed", "failed", "failed_fraction"):
+        out[key] = d[key]
+    for group in ("latency", "concurrency", "time_split"):
+        out.update({f"{group}_{k}": v for k, v in d[group].items()})
+    services = d.get("services", {})
+    for key in _SERVICE_TOTALS:
+        out[key] = float(sum(entry.get(key, 0.0) for entry in services.values()))
+    cost = d.get("cost", {})
+    out["cost"], out["cost_wasted"] = cost.get("total", 0.0), cost.get("wasted", 0.0)
+    for name, entry in d.get("classes", {}).items():
+        out.update({f"{name}.{k}": entry[k] for k in _CLASS_KEYS if k in entry})
+        out.update({f"{name}.{k}": v for k, v in entry["latency"].items()})
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,6 +87,7 @@ class Result:
     failed: int
     t_total: float
     throughput: float
+    goodput: float
     latency: dict[str, float]
     concurrency: dict[str, float]
     time_split: dict[str, float]
@@ -61,6 +103,17 @@ class Result:
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     classes: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: CallTable | None = field(repr=False, default=None)
+    cost: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def lost(self) -> int:
+        """Tasks that did not complete (failed, or unfinished when a run was interrupted)."""
+        return self.tasks - self.completed
+
+    def metrics(self) -> dict[str, float]:
+        """Every scalar metric by the name SLOs, sweeps and tables use (`t_total`, `goodput`, `latency_p99`,
+        `rate_limited`, `cost`, `CLASS.p99`, ...); see `METRICS` for the names every run has."""
+        return flat_metrics(self.to_dict())
 
     @property
     def bottleneck(self) -> str | None:
@@ -74,13 +127,16 @@ class Result:
         out = {
             "model": self.model, "strategy": self.strategy, "seed": self.seed,
             "tasks": self.tasks, "completed": self.completed, "failed": self.failed,
-            "t_total": self.t_total, "throughput": self.throughput,
+            "failed_fraction": self.failed / self.tasks if self.tasks else 0.0,
+            "t_total": self.t_total, "throughput": self.throughput, "goodput": self.goodput,
             "latency": dict(self.latency), "concurrency": dict(self.concurrency),
             "time_split": dict(self.time_split),
             "resources": {k: dict(v) for k, v in self.resources.items()},
         }
         if self.services:
             out["services"] = {k: dict(v) for k, v in self.services.items()}
+        if self.cost:
+            out["cost"] = dict(self.cost)
         if self.classes:
             out["classes"] = {k: {m: dict(x) if isinstance(x, dict) else x for m, x in v.items()}
                               for k, v in self.classes.items()}
@@ -257,61 +313,66 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
                    failed: np.ndarray, *, model: str, strategy: str, seed: int | None,
                    capacities: dict[str, int | None], parallel_types: np.ndarray,
                    type_names: tuple[str, ...] = (), events: int = 0, calls: CallTable | None = None,
-                   deadlines: tuple[float | None, ...] = ()) -> Result:
+                   deadlines: tuple[float | None, ...] = (), pricing: Pricing | None = None) -> Result:
     """Compute every metric of a run from its trace and task table.
 
     Per-class figures are given when there is more than one task type or a type has a deadline
     (`deadlines[t]`, seconds after arrival). `capacities` gives each resource's slot count (None when
     unbounded); `parallel_types[t]` says whether tasks of type t have parallel branches (their states need
-    the priority sweep).
+    the priority sweep); `pricing` gives `cost`.
     """
     n = int(arrival.size)
-    ok = ~np.isnan(done) & ~failed
+    finished = ~np.isnan(done)
+    ok = finished & ~failed
     completed = int(ok.sum())
     t_first = float(np.nanmin(arrival)) if n else 0.0
-    t_total = float(np.nanmax(done) - t_first) if completed else 0.0
+    t_total = float(np.nanmax(done) - t_first) if finished.any() else 0.0
     latency = (done - arrival)[ok]
     span = t_total if t_total > 0 else math.nan
     # first, while nothing else is held: on a multi-million-record trace its temporaries weigh the most
     resources = _resources(trace, arrival, done, capacities, span, max(n, 1))
     peak = _peak_in_flight(arrival, done)
     split = _task_split(trace, n, _overlapping(parallel_types, task_type))
-    per_task = split[:, ok]
-    concurrency: dict[str, float] = {"mean": float(latency.sum() / span) if completed else 0.0, "peak": peak}
+    in_flight = float((done - arrival)[finished].sum() / span) if finished.any() and span == span else 0.0
+    concurrency: dict[str, float] = {"mean": in_flight, "peak": peak}
     for code, name in enumerate(STATES):
-        concurrency[f"{name}_mean"] = float(per_task[code].sum() / span) if completed else 0.0
+        concurrency[f"{name}_mean"] = float(split[code, finished].sum() / span) if in_flight else 0.0
     time_split = {
-        name: float(per_task[code].mean()) if completed else 0.0
+        name: float(split[code, ok].mean()) if completed else 0.0
         for code, name in zip((COMPUTING, WAITING, QUEUED, THROTTLED), ("task", "wait", "queue", "throttled"),
                               strict=True)
     }
+    services = service_metrics(calls, trace.resources, pricing) if calls is not None else {}
+    classes = (_class_metrics(arrival, done, task_type, failed, type_names, deadlines)
+               if len(type_names) > 1 or any(d is not None for d in deadlines) else {})
+    cost = _costs(pricing, services, calls, trace.resources, task_type, type_names, classes, t_total) if pricing else {}
     return Result(
         model=model, strategy=strategy, seed=seed, tasks=n, completed=completed,
-        failed=int(failed.sum()), t_total=t_total, throughput=completed / span if completed else 0.0,
+        failed=int(failed.sum()), t_total=t_total, throughput=int(finished.sum()) / span if span == span else 0.0,
+        goodput=completed / span if span == span else 0.0,
         latency=_percentiles(latency), concurrency=concurrency, time_split=time_split,
         resources=resources,
         trace=trace, arrival=arrival, done=done, task_type=task_type, type_names=type_names,
-        parallel_types=parallel_types, events=events,
-        services=service_metrics(calls, trace.resources) if calls is not None else {}, calls=calls,
-        stages=_stage_metrics(trace, resources, span),
-        classes=_class_metrics(arrival, done, task_type, failed, type_names, deadlines)
-        if len(type_names) > 1 or any(d is not None for d in deadlines) else {},
+        parallel_types=parallel_types, events=events, services=services, calls=calls,
+        stages=_stage_metrics(trace, resources, span), classes=classes, cost=cost,
     )
 
 
 def _class_metrics(arrival: np.ndarray, done: np.ndarray, task_type: np.ndarray, failed: np.ndarray,
                    names: tuple[str, ...], deadlines: tuple[float | None, ...]) -> dict[str, dict[str, Any]]:
-    """Per task class: tasks, completed, failed, its own T_total (first arrival to last completion of the
-    class) and throughput, latency percentiles, and deadlines missed (late, failed or unfinished)."""
+    """Per task class: tasks, completed, failed, its own T_total (first arrival to last finish of the class),
+    throughput and goodput, latency percentiles, and deadlines missed (late, failed or unfinished)."""
     out: dict[str, dict[str, Any]] = {}
     for t, name in enumerate(names):
         mine = task_type == t
-        ok = mine & ~np.isnan(done) & ~failed
+        ended = mine & ~np.isnan(done)
+        ok = ended & ~failed
         latency = (done - arrival)[ok]
-        span = float(np.max(done[ok]) - np.min(arrival[mine])) if ok.any() else 0.0
+        span = float(np.max(done[ended]) - np.min(arrival[mine])) if ended.any() else 0.0
         entry: dict[str, Any] = {
             "tasks": int(mine.sum()), "completed": int(ok.sum()), "failed": int((mine & failed).sum()),
-            "t_total": span, "throughput": int(ok.sum()) / span if span > 0 else 0.0,
+            "t_total": span, "throughput": int(ended.sum()) / span if span > 0 else 0.0,
+            "goodput": int(ok.sum()) / span if span > 0 else 0.0,
             "latency": _percentiles(latency),
         }
         deadline = deadlines[t] if t < len(deadlines) else None
@@ -320,6 +381,47 @@ def _class_metrics(arrival: np.ndarray, done: np.ndarray, task_type: np.ndarray,
             entry["deadline_missed"] = int(mine.sum() - (latency <= deadline + 1e-12).sum())
         out[name] = entry
     return out
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """A model's prices: `services` by name, and `capacity` as (what, slots, price per slot-second) rows."""
+
+    services: dict[str, Price] = field(default_factory=dict)
+    capacity: tuple[tuple[str, int, float], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.services or self.capacity)
+
+
+def _usage_cost(price: Price, tokens_in: np.ndarray, tokens_out: np.ndarray) -> np.ndarray:
+    """The cost of each accepted attempt."""
+    return (tokens_in * price.input_per_1m + tokens_out * price.output_per_1m) / 1e6 + price.per_request
+
+
+def _costs(pricing: Pricing, services: dict[str, dict[str, float]], calls: CallTable | None,
+           resources: tuple[str, ...], task_type: np.ndarray, names: tuple[str, ...],
+           classes: dict[str, dict[str, Any]], t_total: float) -> dict[str, float]:
+    """The run's cost split into usage, capacity and wasted usage; adds `cost` to each class it can."""
+    usage = sum(entry.get("cost", 0.0) for entry in services.values())
+    wasted = sum(entry.get("cost_wasted", 0.0) for entry in services.values())
+    capacity = sum(slots * per_second * t_total for _, slots, per_second in pricing.capacity)
+    if classes and calls is not None and len(calls):
+        per_task = np.zeros(task_type.size)
+        accepted = _accepted(calls.outcome)
+        for rid, resource in enumerate(resources):
+            price = pricing.services.get(resource.removeprefix("service:")) if resource.startswith("service:") else None
+            mine = accepted & (calls.service == rid)
+            if price is not None and price.usage and mine.any():
+                np.add.at(per_task, calls.task[mine], _usage_cost(price, calls.tokens_in[mine], calls.tokens_out[mine]))
+        for t, name in enumerate(names):
+            classes[name]["cost"] = float(per_task[task_type == t].sum())
+    return {"total": usage + capacity, "usage": usage, "capacity": capacity, "wasted": wasted}
+
+
+def _accepted(outcome: np.ndarray) -> np.ndarray:
+    """Attempts the server accepted (so spent quota and tokens): OK, or a 5xx or timeout after acceptance."""
+    return (outcome == OK) | (outcome == SERVER_ERROR) | (outcome == TIMEOUT)
 
 
 def _stage_metrics(trace: Trace, resources: dict[str, dict[str, float | None]],
@@ -343,32 +445,38 @@ def _stage_metrics(trace: Trace, resources: dict[str, dict[str, float | None]],
     return out
 
 
-def service_metrics(calls: CallTable, resources: tuple[str, ...]) -> dict[str, dict[str, float]]:
+def service_metrics(calls: CallTable, resources: tuple[str, ...],
+                    pricing: Pricing | None = None) -> dict[str, dict[str, float]]:
     """Per service: calls, requests (attempts) by outcome, retries, failed calls, tokens used and wasted on
-    failed attempts the server accepted, and batch sizes (per batch: a request served in a batch of k is
-    1/k of it)."""
+    failed attempts the server accepted, batch sizes (per batch: a request served in a batch of k is 1/k of
+    it), and with `pricing` the `cost` of its accepted attempts and the `cost_wasted` of those that failed."""
     out: dict[str, dict[str, float]] = {}
-    accepted_failure = (calls.outcome == SERVER_ERROR) | (calls.outcome == TIMEOUT)
-    accepted = (calls.outcome == OK) | accepted_failure
+    accepted = _accepted(calls.outcome)
+    accepted_failure = accepted & (calls.outcome != OK)
     tokens = calls.tokens_in + calls.tokens_out
     for rid in np.unique(calls.service):
         mine = calls.service == rid
+        name = resources[rid].removeprefix("service:")
         outcome = calls.outcome[mine]
         n_calls = int((calls.attempt[mine] == 0).sum())
         entry: dict[str, float] = {"calls": n_calls, "requests": int(mine.sum())}
-        for code, name in enumerate(OUTCOMES):
-            entry[name] = int((outcome == code).sum())
+        for code, label in enumerate(OUTCOMES):
+            entry[label] = int((outcome == code).sum())
         entry["retries"] = entry["requests"] - n_calls
         entry["failed"] = n_calls - entry["ok"]
         entry["tokens"] = float(tokens[mine & accepted].sum())
         entry["tokens_wasted"] = float(tokens[mine & accepted_failure].sum())
+        price = pricing.services.get(name) if pricing else None
+        if price is not None and price.usage:
+            for key, rows in (("cost", mine & accepted), ("cost_wasted", mine & accepted_failure)):
+                entry[key] = float(_usage_cost(price, calls.tokens_in[rows], calls.tokens_out[rows]).sum())
         sizes = calls.size[mine & accepted].astype(float)
         if sizes.size and sizes.max() > 1:
             batches = float((1 / sizes).sum())
             entry["batches"] = batches
             entry["batch_size_mean"] = float(sizes.size / batches)
             entry["batch_size_max"] = int(sizes.max())
-        out[resources[rid].removeprefix("service:")] = entry
+        out[name] = entry
     return dict(sorted(out.items()))
 
 

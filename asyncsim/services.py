@@ -25,7 +25,7 @@ from .dists import Constant, Dist
 from .policies import Policy
 
 __all__ = [
-    "ATTEMPT_FIELDS", "BatchQueue", "Batching", "Failures", "OUTCOMES", "PolicyLimiter", "RateLimit", "Retry",
+    "ATTEMPT_FIELDS", "BatchQueue", "Batching", "Failures", "OUTCOMES", "PolicyLimiter", "Price", "RateLimit", "Retry",
     "Service", "TokenBucket",
     "Tokens", "attempt_outcome", "backoff_s", "call_width",
 ]
@@ -141,6 +141,27 @@ class Batching(Frozen):
         return self.fixed + self.per_item * size
 
 
+class Price(Frozen):
+    """What a service, a pool or a stage costs, in one currency throughout a model (dollars in the shipped ones).
+
+    Usage is billed per request the server accepted (an OK, or a 5xx/timeout after it accepted: the quota and
+    the tokens are spent; a 429 or a rejected request costs nothing): `input_per_1m` and `output_per_1m` per
+    million tokens, `per_request` per request. Capacity is billed whether used or not: `per_second` per slot,
+    instance or worker for the run's T_total (a self-hosted server's `concurrency` or batching `instances`, a
+    pool's `capacity`, a stage's `workers`).
+    """
+
+    input_per_1m: float = Field(0.0, ge=0)
+    output_per_1m: float = Field(0.0, ge=0)
+    per_request: float = Field(0.0, ge=0)
+    per_second: float = Field(0.0, ge=0)
+
+    @property
+    def usage(self) -> bool:
+        """Whether requests themselves cost something."""
+        return bool(self.input_per_1m or self.output_per_1m or self.per_request)
+
+
 class Service(Frozen):
     """A shared external service reached by `call`.
 
@@ -149,7 +170,8 @@ class Service(Frozen):
     `concurrency` caps requests served at once (FIFO queue); `rate_limit` is enforced by the server (429 with
     retry-after); `client_limit` is a limiter the client waits on. `timeout` is the client's: an attempt
     slower than it fails as a timeout after `timeout` s. `policy` orders the server's queue (preemptive
-    priority suspends a lower-priority request in service and resumes it later).
+    priority suspends a lower-priority request in service and resumes it later). `price` bills its requests,
+    tokens and provisioned instances (see `Price`).
     """
 
     latency: Dist | None = None
@@ -165,6 +187,7 @@ class Service(Frozen):
     retry: Retry = Field(default_factory=Retry)
     batching: Batching | None = None
     policy: Policy = Field(default_factory=Policy)
+    price: Price | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Service:
@@ -191,7 +214,17 @@ class Service(Frozen):
             raise ValueError("client_limit.policy: tokens already granted cannot be taken back (not preemptive)")
         if self.batching is not None and self.timeout is not None:
             raise ValueError("timeout is not supported on a batching service (use batching.max_queue to shed load)")
+        if self.price is not None and (self.price.input_per_1m or self.price.output_per_1m) and self.tokens is None:
+            raise ValueError("price: input_per_1m and output_per_1m bill tokens; give tokens (sizes per request)")
+        if self.price is not None and self.price.per_second and self.instances is None:
+            raise ValueError("price.per_second bills provisioned instances; give concurrency (or batching."
+                             "instances), or bill usage with per_request / input_per_1m / output_per_1m")
         return self
+
+    @property
+    def instances(self) -> int | None:
+        """Requests it serves at once (None: unbounded, a provider's API)."""
+        return self.batching.instances if self.batching is not None else self.concurrency
 
     @property
     def can_fail(self) -> bool:

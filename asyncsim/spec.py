@@ -19,7 +19,7 @@ from ._model import Frozen, single_key, tagged_union, unwrap, yaml_errors
 from .dists import _FAMILIES, Constant, Dist, _read_numbers
 from .errors import ModelError
 from .policies import Policy
-from .services import Batching, Failures, RateLimit, Retry, Service, Tokens
+from .services import Batching, Failures, Price, RateLimit, Retry, Service, Tokens
 from .strategies import Asyncio, StrategyField
 
 __all__ = [
@@ -260,12 +260,18 @@ class Pool(Frozen):
     """A counted resource held by `use`: a connection pool, a semaphore, GPU slots.
 
     With `timeout`, a task that waits longer than that for a slot fails (httpx's PoolTimeout); `policy`
-    orders the waiters (fifo by default).
+    orders the waiters (fifo by default); `price.per_second` bills each slot for the run's T_total.
     """
 
     capacity: int = Field(ge=1)
     timeout: float | None = Field(None, gt=0)
     policy: Policy = Field(default_factory=Policy)
+    price: Price | None = None
+
+    @model_validator(mode="after")
+    def _capacity_price(self) -> Pool:
+        _capacity_only(self.price)
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -291,7 +297,8 @@ class Stage(Frozen):
     batch (its tokens add up, and the service's `per_item` latency applies per item). `policy` orders the
     queue (one item class: `lifo` takes the newest, `edf` the oldest arrival; priority, sjf and fair tie and
     serve in queue order). `hold: POOL` keeps a slot of POOL from taking the items until they are put into the
-    next queue; `feedback` sends items back to an earlier stage.
+    next queue; `feedback` sends items back to an earlier stage; `price.per_second` bills each worker for the
+    run's T_total.
     """
 
     steps: tuple[Step, ...] = Field(min_length=1)
@@ -302,6 +309,18 @@ class Stage(Frozen):
     policy: Policy = Field(default_factory=Policy)
     hold: str | None = Field(None, min_length=1)
     feedback: Feedback | None = None
+    price: Price | None = None
+
+    @model_validator(mode="after")
+    def _capacity_price(self) -> Stage:
+        _capacity_only(self.price)
+        return self
+
+
+def _capacity_only(price: Price | None) -> None:
+    if price is not None and price.usage:
+        raise ValueError("price: a pool or a stage bills its capacity (per_second); requests and tokens are "
+                         "billed on the service they reach")
 
 
 Stage.model_rebuild()
@@ -508,7 +527,7 @@ def _owner(loc: tuple[Any, ...]) -> type[Frozen]:
         "machine": Machine, "services": Service, "pools": Pool, "tasks": TaskType, "stages": Stage,
         "feedback": Feedback,
         "rate_limit": RateLimit, "client_limit": RateLimit, "tokens": Tokens, "failures": Failures,
-        "retry": Retry, "batching": Batching, "policy": Policy,
+        "retry": Retry, "batching": Batching, "policy": Policy, "price": Price,
     }
     for item in reversed(loc):
         if item in owners:

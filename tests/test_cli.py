@@ -29,7 +29,8 @@ def test_run_prints_a_readable_summary(capsys):
 
 def test_run_json_has_the_documented_shape(capsys):
     d = _json(capsys, "run", WEB, "--strategy", "threads:8", "--seed", "3", "--json")
-    assert list(d) == ["model", "strategy", "seed", "tasks", "completed", "failed", "t_total", "throughput",
+    assert list(d) == ["model", "strategy", "seed", "tasks", "completed", "failed", "failed_fraction", "t_total",
+                       "throughput", "goodput",
                        "latency", "concurrency", "time_split", "resources", "bounds", "binding"]
     assert d["binding"] == max(d["bounds"], key=d["bounds"].get)
     assert d["bounds"][d["binding"]] <= d["t_total"]
