@@ -15,7 +15,7 @@ from .spec import Machine, Workload
 from .strategies import Strategy
 from .trace import RunOutput
 
-__all__ = ["Summary", "compare", "replicate", "replication_seeds", "simulate"]
+__all__ = ["Summary", "ci_half_width", "compare", "pricing", "replicate", "replication_seeds", "simulate"]
 
 
 def simulate(model: Workload | Scenario, *, strategy: Strategy | str | None = None, seed: int = 0,
@@ -93,16 +93,21 @@ def _aggregate(dicts: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, A
         elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and key != "seed":
             arr = np.asarray(values, dtype=float)
             mean[key] = float(arr.mean())
-            half[key] = _half_width(arr)
+            half[key] = ci_half_width(arr)
         elif key not in ("seed",):
             mean[key] = values[0] if all(v == values[0] for v in values) else None
     return mean, half
 
 
-def _half_width(values: np.ndarray) -> float:
+def ci_half_width(values: np.ndarray) -> float:
+    """The 95% confidence half-width of the mean of `values` (Student t); NaN for one value, 0 when they do not
+    vary."""
+    values = np.asarray(values, dtype=float)
     n = values.size
     if n < 2:
         return math.nan
+    if np.ptp(values) <= 1e-12 * float(np.abs(values).max()):
+        return 0.0  # a quantity that did not vary (up to float noise in its sums) has no spread to report
     sd = float(values.std(ddof=1))
     from scipy import stats  # imported when needed: scipy.stats alone costs ~75 MB
 

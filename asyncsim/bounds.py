@@ -6,6 +6,10 @@ slots, a pipeline stage's workers) divided by the cap, and the requests and toke
 burst divided by its rate. The largest is the binding limit; a prediction far above it says time goes to
 queueing or contention that no single limit explains. Stage bounds with batching are estimates (≈): a
 batch's non-CPU time is counted once per full batch.
+
+A run that loses tasks does less work than the scenario holds, so it may end below these bounds; given the
+tasks that `completed`, the bounds count only their work — bounds on the work that was done, which the run's
+T_total always meets.
 """
 
 from __future__ import annotations
@@ -77,8 +81,12 @@ def _walk(nodes: tuple[Node, ...], batches: dict[str, int] | None = None,
     return out
 
 
-def bounds(scenario: Scenario) -> list[Bound]:
-    """Every limit's lower bound on T_total for this scenario, largest (the binding limit) first."""
+def bounds(scenario: Scenario, *, completed: np.ndarray | None = None) -> list[Bound]:
+    """Every limit's lower bound on T_total for this scenario, largest (the binding limit) first.
+
+    `completed` (a boolean per task) restricts the work counted to those tasks: the bounds of the work a
+    run that lost the others actually did.
+    """
     w = scenario.workload
     services = w.services
     cpu = longest = 0.0
@@ -90,13 +98,19 @@ def bounds(scenario: Scenario) -> list[Bound]:
     stage_work: dict[str, float] = {}
     last_arrival = 0.0
     for t, (program, durs) in enumerate(zip(scenario.programs, scenario.durations, strict=True)):
+        members = np.flatnonzero(scenario.task_type == t)
+        if completed is not None:
+            members = members[completed[members]]
+            durs = durs[scenario.task_row[members]]
+            rows = np.arange(members.size)
+        else:
+            rows = scenario.task_row[members]
         if durs.shape[0] == 0:
             continue
         own = _min_time(program.steps, durs, services)
         longest = max(longest, float(own.max()))
         if scenario.arrivals is not None:
-            members = np.flatnonzero(scenario.task_type == t)
-            finish = scenario.arrivals[members] + own[scenario.task_row[members]]
+            finish = scenario.arrivals[members] + own[rows]
             last_arrival = max(last_arrival, float(finish.max() - scenario.arrivals.min()))
         per_task_sum += float(own.sum())
         batches = {name: st.batch for name, st in (w.stages or {}).items()}

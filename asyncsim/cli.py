@@ -29,8 +29,9 @@ from ._io import write_atomic
 from .api import compare, replicate, simulate
 from .bounds import Bound, bounds
 from .errors import AsyncSimError, ModelError
+from .metrics import STATES
 from .profile import MachineProfile
-from .report import speedups
+from .ranking import complete, lost_text, ranked, speedups
 from .scenario import build_scenario
 from .spec import Workload, load
 from .strategies import parse_strategy
@@ -82,17 +83,27 @@ def _parser() -> argparse.ArgumentParser:
                     help="one row per run, as .parquet or .csv; an existing file is resumed (finished runs kept)")
     _common(sw)
 
-    pl = sub.add_parser("plan", help="the smallest setting (or the highest arrival rate) that meets SLOs")
+    pl = sub.add_parser("plan", help="the best setting (or the highest arrival rate) that meets SLOs without "
+                                     "losing work")
     pl.add_argument("model", help="a model file (YAML)")
     pl.add_argument("--vary", metavar="PATH=RANGE", help="e.g. strategy=asyncio:1..512 or pools.db=1..64")
-    pl.add_argument("--find", choices=("min-setting", "max-rate"), default="min-setting",
-                    help="max-rate: the highest Poisson arrival rate meeting the SLOs (give --rate LO..HI)")
+    pl.add_argument("--find", choices=("setting", "min-setting", "max-rate"), default="setting",
+                    help="setting: the best setting of --vary (min-setting is the same); max-rate: the highest "
+                         "Poisson arrival rate meeting the SLOs (give --rate LO..HI)")
     pl.add_argument("--rate", metavar="LO..HI", help="arrival rates to search with --find max-rate")
-    pl.add_argument("--slo", action="append", default=[], metavar="SLO", help="e.g. 'p99 < 20s' (repeatable)")
+    pl.add_argument("--slo", action="append", default=[], metavar="SLO",
+                    help="e.g. 'p99 < 20s', 'failed_fraction <= 0.1%%', 'interactive.p99 < 2s' (repeatable)")
     pl.add_argument("--deadline", metavar="TIME", help="shorthand for --slo 't_total <= TIME', e.g. 30m")
+    pl.add_argument("--objective", choices=("t_total", "goodput", "cost", "smallest"), default="t_total",
+                    help="what the best feasible setting minimises (goodput: maximises; smallest: the setting)")
+    pl.add_argument("--tolerance", type=float, default=0.01,
+                    help="settings within this fraction of the best objective are as good; the smallest wins")
+    pl.add_argument("--allow-failures", action="store_true",
+                    help="drop the default constraint failed <= 0 (an SLO on failed, failed_fraction or "
+                         "completed replaces it too)")
     pl.add_argument("--replications", "-r", type=int, default=5, help="seeded runs per candidate")
     pl.add_argument("--confidence", type=float, default=0.95, help="one-sided confidence for each SLO")
-    pl.add_argument("--cost", type=float, help="cost per unit of the varied setting")
+    pl.add_argument("--cost", type=float, help="price per unit of the varied setting (adds to --objective cost)")
     _common(pl)
 
     cal = sub.add_parser("calibrate", help="measure this machine's overheads into a machine profile")
@@ -176,14 +187,21 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
         first, data = summary.runs[0], summary.to_dict()
     if args.detail:
         data["detail"] = _detail(first)
-    limits = bounds(build_scenario(workload, seed=args.seed, strategy=strategy))
+    # the bounds of the run whose per-task data is kept (the first replication's draws)
+    scenario = build_scenario(workload, seed=first.seed if first.seed is not None else args.seed, strategy=strategy)
+    limits = bounds(scenario)
     data["bounds"] = {b.name: b.seconds for b in limits}
     data["binding"] = limits[0].name
+    done: list[Bound] = []
+    if first.lost:  # bounds of the work that was done: the run's T_total meets them, not those of all the work
+        done = bounds(scenario, completed=first.completed_tasks)
+        data["bounds_completed"] = {b.name: b.seconds for b in done}
     if args.json:
         print(json.dumps(data))
     else:
         _print_run(data, workload, out)
         _print_limits(data, limits, out)
+        _print_lost_bounds(first, limits, done, out)
     return 0
 
 
@@ -222,11 +240,24 @@ def _print_limits(d: dict[str, Any], limits: list[Bound], out: Console) -> None:
     t_total = d["t_total"]
     top = limits[0]
     share = f", {t_total / top.seconds:.0%} of the bound" if top.seconds > 0 else ""
-    out.print(f"[bold]binding limit:[/] {top.name}: T_total ≥ {fmt_s(top.seconds)} ({top.detail}); "
+    whole = " (for all the work)" if "bounds_completed" in d else ""
+    out.print(f"[bold]binding limit{whole}:[/] {top.name}: T_total ≥ {fmt_s(top.seconds)} ({top.detail}); "
               f"predicted {fmt_s(t_total)}{share}")
     others = [f"{b.name} ≥ {fmt_s(b.seconds)}" for b in limits[1:4] if b.seconds > 0]
     if others:
         out.print("next limits: " + "; ".join(others))
+
+
+def _print_lost_bounds(run: Any, limits: list[Bound], done: list[Bound], out: Console) -> None:
+    """When work was lost: say that the bounds of all the work no longer apply, and give those of the work done."""
+    if not done:
+        return
+    below = run.t_total < limits[0].seconds * (1 - 1e-9)
+    what = (f"T_total {fmt_s(run.t_total)} is below the {fmt_s(limits[0].seconds)} that all the work needs under "
+            f"{limits[0].name}, because" if below else "the bounds above count work that was never done:")
+    out.print(f"[red]{what} {run.lost:,} of {run.tasks:,} tasks did not complete (their remaining work was never "
+              f"done); bounds of the work of the {run.completed:,} that completed: {done[0].name} ≥ "
+              f"{fmt_s(done[0].seconds)} ({done[0].detail})[/]")
 
 
 def _compare(workload: Workload, args: argparse.Namespace, out: Console) -> int:
@@ -234,24 +265,69 @@ def _compare(workload: Workload, args: argparse.Namespace, out: Console) -> int:
     if not names:
         raise ModelError("--strategies: give at least one strategy, e.g. sequential,asyncio")
     strategies = [parse_strategy(s) for s in names]
-    results = [r.to_dict() | ({"detail": _detail(r)} if args.detail else {})
-               for r in compare(workload, strategies, seed=args.seed, **_limits(args))]
+    runs = compare(workload, strategies, seed=args.seed, **_limits(args))
+    results = [r.to_dict() | ({"detail": _detail(r)} if args.detail else {}) for r in runs]
     if args.json:
         print(json.dumps(results))
         return 0
     table = Table(title=f"{workload.name}: {results[0]['tasks']} tasks, seed {args.seed}", title_justify="left")
-    for col in ("strategy", "T_total", "throughput/s", "p50", "p95", "p99", "in flight", "peak", "computing",
-                "waiting", "queued"):
+    flight = Table(title="tasks in flight (time-averaged) and what they were doing", title_justify="left")
+    extra = _outcome_columns([run.metrics() for run in runs])
+    for col in ("strategy", "completed", "failed", *extra, "T_total", "goodput/s", "p50", "p95", "p99"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
-    for r in results:
+    for col in ("strategy", "in flight", "peak", "computing", "waiting", "throttled", "queued"):
+        flight.add_column(col, justify="left" if col == "strategy" else "right")
+    for r, run in zip(results, runs, strict=True):
         c, lat = r["concurrency"], r["latency"]
-        table.add_row(r["strategy"], fmt_s(r["t_total"]), f"{r['throughput']:.3g}", fmt_s(lat["p50"]),
-                      fmt_s(lat["p95"]), fmt_s(lat["p99"]), f"{c['mean']:.3g}", str(c["peak"]),
-                      f"{c['computing_mean']:.3g}", f"{c['waiting_mean']:.3g}", f"{c['queued_mean']:.3g}")
+        table.add_row(_marked(r["strategy"], r), *_outcome_cells(run.metrics(), extra), fmt_s(r["t_total"]),
+                      f"{r['goodput']:.3g}", fmt_s(lat["p50"]), fmt_s(lat["p95"]), fmt_s(lat["p99"]))
+        flight.add_row(r["strategy"], f"{c['mean']:.3g}", str(c["peak"]),
+                       *(f"{c[f'{s}_mean']:.3g}" for s in ("computing", "waiting", "throttled", "queued")))
     out.print(table)
+    out.print(flight)
     for line in speedups(results):
         out.print(line)
     return 0
+
+
+def _outcome_columns(rows: Any) -> tuple[str, ...]:
+    """The columns a table of these runs (metrics, or summary rows) needs beyond completed and failed: 429s
+    and retries where services were called, cost where anything was billed."""
+    def seen(key: str) -> bool:
+        return any(float(r[f"{key}_mean"] if f"{key}_mean" in r else r[key]) > 0 for r in rows)
+
+    return (("429s", "retries") if seen("requests") else ()) + (("cost",) if seen("cost") else ())
+
+
+_OUTCOME_KEYS = {"completed": "completed", "failed": "failed", "429s": "rate_limited", "retries": "retries",
+                 "cost": "cost"}
+
+
+def _outcome_cells(metrics: Any, extra: tuple[str, ...], half: Any = None) -> list[str]:
+    """completed, failed and `extra` (429s, retries, cost) of one run's metrics or a summary row (`_mean`)."""
+    cells = []
+    for col in ("completed", "failed", *extra):
+        key = _OUTCOME_KEYS[col]
+        value = float(metrics[f"{key}_mean"] if f"{key}_mean" in metrics else metrics[key])
+        text = _money(value) if col == "cost" else _count(value)
+        cells.append(f"[red]{text}[/]" if col == "failed" and value > 0 else text)
+    return cells
+
+
+def _best_point(rows: list[Any], params: list[str]) -> str:
+    """'fastest without lost work: strategy=asyncio:8 (14.5 min); 3 of 6 points lose work (⚠)'."""
+    lossy = sum(not complete(r) for r in rows)
+    note = f"; {lossy} of {len(rows)} points lose work (⚠, not ranked)" if lossy else ""
+    best = ranked(rows)[0]
+    where = " ".join(f"{p}={best[p]}" for p in params)
+    if not complete(best):
+        return f"[red]no point completes every task[/]; the fewest lost: {where} ({lost_text(best)})"
+    return f"fastest without lost work: {where} ({fmt_s(best['t_total_mean'])}){note}"
+
+
+def _marked(label: str, entry: Any) -> str:
+    """A row label, marked ⚠ when its run loses work (rankings never prefer it; a sentence says how much)."""
+    return label if complete(entry) else f"{label} [red]⚠[/]"
 
 
 def _sweep(args: argparse.Namespace, out: Console) -> int:
@@ -290,17 +366,22 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
         return 0
     table = Table(title=f"{raw.get('name', args.model)}: {len(points)} grid points × {args.replications} "
                         f"replication(s), seed {args.seed}", title_justify="left")
-    for col in (*params, "T_total", "throughput/s", "p95", "in flight"):
+    rows = [row for _, row in summary.iterrows()]
+    extra = _outcome_columns(rows)
+    for col in (*params, "completed", "failed", *extra, "T_total", "goodput/s", "p95", "in flight"):
         table.add_column(col, justify="left" if col in params else "right")
-    for _, row in summary.iterrows():
+    for row in rows:
         def pm(metric: str, fmt: Any = fmt_s, row: Any = row) -> str:
             half = row[f"{metric}_ci95"]
             text = fmt(row[f"{metric}_mean"])
-            return text if half != half else f"{text} ± {fmt(half)}"  # NaN: a single replication
+            return text if half != half or half == 0 else f"{text} ± {fmt(half)}"  # NaN: a single replication
 
-        table.add_row(*(str(row[p]) for p in params), pm("t_total"), pm("throughput", _num),
+        labels = [str(row[p]) for p in params]
+        labels[0] = _marked(labels[0], row)
+        table.add_row(*labels, *_outcome_cells(row, extra), pm("t_total"), pm("goodput", _num),
                       pm("latency_p95"), pm("concurrency_mean", _num))
     out.print(table)
+    out.print(_best_point(rows, params))
     for line in _crossover_lines(summary, params):
         out.print(line)
     if args.out:
@@ -313,8 +394,9 @@ def _plan(args: argparse.Namespace, out: Console) -> int:
     from .sweep import load_raw
 
     texts = list(args.slo) + ([f"t_total <= {args.deadline}"] if args.deadline else [])
-    if not texts:
-        raise ModelError("--slo: give at least one SLO, e.g. --slo 'p99 < 20s' or --deadline 30m")
+    if not texts and args.allow_failures:
+        raise ModelError("--slo: with --allow-failures give at least one SLO, e.g. --slo 'p99 < 20s' or "
+                         "--deadline 30m")
     slos = [parse_slo(t) for t in texts]
     raw, base_dir = load_raw(args.model)
     if args.find == "max-rate":
@@ -324,37 +406,79 @@ def _plan(args: argparse.Namespace, out: Console) -> int:
         except (IndexError, ValueError):
             raise ModelError(f"--rate: give LO..HI arrival rates, e.g. 1..100 (got {args.rate!r})") from None
         result = find_max_rate(raw, slos=slos, lo=lo, hi=hi, replications=args.replications, seed=args.seed,
-                               confidence=args.confidence, base_dir=base_dir)
+                               confidence=args.confidence, base_dir=base_dir, allow_failures=args.allow_failures)
     else:
         if not args.vary:
             raise ModelError("--vary: give the setting to search, e.g. --vary strategy=asyncio:1..512")
-        result = plan(raw, vary=parse_vary(args.vary), slos=slos, replications=args.replications, seed=args.seed,
-                      confidence=args.confidence, base_dir=base_dir, cost=args.cost)
-    data = result.to_dict()
+        vary = parse_vary(args.vary)
+        result = plan(raw, vary=vary, slos=slos, replications=args.replications, seed=args.seed,
+                      confidence=args.confidence, base_dir=base_dir, cost=args.cost, objective=args.objective,
+                      tolerance=args.tolerance, allow_failures=args.allow_failures)
     if args.json:
-        print(json.dumps(data, default=str))
+        print(json.dumps(result.to_dict(), default=str))
         return 0
-    goal = " and ".join(str(s) for s in slos)
+    _print_plan(result, args, raw, base_dir, out)
+    return 0
+
+
+_OBJECTIVE_WORDS = {"t_total": "finishes soonest", "goodput": "has the highest goodput", "cost": "costs least",
+                    "smallest": "is the smallest setting"}
+
+
+def _print_plan(result: Any, args: argparse.Namespace, raw: dict[str, Any], base_dir: Any, out: Console) -> None:
+    """The answer in words, how the range was searched, and the curve it walked with the lost work of each point."""
+    goal = " and ".join(str(s) + (" (no lost work)" if s.implicit else "") for s in result.slos)
     if result.answer is None:
-        out.print(f"[red]no setting of {result.path} in the range meets {goal}[/] "
-                  f"({result.binding} misses by {-min(result.margin.values()):.1%} where it came closest)")
+        closest = next(p for p in result.curve if p.param == result.at)
+        out.print(f"[red]no setting of {result.path} in the range meets {goal}[/]; the closest, {closest.value}, "
+                  f"misses {result.binding} by {-min(result.margin.values()):.1%}")
+        floor = _floor_line(result, args, raw, base_dir)
+        if floor:
+            out.print(floor)
     else:
+        point = result.point
+        what = _OBJECTIVE_WORDS[result.objective] if args.find != "max-rate" else "is the highest rate"
+        among = f" (the smallest within {result.tolerance:.0%} of the best)" if result.tolerance and args.find != \
+            "max-rate" and result.objective != "smallest" else ""
         margins = ", ".join(f"{k}: {v:.1%} slack" for k, v in result.margin.items())
-        out.print(f"[bold]{result.path} = {result.value}[/] is the smallest setting that meets {goal} "
-                  f"with {args.confidence:.0%} confidence ({margins}; binding: {result.binding})")
+        out.print(f"[bold]{result.path} = {result.value}[/] {what}{among} among the settings that meet {goal} "
+                  f"with {args.confidence:.0%} confidence: T_total {fmt_s(point.mean['t_total'])}, "
+                  f"{_count(point.mean['completed'])} tasks completed ({margins}; binding: {result.binding})")
         if result.cost is not None:
-            out.print(f"cost: {result.cost:g}")
-    table = Table(title=f"the curve it walked ({result.evaluations} settings × {args.replications} runs)",
-                  title_justify="left")
+            out.print(f"cost of the setting: {result.cost:g}")
+    out.print(f"[dim]searched {result.method}: {result.evaluations} settings × {result.replications} runs[/]")
+    table = Table(title="the curve it walked", title_justify="left")
     table.add_column(result.path)
-    for slo in slos:
+    for col in ("completed", "failed", "T_total"):
+        table.add_column(col, justify="right")
+    shown = [s for s in result.slos if s.key not in ("failed", "t_total")]
+    for slo in shown:
         table.add_column(f"{slo.metric} (mean, bound)", justify="right")
     table.add_column("meets", justify="center")
-    for point in result.curve:
-        cells = [f"{point.mean[s.metric]:.4g} ({(point.high if s.upper else point.low)[s.metric]:.4g})" for s in slos]
-        table.add_row(str(point.value), *cells, "yes" if point.met else "no")
+    for p in result.curve:
+        cells = [f"{p.mean[s.key]:.4g} ({(p.high if s.upper else p.low)[s.key]:.4g})" for s in shown]
+        failed = _count(p.mean["failed"])
+        table.add_row(str(p.value), _count(p.mean["completed"]), f"[red]{failed}[/]" if p.mean["failed"] else failed,
+                      fmt_s(p.mean["t_total"]), *cells,
+                      "[bold]answer[/]" if p.param == result.answer else ("yes" if p.met else "no"))
     out.print(table)
-    return 0
+
+
+def _floor_line(result: Any, args: argparse.Namespace, raw: dict[str, Any], base_dir: Any) -> str | None:
+    """When a T_total SLO cannot be met by any setting: the floor all the work needs, at the most generous one."""
+    deadline = next((s for s in result.slos if s.key == "t_total" and s.upper), None)
+    if deadline is None or not result.curve:
+        return None
+    from .sweep import build
+
+    generous = result.curve[-1]
+    workload = build(raw, {result.path: generous.value}, base_dir=base_dir)
+    limits = [b for b in bounds(build_scenario(workload, seed=args.seed)) if not b.name.startswith("concurrency")]
+    if not limits or limits[0].seconds <= deadline.bound:
+        return None
+    top = limits[0]
+    return (f"[red]{deadline} is below the floor of the work itself: {top.name} needs T_total ≥ "
+            f"{fmt_s(top.seconds)} ({top.detail}) whatever the setting[/]")
 
 
 # --- report, and what run/compare/validate add for it (--detail) ---------------------------------------
@@ -384,7 +508,7 @@ def _validation_dict(v: Any, *, detail: bool) -> dict[str, Any]:
 
 def _crossover_lines(summary: Any, params: list[str]) -> list[str]:
     """'asyncio overtakes threads:4 at task.0.cpu=0.012 (t_total 3.2)' lines for a strategy × one-number grid."""
-    from .plan import sweep_crossovers
+    from .curves import sweep_crossovers
 
     x, found = sweep_crossovers(summary, params)
     if x is None:
@@ -542,23 +666,38 @@ def _num(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _count(value: float) -> str:
+    """A task count: 2,000, or 169.7 for a mean over replications."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4g}"
+
+
 def _print_run(d: dict[str, Any], workload: Workload, out: Console) -> None:
     reps = f", {d['replications']} replications (mean ± 95% CI)" if "replications" in d else ""
     out.print(f"[bold]{d['model']}[/] under [bold]{d['strategy']}[/], seed {d['seed']}{reps}")
     if workload.description:
         out.print(workload.description.strip())
     c, split = d["concurrency"], d["time_split"]
+    lost = d["tasks"] - d["completed"]
+    tasks = f"{_count(d['completed'])} completed, {_count(d['failed'])} failed of {_count(d['tasks'])}"
     rows = [
-        ("tasks", f"{d['completed']:g} completed, {d['failed']:g} failed of {d['tasks']:g}"),
+        ("tasks", f"[red]{tasks} — {lost / d['tasks']:.1%} of the work lost[/]" if lost > 0 else tasks),
         ("T_total", _pm(d, "t_total")),
-        ("throughput", _pm(d, "throughput", fmt=_num) + " tasks/s"),
+        ("goodput", _pm(d, "goodput", fmt=_num) + " tasks/s completed"
+         + (f" (throughput {_pm(d, 'throughput', fmt=_num)}/s counts the failed too)" if lost > 0 else "")),
         ("latency", "  ".join(f"{k} {_pm(d, 'latency', k)}" for k in ("mean", "p50", "p95", "p99", "max"))),
         ("in flight", f"mean {_pm(d, 'concurrency', 'mean', fmt=_num)}  peak {c['peak']:g}"),
-        ("  of which", f"computing {c['computing_mean']:.3g}  waiting {c['waiting_mean']:.3g}  "
-                       f"queued {c['queued_mean']:.3g}"),
+        ("  of which", "  ".join(f"{state} {c[f'{state}_mean']:.3g}" for state in STATES)),
         ("time per task", f"CPU {fmt_s(split['task'])}  waiting {fmt_s(split['wait'])}  "
-                          f"queued {fmt_s(split['queue'])}"),
+                          f"throttled {fmt_s(split['throttled'])}  queued {fmt_s(split['queue'])}"),
     ]
+    if "cost" in d:
+        cost = d["cost"]
+        rows.append(("cost", f"{_pm(d, 'cost', 'total', fmt=_money)} (usage {_money(cost['usage'])}, capacity "
+                             f"{_money(cost['capacity'])}; wasted on failed attempts {_money(cost['wasted'])})"))
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()

@@ -77,7 +77,10 @@ def flat_metrics(d: dict[str, Any]) -> dict[str, float]:
 
 @dataclass(frozen=True, eq=False)
 class Result:
-    """Metrics of one run (simulated or real), computed from its trace; `to_dict()` is the JSON shape."""
+    """Metrics of one run (simulated or real), computed from its trace; `to_dict()` is the JSON shape.
+
+    `completed_tasks` marks, per task, those that completed (neither failed nor unfinished).
+    """
 
     model: str
     strategy: str
@@ -104,6 +107,7 @@ class Result:
     classes: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: CallTable | None = field(repr=False, default=None)
     cost: dict[str, float] = field(default_factory=dict)
+    completed_tasks: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def lost(self) -> int:
@@ -354,7 +358,7 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
         resources=resources,
         trace=trace, arrival=arrival, done=done, task_type=task_type, type_names=type_names,
         parallel_types=parallel_types, events=events, services=services, calls=calls,
-        stages=_stage_metrics(trace, resources, span), classes=classes, cost=cost,
+        stages=_stage_metrics(trace, resources, span), classes=classes, cost=cost, completed_tasks=ok,
     )
 
 

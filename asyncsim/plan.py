@@ -1,20 +1,30 @@
-"""Capacity planning: the smallest setting that meets service-level objectives, with stated confidence.
+"""Capacity planning: the best setting among those that meet service-level objectives, with stated confidence.
 
-    >>> raw, base = load_raw("models/rag_query.yaml")
-    >>> result = plan(raw, vary=parse_vary("strategy=asyncio:1..512"),
-    ...               slos=[parse_slo("p99 < 2s")], replications=5, base_dir=base)
+    >>> raw, base = load_raw("models/llm_batch.yaml")
+    >>> result = plan(raw, vary=parse_vary("strategy=asyncio:1..64"), slos=[parse_slo("t_total < 30m")],
+    ...               replications=5, base_dir=base)
     >>> result.answer, result.value, result.binding
 
-An SLO is met at a setting when the one-sided confidence bound of its metric's mean over the
-replications meets the bound: the upper bound for `<`/`<=`, the lower one for `>`/`>=` (Student t;
-with zero variance, or a single replication, the bound is the mean itself). Every candidate runs the
-same replication seeds, so neighbouring settings are compared paired.
+**Feasible.** A setting meets an SLO when the one-sided confidence bound of its metric's mean over the
+replications meets the bound: the upper bound for `<`/`<=`, the lower one for `>`/`>=` (Student t; with zero
+variance, or a single replication, the bound is the mean itself). Unless the caller allows failures (or states
+an SLO on `failed`, `failed_fraction` or `completed` itself), every plan also requires `failed <= 0`: no
+setting that loses work is an answer. Every candidate runs the same replication seeds (paired).
 
-The search assumes more capacity never hurts (the SLOs are monotone in the parameter): it gallops
-`lo, 2·lo, 4·lo, …` (capped at `hi`) until a setting passes, then bisects between the last failure and
-the first pass. `find_max_rate` bisects the highest Poisson arrival rate instead, `fit_usl` fits the
-Universal Scalability Law to a throughput curve, and `crossovers` finds where one strategy's curve
-crosses another's in a sweep summary.
+**Best.** Among feasible settings the `objective` decides: `t_total` (default) or `cost` is minimised,
+`goodput` maximised, `smallest` takes the smallest setting. Settings whose objective is within `tolerance`
+(relative, default 1%) of the best count as equally good, and the smallest of them is the answer: more
+concurrency that buys less than 1% is not worth having.
+
+**Search.** Nothing is assumed monotone: lost work grows with concurrency under rate limits, so the first
+setting that meets a deadline is not the best one and more capacity can break an SLO. The search evaluates a
+geometric grid over the whole range (ratio √2, ends included), then bisects every grid interval where any
+SLO changes between met and missed down to neighbouring integers, and walks in on the best feasible setting
+the same way (and on the smallest one within the tolerance of it), until every such interval is closed. It
+finds the true optimum whenever each SLO changes at most once between neighbouring grid points and the
+objective has one minimum there; a range of n settings costs about 2·log_√2(n) grid points plus a few
+bisections per transition (`PlanResult.evaluations` says how many). `find_max_rate` bisects the highest
+Poisson arrival rate instead (load only ever makes an open system worse).
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import math
 import operator
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,20 +46,31 @@ from .errors import ModelError
 from .metrics import Result
 from .sweep import build
 
-__all__ = ["Crossover", "CurvePoint", "PlanResult", "Slo", "crossovers", "find_max_rate", "fit_usl", "parse_slo",
-           "parse_vary", "plan", "setting", "sweep_crossovers"]
+__all__ = ["OBJECTIVES", "CurvePoint", "PlanResult", "Slo", "find_max_rate", "parse_slo", "parse_vary", "plan",
+           "setting"]
 
 _LATENCY = ("mean", "p50", "p95", "p99", "max")
-_METRIC_NAMES = ("t_total", "throughput", *_LATENCY)
+_TIMES = ("t_total", *_LATENCY)  # take a unit (s, ms, m, h)
+_COUNTS = ("throughput", "goodput", "completed", "failed", "failed_fraction", "rate_limited", "retries", "tokens",
+           "tokens_wasted", "cost", "cost_wasted", "concurrency_mean")
+_CLASS_COUNTS = ("tasks", "completed", "failed", "throughput", "goodput", "deadline_missed", "cost")
+_LOSS_METRICS = ("failed", "failed_fraction", "completed")  # an SLO on one of them replaces the default
 _UNITS = {"": 1.0, "s": 1.0, "ms": 1e-3, "m": 60.0, "h": 3600.0}
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-_SLO = re.compile(r"\s*([A-Za-z_][\w.]*)\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(\S*)\s*")
-_SLO_FORMS = ("METRIC OP NUMBER[UNIT], METRIC one of t_total, throughput, mean, p50, p95, p99, max; "
-              "OP one of <, <=, >, >=; UNIT s, ms, m or h (none = seconds; throughput takes none), "
-              "e.g. 'p99 < 20s', 't_total <= 30m', 'throughput >= 40'")
+_SLO = re.compile(r"\s*([A-Za-z_][\w.:-]*)\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(\S*)\s*")
+_SLO_FORMS = ("METRIC OP NUMBER[UNIT]: METRIC one of t_total, mean, p50, p95, p99, max (times: UNIT s, ms, m or h, "
+              "none = seconds), goodput, throughput (per second), completed, failed, failed_fraction (a fraction "
+              "or %), rate_limited, retries, tokens, tokens_wasted, cost, cost_wasted, or CLASS.METRIC for one task "
+              "class (CLASS.p99, CLASS.failed, CLASS.deadline_missed, ...); OP one of <, <=, >, >=; "
+              "e.g. 'p99 < 20s', 't_total <= 30m', 'failed_fraction <= 0.1%', 'interactive.p99 < 2s'")
 _RANGE = re.compile(r"\{(-?\d+)\.\.(-?\d+)\}|(-?\d+)\.\.(-?\d+)")
 _MAX_RATE_STEPS = 20
+_GRID_RATIO = math.sqrt(2)
+
+# objective -> (the metric it reads, True when larger is better); "smallest" reads the setting itself
+OBJECTIVES: dict[str, tuple[str, bool]] = {"t_total": ("t_total", False), "cost": ("cost", False),
+                                           "goodput": ("goodput", True), "smallest": ("", False)}
 
 
 # ------------------------------------------------------------------------------------------- SLOs
@@ -57,22 +78,36 @@ _MAX_RATE_STEPS = 20
 
 @dataclass(frozen=True)
 class Slo:
-    """One objective `metric op bound`; `bound` is in seconds for times, tasks per second for throughput."""
+    """One objective `metric op bound`: `bound` in seconds for times, a count, a fraction or a rate otherwise.
+
+    `metric` is a flat metric name (`Result.metrics()`), with the latency figures written bare (`p99`) and a
+    class's as `CLASS.p99`; `implicit` marks the `failed <= 0` that a plan adds by default.
+    """
 
     metric: str
     op: str
     bound: float
+    implicit: bool = False
 
     @property
     def upper(self) -> bool:
         """Is this a ceiling (`<`, `<=`), checked against the upper confidence bound?"""
         return self.op in ("<", "<=")
 
-    def value(self, result: Result) -> float:
-        """This SLO's metric in one run."""
-        if self.metric in _LATENCY:
-            return float(result.latency[self.metric])
-        return float(getattr(result, self.metric))
+    @property
+    def key(self) -> str:
+        """The name of this SLO's metric in `Result.metrics()`."""
+        return f"latency_{self.metric}" if self.metric in _LATENCY else self.metric
+
+    @property
+    def is_time(self) -> bool:
+        """Whether the metric is a duration (printed and parsed with a unit)."""
+        return self.metric.rpartition(".")[2] in _TIMES
+
+    def value(self, result: Result | Mapping[str, float]) -> float:
+        """This SLO's metric in one run (a Result, or its `metrics()`)."""
+        metrics = result.metrics() if isinstance(result, Result) else result
+        return float(metrics[self.key])
 
     def met(self, value: float) -> bool:
         """Does `value` satisfy the objective? NaN (e.g. nothing completed) never does."""
@@ -84,14 +119,17 @@ class Slo:
         return gap / abs(self.bound) if self.bound else gap
 
     def __str__(self) -> str:
-        unit = "" if self.metric == "throughput" else "s"
-        return f"{self.metric} {self.op} {self.bound:g}{unit}"
+        return f"{self.metric} {self.op} {self.bound:g}{'s' if self.is_time else ''}"
+
+
+NO_LOST_WORK = Slo("failed", "<=", 0.0, implicit=True)
 
 
 def parse_slo(text: str) -> Slo:
-    """Parse an objective such as `p99 < 20s`, `p95 <= 500ms`, `t_total < 30m` or `throughput >= 40`.
+    """Parse an objective such as `p99 < 20s`, `t_total < 30m`, `failed_fraction <= 0.1%`, `interactive.p99 < 2s`.
 
-    `latency.p99` and `latency_p99` are accepted for `p99` (and so on).
+    `latency.p99` and `latency_p99` are accepted for `p99` (and so on). Class names are checked against the
+    model when a plan starts.
 
     Raises:
         ModelError: `--slo ...` naming the text and the allowed forms.
@@ -100,22 +138,39 @@ def parse_slo(text: str) -> Slo:
     if not match:
         raise ModelError(f"--slo: cannot read {text!r}; expected {_SLO_FORMS}")
     name, op, number, unit = match.groups()
-    metric = re.sub(r"^latency[._]", "", name.lower())
-    if metric not in _METRIC_NAMES:
+    metric = re.sub(r"^latency[._]", "", name)
+    cls, dot, base = metric.rpartition(".")
+    base = base.lower()
+    allowed = (*_TIMES, *_CLASS_COUNTS) if dot else (*_TIMES, *_COUNTS)
+    if base not in allowed or (dot and not cls):
         raise ModelError(f"--slo {text!r}: unknown metric {name!r}; expected {_SLO_FORMS}")
+    metric = f"{cls}.{base}" if dot else base
     unit = unit.lower()
-    if metric == "throughput":
-        if unit not in ("", "/s"):
-            raise ModelError(f"--slo {text!r}: throughput is tasks per second and takes no unit, got {unit!r}")
-        scale = 1.0
-    elif unit in _UNITS:
+    if base in _TIMES:
+        if unit not in _UNITS:
+            raise ModelError(f"--slo {text!r}: unknown unit {unit!r} (allowed: s, ms, m, h; none = seconds)")
         scale = _UNITS[unit]
+    elif base == "failed_fraction" and unit in ("", "%"):
+        scale = 0.01 if unit == "%" else 1.0
+    elif base in ("throughput", "goodput") and unit in ("", "/s"):
+        scale = 1.0
+    elif unit:
+        what = "tasks per second" if base in ("throughput", "goodput") else "a plain number"
+        raise ModelError(f"--slo {text!r}: {base} is {what} and takes no unit, got {unit!r}")
     else:
-        raise ModelError(f"--slo {text!r}: unknown unit {unit!r} (allowed: s, ms, m, h; none = seconds)")
+        scale = 1.0
     bound = float(number) * scale
     if not math.isfinite(bound) or bound < 0:
         raise ModelError(f"--slo {text!r}: the bound must be a finite number >= 0, got {number}")
     return Slo(metric, op, bound)
+
+
+def constraints(slos: Sequence[Slo], *, allow_failures: bool = False) -> tuple[Slo, ...]:
+    """The SLOs a plan checks: the user's, plus `failed <= 0` unless failures are allowed or an SLO already
+    states how much loss is acceptable."""
+    if allow_failures or any(s.metric in _LOSS_METRICS for s in slos):
+        return tuple(slos)
+    return (*slos, NO_LOST_WORK)
 
 
 # ------------------------------------------------------------------------------------------- --vary
@@ -156,12 +211,16 @@ def setting(template: str, n: int | float) -> Any:
     return yaml.safe_load(template.format(n))
 
 
-# ------------------------------------------------------------------------------------------- plan
+# ------------------------------------------------------------------------------------------- evaluation
+
+
+_TRACKED = ("t_total", "goodput", "completed", "failed", "cost")  # shown on every point of the curve
 
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """One evaluated setting: per metric the mean over replications and its one-sided confidence bounds."""
+    """One evaluated setting: per metric the mean over replications and its one-sided confidence bounds,
+    whether each SLO (by its text) is met, and whether all are."""
 
     param: int | float
     value: Any
@@ -169,18 +228,20 @@ class CurvePoint:
     low: dict[str, float]
     high: dict[str, float]
     met: bool
+    passed: dict[str, bool] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"param": self.param, "value": self.value, "mean": dict(self.mean), "low": dict(self.low),
-                "high": dict(self.high), "met": self.met}
+                "high": dict(self.high), "met": self.met, "passed": dict(self.passed)}
 
 
 @dataclass(frozen=True)
 class PlanResult:
-    """The smallest setting (or, from `find_max_rate`, the highest rate) meeting every SLO.
+    """The best setting (or, from `find_max_rate`, the highest rate) meeting every SLO.
 
-    `answer` is None when even the most generous setting fails; `margin` (relative slack per SLO, by
-    its text) and `binding` (the SLO with least slack) then describe that setting instead.
+    `answer` is None when no setting in the range meets them all; `margin` (relative slack per SLO, by its
+    text) and `binding` (the SLO with least slack) then describe the setting that came closest. `slos`
+    include the implicit `failed <= 0`; `method` says how the range was searched.
     """
 
     path: str
@@ -194,7 +255,15 @@ class PlanResult:
     replications: int
     confidence: float
     cost: float | None = None
-    notes: tuple[str, ...] = field(default=())
+    objective: str = "t_total"
+    tolerance: float = 0.0
+    method: str = ""
+    at: int | float | None = None  # the setting `margin` and `binding` describe (the answer, or the closest)
+
+    @property
+    def point(self) -> CurvePoint | None:
+        """The answer's point on the curve."""
+        return next((p for p in self.curve if p.param == self.answer), None)
 
     def to_dict(self) -> dict[str, Any]:
         """The `plan --json` object."""
@@ -202,6 +271,7 @@ class PlanResult:
             "path": self.path, "answer": self.answer, "value": self.value,
             "slos": [str(s) for s in self.slos], "margin": dict(self.margin),
             "binding": None if self.binding is None else str(self.binding),
+            "objective": self.objective, "tolerance": self.tolerance, "method": self.method, "at": self.at,
             "cost": self.cost, "evaluations": self.evaluations, "replications": self.replications,
             "confidence": self.confidence, "curve": [p.to_dict() for p in self.curve],
         }
@@ -211,55 +281,82 @@ class _Evaluator:
     """Runs and caches candidate settings; every candidate uses the same replication seeds."""
 
     def __init__(self, raw: dict[str, Any], path: str, make_value: Callable[[Any], Any], slos: Sequence[Slo],
-                 replications: int, seed: int, confidence: float, base_dir: str | None) -> None:
+                 replications: int, seed: int, confidence: float, base_dir: str | None,
+                 objective: str = "t_total", unit_cost: float | None = None) -> None:
         if not slos:
-            raise ModelError("--slo: give at least one objective")
+            raise ModelError("--slo: give at least one objective (with --allow-failures nothing else is required)")
         if replications < 1:
             raise ModelError(f"--replications must be >= 1, got {replications}")
         if not 0.5 <= confidence < 1:
             raise ModelError(f"--confidence must be in [0.5, 1), got {confidence}")
+        if objective not in OBJECTIVES:
+            raise ModelError(f"--objective: must be one of {', '.join(OBJECTIVES)} (got {objective!r})")
         self.raw, self.path, self.make_value, self.slos = raw, path, make_value, tuple(slos)
         self.seeds = replication_seeds(seed, replications)
         self.confidence, self.base_dir = confidence, base_dir
+        self.objective, self.unit_cost = objective, unit_cost
         self.cache: dict[Any, CurvePoint] = {}
-        metrics = dict.fromkeys(s.metric for s in self.slos)
-        self.metrics = tuple(metrics)
+        self.metrics = tuple(dict.fromkeys([*(s.key for s in self.slos), *_TRACKED]))
 
     def check(self, *params: Any) -> None:
-        """Validate the model at these settings before any run."""
+        """Validate the model at these settings, and the SLOs' and objective's metrics, before any run."""
         for p in params:
             try:
-                build(self.raw, {self.path: self.make_value(p)}, base_dir=self.base_dir)
+                workload = build(self.raw, {self.path: self.make_value(p)}, base_dir=self.base_dir)
             except ModelError as exc:  # the sweep layer speaks of --set; here the user wrote --vary
                 lines = str(exc).splitlines()
                 raise ModelError([re.sub(r"^--set\b", "--vary", line) for line in lines]) from None
+        classes = [t.name for t in workload.task_types if t.name]
+        for slo in self.slos:
+            cls, dot, _ = slo.metric.rpartition(".")
+            if dot and cls not in classes:
+                known = ", ".join(classes) if classes else "the model has no named classes (tasks: [{name: ...}])"
+                raise ModelError(f"--slo {slo}: unknown class {cls!r} ({known})")
+        if self.objective == "cost" and self.unit_cost is None and not _priced(workload):
+            raise ModelError("--objective cost: the model has no prices (give services.NAME.price, pools.NAME.price"
+                             " or stages.NAME.price, or --cost PER_UNIT of the setting)")
 
     def __call__(self, param: Any) -> CurvePoint:
         if param in self.cache:
             return self.cache[param]
         value = self.make_value(param)
         workload = build(self.raw, {self.path: value}, base_dir=self.base_dir)
-        runs = [simulate(workload, seed=s) for s in self.seeds]
+        runs = [simulate(workload, seed=s).metrics() for s in self.seeds]
         mean, low, high = {}, {}, {}
-        for metric in self.metrics:
-            probe = next(s for s in self.slos if s.metric == metric)
-            values = np.array([probe.value(r) for r in runs], dtype=float)
-            mean[metric], low[metric], high[metric] = _bounds(values, self.confidence)
-        met = all(s.met(high[s.metric] if s.upper else low[s.metric]) for s in self.slos)
-        point = CurvePoint(param, value, mean, low, high, met)
+        for key in self.metrics:
+            values = np.array([m[key] for m in runs], dtype=float)
+            if key == "cost" and self.unit_cost is not None:
+                values = values + self.unit_cost * param
+            mean[key], low[key], high[key] = _bounds(values, self.confidence)
+        passed = {str(s): s.met(high[s.key] if s.upper else low[s.key]) for s in self.slos}
+        point = CurvePoint(param, value, mean, low, high, all(passed.values()), passed)
         self.cache[param] = point
         return point
 
-    def result(self, answer: Any, at: Any, cost: float | None) -> PlanResult:
+    def score(self, point: CurvePoint) -> float:
+        """The objective at a point, as a number to minimise."""
+        key, larger_is_better = OBJECTIVES[self.objective]
+        if not key:
+            return float(point.param)
+        return -point.mean[key] if larger_is_better else point.mean[key]
+
+    def result(self, answer: Any, at: Any, *, tolerance: float = 0.0, method: str = "") -> PlanResult:
         point = self.cache[at]
-        margin = {str(s): s.slack(point.high[s.metric] if s.upper else point.low[s.metric]) for s in self.slos}
+        margin = {str(s): s.slack(point.high[s.key] if s.upper else point.low[s.key]) for s in self.slos}
         binding = min(self.slos, key=lambda s: margin[str(s)])
         curve = tuple(sorted(self.cache.values(), key=lambda p: p.param))
+        cost = None if answer is None or self.unit_cost is None else self.unit_cost * answer
         return PlanResult(
             path=self.path, answer=answer, value=None if answer is None else point.value, slos=self.slos,
             margin=margin, binding=binding, curve=curve, evaluations=len(self.cache),
-            replications=len(self.seeds), confidence=self.confidence,
-            cost=None if cost is None or answer is None else cost * answer)
+            replications=len(self.seeds), confidence=self.confidence, cost=cost, objective=self.objective,
+            tolerance=tolerance, method=method, at=at)
+
+
+def _priced(workload: Any) -> bool:
+    from .api import pricing
+
+    return pricing(workload) is not None
 
 
 def _bounds(values: np.ndarray, confidence: float) -> tuple[float, float, float]:
@@ -268,7 +365,7 @@ def _bounds(values: np.ndarray, confidence: float) -> tuple[float, float, float]
     if values.size < 2 or np.isnan(values).any():
         return mean, mean, mean
     sd = float(values.std(ddof=1))
-    if sd == 0 or not math.isfinite(sd):
+    if sd == 0 or not math.isfinite(sd) or np.ptp(values) <= 1e-12 * float(np.abs(values).max()):
         return mean, mean, mean
     from scipy import stats  # imported when needed: scipy.stats alone costs ~75 MB
 
@@ -276,12 +373,54 @@ def _bounds(values: np.ndarray, confidence: float) -> tuple[float, float, float]
     return mean, mean - half, mean + half
 
 
+# ------------------------------------------------------------------------------------------- plan
+
+
+def grid_points(lo: int, hi: int, ratio: float = _GRID_RATIO) -> list[int]:
+    """The search's first points: `lo`, `hi` and a geometric grid between them (1 stands in for a `lo` of 0)."""
+    points = {lo, hi}
+    x = float(max(lo, 1))
+    while x < hi:
+        points.add(round(x))
+        x *= ratio
+    return sorted(p for p in points if lo <= p <= hi)
+
+
+def _best(evaluate: _Evaluator, tolerance: float) -> tuple[CurvePoint | None, CurvePoint | None]:
+    """(the best feasible point, the smallest feasible point within `tolerance` of it) among those evaluated."""
+    feasible = [p for p in evaluate.cache.values() if p.met]
+    if not feasible:
+        return None, None
+    best = min(feasible, key=lambda p: (evaluate.score(p), p.param))
+    limit = evaluate.score(best) + tolerance * abs(evaluate.score(best))
+    chosen = min((p for p in feasible if evaluate.score(p) <= limit), key=lambda p: p.param)
+    return best, chosen
+
+
+def _to_refine(evaluate: _Evaluator, tolerance: float) -> set[int]:
+    """Midpoints of the open intervals the search must still close (see the module docstring)."""
+    points = sorted(evaluate.cache)
+    todo: set[int] = set()
+    for a, b in itertools.pairwise(points):
+        if b - a > 1 and evaluate.cache[a].passed != evaluate.cache[b].passed:
+            todo.add((a + b) // 2)  # an SLO changes between a and b: find where
+    best, chosen = _best(evaluate, tolerance)
+    for anchor in {p.param for p in (best, chosen) if p is not None}:
+        k = points.index(anchor)
+        for neighbour in points[max(k - 1, 0):k] + points[k + 1:k + 2]:
+            if abs(neighbour - anchor) > 1:
+                todo.add((neighbour + anchor) // 2)  # walk in on the best, and on the smallest as good
+    return todo
+
+
 def plan(raw: dict[str, Any], *, vary: tuple[str, str, int, int], slos: list[Slo], replications: int = 5,
          seed: int = 0, confidence: float = 0.95, base_dir: str | os.PathLike[str] | None = None,
-         cost: float | None = None) -> PlanResult:
-    """The smallest integer in the `vary` range whose setting meets every SLO (see the module docstring).
+         cost: float | None = None, objective: str = "t_total", tolerance: float = 0.01,
+         allow_failures: bool = False) -> PlanResult:
+    """The best integer in the `vary` range among the settings that meet every SLO (see the module docstring).
 
-    `vary` is `parse_vary`'s tuple; `cost` (per unit of the parameter) gives `PlanResult.cost`.
+    `vary` is `parse_vary`'s tuple; `cost` is a price per unit of the parameter: it gives `PlanResult.cost`
+    and adds to the `cost` objective. `allow_failures` drops the default `failed <= 0`.
 
     Raises:
         ModelError: when the model is invalid at either end of the range, or an argument is out of range.
@@ -289,33 +428,39 @@ def plan(raw: dict[str, Any], *, vary: tuple[str, str, int, int], slos: list[Slo
     path, template, lo, hi = vary
     if lo > hi:
         raise ModelError(f"--vary {path}: the range must go up, got {lo}..{hi}")
-    evaluate = _Evaluator(raw, path, lambda n: setting(template, n), slos, replications, seed, confidence,
-                          None if base_dir is None else str(base_dir))
+    if not 0 <= tolerance < 1:
+        raise ModelError(f"--tolerance: must be in [0, 1), got {tolerance}")
+    checked = constraints(slos, allow_failures=allow_failures)
+    evaluate = _Evaluator(raw, path, lambda n: setting(template, n), checked, replications, seed, confidence,
+                          None if base_dir is None else str(base_dir), objective, cost)
     evaluate.check(lo, hi)
-    failing, k = None, lo
-    while not evaluate(k).met:  # gallop: lo, 2·lo, 4·lo, … capped at hi
-        failing = k
-        if k >= hi:
-            return evaluate.result(None, hi, cost)
-        k = min(hi, k * 2 if k > 0 else k + 1)
-    passing = k
-    if failing is not None:
-        while passing - failing > 1:
-            mid = (failing + passing) // 2
-            if evaluate(mid).met:
-                passing = mid
-            else:
-                failing = mid
-    return evaluate.result(passing, passing, cost)
+    for p in grid_points(lo, hi):
+        evaluate(p)
+    while todo := _to_refine(evaluate, tolerance) - set(evaluate.cache):
+        for p in sorted(todo):
+            evaluate(p)
+    grid = len(grid_points(lo, hi))
+    method = (f"a √2 grid of {grid} settings over {lo}..{hi}, then {len(evaluate.cache) - grid} more bisecting "
+              "where an SLO changes and around the best")
+    _, chosen = _best(evaluate, tolerance)
+    if chosen is None:
+        closest = max(evaluate.cache.values(), key=lambda p: (sum(p.passed.values()), _least_slack(evaluate, p)))
+        return evaluate.result(None, closest.param, tolerance=tolerance, method=method)
+    return evaluate.result(chosen.param, chosen.param, tolerance=tolerance, method=method)
+
+
+def _least_slack(evaluate: _Evaluator, point: CurvePoint) -> float:
+    return min(s.slack(point.high[s.key] if s.upper else point.low[s.key]) for s in evaluate.slos)
 
 
 def find_max_rate(raw: dict[str, Any], *, slos: list[Slo], lo: float, hi: float, rel_tol: float = 0.025,
                   replications: int = 5, seed: int = 0, confidence: float = 0.95,
-                  base_dir: str | os.PathLike[str] | None = None) -> PlanResult:
+                  base_dir: str | os.PathLike[str] | None = None, allow_failures: bool = False) -> PlanResult:
     """The highest `arrivals.poisson.rate` in [lo, hi] meeting every SLO, by bisection (as Vidur-Search).
 
     Stops when the bracket is within `rel_tol` of the passing rate, or after 20 bisection steps; the
-    answer is the highest passing rate seen (`hi` if it passes, None if even `lo` fails).
+    answer is the highest passing rate seen (`hi` if it passes, None if even `lo` fails). As `plan`, it
+    requires `failed <= 0` unless `allow_failures`.
 
     Raises:
         ModelError: when the arrivals are not Poisson, or `lo`/`hi`/`rel_tol` are out of range.
@@ -329,13 +474,14 @@ def find_max_rate(raw: dict[str, Any], *, slos: list[Slo], lo: float, hi: float,
     if not 0 < rel_tol < 1:
         raise ModelError(f"--max-rate: rel_tol must be in (0, 1), got {rel_tol}")
     path = "arrivals.poisson.rate"
-    evaluate = _Evaluator(raw, path, float, slos, replications, seed, confidence,
-                          None if base_dir is None else str(base_dir))
+    evaluate = _Evaluator(raw, path, float, constraints(slos, allow_failures=allow_failures), replications, seed,
+                          confidence, None if base_dir is None else str(base_dir))
     evaluate.check(lo, hi)
+    method = f"bisection of {lo:g}..{hi:g} to {rel_tol:.1%}"
     if evaluate(hi).met:
-        return evaluate.result(hi, hi, None)
+        return evaluate.result(hi, hi, method=method)
     if not evaluate(lo).met:
-        return evaluate.result(None, lo, None)
+        return evaluate.result(None, lo, method=method)
     passing, failing = float(lo), float(hi)
     for _ in range(_MAX_RATE_STEPS):
         if (failing - passing) / passing <= rel_tol:
@@ -345,174 +491,4 @@ def find_max_rate(raw: dict[str, Any], *, slos: list[Slo], lo: float, hi: float,
             passing = mid
         else:
             failing = mid
-    return evaluate.result(passing, passing, None)
-
-
-# ------------------------------------------------------------------------------------------- USL
-
-
-def _usl(n: np.ndarray, lambda_: float, sigma: float, kappa: float) -> np.ndarray:
-    return lambda_ * n / (1 + sigma * (n - 1) + kappa * n * (n - 1))
-
-
-def fit_usl(n: Sequence[float], throughput: Sequence[float]) -> dict[str, float]:
-    """Fit the Universal Scalability Law X(N) = λN / (1 + σ(N−1) + κN(N−1)), all parameters >= 0.
-
-    Returns `lambda_`, `sigma`, `kappa`, `peak_n` = sqrt((1−σ)/κ) and `peak_throughput` = X(peak_n);
-    with κ = 0 throughput never turns down and the peak is at infinity (`peak_throughput` is then the
-    limit λ/σ, or infinity when σ = 0 too); with κ > 0 and σ >= 1 the peak is at N = 1.
-
-    Raises:
-        ModelError: with fewer than 3 points, unequal lengths, or non-positive N.
-    """
-    from scipy.optimize import curve_fit
-
-    x = np.asarray(n, dtype=float)
-    y = np.asarray(throughput, dtype=float)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ModelError(f"fit_usl: n and throughput must be equal-length lists, got {x.shape} and {y.shape}")
-    if x.size < 3:
-        raise ModelError(f"fit_usl: needs at least 3 points, got {x.size}")
-    if (x <= 0).any() or not np.isfinite(y).all():
-        raise ModelError("fit_usl: n must be > 0 and throughput finite")
-    lambda0 = float(np.max(y / x)) or 1.0
-    params, _ = curve_fit(_usl, x, y, p0=[lambda0, 0.01, 1e-4], bounds=([0, 0, 0], [np.inf, np.inf, np.inf]),
-                          maxfev=20000)
-    lambda_, sigma, kappa = (float(p) for p in params)
-    if kappa > 0 and sigma < 1:
-        peak_n = math.sqrt((1 - sigma) / kappa)
-        peak = float(_usl(np.array(peak_n), lambda_, sigma, kappa))
-    elif kappa > 0:  # sigma >= 1: adding the second worker already costs more than it brings
-        peak_n, peak = 1.0, lambda_
-    else:
-        peak_n = math.inf
-        peak = lambda_ / sigma if sigma > 0 else math.inf
-    return {"lambda_": lambda_, "sigma": sigma, "kappa": kappa, "peak_n": peak_n, "peak_throughput": peak}
-
-
-# ------------------------------------------------------------------------------------------- crossovers
-
-
-_HIGHER_IS_BETTER = ("throughput", "completed")
-_LOWER_IS_BETTER = ("t_total", "latency", "time_split", "failed")
-
-
-@dataclass(frozen=True)
-class Crossover:
-    """Where the metric curves of `a` and `b` cross as `param` grows: below `x` `b` leads, above it `a` does.
-
-    "Leads" means better when the metric has a direction (lower times, higher throughput), otherwise higher.
-    `value` is the metric at the crossing (both curves interpolated linearly between grid points).
-    """
-
-    param: str
-    x: float
-    a: str
-    b: str
-    metric: str
-    value: float
-    higher_is_better: bool | None = None
-
-    def __str__(self) -> str:
-        where = f"at {self.param}={self.x:.4g}"
-        if self.higher_is_better is None:
-            return f"{self.a} rises above {self.b} in {self.metric} {where}"
-        return f"{self.a} overtakes {self.b} {where} ({self.metric} {self.value:.4g})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"param": self.param, "x": self.x, "a": self.a, "b": self.b, "metric": self.metric,
-                "value": self.value, "text": str(self)}
-
-
-def _direction(metric: str) -> bool | None:
-    if metric.startswith(_HIGHER_IS_BETTER):
-        return True
-    if metric.startswith(_LOWER_IS_BETTER):
-        return False
-    return None
-
-
-def crossovers(summary: Any, *, x: str, metric: str = "t_total", by: str = "strategy", rtol: float = 1e-6,
-               use_ci: bool = True, higher_is_better: bool | None = None) -> list[Crossover]:
-    """The points where one `by` group's `metric` curve over `x` crosses another's, ordered by x.
-
-    `summary` is a frame with one row per (`by`, `x`) — a sweep summary (`<metric>_mean`, `<metric>_ci95`
-    columns) or any frame with a `metric` column. Curves are compared on the x values they share and
-    interpolated linearly between them. A difference counts only where it exceeds `rtol` of the values
-    and, with `use_ci`, the combined 95% half-widths (sqrt(h_a² + h_b²)); smaller ones are ties, and a
-    curve that touches or ties another without changing side does not cross it. The direction (`a`
-    overtakes `b`) follows `higher_is_better`, by default inferred from the metric's name.
-
-    Raises:
-        ModelError: a missing column, a non-numeric `x`, or several rows for one (`by`, `x`) (filter the
-            frame to one value of every other parameter first).
-    """
-    column = f"{metric}_mean" if f"{metric}_mean" in summary.columns else metric
-    for name in (x, by, column):
-        if name not in summary.columns:
-            raise ModelError(f"crossovers: no column {name!r} (columns: {', '.join(map(str, summary.columns))})")
-    try:
-        xs_all = summary[x].astype(float)
-    except (TypeError, ValueError):
-        raise ModelError(f"crossovers: {x} must be numeric, got {summary[x].tolist()[:5]}") from None
-    dup = summary.assign(_x=xs_all).duplicated(subset=[by, "_x"], keep=False)
-    if dup.any():
-        row = summary[dup].iloc[0]
-        raise ModelError(f"crossovers: {int(dup.sum())} rows repeat a ({by}, {x}) pair, e.g. {by}={row[by]}, "
-                         f"{x}={row[x]}; filter the frame to one value of every other parameter")
-    half = f"{metric}_ci95"
-    direction = _direction(metric) if higher_is_better is None else higher_is_better
-    curves: dict[str, dict[float, tuple[float, float]]] = {}
-    for key, xv, mean, h in zip(summary[by], xs_all, summary[column].astype(float),
-                                summary[half].astype(float) if use_ci and half in summary.columns
-                                else [0.0] * len(summary), strict=True):
-        curves.setdefault(str(key), {})[float(xv)] = (float(mean), 0.0 if math.isnan(h) else float(h))
-    found: list[Crossover] = []
-    names = list(curves)
-    for i, first in enumerate(names):
-        for second in names[i + 1:]:
-            found.extend(_pair_crossings(curves[first], curves[second], first, second, x, metric, rtol, direction))
-    return sorted(found, key=lambda c: (c.x, c.a, c.b))
-
-
-def _pair_crossings(ca: dict[float, tuple[float, float]], cb: dict[float, tuple[float, float]], na: str, nb: str,
-                    param: str, metric: str, rtol: float, direction: bool | None) -> list[Crossover]:
-    xs = np.array(sorted(set(ca) & set(cb)))
-    if xs.size < 2:
-        return []
-    ya = np.array([ca[v][0] for v in xs])
-    yb = np.array([cb[v][0] for v in xs])
-    tol = np.maximum(rtol * np.maximum(np.abs(ya), np.abs(yb)),
-                     np.hypot([ca[v][1] for v in xs], [cb[v][1] for v in xs]))
-    d = ya - yb
-    sign = np.where(np.abs(d) > tol, np.sign(d), 0.0)
-    out = []
-    sides = np.flatnonzero(sign)
-    for i, j in itertools.pairwise(sides):
-        if sign[i] == sign[j]:
-            continue
-        # the first sign change of the raw difference between the two decided points
-        k = next(k for k in range(i, j) if np.sign(d[k + 1]) != sign[i])
-        t = 1.0 if d[k + 1] == 0 else d[k] / (d[k] - d[k + 1])
-        cross = float(xs[k] + t * (xs[k + 1] - xs[k]))
-        value = float(ya[k] + t * (ya[k + 1] - ya[k]))
-        # after the crossing, a leads when d has the sign that favours it
-        a_leads = (sign[j] < 0) if direction is False else (sign[j] > 0)
-        lead, lag = (na, nb) if a_leads else (nb, na)
-        out.append(Crossover(param, cross, lead, lag, metric, value, direction))
-    return out
-
-
-def sweep_crossovers(summary: Any, params: Sequence[str], *, metric: str = "t_total") -> tuple[str | None,
-                                                                                                list[Crossover]]:
-    """Crossovers of a sweep summary whose grid varies `strategy` and exactly one other, numeric, parameter.
-
-    Returns (that parameter, its crossovers), or (None, []) for any other grid.
-    """
-    import pandas as pd
-
-    varying = [p for p in params if summary[p].nunique(dropna=False) > 1]
-    others = [p for p in varying if p != "strategy"]
-    if "strategy" not in varying or len(others) != 1 or not pd.api.types.is_numeric_dtype(summary[others[0]]):
-        return None, []
-    return others[0], crossovers(summary, x=others[0], metric=metric, by="strategy")
+    return evaluate.result(passing, passing, method=method)

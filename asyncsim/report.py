@@ -23,8 +23,9 @@ from typing import Any
 
 from ._io import write_atomic
 from .metrics import STATES
+from .ranking import speedups
 
-__all__ = ["concurrency_figure", "detail", "header", "latency_cdf_figure", "metadata", "overlay_figure", "speedups",
+__all__ = ["concurrency_figure", "detail", "header", "latency_cdf_figure", "metadata", "overlay_figure",
            "per_strategy", "report", "split_figure", "sweep_axes", "sweep_figure", "sweep_table",
            "utilisation_figure", "validation_report", "write_report"]
 
@@ -283,7 +284,7 @@ def sweep_figure(summary: Any, *, x: str, hue: str | None, metric: str = "t_tota
     """A metric's mean against `x` with its 95% CI band, one line per `hue` value; crossings marked.
 
     `summary` has `<metric>_mean` and `<metric>_ci95` columns (a sweep summary); `crossings` are
-    `plan.Crossover`s of this metric; `measured` (hue value, x, y) points from real runs are drawn as crosses.
+    `curves.Crossover`s of this metric; `measured` (hue value, x, y) points from real runs are drawn as crosses.
     """
     plt, sns = _plot()
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
@@ -500,19 +501,6 @@ def report(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
     return write_report(out_dir, lines, figures)
 
 
-def speedups(results: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Plain sentences comparing the fastest strategy's T_total with each other one's."""
-    best = min(results, key=lambda r: r["t_total"])
-    out = []
-    for r in results:
-        if r is best or best["t_total"] <= 0:
-            continue
-        ratio = r["t_total"] / best["t_total"]
-        out.append(f"{best['strategy']} and {r['strategy']} take the same time (within 1%)" if ratio < 1.01
-                   else f"{best['strategy']} is {ratio:.3g}x faster than {r['strategy']}")
-    return out
-
-
 def _runs_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, bytes | None]]:
     results = [saved.data] if saved.kind == "run" else list(saved.data)
     first = results[0]
@@ -594,7 +582,7 @@ def _validate_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str
 
 
 def _sweep_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, bytes | None]]:
-    from .plan import crossovers
+    from .curves import crossovers
 
     summary, params = saved.data, list(saved.params)
     x, hue, frame = sweep_axes(summary, params)

@@ -39,8 +39,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ._io import write_atomic
-from .api import replication_seeds, simulate
+from .api import ci_half_width, replication_seeds, simulate
 from .errors import ModelError
+from .metrics import METRICS
 from .spec import Workload
 
 if TYPE_CHECKING:
@@ -48,13 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = ["METRICS", "apply", "grid", "load_raw", "parse_set", "summarize", "sweep"]
 
-METRICS = (
-    "t_total", "throughput", "completed", "failed",
-    "latency_mean", "latency_p50", "latency_p95", "latency_p99", "latency_max",
-    "concurrency_mean", "concurrency_peak", "concurrency_computing_mean", "concurrency_waiting_mean",
-    "concurrency_queued_mean",
-    "time_split_task", "time_split_wait", "time_split_queue",
-)
 _NAME_MAPS = ("pools", "services")  # their keys are user names: a new one would silently add an entry
 _RANGE = re.compile(r"\s*(-?\d+)\.\.(-?\d+)\s*")
 
@@ -246,13 +240,9 @@ def _run_chunk(raw: dict[str, Any], base_dir: str | None,
     for index, point, replication, seed in jobs:
         if index not in models:
             models[index] = build(raw, point, base_dir=base_dir)
-        result = simulate(models[index], seed=seed).to_dict()
-        row = {"point": index, **point, "replication": replication, "seed": seed}
-        for key in ("t_total", "throughput", "completed", "failed"):
-            row[key] = result[key]
-        for group in ("latency", "concurrency", "time_split"):
-            row.update({f"{group}_{k}": v for k, v in result[group].items()})
-        rows.append(row)
+        metrics = simulate(models[index], seed=seed).metrics()
+        rows.append({"point": index, **point, "replication": replication, "seed": seed,
+                     **{key: metrics[key] for key in METRICS}})
     return rows
 
 
@@ -413,23 +403,20 @@ def _write(path: Path, frame: pd.DataFrame, others: list[dict[str, Any]], column
 def summarize(frame: pd.DataFrame, params: list[str]) -> pd.DataFrame:
     """Per grid point: `replications`, then `<metric>_mean` and `<metric>_ci95` (95% half-width, Student t).
 
-    The half-width is NaN for a point with a single replication.
+    The half-width is NaN for a point with a single replication, 0 for a metric that did not vary.
     """
     import pandas as pd
-    from scipy import stats  # imported when needed: scipy.stats alone costs ~75 MB
 
     keys = ["point"] if "point" in frame.columns else params
     metrics = [m for m in METRICS if m in frame.columns]
     out = []
     for _, group in frame.groupby(keys, sort=False, dropna=False):
-        n = len(group)
         row = {"point": group["point"].iloc[0]} if "point" in frame.columns else {}
         row.update({p: group[p].iloc[0] for p in params})
-        row["replications"] = n
-        t = float(stats.t.ppf(0.975, n - 1)) if n > 1 else math.nan
+        row["replications"] = len(group)
         for m in metrics:
-            values = group[m].astype(float)
+            values = group[m].to_numpy(dtype=float)
             row[f"{m}_mean"] = float(values.mean())
-            row[f"{m}_ci95"] = t * float(values.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
+            row[f"{m}_ci95"] = ci_half_width(values)
         out.append(row)
     return pd.DataFrame.from_records(out)

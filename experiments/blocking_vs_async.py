@@ -16,7 +16,7 @@ from pathlib import Path
 import _shares as shares
 
 import asyncsim as a
-from asyncsim.plan import crossovers
+from asyncsim.curves import crossovers
 from asyncsim.report import (
     concurrency_figure,
     fmt_s,

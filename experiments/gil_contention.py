@@ -20,7 +20,7 @@ from pathlib import Path
 
 import _shares as shares
 
-from asyncsim.plan import crossovers
+from asyncsim.curves import crossovers
 from asyncsim.real.calibrate import calibrate
 from asyncsim.report import fmt_s, header, metadata, split_figure, sweep_figure, sweep_table, write_report
 from asyncsim.sweep import build

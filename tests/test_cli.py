@@ -148,12 +148,17 @@ def test_plan_finds_the_smallest_limit_meeting_a_deadline(tmp_path, capsys):
     model = tmp_path / "batch.yaml"
     model.write_text("name: io-batch\narrivals: {batch: 100}\ntask: [{io: 1.0}]\n")
     # 100 tasks of 1 s under asyncio:K take ceil(100/K) s: the smallest K finishing within 7 s is 15
-    argv = ["plan", str(model), "--vary", "strategy=asyncio:1..512", "--deadline", "7s", "-r", "2"]
+    argv = ["plan", str(model), "--vary", "strategy=asyncio:1..512", "--deadline", "7s", "-r", "2",
+            "--objective", "smallest"]
     assert main([*argv, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["value"] == "asyncio:15"
-    assert data["evaluations"] < 20  # a search, not a grid of 512
+    assert data["slos"] == ["t_total <= 7s", "failed <= 0"]
+    assert data["evaluations"] < 25  # a search, not a grid of 512
     assert main(argv) == 0
     assert "asyncio:15 is the smallest setting" in capsys.readouterr().out
-    assert main(["plan", str(model), "--vary", "strategy=asyncio"]) == 2
+    # by default the fastest: 1 s from asyncio:100 on
+    assert main([*argv[:-2], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["value"] == "asyncio:100"
+    assert main(["plan", str(model), "--vary", "strategy=asyncio", "--allow-failures"]) == 2
     assert "--slo" in capsys.readouterr().err

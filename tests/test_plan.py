@@ -1,4 +1,4 @@
-"""Capacity planning: SLO and --vary parsing, the search against known answers, max rate, USL fits."""
+"""Capacity planning: SLO and --vary parsing, the search against known answers and brute force, max rate."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from asyncsim import replication_seeds, simulate
 from asyncsim.errors import ModelError
-from asyncsim.plan import Slo, find_max_rate, fit_usl, parse_slo, parse_vary, plan, setting
+from asyncsim.plan import Slo, find_max_rate, parse_slo, parse_vary, plan, setting
+from asyncsim.sweep import build
 
 BATCH = {"arrivals": {"batch": 100}, "task": [{"io": 1.0}]}  # T_total = ceil(100 / K) under asyncio:K
 MM1 = {
@@ -94,11 +96,11 @@ def test_parse_vary_errors(text: str, message: str) -> None:
 @pytest.mark.parametrize(("limit", "answer"), [(10, 10), (7, 15)])
 def test_plan_finds_smallest_concurrency(limit: int, answer: int) -> None:
     result = plan(BATCH, vary=parse_vary("strategy=asyncio:1..512"), slos=[parse_slo(f"t_total <= {limit}s")],
-                  replications=2, cost=0.5)
+                  replications=2, cost=0.5, objective="smallest")
     assert result.answer == answer
     assert result.value == f"asyncio:{answer}"
     assert result.cost == pytest.approx(0.5 * answer)
-    assert result.evaluations < 20  # galloping + bisection, not 512 runs
+    assert result.evaluations < 25  # an 18-point grid and a few bisections, not 512 settings
     assert result.binding == parse_slo(f"t_total <= {limit}s")
     assert result.margin[f"t_total <= {limit}s"] == pytest.approx(1 - math.ceil(100 / answer) / limit)
     params = [p.param for p in result.curve]
@@ -125,7 +127,7 @@ def test_plan_rejects_bad_models_up_front() -> None:
     with pytest.raises(ModelError, match=r"^--vary pools\.db: pools does not exist"):
         plan(BATCH, vary=parse_vary("pools.db=1..8"), slos=[parse_slo("t_total < 5s")], replications=2)
     with pytest.raises(ModelError, match="at least one objective"):
-        plan(BATCH, vary=parse_vary("strategy=asyncio:1..8"), slos=[], replications=2)
+        plan(BATCH, vary=parse_vary("strategy=asyncio:1..8"), slos=[], replications=2, allow_failures=True)
 
 
 def test_find_max_rate_mm1() -> None:
@@ -141,14 +143,112 @@ def test_find_max_rate_needs_poisson() -> None:
         find_max_rate(BATCH, slos=[parse_slo("mean < 1s")], lo=1.0, hi=2.0, replications=2, seed=0)
 
 
-def test_fit_usl_recovers_parameters() -> None:
-    n = np.array([1, 2, 4, 8, 16, 32, 64, 128], dtype=float)
-    lambda_, sigma, kappa = 100.0, 0.05, 0.001
-    x = lambda_ * n / (1 + sigma * (n - 1) + kappa * n * (n - 1))
-    fit = fit_usl(n, x)
-    assert fit["lambda_"] == pytest.approx(lambda_, rel=1e-3)
-    assert fit["sigma"] == pytest.approx(sigma, rel=1e-2)
-    assert fit["kappa"] == pytest.approx(kappa, rel=1e-2)
-    assert fit["peak_n"] == pytest.approx(math.sqrt((1 - sigma) / kappa), rel=1e-2)
-    with pytest.raises(ModelError, match="at least 3 points"):
-        fit_usl([1, 2], [1, 2])
+# ---------------------------------------------------------------------------- lost work and the true optimum
+
+# 150 chat completions against 200k TPM enforced over 10 s windows (charged on max_tokens): up to 9 in flight
+# every request fits; from 10 up the bucket runs dry, 429s outlast the 2 retries and tasks are lost, while
+# T_total keeps falling. Neither "more is better" nor "the first that meets the deadline" finds the answer.
+TPM = {"name": "tpm", "arrivals": {"batch": 150}, "task": [{"cpu": 0.002}, {"call": "llm"}],
+       "services": {"llm": {"ttft": {"lognormal": {"mean": 0.4, "cv": 0.5}}, "tpot": 0.02,
+                            "tokens": {"input": {"lognormal": {"mean": 800, "cv": 0.3}},
+                                       "output": {"lognormal": {"mean": 150, "cv": 0.6}}, "max_tokens": 512},
+                            "rate_limit": {"rpm": 500, "tpm": 200000, "window": 10, "count_max_tokens": True},
+                            "retry": {"max_retries": 2}}}}
+
+
+def _brute_force(raw, lo, hi, *, replications, deadline=None, tolerance=0.01):
+    """Every setting evaluated: the smallest lossless one (meeting the deadline) within tolerance of the fastest."""
+    seeds = replication_seeds(0, replications)
+    table = {}
+    for k in range(lo, hi + 1):
+        workload = build(raw, {"strategy": f"asyncio:{k}"})
+        runs = [simulate(workload, seed=s).metrics() for s in seeds]
+        table[k] = (np.mean([m["t_total"] for m in runs]), max(m["failed"] for m in runs))
+    t_total = {k: t for k, (t, failed) in table.items() if failed == 0 and (deadline is None or t <= deadline)}
+    if not t_total:
+        return None, table
+    best = min(t_total.values())
+    return min(k for k, t in t_total.items() if t <= best * (1 + tolerance)), table
+
+
+def test_plan_under_a_tpm_limit_agrees_with_brute_force():
+    answer, table = _brute_force(TPM, 1, 32, replications=3)
+    assert answer == 9
+    assert table[32][1] > 0  # the fastest setting loses work
+    result = plan(TPM, vary=parse_vary("strategy=asyncio:1..32"), slos=[], replications=3)
+    assert (result.answer, result.value) == (answer, "asyncio:9")
+    assert [str(s) for s in result.slos] == ["failed <= 0"]
+    assert result.evaluations < 20  # of 32 settings
+    assert "√2 grid" in result.method
+    for point in result.curve:  # the curve it walked carries the lost work of every setting
+        assert point.mean["failed"] == pytest.approx(np.mean([
+            simulate(build(TPM, {"strategy": point.value}), seed=s).failed for s in replication_seeds(0, 3)]))
+        assert point.met == (table[point.param][1] == 0)
+
+
+def test_a_deadline_met_only_by_settings_that_lose_work_has_no_answer():
+    # asyncio:11 and up finish within 50 s, but every one of them loses tasks; no lossless setting is that fast
+    answer, table = _brute_force(TPM, 1, 32, replications=3, deadline=50)
+    assert answer is None
+    assert any(t <= 50 for t, _ in table.values())
+    result = plan(TPM, vary=parse_vary("strategy=asyncio:1..32"), slos=[parse_slo("t_total <= 50s")],
+                  replications=3)
+    assert result.answer is None
+    # allowing failures, the deadline alone picks the smallest as-fast-as-the-best setting: one that loses work
+    loose = plan(TPM, vary=parse_vary("strategy=asyncio:1..32"), slos=[parse_slo("t_total <= 50s")],
+                 replications=3, allow_failures=True)
+    assert loose.answer is not None
+    assert loose.point.mean["failed"] > 0
+
+
+def test_an_explicit_loss_slo_replaces_the_default():
+    result = plan(TPM, vary=parse_vary("strategy=asyncio:1..32"), slos=[parse_slo("failed_fraction <= 5%")],
+                  replications=3)
+    assert [str(s) for s in result.slos] == ["failed_fraction <= 0.05"]
+    assert result.point.high["failed_fraction"] <= 0.05
+    assert result.answer > 9  # a little loss buys a faster setting
+
+
+def test_objectives():
+    slos = [parse_slo("t_total <= 10s")]
+    vary = parse_vary("strategy=asyncio:1..128")
+    fastest = plan(BATCH, vary=vary, slos=slos, replications=1)
+    assert fastest.answer == 100  # T_total = ceil(100 / K) is 1 s from K = 100 on: the smallest that fast
+    assert plan(BATCH, vary=vary, slos=slos, replications=1, objective="goodput").answer == 100
+    assert plan(BATCH, vary=vary, slos=slos, replications=1, objective="smallest").answer == 10
+    # a price per unit of the setting and nothing else to pay: the cheapest feasible is the smallest
+    cheapest = plan(BATCH, vary=vary, slos=slos, replications=1, objective="cost", cost=2.0)
+    assert (cheapest.answer, cheapest.cost) == (10, 20.0)
+    with pytest.raises(ModelError, match="--objective cost: the model has no prices"):
+        plan(BATCH, vary=vary, slos=slos, replications=1, objective="cost")
+    with pytest.raises(ModelError, match="--objective: must be one of t_total, cost, goodput, smallest"):
+        plan(BATCH, vary=vary, slos=slos, replications=1, objective="speed")
+
+
+@pytest.mark.parametrize(
+    ("text", "metric", "op", "bound"),
+    [
+        ("failed < 1", "failed", "<", 1.0),
+        ("failed_fraction <= 0.1%", "failed_fraction", "<=", 0.001),
+        ("goodput >= 2/s", "goodput", ">=", 2.0),
+        ("rate_limited <= 10", "rate_limited", "<=", 10.0),
+        ("cost <= 4.5", "cost", "<=", 4.5),
+        ("interactive.p99 < 2s", "interactive.p99", "<", 2.0),
+        ("backfill.failed <= 0", "backfill.failed", "<=", 0.0),
+        ("chat.t_total < 1m", "chat.t_total", "<", 60.0),
+    ],
+)
+def test_parse_slo_on_lost_work_cost_and_classes(text, metric, op, bound):
+    slo = parse_slo(text)
+    assert (slo.metric, slo.op) == (metric, op)
+    assert slo.bound == pytest.approx(bound)
+
+
+def test_class_slos_are_checked_against_the_model():
+    raw = {"arrivals": {"batch": 20}, "tasks": [{"name": "chat", "steps": [{"io": 0.1}]},
+                                               {"name": "batch", "steps": [{"io": 1.0}]}]}
+    with pytest.raises(ModelError, match=r"--slo chatty.p99 < 1s: unknown class 'chatty' \(chat, batch\)"):
+        plan(raw, vary=parse_vary("strategy=asyncio:1..8"), slos=[parse_slo("chatty.p99 < 1s")], replications=1)
+    result = plan(raw, vary=parse_vary("strategy=asyncio:1..32"), slos=[parse_slo("chat.p99 <= 0.1s")],
+                  replications=1, objective="smallest")
+    assert result.answer == 20  # every chat task must start at once: all 20 tasks in flight

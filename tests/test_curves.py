@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pandas as pd
 import pytest
 
+from asyncsim.curves import Crossover, crossovers, fit_usl, sweep_crossovers
 from asyncsim.errors import ModelError
-from asyncsim.plan import Crossover, crossovers, sweep_crossovers
 from asyncsim.sweep import summarize, sweep
 
 
@@ -117,3 +120,16 @@ def test_sweep_crossovers_needs_the_strategy_and_one_numeric_parameter():
     assert x == "task.1.io"
     assert found == []  # threads:4 is never slower than sequential here (no overheads): no crossing
     assert sweep_crossovers(summary[summary["strategy"] == "sequential"], ["strategy", "task.1.io"]) == (None, [])
+
+
+def test_fit_usl_recovers_parameters() -> None:
+    n = np.array([1, 2, 4, 8, 16, 32, 64, 128], dtype=float)
+    lambda_, sigma, kappa = 100.0, 0.05, 0.001
+    x = lambda_ * n / (1 + sigma * (n - 1) + kappa * n * (n - 1))
+    fit = fit_usl(n, x)
+    assert fit["lambda_"] == pytest.approx(lambda_, rel=1e-3)
+    assert fit["sigma"] == pytest.approx(sigma, rel=1e-2)
+    assert fit["kappa"] == pytest.approx(kappa, rel=1e-2)
+    assert fit["peak_n"] == pytest.approx(math.sqrt((1 - sigma) / kappa), rel=1e-2)
+    with pytest.raises(ModelError, match="at least 3 points"):
+        fit_usl([1, 2], [1, 2])

@@ -1,0 +1,72 @@
+"""Rankings that cannot mislead: a setting that loses work never ranks above one that does not.
+
+A run that loses tasks (failed after their retries, timed out in a pool, rejected) finishes early *because*
+it did less: its T_total covers only what it finished. So every ranking here — the fastest strategy in
+`compare`, the speed-up sentences, the best point of a sweep — first takes the settings that complete every
+task, and compares T_total among those only; settings that lose work are listed after them, fewest lost
+first, and marked. When none completes every task, the sentences say so plainly.
+
+Entries are `Result.to_dict()` objects (`tasks`, `completed`, `t_total`, `strategy`) or sweep-summary rows
+(`tasks_mean`, `completed_mean`, `t_total_mean`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["complete", "lost", "lost_text", "ranked", "speedups"]
+
+
+def _get(entry: Any, key: str) -> float:
+    value = entry[f"{key}_mean"] if f"{key}_mean" in entry else entry[key]
+    return float(value)
+
+
+def lost(entry: Any) -> float:
+    """Tasks an entry did not complete (failed or unfinished): the mean over replications for a summary row."""
+    return _get(entry, "tasks") - _get(entry, "completed")
+
+
+def complete(entry: Any) -> bool:
+    """Whether an entry completed every task (in every replication, for a summary row: a mean loss of 0)."""
+    return lost(entry) <= 0
+
+
+def lost_text(entry: Any) -> str:
+    """'loses 1,833 of 2,000 tasks' (a mean over replications is shown with one decimal when fractional)."""
+    n, total = lost(entry), _get(entry, "tasks")
+    count = f"{n:,.0f}" if float(n).is_integer() else f"{n:,.1f}"
+    return f"loses {count} of {total:,.0f} tasks"
+
+
+def ranked(entries: Sequence[Any], *, key: Callable[[Any], float] | None = None) -> list[Any]:
+    """The entries best first: those that complete every task by `key` (T_total by default), then those that
+    lose work, fewest lost first (then by `key`)."""
+    by = key or (lambda e: _get(e, "t_total"))
+    return sorted(entries, key=lambda e: (not complete(e), lost(e) if not complete(e) else 0.0, by(e)))
+
+
+def speedups(results: Sequence[Mapping[str, Any]], *, label: str = "strategy") -> list[str]:
+    """Plain sentences comparing the fastest run that completes every task with each other run.
+
+    "asyncio:4 is 3.1x faster than asyncio:1"; a run that loses work is never called faster: "asyncio loses
+    1,833 of 2,000 tasks (not ranked: its T_total covers only what it finished)". When no run completes every
+    task the first sentence says so and names the one that loses the fewest.
+    """
+    whole = [r for r in results if complete(r)]
+    out = []
+    if whole:
+        best = min(whole, key=lambda r: _get(r, "t_total"))
+        for r in whole:
+            if r is best or _get(best, "t_total") <= 0:
+                continue
+            ratio = _get(r, "t_total") / _get(best, "t_total")
+            out.append(f"{best[label]} and {r[label]} take the same time (within 1%)" if ratio < 1.01
+                       else f"{best[label]} is {ratio:.3g}x faster than {r[label]}")
+    elif results:
+        fewest = ranked(results)[0]
+        out.append(f"no {label} completes every task; the fewest lost: {fewest[label]} ({lost_text(fewest)})")
+    out += [f"{r[label]} {lost_text(r)} (not ranked: its T_total covers only what it finished)"
+            for r in results if not complete(r)]
+    return out
