@@ -23,9 +23,16 @@ def _get(entry: Any, key: str) -> float:
     return float(value)
 
 
+def _has(entry: Any, key: str) -> bool:
+    return f"{key}_mean" in entry or key in entry
+
+
 def lost(entry: Any) -> float:
-    """Tasks an entry did not complete (failed or unfinished): the mean over replications for a summary row."""
-    return _get(entry, "tasks") - _get(entry, "completed")
+    """Tasks an entry did not complete (failed or unfinished): the mean over replications for a summary row
+    (its failed tasks, for a summary saved before task counts were kept)."""
+    if _has(entry, "tasks"):
+        return _get(entry, "tasks") - _get(entry, "completed")
+    return _get(entry, "failed")
 
 
 def complete(entry: Any) -> bool:
@@ -35,9 +42,9 @@ def complete(entry: Any) -> bool:
 
 def lost_text(entry: Any) -> str:
     """'loses 1,833 of 2,000 tasks' (a mean over replications is shown with one decimal when fractional)."""
-    n, total = lost(entry), _get(entry, "tasks")
+    n = lost(entry)
     count = f"{n:,.0f}" if float(n).is_integer() else f"{n:,.1f}"
-    return f"loses {count} of {total:,.0f} tasks"
+    return f"loses {count} of {_get(entry, 'tasks'):,.0f} tasks" if _has(entry, "tasks") else f"loses {count} tasks"
 
 
 def ranked(entries: Sequence[Any], *, key: Callable[[Any], float] | None = None) -> list[Any]:

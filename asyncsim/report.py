@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ._io import write_atomic
-from .metrics import STATES
-from .ranking import speedups
+from .metrics import STATES, flat_metrics
+from .ranking import complete, lost_text, ranked, speedups
 
-__all__ = ["concurrency_figure", "detail", "header", "latency_cdf_figure", "metadata", "overlay_figure",
+__all__ = ["concurrency_figure", "detail", "header", "latency_cdf_figure", "metadata", "overlay_figure", "best_point",
            "per_strategy", "report", "split_figure", "sweep_axes", "sweep_figure", "sweep_table",
            "utilisation_figure", "validation_report", "write_report"]
 
@@ -291,11 +291,17 @@ def sweep_figure(summary: Any, *, x: str, hue: str | None, metric: str = "t_tota
     groups = [(None, summary)] if hue is None else list(summary.groupby(hue, sort=False))
     palette = sns.color_palette("deep", len(groups))
     colors = {str(label): color for color, (label, _) in zip(palette, groups, strict=True)}
+    marked = False
     for color, (label, g) in zip(palette, groups, strict=True):
         g = g.sort_values(x)
         mean, half = g[f"{metric}_mean"].astype(float), g[f"{metric}_ci95"].astype(float).fillna(0.0)
         ax.plot(g[x], mean, marker="o", ms=3.5, color=color, label=None if label is None else str(label))
         ax.fill_between(g[x], mean - half, mean + half, color=color, alpha=0.25, lw=0)
+        lossy = _lossy(g)
+        if lossy.any():  # a point that loses work is not comparable: it finished early because it did less
+            ax.scatter(g[x][lossy], mean[lossy], marker="x", s=45, color="#C44E52", zorder=4,
+                       label=None if marked else "loses work (not comparable)")
+            marked = True
     mine = sorted((c for c in crossings if c.metric == metric), key=lambda c: c.x)
     span = float(summary[x].max() - summary[x].min()) or 1.0
     clusters: list[list[Any]] = []
@@ -316,9 +322,18 @@ def sweep_figure(summary: Any, *, x: str, hue: str | None, metric: str = "t_tota
     if logy:
         ax.set_yscale("log")
     ax.set(xlabel=xlabel or x, ylabel=ylabel or f"{metric} (mean, 95% CI band)")
-    if hue is not None:
+    if hue is not None or marked:
         ax.legend(fontsize=8, title=hue)
     return _png(fig)
+
+
+def _lossy(summary: Any) -> Any:
+    """Per row of a sweep summary: does the point lose work (see `asyncsim.ranking`)?"""
+    import pandas as pd
+
+    if "failed_mean" not in summary.columns:  # a summary from before lost work was recorded
+        return pd.Series(False, index=summary.index)
+    return summary.apply(lambda row: not complete(row), axis=1).astype(bool)
 
 
 def split_figure(summary: Any, *, x: str, hue: str | None, xlabel: str | None = None,
@@ -430,7 +445,7 @@ def fmt_s(seconds: float | None) -> str:
 
 
 def _ci(mean: float, half: float | None, fmt: Any = fmt_s) -> str:
-    return fmt(mean) if half is None or math.isnan(half) else f"{fmt(mean)} ± {fmt(half)}"
+    return fmt(mean) if half is None or math.isnan(half) or half == 0 else f"{fmt(mean)} ± {fmt(half)}"
 
 
 def _num(x: float) -> str:
@@ -458,16 +473,47 @@ def sweep_axes(summary: Any, params: Sequence[str]) -> tuple[str | None, str | N
 
 
 def sweep_table(summary: Any, params: Sequence[str]) -> list[str]:
-    """A Markdown table of a sweep summary: the parameters, then T_total, throughput, p95 and mean in flight."""
-    cols = [("T_total", "t_total", fmt_s), ("throughput/s", "throughput", _num), ("p95", "latency_p95", fmt_s),
+    """A Markdown table of a sweep summary: the parameters, completed and failed tasks (429s, retries and cost
+    where the runs have them), then T_total, goodput, p95 and mean in flight; ⚠ marks points that lose work."""
+    outcome = [("completed", "completed", _count), ("failed", "failed", _count)]
+    for title, metric, fmt in (("429s", "rate_limited", _count), ("retries", "retries", _count),
+                               ("cost", "cost", _num)):
+        if f"{metric}_mean" in summary.columns and (summary[f"{metric}_mean"] > 0).any():
+            outcome.append((title, metric, fmt))
+    cols = [*outcome, ("T_total", "t_total", fmt_s), ("goodput/s", "goodput", _num), ("p95", "latency_p95", fmt_s),
             ("mean in flight", "concurrency_mean", _num)]
+    cols = [c for c in cols if f"{c[1]}_mean" in summary.columns]
     lines = ["| " + " | ".join([*params, "runs", *(c[0] for c in cols)]) + " |",
              "| " + " | ".join(["---"] * len(params) + ["---:"] * (len(cols) + 1)) + " |"]
-    for _, row in summary.iterrows():
+    lossy = _lossy(summary)
+    for (_, row), bad in zip(summary.iterrows(), lossy, strict=True):
         cells = [str(row[p]) for p in params] + [str(row["replications"])]
+        if bad and cells:
+            cells[0] += " ⚠"
         cells += [_ci(float(row[f"{m}_mean"]), float(row.get(f"{m}_ci95", math.nan)), f) for _, m, f in cols]
         lines.append("| " + " | ".join(cells) + " |")
+    if lossy.any():
+        lines += ["", "⚠ loses work: its T_total covers only what it finished, so it is not ranked against the "
+                  "points that complete every task."]
     return lines
+
+
+def _count(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}"
+
+
+def best_point(summary: Any, params: Sequence[str]) -> str:
+    """One sentence naming the fastest grid point that completes every task (or saying that none does)."""
+    rows = [row for _, row in summary.iterrows()]
+    if not rows:
+        return "The sweep has no points."
+    best = ranked(rows)[0]
+    where = ", ".join(f"{p}={best[p]}" for p in params) or "the model"
+    lossy = sum(not complete(r) for r in rows)
+    if not complete(best):
+        return f"No point completes every task; the fewest lost: {where} ({lost_text(best)})."
+    tail = f"; {lossy} of {len(rows)} points lose work and are not ranked (⚠)" if lossy else ""
+    return f"Fastest without lost work: {where}, T_total {fmt_s(float(best['t_total_mean']))}{tail}."
 
 
 # ------------------------------------------------------------------------------------------- report FILE
@@ -507,24 +553,34 @@ def _runs_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, by
     if saved.kind == "run":
         reps = f", mean of {first['replications']} replications ± 95% CI" if "replications" in first else ""
         title = f"{first['model']} under {first['strategy']}"
-        opening = (f"{first['completed']:g} of {first['tasks']:g} tasks in {fmt_s(first['t_total'])} "
-                   f"(seed {first['seed']}{reps}).")
+        lost = first["tasks"] - first["completed"]
+        loss = f" ({_count(lost)} lost: {lost / first['tasks']:.1%} of the work)" if lost > 0 else ""
+        cost = f", cost {_num(first['cost']['total'])}" if "cost" in first else ""
+        opening = (f"{_count(first['completed'])} of {_count(first['tasks'])} tasks completed{loss} in "
+                   f"{fmt_s(first['t_total'])}{cost} (seed {first['seed']}{reps}).")
     else:
         title = f"{first['model']}: {', '.join(r['strategy'] for r in results)}"
         opening = "; ".join(speedups(results)) + f" (paired: the same draws, seed {first['seed']})."
     lines = [*header(title, meta=meta), opening, ""]
+    flat = [flat_metrics(r) for r in results]
+    outcome = [("429s", "rate_limited"), ("retries", "retries"), ("cost", "cost")]
+    outcome = [(t, k) for t, k in outcome if any(m.get(k, 0) > 0 for m in flat)]
     states = [k for k in first["concurrency"] if k.endswith("_mean") and any(r["concurrency"][k] for r in results)]
-    cols = ["strategy", "T_total", "throughput/s", "p50", "p95", "p99", "in flight", "peak",
-            *(s.removesuffix("_mean") for s in states)]
+    cols = ["strategy", "completed", "failed", *(t for t, _ in outcome), "T_total", "goodput/s", "p50", "p95", "p99",
+            "in flight", "peak", *(s.removesuffix("_mean") for s in states)]
     lines += ["| " + " | ".join(cols) + " |", "| --- |" + " ---: |" * (len(cols) - 1)]
-    for r in results:
+    for r, m in zip(results, flat, strict=True):
         ci = r.get("ci95", {})
         lat, conc = r["latency"], r["concurrency"]
         lci, cci = ci.get("latency", {}), ci.get("concurrency", {})
-        cells = [r["strategy"], _ci(r["t_total"], ci.get("t_total")), _ci(r["throughput"], ci.get("throughput"), _num),
+        cells = [r["strategy"] + ("" if complete(r) else " ⚠"), _count(r["completed"]), _count(r["failed"]),
+                 *(_num(m[k]) if k == "cost" else _count(m[k]) for _, k in outcome),
+                 _ci(r["t_total"], ci.get("t_total")), _ci(r.get("goodput", r["throughput"]), ci.get("goodput"), _num),
                  *(_ci(lat[p], lci.get(p)) for p in ("p50", "p95", "p99")),
                  _ci(conc["mean"], cci.get("mean"), _num), f"{conc['peak']:g}", *(_num(conc[s]) for s in states)]
         lines.append("| " + " | ".join(cells) + " |")
+    if not all(complete(r) for r in results):
+        lines += ["", "⚠ loses work: its T_total covers only what it finished, so it is not ranked."]
     lines.append("")
     figures: dict[str, bytes | None] = {
         "utilisation.png": utilisation_figure({r["strategy"]: r["resources"] for r in results})}
@@ -589,13 +645,14 @@ def _sweep_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, b
     runs = int(summary["replications"].sum())
     source = "from the per-run table" if saved.kind == "sweep" else "a summary"
     lines = [*header(f"Sweep of {', '.join(params) or 'the model'}", meta=meta),
-             f"{len(summary)} grid points, {runs} runs ({source}; means with 95% confidence half-widths).", ""]
+             f"{len(summary)} grid points, {runs} runs ({source}; means with 95% confidence half-widths). "
+             + best_point(summary, params), ""]
     figures: dict[str, bytes | None] = {}
     if x is not None:
         found = crossovers(frame, x=x, by=hue) if hue else []
         if found:
             lines += ["Crossovers (T_total, linear interpolation between grid points; differences inside the 95% "
-                      "CIs count as ties):", "", *(f"- {c}" for c in found), ""]
+                      "CIs count as ties; points that lose work are left out):", "", *(f"- {c}" for c in found), ""]
         elif hue:
             lines += [f"No crossovers: no line's T_total crosses another's as {x} grows.", ""]
         figures["t_total.png"] = sweep_figure(frame, x=x, hue=hue, crossings=found, ylabel="T_total (s)")
@@ -612,11 +669,24 @@ def _sweep_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, b
 
 
 def _bar_figure(summary: Any, label: str | None) -> bytes:
+    """T_total per grid point, best first by `asyncsim.ranking`: points that lose work last, hatched and labelled."""
     plt, sns = _plot()
-    labels = summary[label].astype(str) if label else summary.index.astype(str)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(summary)), 4))
-    ax.bar(labels, summary["t_total_mean"], yerr=summary["t_total_ci95"].fillna(0.0),
-           color=sns.color_palette("deep", len(summary)), capsize=3)
-    ax.set(ylabel="T_total (s), 95% CI", xlabel=label or "")
+    order = ranked([row for _, row in summary.iterrows()])
+    labels = [str(row[label]) if label else str(row.name) for row in order]
+    lossy = [not complete(row) for row in order]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(order)), 4))
+    colors = sns.color_palette("deep", len(order))
+    bars = ax.bar(labels, [row["t_total_mean"] for row in order],
+                  yerr=[0.0 if row["t_total_ci95"] != row["t_total_ci95"] else row["t_total_ci95"] for row in order],
+                  color=["0.8" if bad else c for bad, c in zip(lossy, colors, strict=True)],
+                  hatch=None, capsize=3)
+    for bar, row, bad in zip(bars, order, lossy, strict=True):
+        if bad:
+            bar.set_hatch("//")
+            ax.annotate(f"⚠ {lost_text(row)}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7, color="#C44E52",
+                        rotation=90 if len(order) > 6 else 0)
+    ax.set(ylabel="T_total (s), 95% CI", xlabel=label or "",
+           title="best first; hatched: loses work (finishes early because it did less)" if any(lossy) else None)
     ax.tick_params(axis="x", rotation=30)
     return _png(fig)

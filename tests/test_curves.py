@@ -133,3 +133,13 @@ def test_fit_usl_recovers_parameters() -> None:
     assert fit["peak_n"] == pytest.approx(math.sqrt((1 - sigma) / kappa), rel=1e-2)
     with pytest.raises(ModelError, match="at least 3 points"):
         fit_usl([1, 2], [1, 2])
+
+
+def test_points_that_lose_work_do_not_cross():
+    # b is "faster" than a at x = 2 and 3 only because it lost tasks there: no crossover
+    frame = pd.DataFrame({"strategy": ["a"] * 3 + ["b"] * 3, "x": [1, 2, 3] * 2,
+                          "t_total_mean": [10.0, 10.0, 10.0, 12.0, 4.0, 3.0],
+                          "tasks_mean": [100.0] * 6, "completed_mean": [100.0, 100.0, 100.0, 100.0, 60.0, 40.0]})
+    assert crossovers(frame, x="x") == []
+    (c,) = crossovers(frame, x="x", lossless_only=False)
+    assert (c.a, c.b) == ("b", "a")
