@@ -409,7 +409,7 @@ def _costs(pricing: Pricing, services: dict[str, dict[str, float]], calls: CallT
     """The run's cost split into usage, capacity and wasted usage; adds `cost` to each class it can."""
     usage = sum(entry.get("cost", 0.0) for entry in services.values())
     wasted = sum(entry.get("cost_wasted", 0.0) for entry in services.values())
-    capacity = sum(slots * per_second * t_total for _, slots, per_second in pricing.capacity)
+    capacity = sum((slots * per_second * t_total for _, slots, per_second in pricing.capacity), 0.0)
     if classes and calls is not None and len(calls):
         per_task = np.zeros(task_type.size)
         accepted = _accepted(calls.outcome)
