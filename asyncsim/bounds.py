@@ -208,7 +208,7 @@ def used(result: Result, scenario: Scenario) -> list[Bound]:
     cap, pools, service slots, stages), the busiest CPU runner (loop, GIL, cores or executor), the requests or
     tokens a rate limit let through beyond its burst over its rate (a server counts accepted requests, a
     client limiter every attempt), the arrivals' span, the longest time a task was in flight. The names are
-    those of `bounds`. Empty when no task completed.
+    those of `bounds`. Empty when no task finished (T_total 0).
     """
     t = result.t_total
     if not t > 0:

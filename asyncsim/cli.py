@@ -624,11 +624,13 @@ def _validate(workload: Workload, profile: MachineProfile | None, args: argparse
             err = v.error.get(key) if key else _rel(p, m)
             rerr = v.replay_error.get(key) if key else _rel(r, m)
             table.add_row(v.strategy if k == 0 else "", label, fmt(p), fmt(m), _pct(err), fmt(r), _pct(rerr))
-        for label in ("completed", "failed", *(("429s", "retries") if workload.services else ())):
-            p, m, r = (_count(x, label) for x in (v.predicted, v.measured, v.replayed))
+        flat = [x.metrics() for x in (v.predicted, v.measured, v.replayed)]
+        for label in ("completed", "failed", *_outcome_columns(flat)):
+            p, m, r = (float(f[_OUTCOME_KEYS[label]]) for f in flat)
+            fmt = _money if label == "cost" else _count
             # a task lost (or not) is an answer, not a timing: any difference is flagged
             exact = label in ("completed", "failed")
-            table.add_row("", label, f"{p:g}", f"{m:g}", _diff(p, m, exact=exact), f"{r:g}", _diff(r, m, exact=exact))
+            table.add_row("", label, fmt(p), fmt(m), _diff(p, m, exact=exact), fmt(r), _diff(r, m, exact=exact))
         table.add_section()
     out.print(table)
     for v in results:
@@ -641,18 +643,14 @@ def _validate(workload: Workload, profile: MachineProfile | None, args: argparse
     return 0
 
 
-def _count(r: Any, label: str) -> float:
-    if label in ("completed", "failed"):
-        return float(getattr(r, label))
-    key = "rate_limited" if label == "429s" else label
-    return float(sum(s[key] for s in r.services.values()))
-
-
 def _diff(p: float, m: float, *, exact: bool) -> str:
-    """predicted − measured as a count; red when it differs at all (`exact`) or by more than max(1, 5%)."""
+    """predicted − measured (a count, or a cost); red when it differs at all (`exact`) or by more than
+    max(1, 5%)."""
     d = p - m
-    flag = "[red]" if (d != 0 if exact else abs(d) > max(1.0, 0.05 * m)) else ""
-    return f"{flag}{d:+g}" if d else "0"
+    if not d:
+        return "0"
+    flag = "[red]" if (exact or abs(d) > max(1.0, 0.05 * m)) else ""
+    return f"{flag}{d:+,.0f}" if float(d).is_integer() else f"{flag}{d:+.3g}"
 
 
 def _value(r: Any, label: str) -> float:

@@ -171,11 +171,9 @@ class Outcome:
         limits = used(result, scenario)
         top = limits[0].seconds if limits else 0.0
         tied = tuple(b.name for b in limits if b.seconds >= top - BINDING_TIE * result.t_total)
-        has_services = bool(scenario.workload.services)
-        return cls(result.failed,
-                   int(sum(s["rate_limited"] for s in result.services.values())) if has_services else None,
-                   int(sum(s["retries"] for s in result.services.values())) if has_services else None,
-                   limits[0].name if limits else None, tied)
+        flat = result.metrics() if scenario.workload.services else None
+        return cls(result.failed, None if flat is None else int(flat["rate_limited"]),
+                   None if flat is None else int(flat["retries"]), limits[0].name if limits else None, tied)
 
     def counts(self) -> dict[str, int]:
         """failed, and 429s and retries where the model has services, by their names in prose."""
