@@ -10,20 +10,30 @@ batch's non-CPU time is counted once per full batch.
 A run that loses tasks does less work than the scenario holds, so it may end below these bounds; given the
 tasks that `completed`, the bounds count only their work — bounds on the work that was done, which the run's
 T_total always meets.
+
+`bounds` reads the draws alone, so it is the same at every time scale and under any overheads; `used`
+measures each limit on a run, and says which one that run actually pressed hardest.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from .metrics import Result
 from .scenario import CALL, CPU, IO, PAR, STAGE, USE, Node, Scenario
-from .services import RateLimit, Service, charged_tokens
+from .services import OK, SERVER_ERROR, TIMEOUT, RateLimit, Service, charged_tokens
 from .strategies import Asyncio, Processes, Sequential, Threads
+from .trace import K_ADMIT
 
-__all__ = ["Bound", "bounds"]
+__all__ = ["Bound", "bounds", "used"]
+
+# a limit that holds tasks in flight (the strategy's cap, the longest task) is full whenever anything inside it
+# binds: it is named only when used this much (share of T_total) more than every other limit
+_CONTAINER_HANDICAP = 0.05
 
 
 @dataclass(frozen=True)
@@ -189,3 +199,68 @@ def _rate_bounds(name: str, side: str, limit: RateLimit, requests: float, tokens
         out.append(Bound(f"service {name} tpm ({where})", max(0.0, tokens - burst) / rate,
                          f"{tokens:.0f} tokens at {limit.tpm:g}/min after a burst of {burst:g}"))
     return out
+
+
+def used(result: Result, scenario: Scenario) -> list[Bound]:
+    """Every limit measured on a run of `scenario`, the binding one (the one the run used most) first.
+
+    A limit's `seconds` is the time the run needed from it alone: the slots' busy time per slot (the strategy's
+    cap, pools, service slots, stages), the busiest CPU runner (loop, GIL, cores or executor), the requests or
+    tokens a rate limit let through beyond its burst over its rate (a server counts accepted requests, a
+    client limiter every attempt), the arrivals' span, the longest time a task was in flight. The names are
+    those of `bounds`. Empty when no task finished (T_total 0).
+    """
+    t = result.t_total
+    if not t > 0:
+        return []
+    st, services = scenario.strategy, scenario.workload.services
+    out: dict[str, float] = {}
+    containers = {f"concurrency ({st})", "longest task"}
+
+    def note(name: str, seconds: float) -> None:
+        out[name] = max(out.get(name, 0.0), seconds)
+
+    for res, entry in result.resources.items():
+        kind, _, name = res.partition(":")
+        u = entry["utilization"]
+        if u is None:
+            continue
+        if res in ("limit", "workers"):
+            note(f"concurrency ({st})", u * t)
+        elif res in ("loop", "gil", "cores", "executor"):
+            note("cpu", u * t)
+        elif kind == "service":
+            note(f"service {name} ({'batching' if services[name].batching else 'concurrency'})", u * t)
+        elif kind in ("pool", "stage"):
+            note(f"{kind} {name}", u * t)
+    if result.calls is not None and len(result.calls):
+        _used_rates(result, services, note)
+    if scenario.arrivals is not None and (span := float(np.nanmax(result.arrival) - np.nanmin(result.arrival))) > 0:
+        note("arrivals", span)
+    admitted = result.arrival.copy()
+    admits = result.trace.kind == K_ADMIT
+    admitted[result.trace.task[admits]] = result.trace.start[admits]
+    note("longest task", float(np.nanmax(result.done - admitted)))
+    ranked = sorted(out.items(), key=lambda kv: -(kv[1] - (_CONTAINER_HANDICAP * t if kv[0] in containers else 0)))
+    return [Bound(name, seconds, f"{seconds / t:.0%} of T_total") for name, seconds in ranked]
+
+
+def _used_rates(result: Result, services: dict[str, Service], note: Callable[[str, float], None]) -> None:
+    calls = result.calls
+    assert calls is not None
+    accepted = (calls.outcome == OK) | (calls.outcome == SERVER_ERROR) | (calls.outcome == TIMEOUT)
+    for name, svc in services.items():
+        rid = result.trace.resources.index(f"service:{name}") if f"service:{name}" in result.trace.resources else -1
+        mine = calls.service == rid
+        for side, limit in (("rate_limit", svc.rate_limit), ("client_limit", svc.client_limit)):
+            if limit is None:
+                continue
+            # a 429 from the server costs no quota; the client's limiter charges every attempt it lets out
+            sent = mine & accepted if side == "rate_limit" else mine
+            where = "server" if side == "rate_limit" else "client"
+            req, tok = limit.buckets()
+            if req is not None:
+                note(f"service {name} rpm ({where})", max(0.0, float(sent.sum()) - req[1]) / req[0])
+            if tok is not None:
+                tokens = float(np.sum(charged_tokens(svc, limit, calls.tokens_in[sent], calls.tokens_out[sent])))
+                note(f"service {name} tpm ({where})", max(0.0, tokens - tok[1]) / tok[0])

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -560,7 +561,7 @@ def _calibrate(args: argparse.Namespace, out: Console) -> int:
 
 def _validate(workload: Workload, profile: MachineProfile | None, args: argparse.Namespace, out: Console) -> int:
     from .real.calibrate import calibrate
-    from .validate import check_time_scale, suggest_time_scale, validate
+    from .validate import check_scale, check_time_scale, choose_time_scale, validate
 
     names = [x.strip() for x in (args.strategies or args.strategy or str(workload.strategy)).split(",") if x.strip()]
     strategies = [parse_strategy(n) for n in names]
@@ -568,24 +569,41 @@ def _validate(workload: Workload, profile: MachineProfile | None, args: argparse
         if not args.json:
             out.print("[dim]no --machine-profile: calibrating this machine first[/]")
         profile = calibrate(repeats=1)
-    floor = profile.timer_floor_s(args.loop)
+
+    def note(line: str, style: str) -> None:  # before the real runs: a bad scale can be stopped with Ctrl-C
+        if args.json:
+            print(line, file=sys.stderr)
+        else:
+            out.print(f"[{style}]{escape(line)}[/]")
+
+    choice = None
     if args.time_scale == "auto":
-        scale = suggest_time_scale(workload, floor, margin=3.0)
+        choice = choose_time_scale(workload, strategies, profile, loop=args.loop, seed=args.seed)
+        scale, checks = choice.time_scale, list(choice.checks)
+        note(choice.reason(), "dim" if choice.matches else "yellow")
     else:
         try:
             scale = float(args.time_scale)
         except ValueError:
             raise ModelError(f"--time-scale: must be a number or 'auto' (got {args.time_scale!r})") from None
-    check_time_scale(workload, scale, floor)
+        check_time_scale(workload, scale, profile.timer_floor_s(args.loop))
+        checks = [check_scale(build_scenario(workload, seed=args.seed, strategy=st), profile, scale, loop=args.loop)
+                  for st in strategies]
+        for check in checks:
+            if (warning := check.warning()) is not None:
+                note(f"warning: {warning}", "yellow")
     args.time_scale = scale
     results = []
-    for strategy in strategies:
+    for strategy, check in zip(strategies, checks, strict=True):
         v = validate(workload, strategy=strategy, seed=args.seed, time_scale=scale, profile=profile,
-                     loop=args.loop)
+                     loop=args.loop, scale_check=check)
         results.append(v)
         if v.interrupted:
             break
     dicts = [_validation_dict(v, detail=args.detail) for v in results]
+    if choice is not None:
+        for d in dicts:
+            d["time_scale_choice"] = choice.to_dict()
     payload = json.dumps(dicts if len(dicts) > 1 else dicts[0])
     if args.out:
         write_atomic(args.out, payload + "\n")
@@ -606,6 +624,13 @@ def _validate(workload: Workload, profile: MachineProfile | None, args: argparse
             err = v.error.get(key) if key else _rel(p, m)
             rerr = v.replay_error.get(key) if key else _rel(r, m)
             table.add_row(v.strategy if k == 0 else "", label, fmt(p), fmt(m), _pct(err), fmt(r), _pct(rerr))
+        flat = [x.metrics() for x in (v.predicted, v.measured, v.replayed)]
+        for label in ("completed", "failed", *_outcome_columns(flat)):
+            p, m, r = (float(f[_OUTCOME_KEYS[label]]) for f in flat)
+            fmt = _money if label == "cost" else _count
+            # a task lost (or not) is an answer, not a timing: any difference is flagged
+            exact = label in ("completed", "failed")
+            table.add_row("", label, fmt(p), fmt(m), _diff(p, m, exact=exact), fmt(r), _diff(r, m, exact=exact))
         table.add_section()
     out.print(table)
     for v in results:
@@ -613,8 +638,19 @@ def _validate(workload: Workload, profile: MachineProfile | None, args: argparse
             out.print(f"[yellow]{v.strategy}: interrupted — the figures cover what was measured before Ctrl-C[/]")
         if v.errors_by_task:
             first = next(iter(v.errors_by_task.items()))
-            out.print(f"[red]{v.strategy}: {len(v.errors_by_task)} task(s) failed; task {first[0]}: {first[1]}[/]")
+            out.print(f"[red]{v.strategy}: {len(v.errors_by_task)} task(s) failed; task {first[0]}: "
+                      f"{escape(first[1])}[/]")
     return 0
+
+
+def _diff(p: float, m: float, *, exact: bool) -> str:
+    """predicted − measured (a count, or a cost); red when it differs at all (`exact`) or by more than
+    max(1, 5%)."""
+    d = p - m
+    if not d:
+        return "0"
+    flag = "[red]" if (exact or abs(d) > max(1.0, 0.05 * m)) else ""
+    return f"{flag}{d:+,.0f}" if float(d).is_integer() else f"{flag}{d:+.3g}"
 
 
 def _value(r: Any, label: str) -> float:

@@ -628,13 +628,47 @@ def _validate_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str
         lines.append(f"| {v['strategy']} | {v['time_scale']:g} | {fmt_s(v['predicted']['t_total'])} | "
                      f"{fmt_s(v['replayed']['t_total'])} | {fmt_s(v['measured']['t_total'])} | "
                      f"{_pct(err['t_total'])} | {_pct(rerr['t_total'])}{flag} | {_pct(rerr['concurrency_mean'])} |")
-    lines += ["", "![simulated vs measured](overlay.png)", "",
+    lines += ["", *_lost_work(runs), "![simulated vs measured](overlay.png)", "",
               "Errors are (simulated − measured) / measured in model seconds; ⚠ marks a replay error above 5%. "
               "*Predicted* uses the model's nominal durations, *replayed* the CPU time each step really took."]
     if not all("detail" in v["measured"] for v in runs):
         lines.append("Tasks in flight over time, overlaid, need per-task data: write it with "
                      "`asyncsim validate MODEL --strategies ... --detail --out validate.json`.")
     return [*lines, ""], {"overlay.png": overlay_figure(runs)}
+
+
+def _lost_work(runs: list[dict[str, Any]]) -> list[str]:
+    """Tasks completed and failed (and 429s and retries, summed over services) predicted vs measured; a
+    strategy whose failed count differs is marked, and so is a time scale that changed the model's outcome."""
+    services = any("services" in v["measured"] for v in runs)
+    same = sum(v["predicted"]["failed"] == v["measured"]["failed"] for v in runs)
+    cols = ["completed", "failed", *(("429s", "retries") if services else ())]
+    lines = [f"Failed tasks: predicted as measured for {same} of {len(runs)} strategies.", "",
+             "| strategy | " + " | ".join(f"{c}: predicted | {c}: measured" for c in cols) + " |",
+             "| --- |" + " ---: |" * (2 * len(cols))]
+    for v in runs:
+        cells = [v["strategy"]]
+        for col in cols:
+            pm = [_total(v[run], col) for run in ("predicted", "measured")]
+            flag = " ⚠" if col == "failed" and pm[0] != pm[1] else ""
+            cells += [f"{pm[0]:g}", f"{pm[1]:g}{flag}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *(["⚠ marks a failed count that differs between prediction and measurement.", ""]
+                    if same < len(runs) else [])]
+    for v in runs:
+        check = v.get("scale_check")
+        if check is not None and not check["matches"]:
+            lines += [f"⚠ {v['strategy']}: time scale {check['time_scale']:g} changes the outcome of the nominal "
+                      f"prediction (scale 1, waits on sockets): {', '.join(check['differences'])} "
+                      f"(at {check['time_scale']:g} vs nominal).", ""]
+    return lines
+
+
+def _total(result: dict[str, Any], key: str) -> float:
+    if key in ("completed", "failed"):
+        return float(result[key])
+    key = "rate_limited" if key == "429s" else key
+    return float(sum(s[key] for s in result.get("services", {}).values()))
 
 
 def _sweep_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, bytes | None]]:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from asyncsim.cli import fmt_s, main
+from asyncsim.cli import _diff, fmt_s, main
 
 from .conftest import ROOT
 
@@ -162,3 +162,12 @@ def test_plan_finds_the_smallest_limit_meeting_a_deadline(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["value"] == "asyncio:100"
     assert main(["plan", str(model), "--vary", "strategy=asyncio", "--allow-failures"]) == 2
     assert "--slo" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("p", "m", "exact", "shown"), [
+    (3, 3, True, "0"), (4, 3, True, "[red]+1"),          # a task lost is flagged however few
+    (104, 100, False, "+4"), (106, 100, False, "[red]+6"),  # 429s and retries: beyond max(1, 5%)
+    (1, 0, False, "+1"),
+])
+def test_count_rows_flag_lost_work(p, m, exact, shown):
+    assert _diff(p, m, exact=exact) == shown

@@ -145,6 +145,19 @@ def test_validate_output_gets_an_overlay(tmp_path, capsys, with_detail):
     assert ("--detail --out validate.json" in text) is not with_detail
 
 
+def test_validate_output_shows_lost_work_and_a_scale_that_changed_the_outcome(tmp_path, capsys):
+    data = _validation(0, with_detail=False)
+    data["measured"]["failed"], data["measured"]["completed"] = 2, data["measured"]["completed"] - 2
+    data["scale_check"] = {"time_scale": 0.002, "matches": False, "differences": ["failed 0 vs 24"]}
+    source = tmp_path / "v.json"
+    source.write_text(json.dumps([data]))
+    text = _report(capsys, source, tmp_path / "r")
+    assert "Failed tasks: predicted as measured for 0 of 1 strategies." in text
+    assert "| threads:4 | 200 | 198 | 0 | 2 ⚠ |" in text
+    assert ("⚠ threads:4: time scale 0.002 changes the outcome of the nominal prediction (scale 1, waits on "
+            "sockets): failed 0 vs 24 (at 0.002 vs nominal).") in text
+
+
 def test_the_validation_suite_results_are_rendered_as_its_report(tmp_path, capsys):
     shutil.copy(ROOT / "reports" / "validation" / "results.json", tmp_path / "results.json")
     text = _report(capsys, tmp_path / "results.json", tmp_path / "r")

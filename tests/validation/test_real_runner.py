@@ -132,3 +132,40 @@ def test_validate_saves_its_results(tmp_path, capsys):
     assert set(saved[0]["error"]) == {"t_total", "throughput", "concurrency_mean", "latency_p50", "latency_p95"}
     assert saved[0]["measured"]["completed"] == 10
     assert "predicted vs measured" in capsys.readouterr().out
+
+
+def test_validate_shows_lost_work_per_strategy_and_why_it_chose_its_scale(tmp_path, capsys):
+    from asyncsim.cli import main
+    from asyncsim.profile import LoopProfile, MachineProfile
+
+    # a fixed profile (this project's reference machine, rounded): no calibration, a known `auto` start
+    profile = tmp_path / "profile.json"
+    MachineProfile(cpu_rate=4e7, loops={"asyncio": LoopProfile(
+        loop_step_s=9e-6, sleep_overshoot_s=2.3e-4, task_create_s=7e-6, timer_floor_s=1.15e-3,
+        timer_granularity_s=1e-3)}, thread_sleep_overshoot_s=1.6e-4, thread_switch_s=1.5e-5,
+        process_dispatch_s=2e-4).save(profile)
+    model = tmp_path / "m.yaml"
+    model.write_text("name: lossy\narrivals: {batch: 20}\ntask: [{cpu: 0.001}, {call: api}]\nstrategy: asyncio:5\n"
+                     "services:\n  api:\n    latency: 0.02\n    failures: {server_error: 0.3}\n"
+                     "    retry: {max_retries: 1, initial: 0.01, max_delay: 0.01}\n")
+    out = tmp_path / "results.json"
+    assert main(["validate", str(model), "--time-scale", "auto", "--machine-profile", str(profile),
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    # 3 × 1.23 ms per timed wait / 20 ms call; nothing here depends on timing, so nothing rises above it
+    assert saved["time_scale"] == pytest.approx(0.18)
+    assert "time scale 0.18: the smallest this machine's timers allow" in " ".join(text.split())
+    assert saved["time_scale_choice"]["time_scale"] == saved["time_scale"]
+    assert saved["scale_check"]["matches"] is True
+    # a 5xx is decided by the scenario's draw for that attempt, not by timing: the counts are exact
+    p, m = saved["predicted"], saved["measured"]
+    assert m["failed"] > 0
+    assert (p["completed"], p["failed"]) == (m["completed"], m["failed"])
+    assert p["services"]["api"]["retries"] == m["services"]["api"]["retries"] > 0
+    rows = {line.split("│")[2].strip(): [c.strip() for c in line.split("│")[3:8]]
+            for line in text.splitlines() if line.count("│") >= 8}
+    assert rows["completed"] == [f"{p['completed']}", f"{m['completed']}", "0", f"{m['completed']}", "0"]
+    assert rows["failed"] == [f"{p['failed']}", f"{m['failed']}", "0", f"{m['failed']}", "0"]
+    assert rows["429s"][:3] == ["0", "0", "0"]
+    assert rows["retries"][1] == f"{m['services']['api']['retries']}"

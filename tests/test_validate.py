@@ -1,0 +1,125 @@
+"""Time scales that keep the model's outcome: the check against the nominal prediction, and `auto` climbing.
+
+Simulator only: no real run. The profile is fixed (this project's reference machine, rounded) so the scales
+and outcomes do not depend on where the tests run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import asyncsim as a
+from asyncsim.profile import LoopProfile, MachineProfile
+from asyncsim.validate import Outcome, ScaleCheck, check_scale, choose_time_scale
+
+PROFILE = MachineProfile(
+    cpu_rate=4e7, loops={"asyncio": LoopProfile(loop_step_s=9e-6, sleep_overshoot_s=2.3e-4, task_create_s=7e-6,
+                                                timer_floor_s=1.15e-3, timer_granularity_s=1e-3)},
+    thread_sleep_overshoot_s=1.6e-4, thread_switch_s=1.5e-5, process_dispatch_s=2e-4)
+
+TPM_BINDS = "service llm tpm (server)"
+
+
+def llm_batch(*, tasks: int = 300, tpm: float = 100_000) -> a.Workload:
+    """models/llm_batch.yaml, smaller, under asyncio:5 with a 5-second token bucket just below what 5 calls in
+    flight ask for: at scale 1 the TPM limit binds and answers 429s (tasks fail after 3); an overhead of a
+    third of a call slows the calls enough that it never does."""
+    return a.Workload.from_dict({
+        "name": "llm-small", "arrivals": {"batch": tasks}, "task": [{"cpu": 0.002}, {"call": "llm"}],
+        "services": {"llm": {
+            "ttft": {"lognormal": {"mean": 0.4, "cv": 0.5}}, "tpot": 0.02,
+            "tokens": {"input": {"lognormal": {"mean": 800, "cv": 0.3}},
+                       "output": {"lognormal": {"mean": 150, "cv": 0.6}}, "max_tokens": 512},
+            "rate_limit": {"tpm": tpm, "count_max_tokens": True, "window": 5},
+            "retry": {"max_retries": 2}}},
+        "strategy": "asyncio:5"})
+
+
+def test_auto_time_scale_rises_until_the_429s_and_the_binding_limit_hold():
+    w = llm_batch()
+    choice = choose_time_scale(w, [w.strategy], PROFILE)
+    # the timers alone allow 3 × 1.23 ms (floor 1 ms granularity + 0.23 ms overshoot) / 3.38 s mean call
+    assert choice.start == pytest.approx(0.0011)
+    first = choice.rejected[0]
+    assert first.time_scale == choice.start
+    # there the overheads add 1.1 s to every 3.4 s call: the bucket never empties
+    assert first.nominal.failed > 0
+    assert first.nominal.rate_limited > 0
+    assert (first.scaled.failed, first.scaled.rate_limited) == (0, 0)
+    assert (first.nominal.binding, first.scaled.binding) == (TPM_BINDS, "concurrency (asyncio:5)")
+    assert choice.start < choice.time_scale < 1
+    assert choice.matches
+    (kept,) = choice.checks
+    assert kept.time_scale == choice.time_scale
+    assert kept.scaled.binding == TPM_BINDS
+    assert abs(kept.scaled.failed - kept.nominal.failed) <= max(1, 0.05 * kept.nominal.failed)
+    reason = choice.reason()
+    assert reason.startswith(f"time scale {choice.time_scale:g}: the smallest at which the prediction keeps")
+    assert f"{choice.start:g}: failed 0 vs {first.nominal.failed}, 429s 0 vs" in reason
+    assert f"binding limit concurrency (asyncio:5) vs {TPM_BINDS}" in reason
+    assert choice.to_dict()["rejected"][0]["scaled"]["failed"] == 0
+
+
+def test_auto_time_scale_stops_at_the_timers_when_the_outcome_holds():
+    w = llm_batch(tpm=1e7)  # the limit never binds: nothing for overheads to change
+    choice = choose_time_scale(w, [w.strategy], PROFILE)
+    assert choice.time_scale == choice.start
+    assert choice.rejected == ()
+    assert "the smallest this machine's timers allow (1.23 ms per timed wait ≤ 1/3 of the shortest mean wait, " \
+           "task[1].call: 3.38 s), and it keeps" in choice.reason()
+
+
+def test_a_scale_forced_above_1_is_kept_and_said_to_change_the_outcome():
+    # 1 ms calls: the timers force a scale above 1, where each wait still carries a third of a call more than
+    # on sockets; 10 calls in flight then ask for fewer requests than the 6,667/s limit lets through
+    w = a.Workload.from_dict({
+        "name": "fast", "arrivals": {"batch": 300}, "task": [{"call": "api"}],
+        "services": {"api": {"latency": 0.001, "rate_limit": {"rpm": 400_000, "window": 0.01},
+                             "retry": {"max_retries": 1, "initial": 0.001}}},
+        "strategy": "asyncio:10"})
+    choice = choose_time_scale(w, [w.strategy], PROFILE)
+    assert choice.time_scale == choice.start == pytest.approx(3.7)
+    assert choice.rejected == ()
+    assert not choice.matches
+    (check,) = choice.checks
+    assert check.nominal.failed > check.scaled.failed
+    assert "3.7: the smallest this machine's timers allow (1.23 ms per timed wait" in choice.reason()
+    assert f"but it changes the nominal outcome, at 3.7 vs nominal: asyncio:10: failed {check.scaled.failed} " \
+           f"vs {check.nominal.failed}" in choice.reason()
+
+
+def test_a_distorting_explicit_scale_is_reported():
+    w = llm_batch()
+    sc = a.build_scenario(w, strategy=w.strategy)
+    check = check_scale(sc, PROFILE, 0.0011)
+    assert not check.matches
+    warning = check.warning()
+    assert warning is not None
+    assert warning.startswith("time scale 0.0011 changes asyncio:5's outcome from the nominal prediction (scale 1, "
+                              f"waits on sockets): failed 0 vs {check.nominal.failed}")
+    data = check.to_dict()
+    assert data["matches"] is False
+    assert data["nominal_time_scale"] == 1.0
+    assert data["differences"][0] == f"failed 0 vs {check.nominal.failed}"
+    kept = check_scale(sc, PROFILE, 0.5)
+    assert kept.matches
+    assert kept.warning() is None
+
+
+@pytest.mark.parametrize(("scaled", "nominal", "differs"), [
+    (0, 0, False), (1, 0, False), (2, 0, True),          # a count within 1 of the nominal matches...
+    (95, 100, False), (94, 100, True), (105, 100, False),  # ...or within 5% of it
+])
+def test_counts_match_within_one_or_five_percent(scaled, nominal, differs):
+    ref = Outcome(nominal, nominal, nominal, "cpu")
+    assert bool(Outcome(scaled, nominal, nominal, "cpu").differences(ref)) is differs
+    assert bool(Outcome(nominal, scaled, nominal, "cpu").differences(ref)) is differs
+
+
+def test_binding_limits_tied_at_both_scales_match():
+    nominal = Outcome(0, None, None, "arrivals", ("arrivals", "service model (batching)"))
+    tied = Outcome(0, None, None, "service model (batching)", ("service model (batching)", "arrivals"))
+    moved = Outcome(0, None, None, "cpu", ("cpu", "arrivals"))
+    assert tied.differences(nominal) == []
+    assert moved.differences(nominal) == ["binding limit cpu vs arrivals"]
+    assert ScaleCheck("asyncio", 0.1, nominal, moved).summary() == "failed 0 vs 0, binding limit cpu"
