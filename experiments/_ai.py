@@ -20,14 +20,16 @@ from asyncsim.sweep import build
 
 
 def measure(raw: dict[str, Any], point: dict[str, Any], seed: int) -> dict[str, Any]:
-    """One run of `raw` at `point`: its totals, `svc.<name>.<key>`, `stage.<name>.<key>`, `util.<resource>`,
+    """One run of `raw` at `point`: its totals (goodput, lost work and cost among them), `svc.<name>.<key>`,
+    `stage.<name>.<key>`, `util.<resource>`,
     `bound.<limit>` (seconds), the binding limit and, for a pipeline, the bottleneck stage."""
     workload = build(raw, point)
     scenario = build_scenario(workload, seed=seed)
     result = a.simulate(scenario)
     limits = bounds(scenario)
-    row: dict[str, Any] = {"seed": seed, "t_total": result.t_total, "throughput": result.throughput,
-                           "completed": result.completed, "failed": result.failed,
+    flat = result.metrics()
+    row: dict[str, Any] = {"seed": seed, **{k: flat[k] for k in ("t_total", "throughput", "goodput", "completed",
+                                                                  "failed", "failed_fraction", "cost", "cost_wasted")},
                            "binding": limits[0].name, "binding_s": limits[0].seconds}
     row.update({f"bound.{b.name}": b.seconds for b in limits})
     for name, entry in result.services.items():
@@ -128,7 +130,7 @@ def band_panels(summary: Any, *, x: str, hue: str | None, panels: Sequence[Mappi
     Each panel: `metric` (a summary column stem), `ylabel`, and optionally `floor` (a horizontal line:
     a value, drawn per hue as `{hue value: value}` or for all as a number), `floor_label`, `curve` (a second
     metric stem drawn dashed, e.g. a per-point lower bound), `curve_label`, `logy` ("log", or "symlog" for
-    counts that may be 0).
+    counts that may be 0), `mark_lossy` (cross the points that lose work: their figures are not comparable).
     """
     plt, sns = _plot()
     n = len(panels)
@@ -148,6 +150,10 @@ def band_panels(summary: Any, *, x: str, hue: str | None, panels: Sequence[Mappi
             half = g[f"{metric}_ci95"].astype(float).fillna(0.0)
             ax.plot(g[x], mean, marker="o", ms=3.5, color=color, label=None if label is None else str(label))
             ax.fill_between(g[x], (mean - half).clip(lower=0), mean + half, color=color, alpha=0.25, lw=0)
+            if panel.get("mark_lossy") and "failed_mean" in g.columns:
+                lossy = (g["failed_mean"] > 0).to_numpy()
+                ax.scatter(g[x][lossy], mean[lossy], marker="x", s=45, color="#C44E52", zorder=4,
+                           label="loses work (not comparable)" if label == groups[0][0] else None)
             if panel.get("curve"):
                 ax.plot(g[x], g[f"{panel['curve']}_mean"], color=color, lw=1, ls="--",
                         label=panel.get("curve_label") if label == groups[0][0] else None)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import _ai
 
+from asyncsim.plan import parse_vary, plan
 from asyncsim.report import fmt_s, header, metadata, write_report
 from asyncsim.sweep import load_raw
 
@@ -71,19 +72,26 @@ def main(argv: list[str] | None = None) -> int:
         fastest = float(lim_safe["t_total_mean"].min())
         lim_best = lim_safe[lim_safe["t_total_mean"] <= fastest * 1.01].iloc[0]
 
+    planned = plan(raw, vary=parse_vary(f"strategy=asyncio:1..{max(limits)}"), slos=[], replications=reps,
+                   seed=args.seed)
     answer = (
-        f"a limit of {best['limit']} ({best['strategy']}) finishes the {int(best['completed_mean']):,} tickets "
-        f"soonest without losing one, in {fmt_s(best['t_total_mean'])} ± {fmt_s(best['t_total_ci95'])}, "
-        f"{best['t_total_mean'] / floor - 1:.0%} above the {fmt_s(floor)} floor of the {floor_name} limit "
-        f"({best['limit']} in flight alone need {fmt_s(best['binding_s_mean'])})"
+        f"a limit of {best['limit']} ({best['strategy']}) has the highest goodput of the limits that lose no ticket: "
+        f"{best['goodput_mean']:.3g} tickets/s, all {int(best['completed_mean']):,} in {fmt_s(best['t_total_mean'])} "
+        f"± {fmt_s(best['t_total_ci95'])} for ${best['cost_mean']:.2f}, {best['t_total_mean'] / floor - 1:.0%} above "
+        f"the {fmt_s(floor)} floor of the {floor_name} limit ({best['limit']} in flight alone need "
+        f"{fmt_s(best['binding_s_mean'])}); searching every limit from 1 to {max(limits)}, `asyncsim plan` finds "
+        f"{planned.value} the fastest that loses none ({fmt_s(planned.point.mean['t_total'])}; "
+        f"{planned.evaluations} of the {max(limits)} settings evaluated)"
     )
     if first_loss is not None:
         answer += (f"; from {first_loss['limit']} up, 429s outlast openai-python's 2 retries and tickets are lost "
-                   f"({first_loss['failed_mean']:,.0f} at {first_loss['limit']}, {worst['failed_mean']:,.0f} at "
-                   f"{worst['limit']})")
+                   f"({first_loss['failed_mean']:,.0f} at {first_loss['limit']}, {worst['failed_mean']:,.0f} "
+                   f"({worst['failed_fraction_mean']:.0%}) at {worst['limit']}): those runs end sooner only because "
+                   "they did less, and the lost tickets would have to be sent again")
     if lim_best is not None:
         answer += (f"; a client-side limiter at {SHARE:.0%} of both limits leaves {lim_429:.0f} 429s and finishes "
-                   f"every ticket in {fmt_s(lim_best['t_total_mean'])} with any limit from {lim_best['limit']} up, "
+                   f"every ticket in {fmt_s(lim_best['t_total_mean'])} ({lim_best['goodput_mean']:.3g} tickets/s) with "
+                   f"any limit from {lim_best['limit']} up, "
                    f"{lim_best['t_total_mean'] / lim_best['floor_mean'] - 1:.1%} above its own "
                    f"{fmt_s(lim_best['floor_mean'])} floor.")
     else:
@@ -112,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency cap while the limit is small (tasks × their own time / limit). A T_total *below* the floor "
         "means tickets were lost: a failed ticket stops charging tokens.", "",
         "## 429s, retries and lost tickets", "",
-        "![429s, retries, failed tickets and tokens wasted against the limit](errors.png)", "",
+        "![429s, retries, lost tickets and goodput against the limit](errors.png)", "",
         "A 429 costs no tokens (the server refuses before generating); *tokens wasted* are those of accepted "
         "attempts that then failed with a 5xx (1% of attempts): the same at every limit while every ticket "
         "completes, fewer once tickets are lost before the server accepts them. With TPM charged on "
@@ -122,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         "is lost. The limiter instead holds requests back (the *throttled* state) until its buckets allow them, "
         "so the server never refuses one and extra concurrency only waits.", "",
         "## Numbers", "", *_table(summary), "",
+        "⚠ loses tickets: its T_total and goodput cover only what it completed, so it is not ranked. Cost is "
+        "gpt-4o-mini's list price on the tokens of every request the server accepted (a 429 costs nothing; an "
+        "answer that then failed with a 5xx does).", "",
         "The per-point summary (every service and bound column) is in [`summary.csv`](summary.csv).",
     ]
     floors = {SERVER: float(server["floor_mean"].mean()), LIMITER: float(limited["floor_mean"].mean())}
@@ -129,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "t_total.png": _ai.band_panels(
             summary, x="limit", hue="client", xlabel="asyncio limit (requests in flight)",
             panels=[{"metric": "t_total", "ylabel": "T_total (s), 95% CI band", "floor": floors, "logy": "log",
+                     "mark_lossy": True,
                      "floor_label": "floor (rate limit)", "curve": "binding_s",
                      "curve_label": "binding bound at this limit"}], cols=1),
         "errors.png": _ai.band_panels(
@@ -136,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             panels=[{"metric": "svc.llm.rate_limited", "ylabel": "429 responses", "logy": "symlog"},
                     {"metric": "svc.llm.retries", "ylabel": "retries", "logy": "symlog"},
                     {"metric": "failed", "ylabel": "tickets lost (failed after retries)", "logy": "symlog"},
-                    {"metric": "svc.llm.tokens_wasted", "ylabel": "tokens wasted (failed accepted attempts)"}]),
+                    {"metric": "goodput", "ylabel": "goodput (tickets completed / s)", "mark_lossy": True}]),
     }
     path = write_report(args.out, lines, figures, {"summary.csv": summary.to_csv(index=False)})
     print(f"wrote {path}")
@@ -159,12 +171,14 @@ def _table(summary: object) -> list[str]:
         f = fmt or (lambda v: f"{v:.3g}" if abs(v) < 10 else f"{v:,.0f}")
         return f(mean) if math.isnan(half) or half == 0 else f"{f(mean)} ± {f(half)}"
 
-    lines = ["| client | limit | runs | T_total | completed | failed | 429s | retries | tokens wasted | "
-             "binding limit | its bound | floor |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    lines = ["| client | limit | runs | T_total | completed | failed | goodput/s | cost ($) | 429s | retries | "
+             "tokens wasted | binding limit | its bound | floor |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
     for _, r in summary.sort_values(["client", "limit"], ascending=[False, True]).iterrows():  # type: ignore[attr-defined]
-        lines.append(f"| {r['client']} | {r['limit']} | {r['replications']} | {ci(r, 't_total', fmt_s)} | "
-                     f"{ci(r, 'completed')} | {ci(r, 'failed')} | {ci(r, 'svc.llm.rate_limited')} | "
+        mark = " ⚠" if float(r["failed_mean"]) > 0 else ""
+        lines.append(f"| {r['client']} | {r['limit']}{mark} | {r['replications']} | {ci(r, 't_total', fmt_s)} | "
+                     f"{ci(r, 'completed')} | {ci(r, 'failed')} | {ci(r, 'goodput')} | "
+                     f"{ci(r, 'cost', lambda v: f'{v:.3f}')} | {ci(r, 'svc.llm.rate_limited')} | "
                      f"{ci(r, 'svc.llm.retries')} | {ci(r, 'svc.llm.tokens_wasted')} | {r['binding']} | "
                      f"{fmt_s(r['binding_s_mean'])} | {fmt_s(r['floor_mean'])} |")
     return lines

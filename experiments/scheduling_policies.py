@@ -66,7 +66,8 @@ def measure(raw: dict[str, Any], pt: dict[str, Any], seed: int, cap: float) -> d
         c = r.classes[name]
         row.update({f"{prefix}.{q}": c["latency"][q] for q in ("p50", "p95", "p99", "max")})
         row.update({f"{prefix}.t_total": c["t_total"], f"{prefix}.throughput": c["throughput"],
-                    f"{prefix}.share": c["throughput"] / cap, f"{prefix}.completed": c["completed"],
+                    f"{prefix}.goodput": c["goodput"], f"{prefix}.failed": c["failed"],
+                    f"{prefix}.share": c["goodput"] / cap, f"{prefix}.completed": c["completed"],
                     f"{prefix}.missed": c["deadline_missed"],
                     f"{prefix}.missed_pct": 100 * c["deadline_missed"] / c["tasks"]})
     return row
@@ -147,9 +148,12 @@ def answer_text(v: dict[str, dict[str, Any]], slo: float, due: float, batch_n: i
     if b["upto"] == 0:
         return "no policy meets the chat SLO and the backfill's due time together at any load swept", best
     row = b["at_upto"].iloc[0]
+    lost = "no request lost" if row["failed_mean"] == 0 else f"{row['failed_mean']:g} requests lost"
     text = (f"{best} meets the chat's p99 ≤ {slo:g} s SLO and finishes the {batch_n}-document backfill by its "
             f"{fmt_s(due)} due time at every load up to {pct(b['upto'])} of the key (there: chat p99 "
-            f"{fmt_s(row['i.p99_mean'])}, backfill done in {fmt_s(row['b.t_total_mean'])}) and {fails(best)}")
+            f"{fmt_s(row['i.p99_mean'])}, backfill done in {fmt_s(row['b.t_total_mean'])}; goodput "
+            f"{row['i.goodput_mean']:.2f} chat answers/s and {row['b.goodput_mean']:.2f} documents/s, {lost}) "
+            f"and {fails(best)}")
     others = [f"{label} {fails(label)}" for label in v if label != best]
     return text + "; " + ", ".join(others[:-1]) + f" and {others[-1]}.", best
 
@@ -229,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         "EDF orders by due time: a chat request (due 10 s after it arrives) beats the backlog until the backlog's "
         "own due time is nearer than a new request's; then the late backlog takes the whole key and chat waits.", "",
         "## The backfill", "",
-        "![the backfill's throughput and T_total, the chat's throughput and answers over the SLO against load, "
+        "![the backfill's goodput and T_total, the chat's goodput and answers over the SLO against load, "
         "by policy](batch.png)", "",
         "Every policy but FIFO gives the backfill what chat leaves while chat is within its share (the limiter is "
         "work-conserving); they differ once chat wants more. Priority then leaves the backfill only 1 − load of "
@@ -255,10 +259,10 @@ def main(argv: list[str] | None = None) -> int:
                     {"metric": "b.p99", "ylabel": "backfill p99 latency (s)", "logy": "log"}]),
         "batch.png": _ai.band_panels(
             summary, x="load_pct", hue="policy", logx=False, xlabel="chat load (% of the key's requests/s)",
-            panels=[{"metric": "b.throughput", "ylabel": "backfill throughput (requests/s)"},
+            panels=[{"metric": "b.goodput", "ylabel": "backfill goodput (documents done/s)"},
                     {"metric": "b.t_total", "ylabel": "backfill T_total (s)", "floor": due,
                      "floor_label": f"due time {fmt_s(due)}"},
-                    {"metric": "i.throughput", "ylabel": "chat throughput (requests/s)"},
+                    {"metric": "i.goodput", "ylabel": "chat goodput (answers done/s)"},
                     {"metric": "i.missed_pct", "ylabel": f"chat answers over {slo:g} s (%)", "logy": "symlog"}]),
         "cdf.png": _cdf_figure(samples, slo=slo, load=cdf_load),
     }
@@ -276,16 +280,16 @@ def _table(summary: Any, labels: list[str]) -> list[str]:
     def num(x: float) -> str:
         return f"{x:.2f}"
 
-    lines = ["| policy | chat load | chat p95 | chat p99 | chat over SLO | chat req/s | backfill p95 | backfill p99 | "
-             "backfill T_total | backfill req/s | backfill share of key |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| policy | chat load | chat p95 | chat p99 | chat over SLO | chat goodput/s | backfill p95 | "
+             "backfill p99 | backfill T_total | backfill goodput/s | backfill share of key | lost |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     order = {label: k for k, label in enumerate(labels)}
     for _, r in summary.sort_values(["policy", "load"], key=lambda s: s.map(order) if s.name == "policy" else s
                                     ).iterrows():
         lines.append(f"| {r['policy']} | {r['load']:.0%} | {ci(r, 'i.p95')} | {ci(r, 'i.p99')} | "
-                     f"{ci(r, 'i.missed_pct', lambda x: f'{x:.1f}%')} | {ci(r, 'i.throughput', num)} | "
-                     f"{ci(r, 'b.p95')} | {ci(r, 'b.p99')} | {ci(r, 'b.t_total')} | {ci(r, 'b.throughput', num)} | "
-                     f"{ci(r, 'b.share', lambda x: f'{x:.0%}')} |")
+                     f"{ci(r, 'i.missed_pct', lambda x: f'{x:.1f}%')} | {ci(r, 'i.goodput', num)} | "
+                     f"{ci(r, 'b.p95')} | {ci(r, 'b.p99')} | {ci(r, 'b.t_total')} | {ci(r, 'b.goodput', num)} | "
+                     f"{ci(r, 'b.share', lambda x: f'{x:.0%}')} | {ci(r, 'failed', lambda x: f'{x:g}')} |")
     return lines
 
 

@@ -41,8 +41,9 @@ def test_rate_limit_sweep_quick_writes_its_report(tmp_path):
     assert lines[0] == "# Concurrency limit under a rate limit"
     assert lines[2].startswith("**Question:** for 2,000 chat completions against 500 RPM / 200,000 TPM")
     # asyncio:8 asks for just under 200k TPM: the largest quick-grid limit that loses no ticket
-    assert lines[3].startswith("**Answer:** A limit of 8 (asyncio:8) finishes the 2,000 tickets soonest without "
-                               "losing one")
+    assert lines[3].startswith("**Answer:** A limit of 8 (asyncio:8) has the highest goodput of the limits that "
+                               "lose no ticket")
+    assert "`asyncsim plan` finds asyncio:9 the fastest that loses none" in lines[3]  # between the grid's 8 and 16
     assert "above the 12.1 min floor of the 200,000 TPM limit" in lines[3]
     assert "a client-side limiter at 95% of both limits leaves 0 429s" in lines[3]
     assert "python experiments/rate_limit_sweep.py --quick" in report
@@ -104,6 +105,7 @@ def test_scheduling_policies_quick_writes_its_report(tmp_path):
     # priority serves chat first and leaves the backfill the rest: it holds both at 10% and 50% of the key
     assert lines[3].startswith("**Answer:** Priority meets the chat's p99 ≤ 10 s SLO and finishes the 250-document "
                                "backfill by its 10 min due time at every load up to 50% of the key")
+    assert "no request lost" in lines[3]
     assert "fifo breaks the SLO from 10%" in lines[3]  # chat waits behind the whole backlog
     assert "fair 1:1 breaks the SLO from 50%" in lines[3]  # chat capped at half the key
     assert "python experiments/scheduling_policies.py --quick" in report
