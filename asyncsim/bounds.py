@@ -25,7 +25,7 @@ import numpy as np
 
 from .metrics import Result
 from .scenario import CALL, CPU, IO, PAR, STAGE, USE, Node, Scenario
-from .services import OK, SERVER_ERROR, TIMEOUT, RateLimit, Service, charged_tokens
+from .services import RateLimit, Service, accepted, charged_tokens
 from .strategies import Asyncio, Processes, Sequential, Threads
 from .trace import K_ADMIT
 
@@ -248,7 +248,7 @@ def used(result: Result, scenario: Scenario) -> list[Bound]:
 def _used_rates(result: Result, services: dict[str, Service], note: Callable[[str, float], None]) -> None:
     calls = result.calls
     assert calls is not None
-    accepted = (calls.outcome == OK) | (calls.outcome == SERVER_ERROR) | (calls.outcome == TIMEOUT)
+    taken = accepted(calls.outcome)
     for name, svc in services.items():
         rid = result.trace.resources.index(f"service:{name}") if f"service:{name}" in result.trace.resources else -1
         mine = calls.service == rid
@@ -256,7 +256,7 @@ def _used_rates(result: Result, services: dict[str, Service], note: Callable[[st
             if limit is None:
                 continue
             # a 429 from the server costs no quota; the client's limiter charges every attempt it lets out
-            sent = mine & accepted if side == "rate_limit" else mine
+            sent = mine & taken if side == "rate_limit" else mine
             where = "server" if side == "rate_limit" else "client"
             req, tok = limit.buckets()
             if req is not None:

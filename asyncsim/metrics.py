@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .services import OK, OUTCOMES, SERVER_ERROR, TIMEOUT, Price
+from .services import OK, OUTCOMES, Price, accepted
 from .trace import K_ADMIT, K_BATCH, K_CALL, K_CPU, K_IO, K_RESUME, K_STAGE, K_THROTTLE, K_USE, CallTable, Trace
 
 __all__ = ["METRICS", "STATES", "Pricing", "Result", "compute_result", "flat_metrics", "service_metrics",
@@ -412,20 +412,15 @@ def _costs(pricing: Pricing, services: dict[str, dict[str, float]], calls: CallT
     capacity = sum((slots * per_second * t_total for _, slots, per_second in pricing.capacity), 0.0)
     if classes and calls is not None and len(calls):
         per_task = np.zeros(task_type.size)
-        accepted = _accepted(calls.outcome)
+        taken = accepted(calls.outcome)
         for rid, resource in enumerate(resources):
             price = pricing.services.get(resource.removeprefix("service:")) if resource.startswith("service:") else None
-            mine = accepted & (calls.service == rid)
+            mine = taken & (calls.service == rid)
             if price is not None and price.usage and mine.any():
                 np.add.at(per_task, calls.task[mine], _usage_cost(price, calls.tokens_in[mine], calls.tokens_out[mine]))
         for t, name in enumerate(names):
             classes[name]["cost"] = float(per_task[task_type == t].sum())
     return {"total": usage + capacity, "usage": usage, "capacity": capacity, "wasted": wasted}
-
-
-def _accepted(outcome: np.ndarray) -> np.ndarray:
-    """Attempts the server accepted (so spent quota and tokens): OK, or a 5xx or timeout after acceptance."""
-    return (outcome == OK) | (outcome == SERVER_ERROR) | (outcome == TIMEOUT)
 
 
 def _stage_metrics(trace: Trace, resources: dict[str, dict[str, float | None]],
@@ -455,8 +450,8 @@ def service_metrics(calls: CallTable, resources: tuple[str, ...],
     failed attempts the server accepted, batch sizes (per batch: a request served in a batch of k is 1/k of
     it), and with `pricing` the `cost` of its accepted attempts and the `cost_wasted` of those that failed."""
     out: dict[str, dict[str, float]] = {}
-    accepted = _accepted(calls.outcome)
-    accepted_failure = accepted & (calls.outcome != OK)
+    taken = accepted(calls.outcome)
+    taken_failure = taken & (calls.outcome != OK)
     tokens = calls.tokens_in + calls.tokens_out
     for rid in np.unique(calls.service):
         mine = calls.service == rid
@@ -468,13 +463,13 @@ def service_metrics(calls: CallTable, resources: tuple[str, ...],
             entry[label] = int((outcome == code).sum())
         entry["retries"] = entry["requests"] - n_calls
         entry["failed"] = n_calls - entry["ok"]
-        entry["tokens"] = float(tokens[mine & accepted].sum())
-        entry["tokens_wasted"] = float(tokens[mine & accepted_failure].sum())
+        entry["tokens"] = float(tokens[mine & taken].sum())
+        entry["tokens_wasted"] = float(tokens[mine & taken_failure].sum())
         price = pricing.services.get(name) if pricing else None
         if price is not None and price.usage:
-            for key, rows in (("cost", mine & accepted), ("cost_wasted", mine & accepted_failure)):
+            for key, rows in (("cost", mine & taken), ("cost_wasted", mine & taken_failure)):
                 entry[key] = float(_usage_cost(price, calls.tokens_in[rows], calls.tokens_out[rows]).sum())
-        sizes = calls.size[mine & accepted].astype(float)
+        sizes = calls.size[mine & taken].astype(float)
         if sizes.size and sizes.max() > 1:
             batches = float((1 / sizes).sum())
             entry["batches"] = batches

@@ -27,7 +27,7 @@ from .policies import Policy
 __all__ = [
     "ATTEMPT_FIELDS", "BatchQueue", "Batching", "Failures", "OUTCOMES", "PolicyLimiter", "Price", "RateLimit", "Retry",
     "Service", "TokenBucket",
-    "Tokens", "attempt_outcome", "backoff_s", "call_width",
+    "Tokens", "accepted", "attempt_outcome", "backoff_s", "call_width",
 ]
 
 OK, RATE_LIMITED, SERVER_ERROR, TIMEOUT, REJECTED = range(5)
@@ -273,6 +273,12 @@ def attempt_outcome(failures: Failures, u: float) -> int:
     if u < failures.rate_limited + failures.server_error + failures.timeout:
         return TIMEOUT
     return OK
+
+
+def accepted(outcome: Any) -> Any:
+    """Which attempts (outcome codes, one or an array) the server accepted, so spent quota and tokens: an OK, or
+    a 5xx or timeout after acceptance; a 429 or a rejected request spent nothing."""
+    return (outcome == OK) | (outcome == SERVER_ERROR) | (outcome == TIMEOUT)
 
 
 def backoff_s(retry: Retry, n: int, u: float, retry_after: float | None = None) -> float:
