@@ -6,7 +6,6 @@ Bad input prints one line per problem and exits 2; a model that cannot be simula
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -26,6 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from . import _json
 from ._io import write_atomic
 from .api import compare, replicate, simulate
 from .bounds import Bound, bounds
@@ -198,7 +198,7 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
         done = bounds(scenario, completed=first.completed_tasks)
         data["bounds_completed"] = {b.name: b.seconds for b in done}
     if args.json:
-        print(json.dumps(data))
+        print(_json.dumps(_null_reasons(data)))
     else:
         _print_run(data, workload, out)
         _print_limits(data, limits, out)
@@ -269,7 +269,7 @@ def _compare(workload: Workload, args: argparse.Namespace, out: Console) -> int:
     runs = compare(workload, strategies, seed=args.seed, **_limits(args))
     results = [r.to_dict() | ({"detail": _detail(r)} if args.detail else {}) for r in runs]
     if args.json:
-        print(json.dumps(results))
+        print(_json.dumps([_null_reasons(r) for r in results]))
         return 0
     table = Table(title=f"{workload.name}: {results[0]['tasks']} tasks, seed {args.seed}", title_justify="left")
     flight = Table(title="tasks in flight (time-averaged) and what they were doing", title_justify="left")
@@ -363,7 +363,7 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
         summary_path = target.with_name(f"{target.stem}-summary.csv")
         write_atomic(summary_path, summary.to_csv(index=False))
     if args.json:
-        print(summary.to_json(orient="records"))
+        print(_json.dumps(summary.to_dict(orient="records")))
         return 0
     table = Table(title=f"{raw.get('name', args.model)}: {len(points)} grid points × {args.replications} "
                         f"replication(s), seed {args.seed}", title_justify="left")
@@ -416,7 +416,7 @@ def _plan(args: argparse.Namespace, out: Console) -> int:
                       confidence=args.confidence, base_dir=base_dir, cost=args.cost, objective=args.objective,
                       tolerance=args.tolerance, allow_failures=args.allow_failures)
     if args.json:
-        print(json.dumps(result.to_dict(), default=str))
+        print(_json.dumps(result.to_dict(), default=str))
         return 0
     _print_plan(result, args, raw, base_dir, out)
     return 0
@@ -501,9 +501,19 @@ def _detail(result: Any) -> dict[str, Any]:
 
 def _validation_dict(v: Any, *, detail: bool) -> dict[str, Any]:
     data = v.to_dict()
+    for run in ("predicted", "measured", "replayed"):
+        _null_reasons(data[run])
     if detail:
         for run in ("predicted", "measured", "replayed"):
             data[run]["detail"] = _detail(getattr(v, run))
+    return data
+
+
+def _null_reasons(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with `null_reason` saying why its latency figures will be null in JSON (a NaN has no JSON form)."""
+    if any(isinstance(x, float) and math.isnan(x) for x in data.get("latency", {}).values()):
+        where = " in at least one replication" if data.get("completed") else ""
+        data["null_reason"] = {"latency": f"no task completed{where}"}
     return data
 
 
@@ -538,7 +548,7 @@ def _calibrate(args: argparse.Namespace, out: Console) -> int:
     profile = calibrate(repeats=args.repeats, progress=lambda msg: out.print(f"[dim]measuring {msg}[/]"))
     profile.save(args.out)
     if args.json:
-        print(json.dumps(profile.model_dump()))
+        print(_json.dumps(profile.model_dump()))
         return 0
     table = Table(title=f"machine profile: Python {profile.python} on {profile.platform}", title_justify="left")
     table.add_column("measurement")
@@ -604,7 +614,7 @@ def _validate(workload: Workload, profile: MachineProfile | None, args: argparse
     if choice is not None:
         for d in dicts:
             d["time_scale_choice"] = choice.to_dict()
-    payload = json.dumps(dicts if len(dicts) > 1 else dicts[0])
+    payload = _json.dumps(dicts if len(dicts) > 1 else dicts[0])
     if args.out:
         write_atomic(args.out, payload + "\n")
     if args.json:
