@@ -5,12 +5,15 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
+import stat
 
 import numpy as np
 import pytest
 
 import asyncsim as a
 from asyncsim import _json
+from asyncsim._io import write_atomic
 from asyncsim.cli import main
 
 from .conftest import MODELS, ROOT
@@ -119,3 +122,34 @@ def test_calibrate_json_and_profile_file_are_strict_json(capsys, tmp_path, monke
     printed = _out(capsys, "calibrate", "--out", str(out), "--json")
     assert printed == _strict_loads(out.read_text())
     assert MachineProfile.read(out) == made
+
+
+# ------------------------------------------------------------------------------------------ files
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test and restore it after."""
+    previous = os.umask(0o022)
+    yield lambda mask: os.umask(mask)
+    os.umask(previous)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_write_atomic_gives_a_new_file_the_mode_open_would(tmp_path, umask, mask, mode):
+    umask(mask)
+    path = write_atomic(tmp_path / "new.json", "{}")
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert [p.name for p in tmp_path.iterdir()] == ["new.json"]  # no temporary file left behind
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_write_atomic_keeps_the_mode_of_the_file_it_replaces(tmp_path, umask):
+    umask(0o077)
+    path = tmp_path / "shared.md"
+    path.write_text("old")
+    path.chmod(0o664)
+    write_atomic(path, "new")
+    assert path.read_text() == "new"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o664
