@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
 
 
 class Frozen(BaseModel):
-    """Base of all model data: immutable; unknown keys are errors."""
+    """Base of all model data: immutable; unknown keys are errors; every number is finite (no inf or NaN)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     def __repr_args__(self) -> Any:
         for name, field in type(self).model_fields.items():
@@ -107,9 +107,9 @@ def _message(err: Any) -> str:
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
     if kind in _BOUNDS:
         bound = next(iter(ctx.values()))
-        if isinstance(bound, float) and bound.is_integer():
-            bound = int(bound)
-        return f"must be {_BOUNDS[kind]} {bound} (got {value!r})"
+        return f"must be {_BOUNDS[kind]} {f'{bound:g}' if isinstance(bound, float) else bound} (got {value!r})"
+    if kind == "finite_number":
+        return f"must be a finite number (got {value!r})"
     if kind == "missing":
         return "is required"
     if kind == "too_short":

@@ -97,14 +97,14 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--deadline", metavar="TIME", help="shorthand for --slo 't_total <= TIME', e.g. 30m")
     pl.add_argument("--objective", choices=("t_total", "goodput", "cost", "smallest"), default="t_total",
                     help="what the best feasible setting minimises (goodput: maximises; smallest: the setting)")
-    pl.add_argument("--tolerance", type=float, default=0.01,
+    pl.add_argument("--tolerance", type=_finite, default=0.01,
                     help="settings within this fraction of the best objective are as good; the smallest wins")
     pl.add_argument("--allow-failures", action="store_true",
                     help="drop the default constraint failed <= 0 (an SLO on failed, failed_fraction or "
                          "completed replaces it too)")
     pl.add_argument("--replications", "-r", type=int, default=5, help="seeded runs per candidate")
-    pl.add_argument("--confidence", type=float, default=0.95, help="one-sided confidence for each SLO")
-    pl.add_argument("--cost", type=float, help="price per unit of the varied setting (adds to --objective cost)")
+    pl.add_argument("--confidence", type=_finite, default=0.95, help="one-sided confidence for each SLO")
+    pl.add_argument("--cost", type=_finite, help="price per unit of the varied setting (adds to --objective cost)")
     _common(pl)
 
     cal = sub.add_parser("calibrate", help="measure this machine's overheads into a machine profile")
@@ -131,9 +131,20 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _run_limits(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-sim-time", type=float, metavar="SECONDS",
+    p.add_argument("--max-sim-time", type=_finite, metavar="SECONDS",
                    help="stop (with an error saying so) when simulated time passes this")
     p.add_argument("--max-events", type=int, metavar="N", help="stop (with an error saying so) after N events")
+
+
+def _finite(text: str) -> float:
+    """An argparse type: a finite number (`float` alone takes 'inf' and 'nan')."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number (got {text!r})") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number (got {text!r})")
+    return value
 
 
 def _limits(args: argparse.Namespace) -> dict[str, Any]:

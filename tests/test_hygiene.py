@@ -124,6 +124,123 @@ def test_calibrate_json_and_profile_file_are_strict_json(capsys, tmp_path, monke
     assert MachineProfile.read(out) == made
 
 
+# ------------------------------------------------------------------------------- malformed models: exit 2
+
+
+BASE = {
+    "arrivals": "{batch: 3}",
+    "task": "[{call: api}, {use: {pool: db, steps: [{io: 0.1}]}}]",
+    "pools": "{db: 2}",
+    "services": "{api: {latency: 0.1}}",
+}
+
+
+def _model(tmp_path, **changes: str | None):
+    """A valid small model with top-level entries replaced (YAML flow text) or removed (None), as a file."""
+    path = tmp_path / "m.yaml"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in (BASE | changes).items() if v is not None))
+    return path
+
+
+def _exit_2(capsys, *argv: str) -> str:
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+NON_FINITE = [
+    ({"arrivals": "{poisson: {rate: .inf, count: 3}}"}, "arrivals.poisson.rate: must be a finite number (got inf)"),
+    ({"arrivals": "{poisson: {rate: 1, duration: .nan}}"}, "arrivals.poisson.duration: must be a finite number"),
+    ({"arrivals": "{trace: {times: [0, .inf]}}"}, "arrivals.trace.times[1]: must be a finite number (got inf)"),
+    ({"arrivals": "{uniform: {interval: -.inf, count: 2}}"}, "arrivals.uniform.interval: must be a finite number"),
+    ({"arrivals": "{closed: {users: 2, think: .nan, count: 4}}"}, "arrivals.closed.think: must be a finite number"),
+    ({"task": "[{cpu: .nan}]"}, "task[0].cpu: must be a finite number (got nan)"),
+    ({"task": "[{io: -.inf}]"}, "task[0].io: must be a finite number (got -inf)"),
+    ({"task": "[{io: 1.0e+400}]"}, "task[0].io: must be a finite number (got inf)"),  # YAML overflows to inf
+    ({"task": "[{io: {lognormal: {mean: .inf, cv: 1}}}]"}, "task[0].io.lognormal.mean: must be a finite number"),
+    ({"task": "[{io: {uniform: {low: 0, high: .inf}}}]"}, "task[0].io.uniform.high: must be a finite number"),
+    ({"task": "[{io: {normal: {mean: .nan, sd: 1}}}]"}, "task[0].io.normal.mean: must be a finite number"),
+    ({"task": "[{io: {empirical: {values: [1, .nan]}}}]"}, "task[0].io.empirical.values[1]: must be a finite"),
+    ({"task": "[{parallel: [[{io: 1}], [{cpu: .inf}]]}]"}, "task[0].parallel[1][0].cpu: must be a finite number"),
+    ({"task": None, "tasks": "[{steps: [{io: 1}], weight: .inf}]"}, "tasks[0].weight: must be a finite number"),
+    ({"task": None, "tasks": "[{steps: [{io: 1}], deadline: .nan}]"}, "tasks[0].deadline: must be a finite number"),
+    ({"pools": "{db: {capacity: 2, timeout: .inf}}"}, "pools.db.timeout: must be a finite number (got inf)"),
+    ({"services": "{api: {latency: .inf}}"}, "services.api.latency: must be a finite number (got inf)"),
+    ({"services": "{api: {latency: 0.1, timeout: 1e400}}"},  # YAML 1.1 reads 1e400 as a string; pydantic as inf
+     "services.api.timeout: must be a finite number (got '1e400')"),
+    ({"services": "{api: {latency: 0.1, rate_limit: {rpm: .inf}}}"}, "services.api.rate_limit.rpm: must be a finite"),
+    ({"services": "{api: {latency: 0.1, client_limit: {rpm: 60, window: .nan}}}"},
+     "services.api.client_limit.window: must be a finite number (got nan)"),
+    ({"services": "{api: {latency: 0.1, failures: {server_error: .nan}}}"},
+     "services.api.failures.server_error: must be a finite number"),
+    ({"services": "{api: {latency: 0.1, retry: {initial: .inf}}}"}, "services.api.retry.initial: must be a finite"),
+    ({"services": "{api: {latency: 0.1, tokens: {input: .inf}}}"}, "services.api.tokens.input: must be a finite"),
+    ({"services": "{api: {batching: {max_batch: 4, fixed: .inf}}}"}, "services.api.batching.fixed: must be a finite"),
+    ({"machine": "{switch_interval_s: .inf}"}, "machine.switch_interval_s: must be a finite number (got inf)"),
+    ({"task": None, "stages": "{a: {steps: [{io: 1}], max_wait: .inf}}"}, "stages.a.max_wait: must be a finite"),
+]
+
+OVERFLOW = [
+    ({"task": "[{io: {lognormal: {mean: 1.0e+300, cv: 1.0e+10}}}]"},
+     "task[0].io.lognormal: lognormal(mean=1e+300, cv=1e+10) is out of range: its mean is 1e+300"),
+    ({"task": "[{io: {lognormal: {mu: 1000, sigma: 1}}}]"},
+     "task[0].io.lognormal: lognormal(mu=1000, sigma=1) is out of range: its mean is inf"),
+    ({"task": "[{cpu: {gamma: {mean: 1.0e+300, cv: 10}}}]"}, "task[0].cpu.gamma: gamma(mean=1e+300, cv=10) is out"),
+    ({"task": "[{io: {normal: {mean: -1.0e+300, sd: 1}}}]"}, "task[0].io.normal: normal(mean=-1e+300, sd=1) is out"),
+    ({"task": "[{io: 1.0e+200}]"}, "task[0].io: must be <= 1e+150 (got 1e+200)"),
+    ({"services": "{api: {latency: 0.1, tokens: {output: {exponential: {mean: 1.0e+160}}}}}"},
+     "services.api.tokens.output.exponential: exponential(mean=1e+160) is out of range: its mean is 1e+160"),
+]
+
+
+@pytest.mark.parametrize(("changes", "problem"), NON_FINITE + OVERFLOW, ids=lambda x: x if isinstance(x, str) else "")
+def test_a_malformed_model_exits_2_naming_the_yaml_path(capsys, tmp_path, changes, problem):
+    path = _model(tmp_path, **changes)
+    err = _exit_2(capsys, "run", str(path))
+    assert f"error: {path}: {problem}" in err, err
+
+
+@pytest.mark.parametrize(("name", "content", "problem"), [
+    ("times.csv", "time\n0\ninf\n", "arrivals.trace: times.csv line 3: must be a finite number (got 'inf')"),
+    ("samples.txt", "0.1\nnan\n", "task[0].io.empirical: samples.txt line 2: must be a finite number (got 'nan')"),
+])
+def test_non_finite_numbers_in_files_a_model_reads_exit_2(capsys, tmp_path, name, content, problem):
+    (tmp_path / name).write_text(content)
+    changes = {"arrivals": "{trace: {file: times.csv}}"} if name == "times.csv" else \
+        {"task": "[{io: {empirical: {file: samples.txt}}}]"}
+    path = _model(tmp_path, **changes)
+    assert problem in _exit_2(capsys, "run", str(path))
+
+
+def test_non_finite_values_in_a_sweep_exit_2_before_running(capsys, tmp_path):
+    path = _model(tmp_path)
+    err = _exit_2(capsys, "sweep", str(path), "--set", "task.1.use.steps.0.io=0.1,.inf,.nan", "--workers", "1")
+    assert "--set task.1.use.steps.0.io=inf: task[1].use.steps[0].io: must be a finite number (got inf)" in err
+    assert "--set task.1.use.steps.0.io=nan: task[1].use.steps[0].io: must be a finite number (got nan)" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "{model}", "--max-sim-time", "inf"],
+    ["run", "{model}", "--max-sim-time", "nan"],
+    ["plan", "{model}", "--vary", "pools.db=1..4", "--deadline", "1s", "--cost", "inf"],
+    ["plan", "{model}", "--vary", "pools.db=1..4", "--deadline", "1s", "--confidence", "nan"],
+])
+def test_non_finite_numbers_on_the_command_line_exit_2(capsys, tmp_path, argv):
+    path = _model(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main([x.format(model=path) for x in argv])
+    assert info.value.code == 2
+    assert "must be a finite number" in capsys.readouterr().err
+
+
+def test_a_non_finite_time_scale_is_refused(tmp_path):
+    from asyncsim.validate import check_time_scale
+
+    with pytest.raises(a.ModelError, match=r"--time-scale: must be a finite number > 0 \(got inf\)"):
+        check_time_scale(a.load(_model(tmp_path)), math.inf, 0.001)
+
+
 # ------------------------------------------------------------------------------------------ files
 
 
