@@ -109,7 +109,7 @@ class Constant(_Dist):
     @model_validator(mode="before")
     @classmethod
     def _unwrap(cls, data: Any) -> Any:  # replaces the base's: the field itself is called 'constant'
-        if isinstance(data, (int, float)) and not isinstance(data, bool):
+        if (isinstance(data, (int, float)) and not isinstance(data, bool)) or _number(data):
             return {"constant": data}
         return data
 
@@ -370,9 +370,21 @@ _FAMILIES: dict[str, type[_Dist]] = {
 def _dist_tag(value: Any) -> str | None:
     if isinstance(value, _Dist):
         return value.kind
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if (isinstance(value, (int, float)) and not isinstance(value, bool)) or _number(value):
         return "constant"
     return single_key(value)
+
+
+def _number(value: Any) -> bool:
+    """Whether `value` is a number written as a string: YAML 1.1 reads `1e3` (no point, no exponent sign) as
+    text, and a number field takes it (pydantic parses it), so a duration does too."""
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 Dist = tagged_union(_FAMILIES, _dist_tag, "distribution")
