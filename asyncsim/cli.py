@@ -1,4 +1,4 @@
-"""The `asyncsim` command line: `run` a model, `compare` strategies, `sweep` a grid, `validate`, `calibrate`.
+"""The `asyncsim` command line: `run`, `compare`, `sweep`, `plan`, `validate`, `calibrate`, `report`.
 
 Bad input prints one line per problem and exits 2; a model that cannot be simulated exits 1.
 """
@@ -6,6 +6,7 @@ Bad input prints one line per problem and exits 2; a model that cannot be simula
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -40,9 +41,23 @@ from .strategies import parse_strategy
 __all__ = ["main"]
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that ends each option with its default, unless it has none or its help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        nothing = action.default is None or action.default is False or action.default == []
+        if nothing or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="asyncsim", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_Help))
 
     run = sub.add_parser("run", help="simulate a model under one strategy")
     run.add_argument("model", help="a model file (YAML)")
@@ -126,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -497,8 +512,12 @@ def _floor_line(result: Any, args: argparse.Namespace, raw: dict[str, Any], base
 
 
 def _report(args: argparse.Namespace, out: Console) -> int:
-    from .report import report
+    from .report import plotting_missing, report
 
+    missing = plotting_missing()
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
     path = report(args.results, args.out, command=["asyncsim", "report", args.results, "--out", args.out])
     out.print(f"wrote {path}")
     return 0

@@ -8,6 +8,8 @@ import math
 import os
 import re
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -313,3 +315,69 @@ def test_write_atomic_keeps_the_mode_of_the_file_it_replaces(tmp_path, umask):
     write_atomic(path, "new")
     assert path.read_text() == "new"
     assert stat.S_IMODE(path.stat().st_mode) == 0o664
+
+
+# ------------------------------------------------------------------------------------------ the command
+
+
+SUBCOMMANDS = ("run", "compare", "sweep", "plan", "validate", "calibrate", "report")
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"asyncsim {a.__version__}"
+
+
+def test_python_dash_m_asyncsim_is_the_command():
+    done = subprocess.run([sys.executable, "-m", "asyncsim", "--version"], capture_output=True, text=True,
+                          check=True, cwd=ROOT)
+    assert done.stdout.strip() == f"asyncsim {a.__version__}"
+
+
+def test_help_lists_every_subcommand_with_a_line_of_help(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one line per subcommand
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed: dict[str, str] = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("    ") and not line.startswith("     "):  # a subcommand; its help may wrap below
+            name, _, text = line.strip().partition(" ")
+            listed[name] = text.strip()
+        elif line.startswith("     ") and listed:
+            listed[list(listed)[-1]] += line.strip()
+    assert set(listed) == set(SUBCOMMANDS)
+    assert all(len(text) > 10 for text in listed.values())
+
+
+@pytest.mark.parametrize(("command", "defaults"), [
+    ("run", ["--replications REPLICATIONS, -r REPLICATIONS independent runs (mean and 95% CI) (default: 1)",
+             "--seed SEED random seed (default: 0)"]),
+    ("compare", ["--seed SEED random seed (default: 0)"]),
+    ("sweep", ["(default: the number of cores)", "runs per grid point (default: 1)"]),
+    ("plan", ["one-sided confidence for each SLO (default: 0.95)", "seeded runs per candidate (default: 5)"]),
+    ("validate", ["(default: 1)", "event loop for asyncio runs (default: asyncio)", "(default: the model's)"]),
+    ("calibrate", ["where to write the profile (JSON) (default: machine-profile.json)", "(median) (default: 3)"]),
+])
+def test_each_subcommand_help_shows_its_defaults(capsys, monkeypatch, command, defaults):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps and pads; compare words
+    for default in defaults:
+        assert default in text
+    assert "(default: None)" not in text
+    assert "(default: False)" not in text
+
+
+def test_report_without_the_plotting_libraries_says_how_to_install_them(capsys, tmp_path, monkeypatch):
+    saved = tmp_path / "run.json"
+    assert main(["run", WEB, "--json"]) == 0
+    saved.write_text(capsys.readouterr().out)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    assert main(["report", str(saved), "--out", str(tmp_path / "r")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == ["error: asyncsim report draws its figures with matplotlib and seaborn "
+                                         "(matplotlib is not installed): pip install 'asyncsim[report]'"]
+    assert not (tmp_path / "r").exists()
