@@ -42,7 +42,11 @@ __all__ = ["main"]
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Help that ends each option with its default, unless it has none or its help already says it."""
+    """Help that ends each option with its default, unless it has none or its help already says it.
+
+    `_get_help_string` is the hook ArgumentDefaultsHelpFormatter itself overrides, not public API;
+    tests/test_hygiene.py reads every subcommand's help, so a change in argparse fails loudly.
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         nothing = action.default is None or action.default is False or action.default == []
