@@ -89,14 +89,17 @@ def read_saved(path: str | os.PathLike[str]) -> Saved:
     raise ModelError(f"{what}; {_EXPECTED}", source=str(path))
 
 
-# Figures that are numbers whenever they exist: the commands write a missing one (NaN in memory) as null, since
-# strict JSON has no NaN; reading turns it back into NaN for the arithmetic of reports.
+# Figures that are numbers whenever they exist (and a sweep summary's `<metric>_mean` and `<metric>_ci95`): the
+# commands write a missing one (NaN in memory) as null, since strict JSON has no NaN; reading turns it back into
+# NaN for the arithmetic of reports.
 _NUMBERS = frozenset(("latency", "error", "replay_error", "concurrency_error"))
+_NUMBER_SUFFIXES = ("_mean", "_ci95")
 
 
 def _nan_for_null(data: Any, numbers: bool = False) -> Any:
     if isinstance(data, dict):
-        return {k: _nan_for_null(v, numbers or k in _NUMBERS) for k, v in data.items()}
+        return {k: _nan_for_null(v, numbers or k in _NUMBERS or str(k).endswith(_NUMBER_SUFFIXES))
+                for k, v in data.items()}
     if isinstance(data, list):
         return [_nan_for_null(v, numbers) for v in data]
     return math.nan if data is None and numbers else data
