@@ -7,16 +7,18 @@ carry the user's own YAML path (`task[1].io.lognormal.cv`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+import re
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
 
 
 class Frozen(BaseModel):
-    """Base of all model data: immutable; unknown keys are errors."""
+    """Base of all model data: immutable; unknown keys are errors; every number is finite (no inf or NaN)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     def __repr_args__(self) -> Any:
         for name, field in type(self).model_fields.items():
@@ -65,6 +67,36 @@ def allowed_keys(cls: type[BaseModel]) -> list[str]:
     return [f.alias or name for name, f in cls.model_fields.items()]
 
 
+def closest(word: Any, choices: Iterable[str]) -> str | None:
+    """The choice a misspelt `word` most likely meant (difflib; else the one choice it begins), or None."""
+    if not isinstance(word, str) or not word:
+        return None
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=1) or [c for c in choices if c.startswith(word)]
+    return close[0] if len(close) == 1 else None
+
+
+def did_you_mean(word: Any, choices: Iterable[str]) -> str:
+    """`; did you mean X?` with the `closest` choice, or '' when none is close."""
+    guess = closest(word, choices)
+    return f"; did you mean {guess}?" if guess else ""
+
+
+_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0,
+            "seconds": 1.0, "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0, "h": 3600.0,
+            "hr": 3600.0, "hour": 3600.0, "hours": 3600.0}
+_WITH_UNIT = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zµ]+)\s*", re.IGNORECASE)
+
+
+def duration_text(text: str) -> str | None:
+    """For a duration written with a unit (`2s`, `300ms`, `"5 ms"`, `1h`): how to write it (in seconds)."""
+    match = _WITH_UNIT.fullmatch(text)
+    if not match or match.group(2).lower() not in _SECONDS:
+        return None
+    seconds = float(match.group(1)) * _SECONDS[match.group(2).lower()]
+    return f"give seconds as a number ({text.strip()} -> {seconds:g})"
+
+
 _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 _TYPES = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string"}
 
@@ -83,7 +115,8 @@ def yaml_errors(exc: ValidationError, owner: Callable[[tuple[Any, ...]], type[Ba
             continue
         path = _path(err["loc"])
         if err["type"] == "extra_forbidden":
-            lines.append(f"{path}: unknown key (allowed: {', '.join(allowed_keys(owner(err['loc'][:-1])))})")
+            allowed = allowed_keys(owner(err["loc"][:-1]))
+            lines.append(f"{path}: unknown key (allowed: {', '.join(allowed)}){did_you_mean(loc[-1], allowed)}")
         else:
             lines.append(f"{path or '(top level)'}: {_message(err)}")
     return lines
@@ -107,17 +140,24 @@ def _message(err: Any) -> str:
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
     if kind in _BOUNDS:
         bound = next(iter(ctx.values()))
-        if isinstance(bound, float) and bound.is_integer():
-            bound = int(bound)
-        return f"must be {_BOUNDS[kind]} {bound} (got {value!r})"
+        return f"must be {_BOUNDS[kind]} {f'{bound:g}' if isinstance(bound, float) else bound} (got {value!r})"
+    if kind == "finite_number":
+        return f"must be a finite number (got {value!r})"
     if kind == "missing":
         return "is required"
     if kind == "too_short":
         return f"needs at least {ctx.get('min_length', 1)} item(s)"
+    if kind in ("float_parsing", "invalid_distribution") and isinstance(value, str) and duration_text(value):
+        return str(duration_text(value))
+    if kind == "literal_error":
+        expected = re.findall(r"'([^']*)'", ctx.get("expected", ""))
+        return f"must be one of {', '.join(expected)} (got {value!r}){did_you_mean(value, expected)}"
     for name, what in _TYPES.items():
         if kind.startswith(name + "_") or kind == name + "_type":
             return f"must be {what} (got {value!r})"
     msg = str(err["msg"]).removeprefix("Value error, ")
     if kind.startswith("invalid_") or kind in ("model_type", "dict_type", "list_type", "tuple_type"):
-        return f"{msg} (got {value!r})"
+        allowed = re.search(r"\(allowed: ([^)]*)\)", msg)  # tagged_union's message lists the variants
+        hint = did_you_mean(single_key(value), allowed.group(1).split(", ")) if allowed else ""
+        return f"{msg} (got {value!r}){hint}"
     return msg

@@ -15,6 +15,7 @@ Kinds, by shape:
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ def read_saved(path: str | os.PathLike[str]) -> Saved:
         raise ModelError(f"not a text file; {_EXPECTED}", source=str(path)) from None
     except json.JSONDecodeError as exc:
         raise ModelError(f"line {exc.lineno}: not valid JSON ({exc.msg}); {_EXPECTED}", source=str(path)) from None
+    data = _nan_for_null(data)
     if isinstance(data, dict):
         if {"meta", "rows", "skipped"} <= set(data):
             return Saved(path, "suite", data)
@@ -85,6 +87,22 @@ def read_saved(path: str | os.PathLike[str]) -> Saved:
             return Saved(path, "summary", frame, _params(frame, "replications", path))
     what = "an empty list" if data == [] else f"a JSON {type(data).__name__} of another shape"
     raise ModelError(f"{what}; {_EXPECTED}", source=str(path))
+
+
+# Figures that are numbers whenever they exist (and a sweep summary's `<metric>_mean` and `<metric>_ci95`): the
+# commands write a missing one (NaN in memory) as null, since strict JSON has no NaN; reading turns it back into
+# NaN for the arithmetic of reports.
+_NUMBERS = frozenset(("latency", "error", "replay_error", "concurrency_error"))
+_NUMBER_SUFFIXES = ("_mean", "_ci95")
+
+
+def _nan_for_null(data: Any, numbers: bool = False) -> Any:
+    if isinstance(data, dict):
+        return {k: _nan_for_null(v, numbers or k in _NUMBERS or str(k).endswith(_NUMBER_SUFFIXES))
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [_nan_for_null(v, numbers) for v in data]
+    return math.nan if data is None and numbers else data
 
 
 def _table(path: Path) -> Saved:

@@ -1,4 +1,4 @@
-"""The `asyncsim` command line: `run` a model, `compare` strategies, `sweep` a grid, `validate`, `calibrate`.
+"""The `asyncsim` command line: `run`, `compare`, `sweep`, `plan`, `validate`, `calibrate`, `report`.
 
 Bad input prints one line per problem and exits 2; a model that cannot be simulated exits 1.
 """
@@ -6,7 +6,7 @@ Bad input prints one line per problem and exits 2; a model that cannot be simula
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import math
 import os
 import sys
@@ -26,6 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from . import _json
 from ._io import write_atomic
 from .api import compare, replicate, simulate
 from .bounds import Bound, bounds
@@ -40,9 +41,27 @@ from .strategies import parse_strategy
 __all__ = ["main"]
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that ends each option with its default, unless it has none or its help already says it.
+
+    `_get_help_string` is the hook ArgumentDefaultsHelpFormatter itself overrides, not public API;
+    tests/test_hygiene.py reads every subcommand's help, so a change in argparse fails loudly.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        nothing = action.default is None or action.default is False or action.default == []
+        if nothing or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="asyncsim", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_Help))
 
     run = sub.add_parser("run", help="simulate a model under one strategy")
     run.add_argument("model", help="a model file (YAML)")
@@ -97,14 +116,14 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--deadline", metavar="TIME", help="shorthand for --slo 't_total <= TIME', e.g. 30m")
     pl.add_argument("--objective", choices=("t_total", "goodput", "cost", "smallest"), default="t_total",
                     help="what the best feasible setting minimises (goodput: maximises; smallest: the setting)")
-    pl.add_argument("--tolerance", type=float, default=0.01,
+    pl.add_argument("--tolerance", type=_finite, default=0.01,
                     help="settings within this fraction of the best objective are as good; the smallest wins")
     pl.add_argument("--allow-failures", action="store_true",
                     help="drop the default constraint failed <= 0 (an SLO on failed, failed_fraction or "
                          "completed replaces it too)")
     pl.add_argument("--replications", "-r", type=int, default=5, help="seeded runs per candidate")
-    pl.add_argument("--confidence", type=float, default=0.95, help="one-sided confidence for each SLO")
-    pl.add_argument("--cost", type=float, help="price per unit of the varied setting (adds to --objective cost)")
+    pl.add_argument("--confidence", type=_finite, default=0.95, help="one-sided confidence for each SLO")
+    pl.add_argument("--cost", type=_finite, help="price per unit of the varied setting (adds to --objective cost)")
     _common(pl)
 
     cal = sub.add_parser("calibrate", help="measure this machine's overheads into a machine profile")
@@ -126,14 +145,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def _run_limits(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-sim-time", type=float, metavar="SECONDS",
+    p.add_argument("--max-sim-time", type=_finite, metavar="SECONDS",
                    help="stop (with an error saying so) when simulated time passes this")
     p.add_argument("--max-events", type=int, metavar="N", help="stop (with an error saying so) after N events")
+
+
+def _finite(text: str) -> float:
+    """An argparse type: a finite number (`float` alone takes 'inf' and 'nan')."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number (got {text!r})") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number (got {text!r})")
+    return value
 
 
 def _limits(args: argparse.Namespace) -> dict[str, Any]:
@@ -198,7 +228,7 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
         done = bounds(scenario, completed=first.completed_tasks)
         data["bounds_completed"] = {b.name: b.seconds for b in done}
     if args.json:
-        print(json.dumps(data))
+        print(_json.dumps(_null_reasons(data)))
     else:
         _print_run(data, workload, out)
         _print_limits(data, limits, out)
@@ -269,7 +299,7 @@ def _compare(workload: Workload, args: argparse.Namespace, out: Console) -> int:
     runs = compare(workload, strategies, seed=args.seed, **_limits(args))
     results = [r.to_dict() | ({"detail": _detail(r)} if args.detail else {}) for r in runs]
     if args.json:
-        print(json.dumps(results))
+        print(_json.dumps([_null_reasons(r) for r in results]))
         return 0
     table = Table(title=f"{workload.name}: {results[0]['tasks']} tasks, seed {args.seed}", title_justify="left")
     flight = Table(title="tasks in flight (time-averaged) and what they were doing", title_justify="left")
@@ -363,7 +393,7 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
         summary_path = target.with_name(f"{target.stem}-summary.csv")
         write_atomic(summary_path, summary.to_csv(index=False))
     if args.json:
-        print(summary.to_json(orient="records"))
+        print(_json.dumps(summary.to_dict(orient="records")))
         return 0
     table = Table(title=f"{raw.get('name', args.model)}: {len(points)} grid points × {args.replications} "
                         f"replication(s), seed {args.seed}", title_justify="left")
@@ -416,7 +446,7 @@ def _plan(args: argparse.Namespace, out: Console) -> int:
                       confidence=args.confidence, base_dir=base_dir, cost=args.cost, objective=args.objective,
                       tolerance=args.tolerance, allow_failures=args.allow_failures)
     if args.json:
-        print(json.dumps(result.to_dict(), default=str))
+        print(_json.dumps(result.to_dict(), default=str))
         return 0
     _print_plan(result, args, raw, base_dir, out)
     return 0
@@ -486,8 +516,12 @@ def _floor_line(result: Any, args: argparse.Namespace, raw: dict[str, Any], base
 
 
 def _report(args: argparse.Namespace, out: Console) -> int:
-    from .report import report
+    from .report import plotting_missing, report
 
+    missing = plotting_missing()
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
     path = report(args.results, args.out, command=["asyncsim", "report", args.results, "--out", args.out])
     out.print(f"wrote {path}")
     return 0
@@ -501,9 +535,19 @@ def _detail(result: Any) -> dict[str, Any]:
 
 def _validation_dict(v: Any, *, detail: bool) -> dict[str, Any]:
     data = v.to_dict()
+    for run in ("predicted", "measured", "replayed"):
+        _null_reasons(data[run])
     if detail:
         for run in ("predicted", "measured", "replayed"):
             data[run]["detail"] = _detail(getattr(v, run))
+    return data
+
+
+def _null_reasons(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with `null_reason` saying why its latency figures will be null in JSON (a NaN has no JSON form)."""
+    if any(isinstance(x, float) and math.isnan(x) for x in data.get("latency", {}).values()):
+        where = " in at least one replication" if data.get("completed") else ""
+        data["null_reason"] = {"latency": f"no task completed{where}"}
     return data
 
 
@@ -538,7 +582,7 @@ def _calibrate(args: argparse.Namespace, out: Console) -> int:
     profile = calibrate(repeats=args.repeats, progress=lambda msg: out.print(f"[dim]measuring {msg}[/]"))
     profile.save(args.out)
     if args.json:
-        print(json.dumps(profile.model_dump()))
+        print(_json.dumps(profile.model_dump()))
         return 0
     table = Table(title=f"machine profile: Python {profile.python} on {profile.platform}", title_justify="left")
     table.add_column("measurement")
@@ -604,7 +648,7 @@ def _validate(workload: Workload, profile: MachineProfile | None, args: argparse
     if choice is not None:
         for d in dicts:
             d["time_scale_choice"] = choice.to_dict()
-    payload = json.dumps(dicts if len(dicts) > 1 else dicts[0])
+    payload = _json.dumps(dicts if len(dicts) > 1 else dicts[0])
     if args.out:
         write_atomic(args.out, payload + "\n")
     if args.json:

@@ -2,15 +2,19 @@
 
 In a model file a distribution is a bare number (a constant) or one key naming the family:
 `{exponential: {mean: 0.5}}`, `{lognormal: {mean: 0.3, cv: 0.5}}`, `{empirical: {values: [...]}}`.
-No distribution ever returns a negative value.
+No distribution ever returns a negative value, and none is accepted whose draws could overflow (see
+`MAX_DRAW`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from abc import abstractmethod
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,12 +24,26 @@ from ._model import Frozen, single_key, tagged_union, unwrap
 from .errors import ModelError
 
 __all__ = [
-    "Constant", "Dist", "Empirical", "Exponential", "Gamma", "Lognormal", "Normal", "Uniform", "fit",
+    "MAX_DRAW", "Constant", "Dist", "Empirical", "Exponential", "Gamma", "Lognormal", "Normal", "Uniform", "fit",
 ]
+
+MAX_DRAW = 1e150
+"""The largest draw a distribution may make (in practice): squares and products of two draws (variances,
+tokens x seconds per token) summed over 1e8 draws then stay finite, as 1e150² x 1e8 = 1e308 < 1.8e308."""
+TAIL = 1e-12
+"""The upper-tail probability of the quantile checked against MAX_DRAW: one draw in a trillion goes beyond it."""
 
 
 class _Dist(Frozen):
-    """Common behaviour: `sample(rng, size)`, `mean`, `var`."""
+    """Common behaviour: `sample(rng, size)`, `mean`, `var`.
+
+    The range rule, checked when a distribution is made: its mean, its standard deviation and its 1 - TAIL
+    quantile (`_tail`) must each be finite and at most MAX_DRAW (a `ValueError` naming the figure and its
+    value otherwise). Why that bounds every draw, not only most: constant, uniform and empirical draws never
+    pass the quantile; exponential, gamma and normal tails fall off exponentially or faster, so a draw 1e158
+    times the quantile (an overflow) cannot happen; a lognormal's variance is finite only while exp(sigma²) is
+    (sigma < 26.7), and an overflowing draw is then over 13 sigma beyond the quantile (odds below 1e-90).
+    """
 
     kind: ClassVar[str]
 
@@ -33,6 +51,31 @@ class _Dist(Frozen):
     @classmethod
     def _unwrap(cls, data: Any) -> Any:
         return unwrap(data, cls.kind)
+
+    @model_validator(mode="after")
+    def _valid(self, info: Any) -> _Dist:
+        self._check(info)  # the family's own rules first: the figures below need a well-formed distribution
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")  # scipy warns on overflow; the figures say it as inf or nan
+            mean, var, tail = _figure(lambda: self.mean), _figure(lambda: self.var), _figure(self._tail)
+        # a variance below 0 is rounding (scipy's truncnorm far in its tail): no spread; max keeps a nan
+        sd = math.sqrt(max(var, 0.0))
+        for what, value in (("mean", mean), ("standard deviation", sd), (f"1 - {TAIL:g} quantile", tail)):
+            if not value <= MAX_DRAW:  # also catches nan
+                raise ValueError(f"{self._describe()} is out of range: its {what} is {value:.3g} (the mean, standard "
+                                 f"deviation and 1 - {TAIL:g} quantile must be finite and at most {MAX_DRAW:g})")
+        return self
+
+    def _check(self, info: Any) -> None:
+        """The family's own rules (raise ValueError); `info.context` may hold `base_dir`."""
+
+    @abstractmethod
+    def _tail(self) -> float:
+        """The 1 - TAIL quantile (the draw exceeded once in 1/TAIL draws)."""
+
+    def _describe(self) -> str:
+        params = self.model_dump(by_alias=True, exclude_none=True)
+        return f"{self.kind}({', '.join(f'{k}={v:g}' for k, v in params.items() if isinstance(v, float | int))})"
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """`size` independent draws (float64, all >= 0)."""
@@ -61,12 +104,12 @@ class Constant(_Dist):
     """Always the same value (a bare number in a model file)."""
 
     kind: ClassVar[str] = "constant"
-    value: float = Field(ge=0, alias="constant")
+    value: float = Field(ge=0, le=MAX_DRAW, alias="constant")
 
     @model_validator(mode="before")
     @classmethod
     def _unwrap(cls, data: Any) -> Any:  # replaces the base's: the field itself is called 'constant'
-        if isinstance(data, (int, float)) and not isinstance(data, bool):
+        if (isinstance(data, (int, float)) and not isinstance(data, bool)) or _number(data):
             return {"constant": data}
         return data
 
@@ -77,6 +120,9 @@ class Constant(_Dist):
 
     def _sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return np.full(size, self.value)
+
+    def _tail(self) -> float:
+        return self.value
 
     @property
     def mean(self) -> float:
@@ -94,14 +140,15 @@ class Uniform(_Dist):
     low: float = Field(ge=0)
     high: float = Field(ge=0)
 
-    @model_validator(mode="after")
-    def _order(self) -> Uniform:
+    def _check(self, info: Any) -> None:
         if self.high < self.low:
             raise ValueError(f"high must be >= low (got low={self.low}, high={self.high})")
-        return self
 
     def _sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return rng.uniform(self.low, self.high, size)
+
+    def _tail(self) -> float:
+        return self.high
 
     @property
     def mean(self) -> float:
@@ -125,6 +172,9 @@ class Exponential(_Dist):
 
     def _sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return rng.exponential(self.mean_, size)
+
+    def _tail(self) -> float:
+        return -self.mean_ * math.log(TAIL)
 
     @property
     def mean(self) -> float:
@@ -151,6 +201,9 @@ class Normal(_Dist):
     def _sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return np.asarray(self._frozen.rvs(size=size, random_state=rng), dtype=float)
 
+    def _tail(self) -> float:
+        return float(self._frozen.isf(TAIL))
+
     @property
     def mean(self) -> float:
         return float(self._frozen.mean())
@@ -169,14 +222,12 @@ class Lognormal(_Dist):
     mu: float | None = None
     sigma: float | None = Field(None, gt=0)
 
-    @model_validator(mode="after")
-    def _one_form(self) -> Lognormal:
+    def _check(self, info: Any) -> None:
         by_moments = self.mean_ is not None and self.cv_ is not None
         by_params = self.mu is not None and self.sigma is not None
         partial = [self.mean_, self.cv_, self.mu, self.sigma].count(None) not in (2,)
         if by_moments == by_params or partial:
             raise ValueError("give either mean and cv, or mu and sigma")
-        return self
 
     @property
     def _params(self) -> tuple[float, float]:
@@ -190,6 +241,10 @@ class Lognormal(_Dist):
     def _sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         mu, sigma = self._params
         return rng.lognormal(mu, sigma, size)
+
+    def _tail(self) -> float:
+        mu, sigma = self._params
+        return math.exp(mu + sigma * _Z_TAIL)
 
     @property
     def mean(self) -> float:
@@ -209,8 +264,18 @@ class Gamma(_Dist):
     mean_: float = Field(gt=0, alias="mean")
     cv_: float = Field(gt=0, alias="cv")
 
+    def _check(self, info: Any) -> None:
+        if self.cv_**2 < 1 / MAX_DRAW:  # the shape 1/cv² would be out of range (or 1/0)
+            raise ValueError(f"cv must be at least {MAX_DRAW**-0.5:g} (got {self.cv_:g}); a gamma this narrow is the "
+                             f"constant {self.mean_:g}")
+
     def _sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return rng.gamma(1 / self.cv_**2, self.mean_ * self.cv_**2, size)
+
+    def _tail(self) -> float:
+        from scipy.special import gammainccinv  # imported when needed, as scipy.stats is
+
+        return self.mean_ * self.cv_**2 * float(gammainccinv(1 / self.cv_**2, TAIL))
 
     @property
     def mean(self) -> float:
@@ -229,8 +294,7 @@ class Empirical(_Dist):
     file: Path | None = None
     _data: np.ndarray = PrivateAttr()
 
-    @model_validator(mode="after")
-    def _load(self, info: Any) -> Empirical:
+    def _check(self, info: Any) -> None:
         if (self.values is None) == (self.file is None):
             raise ValueError("give exactly one of values or file")
         if self.values is not None:
@@ -245,10 +309,15 @@ class Empirical(_Dist):
         if not np.all(np.isfinite(data)) or np.any(data < 0):
             raise ValueError("values must be finite and >= 0")
         self._data = data
-        return self
+
+    def _describe(self) -> str:
+        return f"empirical({self._data.size} values)"
 
     def _sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return rng.choice(self._data, size=size, replace=True)
+
+    def _tail(self) -> float:
+        return float(self._data.max())
 
     @property
     def mean(self) -> float:
@@ -271,12 +340,26 @@ def _read_numbers(path: Path) -> np.ndarray:
         if not cell:
             continue
         try:
-            out.append(float(cell))
+            number = float(cell)
         except ValueError:
             if not out and lineno == 1:  # a CSV header
                 continue
             raise ValueError(f"{path.name} line {lineno}: not a number: {cell!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{path.name} line {lineno}: must be a finite number (got {cell!r})")
+        out.append(number)
     return np.asarray(out, dtype=float)
+
+
+def _figure(compute: Callable[[], float]) -> float:
+    """`compute()`, or inf when it overflows (math.exp raises where numpy would give inf)."""
+    try:
+        return float(compute())
+    except (OverflowError, ZeroDivisionError):
+        return math.inf
+
+
+_Z_TAIL = NormalDist().inv_cdf(1 - TAIL)  # the standard normal's 1 - TAIL quantile (7.03)
 
 
 _FAMILIES: dict[str, type[_Dist]] = {
@@ -287,9 +370,21 @@ _FAMILIES: dict[str, type[_Dist]] = {
 def _dist_tag(value: Any) -> str | None:
     if isinstance(value, _Dist):
         return value.kind
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if (isinstance(value, (int, float)) and not isinstance(value, bool)) or _number(value):
         return "constant"
     return single_key(value)
+
+
+def _number(value: Any) -> bool:
+    """Whether `value` is a number written as a string: YAML 1.1 reads `1e3` (no point, no exponent sign) as
+    text, and a number field takes it (pydantic parses it), so a duration does too."""
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 Dist = tagged_union(_FAMILIES, _dist_tag, "distribution")

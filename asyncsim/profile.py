@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError
 
 from ._io import write_atomic
+from ._json import dumps
 from ._model import Frozen
 from .errors import ModelError
 from .spec import Machine, format_errors
@@ -87,7 +88,7 @@ class MachineProfile(Frozen):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as JSON atomically (a temporary file renamed into place)."""
-        write_atomic(path, json.dumps(self.model_dump(), indent=2) + "\n")
+        write_atomic(path, dumps(self.model_dump(), indent=2) + "\n")
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> MachineProfile:

@@ -26,7 +26,7 @@ from .metrics import STATES, flat_metrics
 from .ranking import complete, lost_text, ranked, speedups
 
 __all__ = ["concurrency_figure", "detail", "header", "latency_cdf_figure", "metadata", "overlay_figure", "best_point",
-           "per_strategy", "report", "split_figure", "sweep_axes", "sweep_figure", "sweep_table",
+           "per_strategy", "plotting_missing", "report", "split_figure", "sweep_axes", "sweep_figure", "sweep_table",
            "utilisation_figure", "validation_report", "write_report"]
 
 # one colour per state, stable across figures (a state added later gets the next palette colour)
@@ -42,6 +42,17 @@ def metadata(command: Sequence[str] | None = None, **extra: Any) -> dict[str, An
         "cpu_count": os.cpu_count(), "command": " ".join(command if command is not None else sys.argv),
         "created": datetime.now(UTC).isoformat(timespec="seconds"), **extra,
     }
+
+
+def plotting_missing() -> str | None:
+    """What to install when matplotlib or seaborn (the `report` extra) cannot be imported here; else None."""
+    try:
+        import matplotlib  # noqa: F401
+        import seaborn  # noqa: F401
+    except ImportError as exc:
+        return (f"asyncsim report draws its figures with matplotlib and seaborn ({exc.name or 'one'} is not "
+                "installed): pip install 'asyncsim[report]'")
+    return None
 
 
 def _pct(x: float) -> str:

@@ -15,7 +15,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from ._model import Frozen, single_key, tagged_union, unwrap, yaml_errors
+from ._model import Frozen, did_you_mean, single_key, tagged_union, unwrap, yaml_errors
 from .dists import _FAMILIES, Constant, Dist, _read_numbers
 from .errors import ModelError
 from .policies import Policy
@@ -374,12 +374,12 @@ class Workload(Frozen):
                                 "order a stage's queue instead (stages.NAME.policy)")
         for path, step in self.walk():
             if isinstance(step, Call) and step.service not in self.services:
-                problems.append(f"{path}.call: unknown service {step.service!r} ({_known(self.services)})")
+                problems.append(f"{path}.call: unknown service {step.service!r} {_known(self.services, step.service)}")
             elif isinstance(step, Call) and step.tokens is not None and self.services[step.service].tokens is None:
                 problems.append(f"{path}.call.tokens: service {step.service!r} counts no tokens; give the service "
                                 "tokens (its default sizes) too")
             if isinstance(step, Use) and step.pool not in self.pools:
-                problems.append(f"{path}.use.pool: unknown pool {step.pool!r} ({_known(self.pools)})")
+                problems.append(f"{path}.use.pool: unknown pool {step.pool!r} {_known(self.pools, step.pool)}")
         if problems:
             raise PydanticCustomError("references", "{problems}", {"problems": problems})
         return self
@@ -476,10 +476,10 @@ def _stage_problems(w: Workload) -> list[str]:
     problems, names = [], list(w.stages)
     for k, (name, stage) in enumerate(w.stages.items()):
         if stage.hold is not None and stage.hold not in w.pools:
-            problems.append(f"stages.{name}.hold: unknown pool {stage.hold!r} ({_known(w.pools)})")
+            problems.append(f"stages.{name}.hold: unknown pool {stage.hold!r} {_known(w.pools, stage.hold)}")
         fb = stage.feedback
         if fb is not None and fb.to not in w.stages:
-            problems.append(f"stages.{name}.feedback.to: unknown stage {fb.to!r} ({_known(w.stages)})")
+            problems.append(f"stages.{name}.feedback.to: unknown stage {fb.to!r} {_known(w.stages, fb.to)}")
         elif fb is not None and names.index(fb.to) > k:
             problems.append(f"stages.{name}.feedback.to: {fb.to!r} comes after {name!r}; feedback goes back to "
                             "this stage or an earlier one")
@@ -511,8 +511,9 @@ def load(path: str | os.PathLike[str]) -> Workload:
     return Workload.from_yaml(path)
 
 
-def _known(names: dict[str, Any]) -> str:
-    return "known: " + ", ".join(sorted(names)) if names else "none are defined"
+def _known(names: dict[str, Any], name: str) -> str:
+    """`(known: a, b)`, then `; did you mean a?` when `name` looks like a misspelling of one."""
+    return f"(known: {', '.join(sorted(names))}){did_you_mean(name, names)}" if names else "(none are defined)"
 
 
 def format_errors(exc: ValidationError) -> list[str]:

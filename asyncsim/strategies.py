@@ -13,6 +13,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import BeforeValidator, PlainSerializer
 
+from ._model import closest
 from .errors import ModelError
 
 __all__ = ["Asyncio", "Processes", "Sequential", "Strategy", "StrategyField", "Threads", "parse_strategy"]
@@ -62,7 +63,8 @@ class Asyncio:
 
 Strategy = Union[Sequential, Threads, Processes, Asyncio]  # noqa: UP007 - used at runtime by isinstance
 
-_PART = re.compile(r"^(sequential|threads|processes|asyncio)(?::(\d+))?$")
+_KINDS = ("sequential", "threads", "processes", "asyncio")
+_PART = re.compile(rf"^({'|'.join(_KINDS)})(?::(\d+))?$")
 
 
 def parse_strategy(text: str | Strategy) -> Strategy:
@@ -77,7 +79,7 @@ def parse_strategy(text: str | Strategy) -> Strategy:
         raise ModelError(f"strategy: must be a string like 'asyncio:20' (allowed: {ALLOWED}), got {text!r}")
     parts = [p.strip() for p in text.strip().lower().split("+")]
     parsed = [_PART.match(p) for p in parts]
-    bad = ModelError(f"strategy: not a valid strategy {text!r} (allowed: {ALLOWED})")
+    bad = ModelError(f"strategy: not a valid strategy {text!r} (allowed: {ALLOWED}){_guess(parts)}")
     if not all(parsed) or len(parts) > 2:
         raise bad
     kinds = [(m.group(1), None if m.group(2) is None else int(m.group(2))) for m in parsed if m]
@@ -102,6 +104,22 @@ def parse_strategy(text: str | Strategy) -> Strategy:
             raise ModelError(f"strategy: offload must be threads:N or processes:N, got {text!r}")
         offload = Threads(onum) if okind == "threads" else Processes(onum)
     return Asyncio(limit=number, offload=offload)
+
+
+def _guess(parts: list[str]) -> str:
+    """`; did you mean threads:8?` for a misspelt kind (`thread:8`), when the respelt text is a strategy."""
+    respelt = []
+    for part in parts:
+        kind, colon, count = part.partition(":")
+        respelt.append((closest(kind, _KINDS) or kind) + colon + count)
+    guess = "+".join(respelt)
+    if guess == "+".join(parts):
+        return ""
+    try:
+        parse_strategy(guess)
+    except ModelError:
+        return ""
+    return f"; did you mean {guess}?"
 
 
 def _validate(value: Any) -> Strategy:

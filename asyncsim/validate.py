@@ -139,8 +139,8 @@ def check_time_scale(workload: Workload, time_scale: float, timer_floor_s: float
     Raises:
         ModelError: naming the shortest step, its scaled length, the floor and the smallest usable scale.
     """
-    if not time_scale > 0:
-        raise ModelError(f"--time-scale: must be > 0 (got {time_scale})")
+    if not 0 < time_scale < math.inf:
+        raise ModelError(f"--time-scale: must be a finite number > 0 (got {time_scale})")
     shortest = _shortest_wait(workload)
     if shortest is not None and shortest[0] * time_scale < timer_floor_s:
         mean, path = shortest

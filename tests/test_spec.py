@@ -109,7 +109,7 @@ def test_bad_values_name_their_yaml_path(tmp_path):
         "task[1].io.lognormal.cv: must be > 0 (got 0)",
         "task[2]: not a valid step (allowed: cpu, io, call, use, parallel) (got {'sleep': 1})",
         "task[3].io: not a valid distribution (allowed: constant, uniform, exponential, normal, lognormal, "
-        "gamma, empirical) (got {'gama': 1})",
+        "gamma, empirical) (got {'gama': 1}); did you mean gamma?",
         "services.api.concurrency: must be >= 1 (got 0)",
         "strategy: asyncio needs a count >= 1, got 0 in 'asyncio:0'",
         "machine.foo: unknown key (allowed: cores, gil, switch_interval_s, loop_step_s, task_create_s, "
@@ -144,8 +144,8 @@ def test_references_to_unknown_pools_and_services(tmp_path):
         services: {api: {latency: 1}}
     """)
     assert problems == [
-        "task[0].call: unknown service 'apx' (known: api)",
-        "task[1].use.pool: unknown pool 'dbx' (known: db)",
+        "task[0].call: unknown service 'apx' (known: api); did you mean api?",
+        "task[1].use.pool: unknown pool 'dbx' (known: db); did you mean db?",
     ]
 
 

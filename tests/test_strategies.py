@@ -40,3 +40,16 @@ def test_round_trip(text, expected):
 def test_bad_strategies(text, message):
     with pytest.raises(a.ModelError, match=message):
         a.parse_strategy(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "guess"),
+    [("thread:8", "threads:8"), ("asynco", "asyncio"), ("async:5", "asyncio:5"), ("sequental", "sequential"),
+     ("asyncio:20+proces:2", "asyncio:20+processes:2"), ("foo:3", None), ("threads:8+asyncio", None)],
+)
+def test_a_misspelt_strategy_suggests_the_nearest_valid_one(text, guess):
+    with pytest.raises(a.ModelError) as info:
+        a.parse_strategy(text)
+    message = info.value.problems[0]
+    assert message.startswith(f"strategy: not a valid strategy {text!r} (allowed: ")
+    assert message.endswith(f"; did you mean {guess}?" if guess else ")")
