@@ -8,10 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from .bounds import offered_load
 from .metrics import Pricing, Result, compute_result
 from .scenario import Scenario, build_scenario
 from .sim import run_scenario
 from .spec import Machine, Workload
+from .steady import Steady, Warmup, check_warmup, steady_state
 from .strategies import Strategy
 from .trace import RunOutput
 
@@ -20,11 +22,16 @@ __all__ = ["Summary", "ci_half_width", "compare", "pricing", "replicate", "repli
 
 def simulate(model: Workload | Scenario, *, strategy: Strategy | str | None = None, seed: int = 0,
              machine: Machine | None = None, max_sim_time: float | None = None,
-             max_events: int | None = None) -> Result:
+             max_events: int | None = None, warmup: Warmup = None) -> Result:
     """Simulate one run of `model` (a Workload, or a Scenario whose draws are already made).
 
     The strategy and the machine default to the model's own; `max_sim_time` (simulated seconds) and
-    `max_events` stop a run that would not end (RunLimitError); a deadlock raises DeadlockError.
+    `max_events` stop a run that would not end (RunLimitError); a deadlock raises DeadlockError. `warmup`
+    (seconds of the run's clock, or "auto" for MSER-5) leaves the tasks arriving before it out of the latency
+    figures and throughput (`steady`); open and closed workloads get a steady-state verdict (`Result.steady`).
+
+    Raises:
+        ModelError: when `warmup` is not None, "auto" or seconds >= 0, or drops every task of open arrivals.
     """
     if isinstance(model, Scenario):
         if strategy is not None:
@@ -32,17 +39,21 @@ def simulate(model: Workload | Scenario, *, strategy: Strategy | str | None = No
         scenario = model
     else:
         scenario = build_scenario(model, seed=seed, strategy=strategy)
-    return result_of(scenario, run_scenario(scenario, machine, max_sim_time=max_sim_time, max_events=max_events))
+    check_warmup(warmup, scenario.arrivals)  # before the run: a bad warm-up never waits for a simulation
+    return result_of(scenario, run_scenario(scenario, machine, max_sim_time=max_sim_time, max_events=max_events),
+                     warmup=warmup)
 
 
-def result_of(scenario: Scenario, out: RunOutput) -> Result:
-    """The metrics of one execution (simulated or real) of `scenario`."""
+def result_of(scenario: Scenario, out: RunOutput, *, warmup: Warmup = None) -> Result:
+    """The metrics of one execution (simulated or real) of `scenario`, after `warmup` (see `simulate`)."""
+    warmup_s, steady = steady_state(scenario, out, warmup, offered_load(scenario))
     return compute_result(
         out.trace, out.arrival, out.done, out.task_type, out.failed,
         model=scenario.workload.name, strategy=str(scenario.strategy), seed=scenario.seed,
         capacities=out.capacities, parallel_types=np.array([p.has_parallel for p in scenario.programs]),
         type_names=tuple(p.name for p in scenario.programs), events=out.events, calls=out.calls,
         deadlines=tuple(t.deadline for t in scenario.workload.task_types), pricing=pricing(scenario.workload),
+        warmup_s=warmup_s, steady=steady,
     )
 
 
@@ -77,8 +88,23 @@ class Summary:
         out = {"model": first["model"], "strategy": first["strategy"], "seed": self.seed,
                "replications": len(dicts)}
         out.update({k: v for k, v in mean.items() if k not in out})
+        if "steady" in out:
+            out["steady"] = _combined_steady(out["steady"], [r.steady for r in self.runs if r.steady is not None])
         out["ci95"] = half
         return out
+
+
+def _combined_steady(mean: dict[str, Any], verdicts: list[Steady]) -> dict[str, Any]:
+    """The verdict over replications: their mean warm-up, drops and load, stable only if every one is, and the
+    words of the first unstable one (saying how many were)."""
+    unstable = [v for v in verdicts if not v.stable]
+    worst = unstable[0] if unstable else verdicts[0]
+    rules = {v.rule for v in verdicts}
+    reason = worst.reason
+    if unstable and len(unstable) < len(verdicts):
+        reason = f"{len(unstable)} of {len(verdicts)} replications: {reason}"
+    return {**mean, "rule": next((r for r in ("MSER-5", "given") if r in rules), "none"), "binding": worst.binding,
+            "stable": not unstable, "reason": reason}
 
 
 def _aggregate(dicts: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -115,16 +141,18 @@ def ci_half_width(values: np.ndarray) -> float:
 
 
 def replicate(model: Workload, *, replications: int, strategy: Strategy | str | None = None, seed: int = 0,
-              machine: Machine | None = None, **limits: Any) -> Summary:
-    """Run `replications` independent simulations (seeds derived from `seed`); `limits` as `simulate`'s."""
+              machine: Machine | None = None, warmup: Warmup = None, **limits: Any) -> Summary:
+    """Run `replications` independent simulations (seeds derived from `seed`); `warmup` and `limits` as
+    `simulate`'s."""
     if replications < 1:
         raise ValueError(f"replications must be >= 1, got {replications}")
-    runs = tuple(simulate(model, strategy=strategy, seed=s, machine=machine, **limits)
+    runs = tuple(simulate(model, strategy=strategy, seed=s, machine=machine, warmup=warmup, **limits)
                  for s in replication_seeds(seed, replications))
     return Summary(runs, seed)
 
 
 def compare(model: Workload, strategies: list[Strategy | str], *, seed: int = 0,
-            machine: Machine | None = None, **limits: Any) -> list[Result]:
-    """Simulate the same scenario draws under each strategy (a paired comparison); `limits` as `simulate`'s."""
-    return [simulate(model, strategy=s, seed=seed, machine=machine, **limits) for s in strategies]
+            machine: Machine | None = None, warmup: Warmup = None, **limits: Any) -> list[Result]:
+    """Simulate the same scenario draws under each strategy (a paired comparison); `warmup` and `limits` as
+    `simulate`'s."""
+    return [simulate(model, strategy=s, seed=seed, machine=machine, warmup=warmup, **limits) for s in strategies]

@@ -29,7 +29,7 @@ from .services import RateLimit, Service, accepted, charged_tokens
 from .strategies import Asyncio, Processes, Sequential, Threads
 from .trace import K_ADMIT
 
-__all__ = ["Bound", "bounds", "used"]
+__all__ = ["Bound", "bounds", "offered_load", "used"]
 
 # a limit that holds tasks in flight (the strategy's cap, the longest task) is full whenever anything inside it
 # binds: it is named only when used this much (share of T_total) more than every other limit
@@ -38,11 +38,17 @@ _CONTAINER_HANDICAP = 0.05
 
 @dataclass(frozen=True)
 class Bound:
-    """A lower bound on T_total set by one limit: `name` says which, `seconds` how long at least."""
+    """A lower bound on T_total set by one limit: `name` says which, `seconds` how long at least.
+
+    `capacity`: the limit drains work at a rate (CPU, a cap, a pool, a service, a rate limit, a stage), so
+    `seconds` over the span of the arrivals is its offered load; False for the longest task and the last
+    arrival, which are not rates.
+    """
 
     name: str
     seconds: float
     detail: str
+    capacity: bool = True
 
 
 def _usable_cores(scenario: Scenario) -> int:
@@ -155,9 +161,9 @@ def bounds(scenario: Scenario, *, completed: np.ndarray | None = None) -> list[B
                 stage_work[node.name] = stage_work.get(node.name, 0.0) + work  # type: ignore[index]
     out = [Bound("cpu", cpu / _usable_cores(scenario),
                  f"{cpu:.4g} s of CPU on {_usable_cores(scenario)} usable core(s)"),
-           Bound("longest task", longest, "the longest task with nothing to wait for")]
+           Bound("longest task", longest, "the longest task with nothing to wait for", capacity=False)]
     if last_arrival > longest:
-        out.append(Bound("arrivals", last_arrival, "the last task to arrive, then its own time"))
+        out.append(Bound("arrivals", last_arrival, "the last task to arrive, then its own time", capacity=False))
     st = scenario.strategy
     cap = 1 if isinstance(st, Sequential) else (st.limit if isinstance(st, Asyncio) else st.workers)
     if cap is not None:
@@ -200,6 +206,15 @@ def _rate_bounds(name: str, side: str, limit: RateLimit, requests: float, tokens
                          f"{tokens:.0f} tokens at {limit.tpm:g}/min after a burst of {burst:g}"))
     return out
 
+
+
+def offered_load(scenario: Scenario) -> tuple[float, str] | None:
+    """The offered load ρ of open arrivals and the limit it presses: the largest capacity bound over the span of
+    the arrivals (≥ 1: work arrives faster than that limit drains it). None for closed or batch arrivals."""
+    if scenario.arrivals is None or not (span := float(np.ptp(scenario.arrivals))) > 0:
+        return None
+    top = max((b for b in bounds(scenario) if b.capacity), key=lambda b: b.seconds)
+    return top.seconds / span, top.name
 
 def used(result: Result, scenario: Scenario) -> list[Bound]:
     """Every limit measured on a run of `scenario`, the binding one (the one the run used most) first.

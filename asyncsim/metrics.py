@@ -5,6 +5,11 @@ Definitions (also in the README):
   (completed or failed) / t_total; `goodput` = tasks completed / t_total — the rate of useful work, which is
   what rankings and plans compare; `failed_fraction` = failed / tasks.
 * latency of a task = completion − arrival, over completed tasks; percentiles use linear interpolation.
+* a warm-up of W seconds (`warmup_s`, see `steady`) leaves the tasks arriving before W out of the latency
+  figures and `time_split` (so the split still adds up to the mean latency), and makes `throughput` and
+  `goodput` the tasks finishing in the window [max(W, first arrival), last finish] over its length; per class
+  alike, over the class's own window. Everything else — `t_total`, counts, `deadline_missed`, concurrency,
+  resources, services, stages, cost — covers the whole run.
 * in flight = tasks arrived and not finished (a task that fails is in flight until it fails); its mean is
   time-weighted over [first arrival, last finish], which equals Σ (finish − arrival) / t_total over the
   finished tasks (Little's law with `throughput`); its peak counts departures before arrivals at ties.
@@ -32,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .services import OK, OUTCOMES, Price, accepted
+from .steady import Steady
 from .trace import K_ADMIT, K_BATCH, K_CALL, K_CPU, K_IO, K_RESUME, K_STAGE, K_THROTTLE, K_USE, CallTable, Trace
 
 __all__ = ["METRICS", "STATES", "Pricing", "Result", "compute_result", "flat_metrics", "service_metrics",
@@ -108,6 +114,7 @@ class Result:
     calls: CallTable | None = field(repr=False, default=None)
     cost: dict[str, float] = field(default_factory=dict)
     completed_tasks: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=bool))
+    steady: Steady | None = None
 
     @property
     def lost(self) -> int:
@@ -137,6 +144,8 @@ class Result:
             "time_split": dict(self.time_split),
             "resources": {k: dict(v) for k, v in self.resources.items()},
         }
+        if self.steady is not None:
+            out["steady"] = self.steady.to_dict()
         if self.services:
             out["services"] = {k: dict(v) for k, v in self.services.items()}
         if self.cost:
@@ -317,13 +326,16 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
                    failed: np.ndarray, *, model: str, strategy: str, seed: int | None,
                    capacities: dict[str, int | None], parallel_types: np.ndarray,
                    type_names: tuple[str, ...] = (), events: int = 0, calls: CallTable | None = None,
-                   deadlines: tuple[float | None, ...] = (), pricing: Pricing | None = None) -> Result:
+                   deadlines: tuple[float | None, ...] = (), pricing: Pricing | None = None,
+                   warmup_s: float = 0.0, steady: Steady | None = None) -> Result:
     """Compute every metric of a run from its trace and task table.
 
     Per-class figures are given when there is more than one task type or a type has a deadline
     (`deadlines[t]`, seconds after arrival). `capacities` gives each resource's slot count (None when
     unbounded); `parallel_types[t]` says whether tasks of type t have parallel branches (their states need
-    the priority sweep); `pricing` gives `cost`.
+    the priority sweep); `pricing` gives `cost`; `warmup_s` (the run's clock) leaves the tasks arriving
+    before it out of the latency figures, time split and throughput (see the module docstring); `steady` is
+    the verdict to carry (`steady.steady_state`).
     """
     n = int(arrival.size)
     finished = ~np.isnan(done)
@@ -331,7 +343,8 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
     completed = int(ok.sum())
     t_first = float(np.nanmin(arrival)) if n else 0.0
     t_total = float(np.nanmax(done) - t_first) if finished.any() else 0.0
-    latency = (done - arrival)[ok]
+    kept = arrival >= warmup_s if warmup_s > 0 else np.ones(n, dtype=bool)
+    latency = (done - arrival)[ok & kept]
     span = t_total if t_total > 0 else math.nan
     # first, while nothing else is held: on a multi-million-record trace its temporaries weigh the most
     resources = _resources(trace, arrival, done, capacities, span, max(n, 1))
@@ -342,30 +355,47 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
     for code, name in enumerate(STATES):
         concurrency[f"{name}_mean"] = float(split[code, finished].sum() / span) if in_flight else 0.0
     time_split = {
-        name: float(split[code, ok].mean()) if completed else 0.0
+        name: float(split[code, ok & kept].mean()) if latency.size else 0.0
         for code, name in zip((COMPUTING, WAITING, QUEUED, THROTTLED), ("task", "wait", "queue", "throttled"),
                               strict=True)
     }
     services = service_metrics(calls, trace.resources, pricing) if calls is not None else {}
-    classes = (_class_metrics(arrival, done, task_type, failed, type_names, deadlines)
+    classes = (_class_metrics(arrival, done, task_type, failed, type_names, deadlines, warmup_s)
                if len(type_names) > 1 or any(d is not None for d in deadlines) else {})
     cost = _costs(pricing, services, calls, trace.resources, task_type, type_names, classes, t_total) if pricing else {}
+    throughput, goodput = _rates(arrival, done, finished, ok, warmup_s)
     return Result(
         model=model, strategy=strategy, seed=seed, tasks=n, completed=completed,
-        failed=int(failed.sum()), t_total=t_total, throughput=int(finished.sum()) / span if span == span else 0.0,
-        goodput=completed / span if span == span else 0.0,
+        failed=int(failed.sum()), t_total=t_total, throughput=throughput, goodput=goodput,
         latency=_percentiles(latency), concurrency=concurrency, time_split=time_split,
         resources=resources,
         trace=trace, arrival=arrival, done=done, task_type=task_type, type_names=type_names,
         parallel_types=parallel_types, events=events, services=services, calls=calls,
         stages=_stage_metrics(trace, resources, span), classes=classes, cost=cost, completed_tasks=ok,
+        steady=steady,
     )
 
 
+def _rates(arrival: np.ndarray, done: np.ndarray, finished: np.ndarray, ok: np.ndarray,
+           warmup_s: float) -> tuple[float, float]:
+    """(throughput, goodput): tasks finished and completed in [max(warmup_s, first arrival), last finish],
+    over its length (0 when the window is empty); without a warm-up, over t_total."""
+    if not finished.any():
+        return 0.0, 0.0
+    start = max(warmup_s, float(np.nanmin(arrival)))
+    window = float(np.nanmax(done)) - start
+    if not window > 0:
+        return 0.0, 0.0
+    inside = done >= start  # NaN (unfinished) compares False
+    return int((finished & inside).sum()) / window, int((ok & inside).sum()) / window
+
+
 def _class_metrics(arrival: np.ndarray, done: np.ndarray, task_type: np.ndarray, failed: np.ndarray,
-                   names: tuple[str, ...], deadlines: tuple[float | None, ...]) -> dict[str, dict[str, Any]]:
+                   names: tuple[str, ...], deadlines: tuple[float | None, ...],
+                   warmup_s: float = 0.0) -> dict[str, dict[str, Any]]:
     """Per task class: tasks, completed, failed, its own T_total (first arrival to last finish of the class),
-    throughput and goodput, latency percentiles, and deadlines missed (late, failed or unfinished)."""
+    throughput and goodput, latency percentiles (the last three after the warm-up), and deadlines missed (late,
+    failed or unfinished, over the whole run)."""
     out: dict[str, dict[str, Any]] = {}
     for t, name in enumerate(names):
         mine = task_type == t
@@ -373,11 +403,11 @@ def _class_metrics(arrival: np.ndarray, done: np.ndarray, task_type: np.ndarray,
         ok = ended & ~failed
         latency = (done - arrival)[ok]
         span = float(np.max(done[ended]) - np.min(arrival[mine])) if ended.any() else 0.0
+        throughput, goodput = _rates(arrival[mine], done[mine], ended[mine], ok[mine], warmup_s)
         entry: dict[str, Any] = {
             "tasks": int(mine.sum()), "completed": int(ok.sum()), "failed": int((mine & failed).sum()),
-            "t_total": span, "throughput": int(ended.sum()) / span if span > 0 else 0.0,
-            "goodput": int(ok.sum()) / span if span > 0 else 0.0,
-            "latency": _percentiles(latency),
+            "t_total": span, "throughput": throughput, "goodput": goodput,
+            "latency": _percentiles((done - arrival)[ok & (arrival >= warmup_s)] if warmup_s > 0 else latency),
         }
         deadline = deadlines[t] if t < len(deadlines) else None
         if deadline is not None:
