@@ -282,7 +282,8 @@ class _Evaluator:
 
     def __init__(self, raw: dict[str, Any], path: str, make_value: Callable[[Any], Any], slos: Sequence[Slo],
                  replications: int, seed: int, confidence: float, base_dir: str | None,
-                 objective: str = "t_total", unit_cost: float | None = None) -> None:
+                 objective: str = "t_total", unit_cost: float | None = None,
+                 warmup: float | str | None = None) -> None:
         if not slos:
             raise ModelError("--slo: give at least one objective (with --allow-failures nothing else is required)")
         if replications < 1:
@@ -293,7 +294,7 @@ class _Evaluator:
             raise ModelError(f"--objective: must be one of {', '.join(OBJECTIVES)} (got {objective!r})")
         self.raw, self.path, self.make_value, self.slos = raw, path, make_value, tuple(slos)
         self.seeds = replication_seeds(seed, replications)
-        self.confidence, self.base_dir = confidence, base_dir
+        self.confidence, self.base_dir, self.warmup = confidence, base_dir, warmup
         self.objective, self.unit_cost = objective, unit_cost
         self.cache: dict[Any, CurvePoint] = {}
         self.metrics = tuple(dict.fromkeys([*(s.key for s in self.slos), *_TRACKED]))
@@ -321,7 +322,7 @@ class _Evaluator:
             return self.cache[param]
         value = self.make_value(param)
         workload = build(self.raw, {self.path: value}, base_dir=self.base_dir)
-        runs = [simulate(workload, seed=s).metrics() for s in self.seeds]
+        runs = [simulate(workload, seed=s, warmup=self.warmup).metrics() for s in self.seeds]
         mean, low, high = {}, {}, {}
         for key in self.metrics:
             values = np.array([m[key] for m in runs], dtype=float)
@@ -416,11 +417,12 @@ def _to_refine(evaluate: _Evaluator, tolerance: float) -> set[int]:
 def plan(raw: dict[str, Any], *, vary: tuple[str, str, int, int], slos: list[Slo], replications: int = 5,
          seed: int = 0, confidence: float = 0.95, base_dir: str | os.PathLike[str] | None = None,
          cost: float | None = None, objective: str = "t_total", tolerance: float = 0.01,
-         allow_failures: bool = False) -> PlanResult:
+         allow_failures: bool = False, warmup: float | str | None = None) -> PlanResult:
     """The best integer in the `vary` range among the settings that meet every SLO (see the module docstring).
 
     `vary` is `parse_vary`'s tuple; `cost` is a price per unit of the parameter: it gives `PlanResult.cost`
-    and adds to the `cost` objective. `allow_failures` drops the default `failed <= 0`.
+    and adds to the `cost` objective. `allow_failures` drops the default `failed <= 0`. `warmup` is passed to
+    every `simulate`.
 
     Raises:
         ModelError: when the model is invalid at either end of the range, or an argument is out of range.
@@ -432,7 +434,7 @@ def plan(raw: dict[str, Any], *, vary: tuple[str, str, int, int], slos: list[Slo
         raise ModelError(f"--tolerance: must be in [0, 1), got {tolerance}")
     checked = constraints(slos, allow_failures=allow_failures)
     evaluate = _Evaluator(raw, path, lambda n: setting(template, n), checked, replications, seed, confidence,
-                          None if base_dir is None else str(base_dir), objective, cost)
+                          None if base_dir is None else str(base_dir), objective, cost, warmup)
     evaluate.check(lo, hi)
     for p in grid_points(lo, hi):
         evaluate(p)
@@ -455,8 +457,10 @@ def _least_slack(evaluate: _Evaluator, point: CurvePoint) -> float:
 
 def find_max_rate(raw: dict[str, Any], *, slos: list[Slo], lo: float, hi: float, rel_tol: float = 0.025,
                   replications: int = 5, seed: int = 0, confidence: float = 0.95,
-                  base_dir: str | os.PathLike[str] | None = None, allow_failures: bool = False) -> PlanResult:
-    """The highest `arrivals.poisson.rate` in [lo, hi] meeting every SLO, by bisection (as Vidur-Search).
+                  base_dir: str | os.PathLike[str] | None = None, allow_failures: bool = False,
+                  warmup: float | str | None = None) -> PlanResult:
+    """The highest `arrivals.poisson.rate` in [lo, hi] meeting every SLO, by bisection (as Vidur-Search);
+    `warmup` is passed to every `simulate`.
 
     Stops when the bracket is within `rel_tol` of the passing rate, or after 20 bisection steps; the
     answer is the highest passing rate seen (`hi` if it passes, None if even `lo` fails). As `plan`, it
@@ -475,7 +479,7 @@ def find_max_rate(raw: dict[str, Any], *, slos: list[Slo], lo: float, hi: float,
         raise ModelError(f"--max-rate: rel_tol must be in (0, 1), got {rel_tol}")
     path = "arrivals.poisson.rate"
     evaluate = _Evaluator(raw, path, float, constraints(slos, allow_failures=allow_failures), replications, seed,
-                          confidence, None if base_dir is None else str(base_dir))
+                          confidence, None if base_dir is None else str(base_dir), warmup=warmup)
     evaluate.check(lo, hi)
     method = f"bisection of {lo:g}..{hi:g} to {rel_tol:.1%}"
     if evaluate(hi).met:

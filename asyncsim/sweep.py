@@ -234,13 +234,14 @@ def build(raw: dict[str, Any], point: dict[str, Any], *, base_dir: str | os.Path
 
 
 def _run_chunk(raw: dict[str, Any], base_dir: str | None,
-               jobs: list[tuple[int, dict[str, Any], int, int]]) -> list[dict[str, Any]]:
+               jobs: list[tuple[int, dict[str, Any], int, int]],
+               warmup: float | str | None = None) -> list[dict[str, Any]]:
     """Simulate a chunk of (point index, point, replication, seed) runs; the worker's entry point."""
     rows, models = [], {}
     for index, point, replication, seed in jobs:
         if index not in models:
             models[index] = build(raw, point, base_dir=base_dir)
-        metrics = simulate(models[index], seed=seed).metrics()
+        metrics = simulate(models[index], seed=seed, warmup=warmup).metrics()
         rows.append({"point": index, **point, "replication": replication, "seed": seed,
                      **{key: metrics[key] for key in METRICS}})
     return rows
@@ -249,7 +250,7 @@ def _run_chunk(raw: dict[str, Any], base_dir: str | None,
 def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: int = 1, seed: int = 0,
           workers: int = 1, progress: Progress | None = None, out: str | os.PathLike[str] | None = None,
           base_dir: str | os.PathLike[str] | None = None, chunk_size: int | None = None,
-          scheduler: str | Any | None = None) -> pd.DataFrame:
+          scheduler: str | Any | None = None, warmup: float | str | None = None) -> pd.DataFrame:
     """Simulate every point `replications` times; one row per run, ordered by (point, replication).
 
     Columns: `point` (index into `points`), one per path, `replication`, `seed`, then `METRICS`.
@@ -258,6 +259,7 @@ def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: in
     instead (`workers` then only sizes the chunks); a client made from an address is closed at the end,
     a given one is left open. `progress(done, total)` is called with 0 first and after each chunk;
     `total` counts only the runs not already in `out`.
+    `warmup` (seconds or "auto") is passed to every `simulate`.
 
     Raises:
         ModelError: when a point makes an invalid model (all points are checked before any run),
@@ -319,13 +321,13 @@ def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: in
     if progress is not None:
         progress(0, len(todo))
     if scheduler is not None:
-        _run_dask(scheduler, raw, base, chunks, finish)
+        _run_dask(scheduler, raw, base, chunks, finish, warmup)
     elif workers == 1 or len(chunks) <= 1:
         for chunk in chunks:
-            finish(_run_chunk(raw, base, chunk))
+            finish(_run_chunk(raw, base, chunk, warmup))
     else:
         with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
-            futures = [pool.submit(_run_chunk, raw, base, chunk) for chunk in chunks]
+            futures = [pool.submit(_run_chunk, raw, base, chunk, warmup) for chunk in chunks]
             for future in futures:
                 finish(future.result())
     return frame_of(rows).reset_index(drop=True)
@@ -333,7 +335,7 @@ def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: in
 
 def _run_dask(scheduler: str | Any, raw: dict[str, Any], base: str | None,
               chunks: list[list[tuple[int, dict[str, Any], int, int]]],
-              finish: Callable[[list[dict[str, Any]]], None]) -> None:
+              finish: Callable[[list[dict[str, Any]]], None], warmup: float | str | None = None) -> None:
     """Run the chunks on a Dask cluster, calling `finish` with each chunk's rows as it completes."""
     try:
         import distributed
@@ -347,7 +349,7 @@ def _run_dask(scheduler: str | Any, raw: dict[str, Any], base: str | None,
     try:
         if not chunks:
             return
-        futures = [client.submit(_run_chunk, raw, base, chunk, pure=False) for chunk in chunks]
+        futures = [client.submit(_run_chunk, raw, base, chunk, warmup, pure=False) for chunk in chunks]
         try:
             for future in distributed.as_completed(futures):
                 finish(future.result())
