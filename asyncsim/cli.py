@@ -36,6 +36,7 @@ from .profile import MachineProfile
 from .ranking import complete, lost_text, ranked, speedups
 from .scenario import build_scenario
 from .spec import Workload, load
+from .steady import Steady
 from .strategies import parse_strategy
 
 __all__ = ["main"]
@@ -126,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--cost", type=_finite, help="price per unit of the varied setting (adds to --objective cost)")
     _common(pl)
 
+    for p in (run, cmp, sw, pl):
+        p.add_argument("--warmup", metavar="S|auto",
+                       help="leave tasks arriving before S seconds out of latency percentiles and throughput; "
+                            "auto: MSER-5 finds the transient (open and closed arrivals)")
+
     cal = sub.add_parser("calibrate", help="measure this machine's overheads into a machine profile")
     cal.add_argument("--out", "-o", default="machine-profile.json", help="where to write the profile (JSON)")
     cal.add_argument("--repeats", type=int, default=3, help="repetitions per measurement (median)")
@@ -164,6 +170,19 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number (got {text!r})")
     return value
+
+
+def _warmup(args: argparse.Namespace) -> float | str | None:
+    """--warmup as simulate's `warmup`: None, "auto" or seconds."""
+    if args.warmup is None or args.warmup == "auto":
+        return args.warmup
+    try:
+        seconds = float(args.warmup)
+    except ValueError:
+        raise ModelError(f"--warmup: must be seconds or 'auto' (got {args.warmup!r})") from None
+    if not seconds >= 0 or math.isinf(seconds):
+        raise ModelError(f"--warmup: must be seconds >= 0 or 'auto' (got {args.warmup})")
+    return seconds
 
 
 def _limits(args: argparse.Namespace) -> dict[str, Any]:
@@ -210,11 +229,11 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
         raise ModelError(f"--replications: must be >= 1 (got {args.replications})")
     strategy = parse_strategy(args.strategy) if args.strategy else None
     if args.replications == 1:
-        first = simulate(workload, strategy=strategy, seed=args.seed, **_limits(args))
+        first = simulate(workload, strategy=strategy, seed=args.seed, warmup=_warmup(args), **_limits(args))
         data = first.to_dict()
     else:
         summary = replicate(workload, replications=args.replications, strategy=strategy, seed=args.seed,
-                              **_limits(args))
+                              warmup=_warmup(args), **_limits(args))
         first, data = summary.runs[0], summary.to_dict()
     if args.detail:
         data["detail"] = _detail(first)
@@ -233,7 +252,18 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
         _print_run(data, workload, out)
         _print_limits(data, limits, out)
         _print_lost_bounds(first, limits, done, out)
+        if "steady" in data:
+            out.print(_steady_line(data["steady"]))
     return 0
+
+
+def _steady_line(d: dict[str, Any]) -> str:
+    """The verdict of a run's `steady` object, red when there is no steady state to report."""
+    steady = Steady.from_dict(d)
+    if steady.stable:
+        return steady.summary()
+    return (f"[red]{steady.summary()}; latency percentiles grow with the run's length and are not an "
+            "answer[/]" if steady.overloaded else f"[yellow]{steady.summary()}[/]")
 
 
 def _print_limits(d: dict[str, Any], limits: list[Bound], out: Console) -> None:
@@ -296,7 +326,7 @@ def _compare(workload: Workload, args: argparse.Namespace, out: Console) -> int:
     if not names:
         raise ModelError("--strategies: give at least one strategy, e.g. sequential,asyncio")
     strategies = [parse_strategy(s) for s in names]
-    runs = compare(workload, strategies, seed=args.seed, **_limits(args))
+    runs = compare(workload, strategies, seed=args.seed, warmup=_warmup(args), **_limits(args))
     results = [r.to_dict() | ({"detail": _detail(r)} if args.detail else {}) for r in runs]
     if args.json:
         print(_json.dumps([_null_reasons(r) for r in results]))
@@ -310,14 +340,19 @@ def _compare(workload: Workload, args: argparse.Namespace, out: Console) -> int:
         flight.add_column(col, justify="left" if col == "strategy" else "right")
     for r, run in zip(results, runs, strict=True):
         c, lat = r["concurrency"], r["latency"]
-        table.add_row(_marked(r["strategy"], r), *_outcome_cells(run.metrics(), extra), fmt_s(r["t_total"]),
-                      f"{r['goodput']:.3g}", fmt_s(lat["p50"]), fmt_s(lat["p95"]), fmt_s(lat["p99"]))
+        unstable = "" if r.get("steady", {}).get("stable", True) else " [red]unstable[/]"
+        table.add_row(_marked(r["strategy"], r) + unstable, *_outcome_cells(run.metrics(), extra),
+                      fmt_s(r["t_total"]), f"{r['goodput']:.3g}", fmt_s(lat["p50"]), fmt_s(lat["p95"]),
+                      fmt_s(lat["p99"]))
         flight.add_row(r["strategy"], f"{c['mean']:.3g}", str(c["peak"]),
                        *(f"{c[f'{s}_mean']:.3g}" for s in ("computing", "waiting", "throttled", "queued")))
     out.print(table)
     out.print(flight)
     for line in speedups(results):
         out.print(line)
+    for r in results:
+        if "steady" in r and not r["steady"]["stable"]:
+            out.print(f"{r['strategy']}: {_steady_line(r['steady'])}")
     return 0
 
 
@@ -384,7 +419,8 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
 
     try:
         frame = sweep(raw, points, replications=args.replications, seed=args.seed, workers=args.workers,
-                      progress=progress, out=args.out, base_dir=base_dir, scheduler=args.scheduler)
+                      progress=progress, out=args.out, base_dir=base_dir, scheduler=args.scheduler,
+                      warmup=_warmup(args))
     finally:
         bar.stop()
     summary = summarize(frame, params)
@@ -437,14 +473,15 @@ def _plan(args: argparse.Namespace, out: Console) -> int:
         except (IndexError, ValueError):
             raise ModelError(f"--rate: give LO..HI arrival rates, e.g. 1..100 (got {args.rate!r})") from None
         result = find_max_rate(raw, slos=slos, lo=lo, hi=hi, replications=args.replications, seed=args.seed,
-                               confidence=args.confidence, base_dir=base_dir, allow_failures=args.allow_failures)
+                               confidence=args.confidence, base_dir=base_dir, allow_failures=args.allow_failures,
+                               warmup=_warmup(args))
     else:
         if not args.vary:
             raise ModelError("--vary: give the setting to search, e.g. --vary strategy=asyncio:1..512")
         vary = parse_vary(args.vary)
         result = plan(raw, vary=vary, slos=slos, replications=args.replications, seed=args.seed,
                       confidence=args.confidence, base_dir=base_dir, cost=args.cost, objective=args.objective,
-                      tolerance=args.tolerance, allow_failures=args.allow_failures)
+                      tolerance=args.tolerance, allow_failures=args.allow_failures, warmup=_warmup(args))
     if args.json:
         print(_json.dumps(result.to_dict(), default=str))
         return 0

@@ -190,5 +190,5 @@ def steady_state(scenario: Scenario, out: RunOutput, warmup: Warmup = None,
 
 
 def _percent(load: float) -> str:
-    """63%, 99.9%, 140%: cut, not rounded, so a stable load never reads 100%."""
-    return f"{math.floor(load * 1000) / 10:g}%"
+    """63.4%, 99.9%, 140%: below 1 cut to 0.1% (not rounded: a stable load never reads 100%), above in whole %."""
+    return f"{load:.0%}" if load >= 1 else f"{math.floor(load * 1000) / 10:g}%"

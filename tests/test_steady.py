@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import asyncsim as a
+from asyncsim.cli import main
 from asyncsim.steady import MIN_BATCHES, Steady, mser5, transient
 
 from .conftest import ROOT
@@ -163,3 +164,59 @@ def test_replications_are_stable_only_if_every_one_is():
 def test_steady_round_trips_through_its_dict():
     s = a.simulate(a.load(RAG), seed=1, warmup="auto").steady
     assert Steady.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+
+
+# ------------------------------------------------------------------------------------------- command line
+
+
+def _strict_json(text: str) -> object:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_cli_run_warmup_auto_json_carries_steady(capsys):
+    assert main(["run", RAG, "--warmup", "auto", "--json"]) == 0
+    d = _strict_json(capsys.readouterr().out)
+    assert list(d["steady"]) == ["warmup_s", "rule", "dropped", "transient_s", "load", "binding", "stable", "reason"]
+    assert d["steady"]["stable"] is True
+    assert d["steady"]["binding"] == "service llm (concurrency)"
+
+
+def test_cli_run_says_the_verdict(capsys, tmp_path):
+    assert main(["run", RAG, "--warmup", "5"]) == 0
+    assert "steady state: warm-up 5 s dropped (given, " in capsys.readouterr().out
+    hot = tmp_path / "hot.yaml"
+    hot.write_text((ROOT / "models" / "rag_query.yaml").read_text().replace("rate: 8.0", "rate: 40.0"))
+    assert main(["run", str(hot)]) == 0
+    out = capsys.readouterr().out
+    assert "unstable: the queue grows without bound (offered load 1" in out
+    assert "of service llm (concurrency)); latency percentiles grow with the run's length" in out
+    assert main(["compare", str(hot), "--strategies", "asyncio:64,asyncio:16"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("unstable") >= 4  # marked in the table, and a line per strategy
+
+
+@pytest.mark.parametrize("value", ["soon", "-2", "inf"])
+def test_cli_bad_warmup_is_one_line_and_exit_2(capsys, value):
+    assert main(["run", RAG, f"--warmup={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --warmup: must be seconds")
+    assert err.count("\n") == 1
+
+
+def test_sweep_and_plan_pass_the_warmup_through(capsys):
+    from asyncsim.sweep import load_raw, sweep
+
+    raw, base = load_raw(RAG)
+    frame = sweep(raw, [{"arrivals.poisson.rate": 8.0}], warmup=5.0, base_dir=base)
+    r = a.simulate(a.load(RAG), seed=int(frame.loc[0, "seed"]), warmup=5.0)
+    assert frame.loc[0, "latency_p95"] == r.latency["p95"]
+    assert frame.loc[0, "throughput"] == r.throughput
+    assert main(["plan", RAG, "--vary", "strategy=asyncio:1..64", "--slo", "p95 < 5s", "-r", "2",
+                 "--warmup", "auto", "--json"]) == 0
+    curve = {p["value"]: p["mean"]["latency_p95"] for p in json.loads(capsys.readouterr().out)["curve"]}
+    trimmed = [a.simulate(a.load(RAG), strategy="asyncio:16", seed=s, warmup="auto").latency["p95"]
+               for s in a.replication_seeds(0, 2)]
+    assert curve["asyncio:16"] == pytest.approx(np.mean(trimmed), rel=1e-12)
