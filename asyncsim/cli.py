@@ -262,8 +262,7 @@ def _steady_line(d: dict[str, Any]) -> str:
     steady = Steady.from_dict(d)
     if steady.stable:
         return steady.summary()
-    return (f"[red]{steady.summary()}; latency percentiles grow with the run's length and are not an "
-            "answer[/]" if steady.overloaded else f"[yellow]{steady.summary()}[/]")
+    return f"[red]{steady.summary()}[/]" if steady.overloaded else f"[yellow]{steady.summary()}[/]"
 
 
 def _print_limits(d: dict[str, Any], limits: list[Bound], out: Console) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from ._io import write_atomic
 from .metrics import STATES, flat_metrics
 from .ranking import complete, lost_text, ranked, speedups
+from .steady import Steady
 
 __all__ = ["concurrency_figure", "detail", "header", "latency_cdf_figure", "metadata", "overlay_figure", "best_point",
            "per_strategy", "plotting_missing", "report", "split_figure", "sweep_axes", "sweep_figure", "sweep_table",
@@ -572,7 +573,7 @@ def _runs_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, by
     else:
         title = f"{first['model']}: {', '.join(r['strategy'] for r in results)}"
         opening = "; ".join(speedups(results)) + f" (paired: the same draws, seed {first['seed']})."
-    lines = [*header(title, meta=meta), opening, ""]
+    lines = [*header(title, meta=meta), opening, "", *_steady_lines(results)]
     flat = [flat_metrics(r) for r in results]
     outcome = [("429s", "rate_limited"), ("retries", "retries"), ("cost", "cost")]
     outcome = [(t, k) for t, k in outcome if any(m.get(k, 0) > 0 for m in flat)]
@@ -589,6 +590,8 @@ def _runs_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, by
                  _ci(r["t_total"], ci.get("t_total")), _ci(r.get("goodput", r["throughput"]), ci.get("goodput"), _num),
                  *(_ci(lat[p], lci.get(p)) for p in ("p50", "p95", "p99")),
                  _ci(conc["mean"], cci.get("mean"), _num), f"{conc['peak']:g}", *(_num(conc[s]) for s in states)]
+        if not r.get("steady", {}).get("stable", True):
+            cells[0] += " (unstable)"
         lines.append("| " + " | ".join(cells) + " |")
     if not all(complete(r) for r in results):
         lines += ["", "⚠ loses work: its T_total covers only what it finished, so it is not ranked."]
@@ -610,6 +613,21 @@ def _runs_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, by
                else "asyncsim compare MODEL --strategies ... --json --detail > compare.json")
         lines += [_NEEDS_DETAIL.format(what=f"`{saved.path.name}`", how=how), ""]
     return lines, figures
+
+
+def _steady_lines(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each run's steady-state verdict (open and closed arrivals): a sentence for one run, a bullet per strategy."""
+    out = []
+    for r in results:
+        if "steady" not in r:
+            continue
+        verdict = Steady.from_dict(r["steady"])
+        text = verdict.summary()
+        text = text[0].upper() + text[1:]
+        if not verdict.stable:
+            text = f"**{text}**"
+        out.append(f"{text}." if len(results) == 1 else f"- {r['strategy']}: {text}.")
+    return [*out, ""] if out else []
 
 
 def _resources_table(results: Sequence[Mapping[str, Any]]) -> list[str]:

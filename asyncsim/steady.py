@@ -124,7 +124,8 @@ class Steady:
         """One line: 'steady state: warm-up 12.3 s dropped (MSER-5), offered load 63% of pool db'."""
         load = "" if self.load is None else f"offered load {_percent(self.load)} of {self.binding}"
         if self.overloaded:
-            return f"unstable: the queue grows without bound ({load})"
+            return (f"unstable: the queue grows without bound ({load}); latency percentiles grow with the run's "
+                    "length and are not an answer")
         if not self.stable:
             return f"no steady state detected: {self.reason}"
         if self.rule == "none":

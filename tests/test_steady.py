@@ -220,3 +220,22 @@ def test_sweep_and_plan_pass_the_warmup_through(capsys):
     trimmed = [a.simulate(a.load(RAG), strategy="asyncio:16", seed=s, warmup="auto").latency["p95"]
                for s in a.replication_seeds(0, 2)]
     assert curve["asyncio:16"] == pytest.approx(np.mean(trimmed), rel=1e-12)
+
+
+def test_a_report_says_the_verdict_of_each_saved_run(capsys, tmp_path):
+    hot = tmp_path / "hot.yaml"
+    hot.write_text((ROOT / "models" / "rag_query.yaml").read_text().replace("rate: 8.0", "rate: 40.0"))
+    runs = {"run.json": ["run", RAG, "--warmup", "auto", "-r", "2"],
+            "compare.json": ["compare", str(hot), "--strategies", "asyncio:64,asyncio:16"]}
+    for name, argv in runs.items():
+        assert main([*argv, "--json"]) == 0
+        (tmp_path / name).write_text(capsys.readouterr().out)
+        assert main(["report", str(tmp_path / name), "--out", str(tmp_path / name.removesuffix(".json"))]) == 0
+        capsys.readouterr()
+    run = (tmp_path / "run" / "report.md").read_text()
+    assert "\nSteady state: " in run
+    assert "of service llm (concurrency).\n" in run
+    compare = (tmp_path / "compare" / "report.md").read_text()
+    assert "- asyncio:16: **Unstable: the queue grows without bound (offered load " in compare
+    assert "latency percentiles grow with the run's length and are not an answer**." in compare
+    assert "| asyncio:64 (unstable) |" in compare
