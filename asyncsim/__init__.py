@@ -39,6 +39,7 @@ from .spec import (
     parallel,
     use,
 )
+from .steady import Steady
 from .strategies import Asyncio, Processes, Sequential, Threads, parse_strategy
 from .trace import Trace
 from .validate import Validation, validate
@@ -49,7 +50,7 @@ __all__ = [
     "AsyncSimError", "Asyncio", "Batch", "Call", "Closed", "Constant", "Cpu", "Empirical", "Exponential",
     "Gamma", "Io", "Lognormal", "Machine", "MachineProfile", "ModelError", "Normal", "Parallel", "Periodic",
     "Poisson", "Pool",
-    "Processes", "Result", "Scenario", "Sequential", "Service", "SimulationError", "Summary", "TaskType",
+    "Processes", "Result", "Scenario", "Sequential", "Service", "SimulationError", "Steady", "Summary", "TaskType",
     "Threads", "Trace", "TraceArrivals", "Uniform", "Use", "Validation", "Workload", "__version__",
     "build_scenario", "calibrate", "call", "compare", "cpu", "fit", "io", "load", "parallel", "parse_strategy",
     "replicate", "replication_seeds", "run_real", "simulate", "use", "validate",
