@@ -13,7 +13,7 @@ and throughput over the whole run mix the transient in. The rules, in the order 
   latencies still trend at mid-run and truncation would drop more than half the run (only judged with at
   least `MIN_BATCHES` batches of 5 completed tasks: shorter runs cannot tell a trend from noise). It is a
   heuristic: on M/M/1 at ρ = 0.5–0.9 it fired for 1–2 of 40 seeds of 1000 tasks and none of 40 of 5000; at
-  ρ = 1.1 for 14 of 40 of 1000 tasks and 29 of 40 of 5000 (the load rule catches those).
+  ρ = 1.1 for 14 of 40 of 1000 tasks and 29 of 40 of 5000 (there the load rule speaks first).
 * **closed** workloads (`closed:` users): a finite population cannot queue without bound, so no load is
   computed; they still have a transient, and the MSER-5 check applies.
 * **batch** arrivals (all at one instant, or per-class arrivals that all are): no steady state to speak of;
@@ -63,8 +63,9 @@ def _mser(values: np.ndarray, batch: int = _BATCH) -> tuple[int, bool]:
     kept = np.arange(b, 0, -1, dtype=float)  # b − d batches kept, d = 0..b−1
     s1 = np.cumsum(means[::-1])[::-1]
     s2 = np.cumsum((means * means)[::-1])[::-1]
-    stat = (s2 - s1 * s1 / kept) / (kept * kept)
-    d = int(np.argmin(stat[: half + 1]))
+    stat = (s2 - s1 * s1 / kept)[: half + 1] / (kept * kept)[: half + 1]
+    # the smallest d within rounding of the minimum: after a step to a constant level every later d is 0 ± 1e-17
+    d = int(np.flatnonzero(stat <= stat.min() + 1e-12 * np.abs(stat).max())[0])
     return d * batch, d == half
 
 

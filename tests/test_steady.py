@@ -33,6 +33,7 @@ def test_mser5_matches_a_hand_computation():
     assert mser5(values) == 5
     assert mser5([*values, 100, 100, 100]) == 5  # an incomplete last batch is left out
     assert mser5(values[:10]) == 0  # two batches: nothing to compare a truncation with
+    assert mser5([10.3] * 5 + [0.7] * 995) == 5  # every later d has Z_d = 0 give or take rounding: the first wins
 
 
 def test_mser5_finds_a_known_transient():
