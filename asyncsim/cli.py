@@ -254,6 +254,8 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
         _print_lost_bounds(first, limits, done, out)
         if "steady" in data:
             out.print(_steady_line(data["steady"]))
+        elif args.warmup is not None:
+            out.print("[dim]--warmup: batch arrivals (all at once) have no steady state; no warm-up dropped[/]")
     return 0
 
 

@@ -199,6 +199,11 @@ def test_cli_run_says_the_verdict(capsys, tmp_path):
     assert out.count("unstable") >= 4  # marked in the table, and a line per strategy
 
 
+def test_cli_says_batch_arrivals_have_no_steady_state(capsys):
+    assert main(["run", str(ROOT / "models" / "web_fetch.yaml"), "--warmup", "auto"]) == 0
+    assert "--warmup: batch arrivals (all at once) have no steady state" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("value", ["soon", "-2", "inf"])
 def test_cli_bad_warmup_is_one_line_and_exit_2(capsys, value):
     assert main(["run", RAG, f"--warmup={value}"]) == 2
