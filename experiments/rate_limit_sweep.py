@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         f"± {fmt_s(best['t_total_ci95'])} for ${best['cost_mean']:.2f}, {best['t_total_mean'] / floor - 1:.0%} above "
         f"the {fmt_s(floor)} floor of the {floor_name} limit ({best['limit']} in flight alone need "
         f"{fmt_s(best['binding_s_mean'])}); searching every limit from 1 to {max(limits)}, `asyncsim plan` finds "
-        f"{planned.value} the fastest that loses none ({fmt_s(planned.point.mean['t_total'])}; "
+        f"{planned.value} to be the fastest that loses none ({fmt_s(planned.point.mean['t_total'])}; "
         f"{planned.evaluations} of the {max(limits)} settings evaluated)"
     )
     if first_loss is not None:

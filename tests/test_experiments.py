@@ -43,7 +43,8 @@ def test_rate_limit_sweep_quick_writes_its_report(tmp_path):
     # asyncio:8 asks for just under 200k TPM: the largest quick-grid limit that loses no ticket
     assert lines[3].startswith("**Answer:** A limit of 8 (asyncio:8) has the highest goodput of the limits that "
                                "lose no ticket")
-    assert "`asyncsim plan` finds asyncio:9 the fastest that loses none" in lines[3]  # between the grid's 8 and 16
+    # between the grid's 8 and 16
+    assert "`asyncsim plan` finds asyncio:9 to be the fastest that loses none" in lines[3]
     assert "above the 12.1 min floor of the 200,000 TPM limit" in lines[3]
     assert "a client-side limiter at 95% of both limits leaves 0 429s" in lines[3]
     assert "python experiments/rate_limit_sweep.py --quick" in report
