@@ -445,7 +445,7 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
             return text if half != half or half == 0 else f"{text} ± {fmt(half)}"  # NaN: a single replication
 
         labels = [str(row[p]) for p in params]
-        labels[0] = _marked(labels[0], row)
+        labels[0] = _marked(labels[0], row) + (" [red]unstable[/]" if row.get("overloaded_mean", 0) > 0 else "")
         table.add_row(*labels, *_outcome_cells(row, extra), pm("t_total"), pm("goodput", _num),
                       pm("latency_p95"), pm("concurrency_mean", _num))
     out.print(table)
@@ -529,7 +529,8 @@ def _print_plan(result: Any, args: argparse.Namespace, raw: dict[str, Any], base
         failed = _count(p.mean["failed"])
         table.add_row(str(p.value), _count(p.mean["completed"]), f"[red]{failed}[/]" if p.mean["failed"] else failed,
                       fmt_s(p.mean["t_total"]), *cells,
-                      "[bold]answer[/]" if p.param == result.answer else ("yes" if p.met else "no"))
+                      "[bold]answer[/]" if p.param == result.answer else ("yes" if p.met else "no")
+                      + (" [red](unstable)[/]" if p.mean["overloaded"] else ""))
     out.print(table)
 
 

@@ -55,7 +55,7 @@ METRICS = (
     "latency_mean", "latency_p50", "latency_p95", "latency_p99", "latency_max",
     "concurrency_mean", "concurrency_peak", *(f"concurrency_{s}_mean" for s in STATES),
     "time_split_task", "time_split_wait", "time_split_queue", "time_split_throttled",
-    "requests", "rate_limited", "retries", "tokens", "tokens_wasted", "cost", "cost_wasted",
+    "requests", "rate_limited", "retries", "tokens", "tokens_wasted", "cost", "cost_wasted", "overloaded",
 )
 _SERVICE_TOTALS = ("requests", "rate_limited", "retries", "tokens", "tokens_wasted")
 _CLASS_KEYS = ("tasks", "completed", "failed", "t_total", "throughput", "goodput", "deadline_missed", "cost")
@@ -64,7 +64,8 @@ _CLASS_KEYS = ("tasks", "completed", "failed", "t_total", "throughput", "goodput
 def flat_metrics(d: dict[str, Any]) -> dict[str, float]:
     """The scalar metrics of a `Result.to_dict()` object by flat name: `METRICS`, then per class
     `CLASS.completed`, `CLASS.failed`, `CLASS.p99` (and the other latency figures), `CLASS.deadline_missed`,
-    `CLASS.cost`."""
+    `CLASS.cost`. `overloaded` is 1 when an open workload's offered load reaches its binding limit (the queue
+    grows without bound: latency percentiles are not an answer), else 0."""
     out: dict[str, float] = {}
     for key in ("t_total", "throughput", "goodput", "tasks", "completed", "failed", "failed_fraction"):
         out[key] = d[key]
@@ -75,6 +76,8 @@ def flat_metrics(d: dict[str, Any]) -> dict[str, float]:
         out[key] = float(sum(entry.get(key, 0.0) for entry in services.values()))
     cost = d.get("cost", {})
     out["cost"], out["cost_wasted"] = cost.get("total", 0.0), cost.get("wasted", 0.0)
+    load = (d.get("steady") or {}).get("load")
+    out["overloaded"] = 1.0 if load is not None and load >= 1 else 0.0  # see steady.Steady.overloaded
     for name, entry in d.get("classes", {}).items():
         out.update({f"{name}.{k}": entry[k] for k in _CLASS_KEYS if k in entry})
         out.update({f"{name}.{k}": v for k, v in entry["latency"].items()})

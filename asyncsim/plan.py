@@ -214,7 +214,7 @@ def setting(template: str, n: int | float) -> Any:
 # ------------------------------------------------------------------------------------------- evaluation
 
 
-_TRACKED = ("t_total", "goodput", "completed", "failed", "cost")  # shown on every point of the curve
+_TRACKED = ("t_total", "goodput", "completed", "failed", "cost", "overloaded")  # on every point of the curve
 
 
 @dataclass(frozen=True)
@@ -325,7 +325,9 @@ class _Evaluator:
         runs = [simulate(workload, seed=s, warmup=self.warmup).metrics() for s in self.seeds]
         mean, low, high = {}, {}, {}
         for key in self.metrics:
-            values = np.array([m[key] for m in runs], dtype=float)
+            # an overloaded run's queue grows without bound: its finite latency figures are not an answer
+            values = np.array([math.inf if m["overloaded"] and _is_latency(key) else m[key] for m in runs],
+                              dtype=float)
             if key == "cost" and self.unit_cost is not None:
                 values = values + self.unit_cost * param
             mean[key], low[key], high[key] = _bounds(values, self.confidence)
@@ -354,6 +356,11 @@ class _Evaluator:
             tolerance=tolerance, method=method, at=at)
 
 
+def _is_latency(key: str) -> bool:
+    """Whether a flat metric is a task latency figure (its own or a class's)."""
+    return key.startswith("latency_") or key.rpartition(".")[2] in _LATENCY
+
+
 def _priced(workload: Any) -> bool:
     from .api import pricing
 
@@ -363,7 +370,7 @@ def _priced(workload: Any) -> bool:
 def _bounds(values: np.ndarray, confidence: float) -> tuple[float, float, float]:
     """Mean and one-sided lower and upper confidence bounds of the mean (Student t)."""
     mean = float(values.mean())
-    if values.size < 2 or np.isnan(values).any():
+    if values.size < 2 or not np.isfinite(values).all():
         return mean, mean, mean
     sd = float(values.std(ddof=1))
     if sd == 0 or not math.isfinite(sd) or np.ptp(values) <= 1e-12 * float(np.abs(values).max()):

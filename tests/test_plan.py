@@ -252,3 +252,17 @@ def test_class_slos_are_checked_against_the_model():
     result = plan(raw, vary=parse_vary("strategy=asyncio:1..32"), slos=[parse_slo("chat.p99 <= 0.1s")],
                   replications=1, objective="smallest")
     assert result.answer == 20  # every chat task must start at once: all 20 tasks in flight
+
+
+def test_an_overloaded_rate_never_meets_a_latency_slo():
+    """A finite run at ρ ≥ 1 can end with a small p99; it is no answer: the queue grows without bound."""
+    mm1 = {"arrivals": {"poisson": {"rate": 1.0, "count": 300}}, "task": [{"call": "server"}],
+           "services": {"server": {"latency": {"exponential": {"mean": 0.1}}, "concurrency": 1}}}
+    result = find_max_rate(mm1, slos=[parse_slo("p99 < 1000s")], lo=1.0, hi=40.0, replications=3)
+    assert result.answer < 10.0  # μ = 10: every higher rate overloads the server
+    for point in result.curve:
+        if point.mean["overloaded"] > 0:
+            assert not point.met
+            assert point.mean["latency_p99"] == math.inf
+        else:
+            assert point.met
