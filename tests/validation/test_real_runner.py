@@ -108,7 +108,7 @@ def test_time_scale_below_the_timer_floor_is_refused():
     check_time_scale(w, 0.2, 0.001)
     with pytest.raises(a.ModelError, match=r"task\[1\]\.io, mean 0.01 s\) 0.1 ms, below .* use --time-scale >= 0.1"):
         check_time_scale(w, 0.01, 0.001)
-    with pytest.raises(a.ModelError, match="must be > 0"):
+    with pytest.raises(a.ModelError, match="must be a finite number > 0"):
         check_time_scale(w, 0, 0.001)
 
 
