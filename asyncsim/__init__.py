@@ -3,7 +3,7 @@
     >>> import asyncsim
     >>> w = asyncsim.load("models/web_fetch.yaml")
     >>> r = asyncsim.simulate(w, strategy="asyncio:20", seed=1)
-    >>> r.t_total, r.concurrency["mean"]
+    >>> r.t_total, r.latency.p95, r.concurrency.mean, r.resources[asyncsim.ResourceId("loop")].utilization
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 from .api import Summary, compare, replicate, replication_seeds, simulate
 from .dists import Constant, Empirical, Exponential, Gamma, Lognormal, Normal, Uniform, fit
 from .errors import AsyncSimError, ModelError, SimulationError
-from .metrics import Result
 from .profile import MachineProfile
 from .real import run_real
 from .real.calibrate import calibrate
+from .results import Result
 from .scenario import Scenario, build_scenario
 from .spec import (
     Batch,
@@ -39,19 +39,21 @@ from .spec import (
     parallel,
     use,
 )
+from .stats import ClassStats, Concurrency, Cost, Latency, ResourceStats, ServiceStats, StageStats, TimeSplit
 from .steady import Steady
 from .strategies import Asyncio, Processes, Sequential, Threads, parse_strategy
-from .trace import Trace
+from .trace import ResourceId, Trace
 from .validate import Validation, validate
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncSimError", "Asyncio", "Batch", "Call", "Closed", "Constant", "Cpu", "Empirical", "Exponential",
-    "Gamma", "Io", "Lognormal", "Machine", "MachineProfile", "ModelError", "Normal", "Parallel", "Periodic",
-    "Poisson", "Pool",
-    "Processes", "Result", "Scenario", "Sequential", "Service", "SimulationError", "Steady", "Summary", "TaskType",
-    "Threads", "Trace", "TraceArrivals", "Uniform", "Use", "Validation", "Workload", "__version__",
+    "AsyncSimError", "Asyncio", "Batch", "Call", "ClassStats", "Closed", "Concurrency", "Constant", "Cost", "Cpu",
+    "Empirical", "Exponential", "Gamma", "Io", "Latency", "Lognormal", "Machine", "MachineProfile", "ModelError",
+    "Normal", "Parallel", "Periodic", "Poisson", "Pool", "Processes", "ResourceId", "ResourceStats", "Result",
+    "Scenario", "Sequential", "Service", "ServiceStats", "SimulationError", "StageStats", "Steady", "Summary",
+    "TaskType", "Threads", "TimeSplit", "Trace", "TraceArrivals", "Uniform", "Use", "Validation", "Workload",
+    "__version__",
     "build_scenario", "calibrate", "call", "compare", "cpu", "fit", "io", "load", "parallel", "parse_strategy",
     "replicate", "replication_seeds", "run_real", "simulate", "use", "validate",
 ]

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from .bounds import offered_load
-from .metrics import Pricing, Result, compute_result
+from .metrics import Pricing, compute_result
+from .results import Result
 from .scenario import Scenario, build_scenario
 from .sim import run_scenario
 from .spec import Machine, Workload

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import Result
+from .results import Result
 from .scenario import CALL, CPU, IO, PAR, STAGE, USE, Node, Scenario
 from .services import RateLimit, Service, accepted, charged_tokens
 from .strategies import Asyncio, Processes, Sequential, Threads
-from .trace import K_ADMIT
+from .trace import ADMISSION, CPU_RUNNERS, K_ADMIT, ResourceId
 
 __all__ = ["Bound", "bounds", "offered_load", "used"]
 
@@ -236,18 +236,17 @@ def used(result: Result, scenario: Scenario) -> list[Bound]:
         out[name] = max(out.get(name, 0.0), seconds)
 
     for res, entry in result.resources.items():
-        kind, _, name = res.partition(":")
-        u = entry["utilization"]
+        u = entry.utilization
         if u is None:
             continue
-        if res in ("limit", "workers"):
+        if res.kind in ADMISSION:
             note(f"concurrency ({st})", u * t)
-        elif res in ("loop", "gil", "cores", "executor"):
+        elif res.kind in CPU_RUNNERS:
             note("cpu", u * t)
-        elif kind == "service":
-            note(f"service {name} ({'batching' if services[name].batching else 'concurrency'})", u * t)
-        elif kind in ("pool", "stage"):
-            note(f"{kind} {name}", u * t)
+        elif res.kind == "service" and res.name is not None:
+            note(f"service {res.name} ({'batching' if services[res.name].batching else 'concurrency'})", u * t)
+        elif res.kind in ("pool", "stage"):
+            note(f"{res.kind} {res.name}", u * t)
     if result.calls is not None and len(result.calls):
         _used_rates(result, services, note)
     if scenario.arrivals is not None and (span := float(np.nanmax(result.arrival) - np.nanmin(result.arrival))) > 0:
@@ -265,8 +264,7 @@ def _used_rates(result: Result, services: dict[str, Service], note: Callable[[st
     assert calls is not None
     taken = accepted(calls.outcome)
     for name, svc in services.items():
-        rid = result.trace.resources.index(f"service:{name}") if f"service:{name}" in result.trace.resources else -1
-        mine = calls.service == rid
+        mine = calls.service == result.trace.code(ResourceId("service", name))
         for side, limit in (("rate_limit", svc.rate_limit), ("client_limit", svc.client_limit)):
             if limit is None:
                 continue

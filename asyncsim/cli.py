@@ -31,11 +31,12 @@ from ._io import write_atomic
 from .api import compare, replicate, simulate
 from .bounds import Bound, bounds
 from .errors import AsyncSimError, ModelError
-from .metrics import STATES
 from .profile import MachineProfile
 from .ranking import complete, lost_text, ranked, speedups
+from .results import Result
 from .scenario import build_scenario
 from .spec import Workload, load
+from .states import STATES
 from .steady import Steady
 from .strategies import parse_strategy
 
@@ -736,10 +737,10 @@ def _diff(p: float, m: float, *, exact: bool) -> str:
     return f"{flag}{d:+,.0f}" if float(d).is_integer() else f"{flag}{d:+.3g}"
 
 
-def _value(r: Any, label: str) -> float:
-    return {"T_total": r.t_total, "throughput/s": r.throughput, "mean in flight": r.concurrency["mean"],
-            "peak in flight": float(r.concurrency["peak"]), "latency p50": r.latency["p50"],
-            "latency p95": r.latency["p95"], "latency p99": r.latency["p99"]}[label]
+def _value(r: Result, label: str) -> float:
+    return {"T_total": r.t_total, "throughput/s": r.throughput, "mean in flight": r.concurrency.mean,
+            "peak in flight": float(r.concurrency.peak), "latency p50": r.latency.p50,
+            "latency p95": r.latency.p95, "latency p99": r.latency.p99}[label]
 
 
 def _rel(p: float, m: float) -> float:

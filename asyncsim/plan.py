@@ -43,7 +43,7 @@ import yaml
 
 from .api import replication_seeds, simulate
 from .errors import ModelError
-from .metrics import Result
+from .results import Result
 from .sweep import build
 
 __all__ = ["OBJECTIVES", "CurvePoint", "PlanResult", "Slo", "find_max_rate", "parse_slo", "parse_vary", "plan",

@@ -41,7 +41,7 @@ import yaml
 from ._io import write_atomic
 from .api import ci_half_width, replication_seeds, simulate
 from .errors import ModelError
-from .metrics import METRICS
+from .results import METRICS
 from .spec import Workload
 
 if TYPE_CHECKING:

@@ -18,6 +18,11 @@ shared a core). Record kinds:
 
 Calls also go to a `CallLog`: one row per attempt with its outcome, tokens and batch size.
 
+A record's resource is a `ResourceId`: its kind and, for the kinds a model names, the name (`pool:db`,
+`service:llm`, `stage:embed`; `loop`, `gil`, `cores`, `executor`, `limit` and `workers` stand alone). The
+executors pass the string form to `TraceBuilder.resource_id`; it is parsed there, once, and metrics, bounds
+and reports compare kinds, never prefixes.
+
 The simulator and the real runner both fill a `TraceBuilder`; `Trace` holds numpy columns.
 """
 
@@ -26,19 +31,67 @@ from __future__ import annotations
 import struct
 from array import array
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
-__all__ = ["CallLog", "CallTable", "KINDS", "RunOutput", "Trace", "TraceBuilder"]
+__all__ = ["ADMISSION", "CPU_RUNNERS", "CallLog", "CallTable", "KINDS", "ResourceId", "ResourceKind", "RunOutput",
+           "Trace", "TraceBuilder"]
 
 KINDS = ("cpu", "io", "call", "use", "admit", "resume", "throttle", "stage", "batch")
 K_CPU, K_IO, K_CALL, K_USE, K_ADMIT, K_RESUME, K_THROTTLE, K_STAGE, K_BATCH = range(len(KINDS))
 
+ResourceKind = Literal["limit", "workers", "loop", "gil", "cores", "executor",
+                       "pool", "service", "limiter", "backoff", "stage"]
+_KINDS: tuple[str, ...] = get_args(ResourceKind)
+_NAMED: frozenset[ResourceKind] = frozenset(("pool", "service", "limiter", "backoff", "stage"))  # the model names them
+ADMISSION: frozenset[ResourceKind] = frozenset(("limit", "workers"))  # the strategy's cap on tasks in flight
+CPU_RUNNERS: frozenset[ResourceKind] = frozenset(("loop", "gil", "cores", "executor"))  # where a CPU step runs
+
+
+@dataclass(frozen=True, repr=False)
+class ResourceId:
+    """A resource of a trace: its `kind` and, for pools, services, client limiters, back-offs and stages, the
+    model's `name` for it. `str()` gives the name used in JSON and tables (`pool:db`, `loop`).
+
+    Raises:
+        ValueError: (construction) an unknown kind, a named kind without a name or a lone kind with one.
+    """
+
+    kind: ResourceKind
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"resource kind must be one of {', '.join(_KINDS)}: {self.kind!r}")
+        if (self.kind in _NAMED) != (self.name is not None) or self.name == "":
+            need = "needs a name (kind:NAME)" if self.kind in _NAMED else "takes no name"
+            raise ValueError(f"resource kind {self.kind!r} {need}: {self!s}")
+
+    @classmethod
+    def parse(cls, text: str) -> ResourceId:
+        """The identity of `pool:db`, `service:llm`, `loop` (the form `str()` gives back).
+
+        Raises:
+            ValueError: naming the text, when it is no resource's name.
+        """
+        kind, sep, name = text.partition(":")
+        try:
+            return cls(cast("ResourceKind", kind), name if sep else None)  # the kind is checked on construction
+        except ValueError as exc:
+            raise ValueError(f"not a resource name: {text!r} ({exc})") from None
+
+    def __str__(self) -> str:
+        return self.kind if self.name is None else f"{self.kind}:{self.name}"
+
+    def __repr__(self) -> str:
+        return f"ResourceId({self.kind!r})" if self.name is None else f"ResourceId({self.kind!r}, {self.name!r})"
+
 
 # One record as `add` packs it: the columns' types in native byte order, without padding (47 bytes).
-_RECORD = np.dtype([("task", "i8"), ("step", "i4"), ("kind", "i1"), ("resource", "i2"),
-                    ("enqueue", "f8"), ("start", "f8"), ("end", "f8"), ("cpu_s", "f8")])
+_FIELDS = (("task", "i8"), ("step", "i4"), ("kind", "i1"), ("resource", "i2"),
+           ("enqueue", "f8"), ("start", "f8"), ("end", "f8"), ("cpu_s", "f8"))
+_RECORD = np.dtype(list(_FIELDS))
 _PACK = struct.Struct("=qibhdddd").pack
 _BUFFER_BYTES = 1 << 20  # packed records are split into the columns when this many bytes are waiting
 
@@ -54,18 +107,23 @@ class TraceBuilder:
 
     def __init__(self) -> None:
         self._buffer = bytearray()
-        self._columns = {name: array(code) for name, code in zip(_RECORD.names, "qibhdddd", strict=True)}
-        self.resources: list[str] = []
+        self._columns = {name: array(code) for (name, _), code in zip(_FIELDS, "qibhdddd", strict=True)}
+        self.resources: list[ResourceId] = []
         self._ids: dict[str, int] = {}
 
     def resource_id(self, name: str | None) -> int:
-        """The column code of a resource name (-1 for none)."""
+        """The column code of a resource, given by its name (`pool:db`, `loop`; see `ResourceId`); -1 for none.
+
+        Raises:
+            ValueError: when `name` is no resource's name.
+        """
         if name is None:
             return -1
         rid = self._ids.get(name)
         if rid is None:
+            resource = ResourceId.parse(name)  # the one place a resource's name is read
             rid = self._ids[name] = len(self.resources)
-            self.resources.append(name)
+            self.resources.append(resource)
         return rid
 
     def add(self, task: int, step: int, kind: int, resource: int,
@@ -95,12 +153,14 @@ class TraceBuilder:
             a = self._columns[name]
             dtype = _RECORD[name]
             return np.frombuffer(a, dtype=dtype) if len(a) else np.zeros(0, dtype=dtype)
-        return Trace(*(col(name) for name in _RECORD.names), tuple(self.resources))
+        return Trace(task=col("task"), step=col("step"), kind=col("kind"), resource=col("resource"),
+                     enqueue=col("enqueue"), start=col("start"), end=col("end"), cpu_s=col("cpu_s"),
+                     resources=tuple(self.resources))
 
 
 @dataclass(frozen=True, eq=False)
 class Trace:
-    """Columns of step records (see the module docstring); `resources` names the resource codes."""
+    """Columns of step records (see the module docstring); `resources[code]` is the resource of a code."""
 
     task: np.ndarray
     step: np.ndarray
@@ -110,16 +170,20 @@ class Trace:
     start: np.ndarray
     end: np.ndarray
     cpu_s: np.ndarray
-    resources: tuple[str, ...]
+    resources: tuple[ResourceId, ...]
 
     def __len__(self) -> int:
         return int(self.task.size)
+
+    def code(self, resource: ResourceId) -> int:
+        """The code of `resource` in the `resource` column (-1 when no record names it)."""
+        return self.resources.index(resource) if resource in self.resources else -1
 
     def to_frame(self):  # noqa: ANN201 - pandas is imported lazily
         """The records as a pandas DataFrame with readable kind and resource names."""
         import pandas as pd
 
-        names = np.array([*self.resources, ""], dtype=object)
+        names = np.array([*map(str, self.resources), ""], dtype=object)
         return pd.DataFrame({
             "task": self.task, "step": self.step,
             "kind": pd.Categorical.from_codes(self.kind, KINDS),

@@ -23,10 +23,10 @@ import numpy as np
 from .api import result_of, simulate
 from .bounds import used
 from .errors import ModelError
-from .metrics import Result
 from .profile import MachineProfile
 from .real import run_real
 from .real.calibrate import calibrate
+from .results import Result
 from .scenario import Scenario, build_scenario
 from .services import Service
 from .spec import Workload
@@ -81,19 +81,12 @@ class Validation:
                 **({"scale_check": self.scale_check.to_dict()} if self.scale_check is not None else {})}
 
 
-def _metric(r: Result, key: str) -> float:
-    if key == "concurrency_mean":
-        return r.concurrency["mean"]
-    if key.startswith("latency_"):
-        return r.latency[key.removeprefix("latency_")]
-    return float(getattr(r, key))
-
-
 def relative_errors(predicted: Result, measured: Result) -> dict[str, float]:
     """(predicted − measured) / measured for each of ERROR_KEYS (NaN where measured is 0)."""
     out = {}
+    predicted_metrics, measured_metrics = predicted.metrics(), measured.metrics()
     for key in ERROR_KEYS:
-        m, p = _metric(measured, key), _metric(predicted, key)
+        m, p = float(measured_metrics[key]), float(predicted_metrics[key])
         out[key] = (p - m) / m if m else math.nan
     return out
 

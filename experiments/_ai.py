@@ -32,12 +32,11 @@ def measure(raw: dict[str, Any], point: dict[str, Any], seed: int) -> dict[str, 
                                                                   "failed", "failed_fraction", "cost", "cost_wasted")},
                            "binding": limits[0].name, "binding_s": limits[0].seconds}
     row.update({f"bound.{b.name}": b.seconds for b in limits})
-    for name, entry in result.services.items():
-        row.update({f"svc.{name}.{k}": v for k, v in entry.items()})
-    for name, entry in result.stages.items():
-        row.update({f"stage.{name}.{k}": v for k, v in entry.items()})
-    row.update({f"util.{k}": v["utilization"] for k, v in result.resources.items()
-                if v["utilization"] is not None})
+    for name, service in result.services.items():
+        row.update({f"svc.{name}.{k}": v for k, v in service.to_dict().items()})
+    for name, stage in result.stages.items():
+        row.update({f"stage.{name}.{k}": v for k, v in stage.to_dict().items()})
+    row.update({f"util.{k}": v.utilization for k, v in result.resources.items() if v.utilization is not None})
     if result.bottleneck is not None:
         row["bottleneck"] = result.bottleneck
     return row

@@ -64,12 +64,14 @@ def measure(raw: dict[str, Any], pt: dict[str, Any], seed: int, cap: float) -> d
     row: dict[str, Any] = {"seed": seed, "failed": r.failed, "t_total": r.t_total}
     for prefix, name in (("i", CHAT), ("b", BATCH)):
         c = r.classes[name]
-        row.update({f"{prefix}.{q}": c["latency"][q] for q in ("p50", "p95", "p99", "max")})
-        row.update({f"{prefix}.t_total": c["t_total"], f"{prefix}.throughput": c["throughput"],
-                    f"{prefix}.goodput": c["goodput"], f"{prefix}.failed": c["failed"],
-                    f"{prefix}.share": c["goodput"] / cap, f"{prefix}.completed": c["completed"],
-                    f"{prefix}.missed": c["deadline_missed"],
-                    f"{prefix}.missed_pct": 100 * c["deadline_missed"] / c["tasks"]})
+        missed = c.deadline_missed
+        assert missed is not None, f"class {name} of models/shared_llm.yaml lost its deadline"
+        row.update({f"{prefix}.p50": c.latency.p50, f"{prefix}.p95": c.latency.p95, f"{prefix}.p99": c.latency.p99,
+                    f"{prefix}.max": c.latency.max})
+        row.update({f"{prefix}.t_total": c.t_total, f"{prefix}.throughput": c.throughput,
+                    f"{prefix}.goodput": c.goodput, f"{prefix}.failed": c.failed,
+                    f"{prefix}.share": c.goodput / cap, f"{prefix}.completed": c.completed,
+                    f"{prefix}.missed": missed, f"{prefix}.missed_pct": 100 * missed / c.tasks})
     return row
 
 

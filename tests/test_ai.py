@@ -12,6 +12,7 @@ import asyncsim as a
 from asyncsim.bounds import bounds
 from asyncsim.plan import parse_slo, parse_vary, plan
 from asyncsim.scenario import build_scenario
+from asyncsim.trace import ResourceId
 
 
 def llm(service: dict, *, n: int = 200, strategy: str = "asyncio", **extra) -> a.Workload:
@@ -33,7 +34,7 @@ def test_a_client_limited_batch_finishes_no_sooner_than_n_over_rpm(strategy):
     assert r.t_total >= floor
     # the limiter, not the client, is what binds: the last request leaves at the floor, then takes 0.5 s
     assert r.t_total == pytest.approx(floor + 0.5, rel=1e-9)
-    assert r.time_split["throttled"] > 0
+    assert r.time_split.throttled > 0
     assert bounds(build_scenario(w, seed=1))[0].name == "service llm rpm (client)"
 
 
@@ -44,7 +45,7 @@ def test_tokens_per_minute_bind_when_requests_are_large():
     tokens = 100 * 1000
     floor = (tokens - 1000) / 1000  # 1,000 tokens a second after a one-second burst
     assert r.t_total == pytest.approx(floor + 0.2, rel=1e-9)
-    assert r.services["llm"]["tokens"] == tokens
+    assert r.services["llm"].tokens == tokens
     top = bounds(build_scenario(w, seed=0))[0]
     assert top.name == "service llm tpm (client)"
     assert top.seconds == pytest.approx(floor)
@@ -68,13 +69,13 @@ def test_server_rate_limit_answers_429_and_jittered_retries_get_through():
     r = a.simulate(w, seed=3)
     s = r.services["llm"]
     assert r.completed == 100
-    assert s["rate_limited"] > 0
-    assert s["retries"] == s["rate_limited"]  # every 429 was retried
-    assert s["requests"] == s["ok"] + s["rate_limited"]
+    assert s.rate_limited > 0
+    assert s.retries == s.rate_limited  # every 429 was retried
+    assert s.requests == s.ok + s.rate_limited
     # the server admits at most burst + rate·t requests by time t
     floor = (100 - 10) / 10
     assert r.t_total >= floor
-    assert r.resources["backoff:llm"]["mean_wait"] > 0
+    assert r.resources[ResourceId("backoff", "llm")].mean_wait > 0
 
 
 def test_an_exact_retry_after_makes_rejected_clients_retry_together():
@@ -82,14 +83,14 @@ def test_an_exact_retry_after_makes_rejected_clients_retry_together():
     herd = llm({"latency": 0.5, "rate_limit": {"rpm": 600, "window": 1}, "retry": {"max_retries": 20}}, n=100)
     r = a.simulate(herd, seed=3)
     assert r.completed == 10 + 20  # the burst, then one per retry round
-    assert r.services["llm"]["rate_limited"] > 20 * 60
+    assert r.services["llm"].rate_limited > 20 * 60
 
 
 def test_without_retries_a_rate_limited_burst_fails_what_exceeds_the_burst():
     w = llm({"latency": 0.5, "rate_limit": {"rpm": 600, "window": 1}, "retry": {"policy": "none"}}, n=100)
     r = a.simulate(w, seed=0)
     assert (r.completed, r.failed) == (10, 90)
-    assert r.services["llm"]["failed"] == 90
+    assert r.services["llm"].failed == 90
 
 
 # ------------------------------------------------------------------------------------- retries, failures
@@ -104,10 +105,10 @@ def test_retries_with_a_known_failure_probability_give_the_expected_attempts(p):
     s = r.services["llm"]
     expected_attempts = sum(p**k for k in range(retries + 1))  # attempt k+1 happens when k attempts failed
     sd = math.sqrt(n * expected_attempts)  # generous: attempts per call vary by less than a Poisson count
-    assert s["requests"] == pytest.approx(n * expected_attempts, abs=4 * sd)
-    assert s["failed"] == pytest.approx(n * p ** (retries + 1), abs=4 * math.sqrt(n * p ** (retries + 1)) + 1)
-    assert r.failed == s["failed"]
-    assert s["server_error"] == s["requests"] - s["ok"]
+    assert s.requests == pytest.approx(n * expected_attempts, abs=4 * sd)
+    assert s.failed == pytest.approx(n * p ** (retries + 1), abs=4 * math.sqrt(n * p ** (retries + 1)) + 1)
+    assert r.failed == s.failed
+    assert s.server_error == s.requests - s.ok
 
 
 def test_backoff_follows_the_openai_client_schedule():
@@ -120,8 +121,8 @@ def test_backoff_follows_the_openai_client_schedule():
     durs = sc.durations[0][0]
     u = [durs[node.col + 2 + 3 * k + 2] for k in range(3)]
     waits = [0.5 * (1 - 0.25 * u[0]), 1.0 * (1 - 0.25 * u[1])]
-    assert r.resources["backoff:llm"]["mean_wait"] == pytest.approx(sum(waits))
-    assert r.services["llm"]["requests"] == 3
+    assert r.resources[ResourceId("backoff", "llm")].mean_wait == pytest.approx(sum(waits))
+    assert r.services["llm"].requests == 3
 
 
 def test_timeouts_cut_slow_attempts_and_waste_their_tokens():
@@ -131,9 +132,9 @@ def test_timeouts_cut_slow_attempts_and_waste_their_tokens():
     s = r.services["llm"]
     sc = build_scenario(w, seed=5)
     slow = int((sc.durations[0][:, 0] > 2.0).sum())
-    assert s["timeout"] == slow == r.failed
-    assert s["tokens_wasted"] == 15 * slow
-    assert r.latency["max"] <= 2.0 + 1e-9
+    assert s.timeout == slow == r.failed
+    assert s.tokens_wasted == 15 * slow
+    assert r.latency.max <= 2.0 + 1e-9
 
 
 def test_token_based_latency_is_ttft_plus_tpot_per_output_token():
@@ -152,8 +153,8 @@ def test_a_dynamic_batcher_under_saturation_reaches_its_max_batch():
     w = llm({"batching": {"max_batch": 16, "max_delay": 0.002, "fixed": 0.01, "per_item": 0.001}}, n=1600)
     r = a.simulate(w, seed=0)
     s = r.services["llm"]
-    assert s["batch_size_max"] == 16
-    assert s["batch_size_mean"] == pytest.approx(16, rel=0.01)
+    assert s.batch_size_max == 16
+    assert s.batch_size_mean == pytest.approx(16, rel=0.01)
     # 100 full batches of 26 ms on one instance
     assert r.t_total == pytest.approx(100 * (0.01 + 0.016), rel=1e-9)
 
@@ -163,15 +164,15 @@ def test_a_batcher_at_light_load_runs_single_requests_after_max_delay():
         "arrivals": {"uniform": {"interval": 1.0, "count": 20}}, "task": [{"call": "gpu"}],
         "services": {"gpu": {"batching": {"max_batch": 8, "max_delay": 0.05, "fixed": 0.01, "per_item": 0.001}}}})
     r = a.simulate(w, seed=0)
-    assert r.latency["max"] == pytest.approx(0.05 + 0.011)
-    assert "batch_size_mean" not in r.services["gpu"]  # every batch had one request
+    assert r.latency.max == pytest.approx(0.05 + 0.011)
+    assert r.services["gpu"].batch_size_mean is None  # every batch had one request
 
 
 def test_a_full_batch_queue_rejects_and_rejections_are_retried():
     service = {"batching": {"max_batch": 4, "fixed": 0.1, "max_queue": 8}, "retry": {"policy": "none"}}
     r = a.simulate(llm(service, n=40), seed=0)
     # the first request finds an idle instance and runs alone at once, eight wait, the rest are rejected
-    assert r.services["llm"]["rejected"] == 40 - 1 - 8
+    assert r.services["llm"].rejected == 40 - 1 - 8
     assert r.failed == 40 - 9
     service["retry"] = {"max_retries": 20, "initial": 0.2}
     r2 = a.simulate(llm(service, n=40), seed=0)
@@ -185,7 +186,7 @@ def test_a_pool_timeout_fails_the_tasks_that_wait_too_long():
     r = a.simulate(w, seed=0)
     # slots free at 1 s and 2 s; the tasks still waiting at 2.5 s fail (httpx PoolTimeout)
     assert (r.completed, r.failed) == (30, 20)
-    assert r.resources["pool:http"]["capacity"] == 10
+    assert r.resources[ResourceId("pool", "http")].capacity == 10
 
 
 # -------------------------------------------------------------------------------------------- planning
@@ -242,7 +243,7 @@ def test_a_call_may_size_its_requests_differently_from_the_service_default():
     r = a.simulate(w, seed=0)
     chat, summary = (r.task_type == 0), (r.task_type == 1)
     np.testing.assert_allclose((r.done - r.arrival)[chat].min(), 0.2 + 0.01 * 49)
-    assert r.services["llm"]["tokens"] == chat.sum() * 250 + summary.sum() * (4000 + 300)  # output capped at 300
+    assert r.services["llm"].tokens == chat.sum() * 250 + summary.sum() * (4000 + 300)  # output capped at 300
     with pytest.raises(a.ModelError) as exc:
         a.Workload.from_dict({**raw, "tasks": [{"steps": [{"call": {"service": "llm", "tokens": {"max_tokens": 9}}}]}]})
     assert exc.value.problems == ["tasks[0].steps[0].call: tokens.max_tokens belongs to the service (set it under "

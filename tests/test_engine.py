@@ -361,10 +361,10 @@ def test_per_task_split_adds_up_to_latency(mixed, strategy):
     f = r.to_frame()
     np.testing.assert_allclose(f.computing + f.waiting + f.queued, f.latency, rtol=1e-9, atol=1e-12)
     assert (f[["computing", "waiting", "queued"]] >= -1e-12).all().all()
-    assert sum(r.time_split.values()) == pytest.approx(r.latency["mean"], rel=1e-9)
+    assert r.time_split.total == pytest.approx(r.latency.mean, rel=1e-9)
     c = r.concurrency
-    assert c["mean"] == pytest.approx(r.throughput * r.latency["mean"], rel=1e-9)  # Little's law
-    assert c["computing_mean"] + c["waiting_mean"] + c["queued_mean"] == pytest.approx(c["mean"], rel=1e-9)
+    assert c.mean == pytest.approx(r.throughput * r.latency.mean, rel=1e-9)  # Little's law
+    assert c.computing + c.waiting + c.queued == pytest.approx(c.mean, rel=1e-9)
 
 
 @pytest.mark.parametrize("strategy", ALL_STRATEGIES)

@@ -31,8 +31,8 @@ def test_goodput_counts_completed_tasks_and_throughput_every_finished_one():
     assert d["failed_fraction"] == pytest.approx(0.9)
     # Little's law over every finished task: the failed ones were in flight for 0 s, the others for 1 s
     finished = ~np.isnan(r.done)
-    assert r.concurrency["mean"] == pytest.approx(r.throughput * float((r.done - r.arrival)[finished].mean()))
-    assert r.concurrency["mean"] == pytest.approx(10.0)
+    assert r.concurrency.mean == pytest.approx(r.throughput * float((r.done - r.arrival)[finished].mean()))
+    assert r.concurrency.mean == pytest.approx(10.0)
 
 
 def test_flat_metrics_have_every_documented_name():
@@ -58,30 +58,30 @@ def _priced(**llm: object) -> a.Workload:
 def test_cost_bills_accepted_attempts_and_provisioned_capacity_exactly():
     r = a.simulate(_priced(), seed=4)
     svc = r.services["llm"]
-    accepted = svc["ok"] + svc["server_error"]  # a 5xx comes after the server accepted (and billed) the request
+    accepted = svc.ok + svc.server_error  # a 5xx comes after the server accepted (and billed) the request
     per_request = (1000 * 0.15 + 200 * 0.6) / 1e6 + 0.001
-    assert svc["cost"] == pytest.approx(accepted * per_request)
-    assert svc["cost_wasted"] == pytest.approx(svc["server_error"] * per_request)
-    assert r.cost["capacity"] == pytest.approx(2 * 0.01 * r.t_total)  # two GPU slots for the whole run
-    assert r.cost["total"] == pytest.approx(svc["cost"] + r.cost["capacity"])
-    assert r.cost["wasted"] == pytest.approx(svc["cost_wasted"])
+    assert svc.cost == pytest.approx(accepted * per_request)
+    assert svc.cost_wasted == pytest.approx(svc.server_error * per_request)
+    assert r.cost.capacity == pytest.approx(2 * 0.01 * r.t_total)  # two GPU slots for the whole run
+    assert r.cost.total == pytest.approx(svc.cost + r.cost.capacity)
+    assert r.cost.wasted == pytest.approx(svc.cost_wasted)
     # a class pays for its own calls; capacity is shared and not split
-    assert r.classes["chat"]["cost"] == pytest.approx(svc["cost"])
-    assert r.classes["local"]["cost"] == 0
-    assert r.metrics()["chat.cost"] == pytest.approx(svc["cost"])
+    assert r.classes["chat"].cost == pytest.approx(svc.cost)
+    assert r.classes["local"].cost == 0
+    assert r.metrics()["chat.cost"] == pytest.approx(svc.cost)
 
 
 def test_a_429_costs_nothing():
     w = _priced(rate_limit={"rpm": 60, "burst_requests": 5}, retry={"policy": "none"}, failures={})
     r = a.simulate(w, seed=0)
     svc = r.services["llm"]
-    assert svc["rate_limited"] > 0
-    assert svc["cost"] == pytest.approx(svc["ok"] * ((1000 * 0.15 + 200 * 0.6) / 1e6 + 0.001))
+    assert svc.rate_limited > 0
+    assert svc.cost == pytest.approx(svc.ok * ((1000 * 0.15 + 200 * 0.6) / 1e6 + 0.001))
 
 
 def test_a_model_without_prices_has_no_cost():
     r = a.simulate(_lossy(), seed=0)
-    assert r.cost == {}
+    assert r.cost is None
     assert "cost" not in r.to_dict()
 
 

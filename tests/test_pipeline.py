@@ -13,7 +13,7 @@ import asyncsim as a
 from asyncsim.errors import DeadlockError
 from asyncsim.profile import LoopProfile, MachineProfile
 from asyncsim.sim.engine import run_scenario
-from asyncsim.trace import K_CPU, K_IO, K_STAGE
+from asyncsim.trace import K_CPU, K_IO, K_STAGE, ResourceId
 
 _IDEAL_PROFILE = MachineProfile(
     cpu_rate=1e7, loops={"asyncio": LoopProfile(loop_step_s=0, sleep_overshoot_s=0, task_create_s=0,
@@ -39,9 +39,9 @@ def test_throughput_is_the_slowest_stages_capacity():
     assert r.completed == n
     assert r.throughput == pytest.approx(40, rel=0.02)
     assert r.bottleneck == "b"
-    assert r.stages["b"]["utilization"] == pytest.approx(1.0, rel=0.01)
-    assert r.stages["a"]["utilization"] < 0.5
-    assert r.stages["c"]["utilization"] < 0.9
+    assert r.stages["b"].utilization == pytest.approx(1.0, rel=0.01)
+    assert r.stages["a"].utilization < 0.5
+    assert r.stages["c"].utilization < 0.9
 
 
 def test_more_workers_move_the_bottleneck():
@@ -69,8 +69,8 @@ def test_a_full_bounded_queue_blocks_its_producer():
     # ... bounded, at most one waits in the queue and one more is held by the blocked producer
     assert _queued_max(bounded, "consume") <= 2
     # so the producer's own items wait longer for it (its worker is blocked on put)
-    assert bounded.stages["produce"]["mean_wait"] > 2 * free.stages["produce"]["mean_wait"]
-    assert bounded.stages["consume"]["mean_wait"] < free.stages["consume"]["mean_wait"] / 10
+    assert bounded.stages["produce"].mean_wait > 2 * free.stages["produce"].mean_wait
+    assert bounded.stages["consume"].mean_wait < free.stages["consume"].mean_wait / 10
 
 
 def test_the_loop_runs_one_coroutine_at_a_time_when_puts_block():
@@ -80,7 +80,7 @@ def test_the_loop_runs_one_coroutine_at_a_time_when_puts_block():
                   "embed": {"steps": [{"cpu": 0.004}], "queue": 1, "workers": 3}}, arrivals={"batch": 40})
     r = a.simulate(w)
     tr = r.trace
-    on_loop = (tr.kind == K_CPU) & (tr.resource == tr.resources.index("loop"))
+    on_loop = (tr.kind == K_CPU) & (tr.resource == tr.code(ResourceId("loop")))
     order = np.argsort(tr.start[on_loop])
     start, end = tr.start[on_loop][order], tr.end[on_loop][order]
     assert np.all(start[1:] >= end[:-1] - 1e-12)
@@ -95,9 +95,9 @@ def test_a_batched_stage_under_saturation_runs_full_batches():
             embed["max_wait"] = max_wait
         r = a.simulate(pipeline({"parse": io_stage(0.001, workers=2), "embed": embed},
                                 arrivals={"batch": 800}, services=services))
-        assert r.stages["embed"]["batch_size_mean"] == 8.0
-        assert r.stages["embed"]["batches"] == 100
-        assert r.services["embedder"]["batch_size_mean"] == pytest.approx(8.0)
+        assert r.stages["embed"].batch_size_mean == 8.0
+        assert r.stages["embed"].batches == 100
+        assert r.services["embedder"].batch_size_mean == pytest.approx(8.0)
         # two slots, each serving a batch of 8 in 0.05 + 8 × 0.001 s
         assert r.throughput == pytest.approx(2 * 8 / 0.058, rel=0.02)
 
@@ -106,8 +106,8 @@ def test_max_wait_with_a_slow_trickle_runs_batches_of_one():
     w = pipeline({"embed": io_stage(0.005, batch=8, max_wait=0.01)},
                  arrivals={"uniform": {"interval": 0.1, "count": 20}})
     r = a.simulate(w)
-    assert r.stages["embed"]["batch_size_mean"] == 1.0
-    assert r.stages["embed"]["batches"] == 20
+    assert r.stages["embed"].batch_size_mean == 1.0
+    assert r.stages["embed"].batches == 20
     # each item waits out max_wait for company, then runs alone; the last one need not: no more can come
     latency = r.done - r.arrival
     assert latency[:-1] == pytest.approx(np.full(19, 0.015))
@@ -118,13 +118,13 @@ def test_the_end_of_input_flushes_a_partial_batch():
     # batch larger than the items, max_wait unset: the batch runs once no more items can come
     r = a.simulate(pipeline({"embed": io_stage(0.02, batch=16)}, arrivals={"batch": 5}))
     assert r.completed == 5
-    assert r.stages["embed"]["batches"] == 1
+    assert r.stages["embed"].batches == 1
     assert r.t_total == pytest.approx(0.02)
     # items arriving over time: full batches, then the rest when the input ends
     r = a.simulate(pipeline({"parse": io_stage(0.01), "embed": io_stage(0.005, batch=4)},
                             arrivals={"batch": 10}))
     assert r.completed == 10
-    sizes = r.trace.cpu_s[(r.trace.kind == K_STAGE) & (r.trace.resource == r.trace.resources.index("stage:embed"))]
+    sizes = r.trace.cpu_s[(r.trace.kind == K_STAGE) & (r.trace.resource == r.trace.code(ResourceId("stage", "embed")))]
     assert sorted(sizes.tolist()) == [2.0, 4.0, 4.0]
 
 
@@ -135,8 +135,8 @@ def test_items_failing_upstream_still_let_a_batch_flush():
     r = a.simulate(w)
     assert 0 < r.failed < 40
     assert r.completed + r.failed == 40
-    assert r.stages["check"]["items"] == 40
-    assert r.stages["embed"]["items"] == r.completed
+    assert r.stages["check"].items == 40
+    assert r.stages["embed"].items == r.completed
 
 
 def test_per_stage_metrics_add_up():
@@ -148,13 +148,13 @@ def test_per_stage_metrics_add_up():
     r = a.simulate(w, seed=3)
     assert r.completed == 300
     for stage in r.stages.values():
-        assert stage["items"] == r.completed
-        assert stage["throughput"] == pytest.approx(r.throughput)
-        assert stage["batch_size_mean"] == pytest.approx(stage["items"] / stage["batches"])
-        assert 0 < stage["utilization"] <= 1
-    assert 1 < r.stages["embed"]["batch_size_mean"] <= 5
+        assert stage.items == r.completed
+        assert stage.throughput == pytest.approx(r.throughput)
+        assert stage.batch_size_mean == pytest.approx(stage.items / stage.batches)
+        assert 0 < stage.utilization <= 1
+    assert 1 < r.stages["embed"].batch_size_mean <= 5
     # each moment of an item is in one state: the split still adds up to the latency
-    assert sum(r.time_split.values()) == pytest.approx(r.latency["mean"], rel=1e-9)
+    assert r.time_split.total == pytest.approx(r.latency.mean, rel=1e-9)
 
 
 def test_a_cpu_stage_that_never_waits_starves_the_loop_unless_offloaded():
@@ -170,7 +170,7 @@ def test_a_cpu_stage_that_never_waits_starves_the_loop_unless_offloaded():
 def test_an_admission_limit_caps_items_in_the_pipeline():
     r = a.simulate(pipeline({"a": io_stage(0.01, workers=8), "b": io_stage(0.01, workers=8)}),
                    strategy="asyncio:3")
-    assert r.resources["limit"]["mean_busy"] == pytest.approx(3, rel=0.01)
+    assert r.resources[ResourceId("limit")].mean_busy == pytest.approx(3, rel=0.01)
     assert r.throughput == pytest.approx(3 / 0.02, rel=0.02)
 
 
@@ -248,7 +248,7 @@ def test_a_pipeline_needs_an_asyncio_strategy():
 def _stage_order(r: a.Result, stage: str) -> list[int]:
     """The items stage `stage` ran, in the order it started them."""
     tr = r.trace
-    mine = (tr.kind == K_STAGE) & (tr.resource == tr.resources.index(f"stage:{stage}"))
+    mine = (tr.kind == K_STAGE) & (tr.resource == tr.code(ResourceId("stage", stage)))
     return tr.task[mine][np.argsort(tr.start[mine], kind="stable")].tolist()
 
 
@@ -272,7 +272,7 @@ def test_an_edf_stage_serves_returning_items_before_newer_ones():
     assert _stage_order(fifo, "a") == [0, 1, 2, 0, 3, 4, 1, 5, 2, 3, 4, 5]
     # edf (a pipeline's one item class: the deadline is the arrival): the oldest item waiting goes first
     assert _stage_order(edf, "a") == [0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5]
-    assert edf.latency["mean"] < fifo.latency["mean"]
+    assert edf.latency.mean < fifo.latency.mean
 
 
 @pytest.mark.parametrize("policy", ["priority", "sjf", "fair"])
@@ -316,8 +316,8 @@ def test_feedback_sends_items_back_as_drawn_up_front():
     r = a.simulate(sc)
     assert r.completed == 2000
     visits = 2000 + int(returns.sum())
-    assert r.stages["parse"]["items"] == r.stages["check"]["items"] == visits
-    assert r.stages["store"]["items"] == 2000
+    assert r.stages["parse"].items == r.stages["check"].items == visits
+    assert r.stages["store"].items == 2000
     # the draws are the scenario's: the same seed draws them again, another seed differently
     assert np.array_equal(a.build_scenario(w, seed=5).returns, sc.returns)
     assert not np.array_equal(a.build_scenario(w, seed=6).returns, sc.returns)
@@ -345,12 +345,12 @@ def test_hold_keeps_a_pool_slot_until_the_items_are_put_on():
                               "stages": {"load": io_stage(0.01, workers=4, hold="db")}})
     r = a.simulate(w)
     assert r.t_total == pytest.approx(40 / 2 * 0.01)
-    assert r.resources["pool:db"]["utilization"] == pytest.approx(1.0)
+    assert r.resources[ResourceId("pool", "db")].utilization == pytest.approx(1.0)
     # downstream backpressure: the slot stays held while the put waits for room in a slow stage's queue
     w = a.Workload.from_dict({"arrivals": {"batch": 40}, "pools": {"db": 2}, "stages": {
         "load": io_stage(0.001, workers=2, hold="db"), "slow": io_stage(0.01, queue=1)}})
     r = a.simulate(w)
-    assert r.resources["pool:db"]["utilization"] > 0.9
+    assert r.resources[ResourceId("pool", "db")].utilization > 0.9
     assert r.t_total == pytest.approx(0.001 + 40 * 0.01)
 
 

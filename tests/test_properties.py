@@ -178,20 +178,20 @@ def test_little_law_and_time_split_identities(w, strategy, seed):
     parts = frame.computing + frame.waiting + frame.queued
     np.testing.assert_allclose(parts, frame.latency, rtol=1e-9, atol=1e-9)
     ts = r.time_split
-    assert ts["task"] + ts["wait"] + ts["queue"] == pytest.approx(r.latency["mean"], rel=1e-9, abs=1e-12)
+    assert ts.task + ts.wait + ts.queue == pytest.approx(r.latency.mean, rel=1e-9, abs=1e-12)
     if r.t_total <= 0:
         return
     c = r.concurrency
     # Little's law: L = λ W, with L the time average of the in-flight step function
-    assert c["mean"] == pytest.approx(r.throughput * r.latency["mean"], rel=1e-9)
+    assert c.mean == pytest.approx(r.throughput * r.latency.mean, rel=1e-9)
     series = r.concurrency_series()
     t = series.time.to_numpy()
     area = float((series.in_flight.to_numpy()[:-1] * np.diff(t)).sum())
-    assert area / r.t_total == pytest.approx(c["mean"], rel=1e-9)
-    assert c["computing_mean"] + c["waiting_mean"] + c["queued_mean"] == pytest.approx(c["mean"], rel=1e-9)
+    assert area / r.t_total == pytest.approx(c.mean, rel=1e-9)
+    assert c.computing + c.waiting + c.queued == pytest.approx(c.mean, rel=1e-9)
     # (a task of zero latency leaves before it arrives, by the peak's tie rule)
-    assert int((frame.latency > 0).any()) <= c["peak"] <= r.tasks
-    assert c["mean"] <= c["peak"] + 1e-9
+    assert int((frame.latency > 0).any()) <= c.peak <= r.tasks
+    assert c.mean <= c.peak + 1e-9
 
 
 @PROPS

@@ -41,7 +41,7 @@ def test_detail_holds_every_completed_latency_and_the_concurrency_series():
     result = a.simulate(a.load(RAG), seed=3)
     d = detail(result)
     assert len(d["latencies"]) == result.completed
-    assert sum(d["latencies"]) / len(d["latencies"]) == pytest.approx(result.latency["mean"])
+    assert sum(d["latencies"]) / len(d["latencies"]) == pytest.approx(result.latency.mean)
     series = result.concurrency_series()
     assert list(d["series"]) == list(series.columns)
     assert {"time", "in_flight", *STATES} <= set(d["series"])

@@ -28,7 +28,7 @@ def two_classes(policy, *, lams=(0.3, 0.3), mean=1.0, n=4000, where="service") -
 
 def class_sojourns(w: a.Workload, seeds: range) -> np.ndarray:
     """Per seed, per class: mean latency (rows: seeds)."""
-    return np.array([[c["latency"]["mean"] for c in a.simulate(w, seed=s).classes.values()] for s in seeds])
+    return np.array([[c.latency.mean for c in a.simulate(w, seed=s).classes.values()] for s in seeds])
 
 
 def _close(measured: np.ndarray, theory: list[float], *, rel_bias: float = 0.03) -> None:
@@ -70,8 +70,8 @@ def test_sjf_reduces_mean_latency_against_fifo_on_the_same_scenario():
                        "steps": [{"io": {"exponential": {"mean": 3.0}}}]}],
             "strategy": "asyncio:1", "policy": policy})
     fifo, sjf = (a.simulate(model(p), seed=4) for p in ("fifo", "sjf"))
-    assert sjf.latency["mean"] < 0.8 * fifo.latency["mean"]
-    assert sjf.classes["short"]["latency"]["mean"] < fifo.classes["short"]["latency"]["mean"]
+    assert sjf.latency.mean < 0.8 * fifo.latency.mean
+    assert sjf.classes["short"].latency.mean < fifo.classes["short"].latency.mean
     assert sjf.tasks == fifo.tasks
     assert sjf.completed == fifo.completed
 
@@ -84,7 +84,7 @@ def test_fair_share_gives_saturated_tenants_their_weighted_share(weights):
     w = a.Workload.from_dict({"tasks": tenants, "pools": {"gpu": {"capacity": 4, "policy": "fair"}}})
     r = a.simulate(w, seed=2)
     # while every tenant still has work queued, slots go to tenants in proportion to their weights
-    horizon = min(c["t_total"] for c in r.classes.values())
+    horizon = min(c.t_total for c in r.classes.values())
     done_by = [int(((r.task_type == k) & (r.done <= horizon)).sum()) for k in range(len(weights))]
     shares = np.array(done_by) / sum(done_by)
     expected = np.array(weights) / sum(weights)
@@ -96,7 +96,7 @@ def test_fifo_on_the_same_saturated_tenants_serves_them_in_arrival_order():
                 "steps": [{"use": {"pool": "gpu", "steps": [{"io": 0.1}]}}]} for k in range(3)]
     r = a.simulate(a.Workload.from_dict({"tasks": tenants, "pools": {"gpu": 4}}), seed=0)
     # tenant 0's tasks arrived first (ties keep class order): it finishes before the others start much
-    assert r.classes["t0"]["t_total"] < r.classes["t1"]["t_total"] < r.classes["t2"]["t_total"]
+    assert r.classes["t0"].t_total < r.classes["t1"].t_total < r.classes["t2"].t_total
 
 
 def test_edf_misses_fewer_deadlines_than_fifo():
@@ -108,10 +108,10 @@ def test_edf_misses_fewer_deadlines_than_fifo():
                        "steps": [{"io": {"exponential": {"mean": 1.0}}}]}],
             "strategy": "asyncio:1", "policy": policy})
     fifo, edf = (a.simulate(model(p), seed=1) for p in ("fifo", "edf"))
-    missed = {p: sum(c["deadline_missed"] for c in r.classes.values()) for p, r in (("fifo", fifo), ("edf", edf))}
+    missed = {p: sum(c.deadline_missed for c in r.classes.values()) for p, r in (("fifo", fifo), ("edf", edf))}
     # non-preemptive: a running batch task still makes some interactive ones late, but far fewer
     assert missed["edf"] < 0.7 * missed["fifo"]
-    assert edf.classes["batch"]["deadline_missed"] == 0
+    assert edf.classes["batch"].deadline_missed == 0
 
 
 def test_lifo_serves_the_newest_waiter_first():

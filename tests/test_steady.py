@@ -66,13 +66,13 @@ def test_warmup_seconds_drop_early_arrivals_from_the_latency_figures_only():
     frame = r.to_frame()
     kept = frame[frame["arrival"] >= 5.0]  # no task fails in this model: every row completed
     p50, p95, p99 = np.percentile(kept["latency"], [50, 95, 99])
-    assert r.latency == pytest.approx({"mean": kept["latency"].mean(), "p50": p50, "p95": p95, "p99": p99,
-                                       "max": kept["latency"].max()}, rel=1e-12)
+    assert r.latency.to_dict() == pytest.approx({"mean": kept["latency"].mean(), "p50": p50, "p95": p95, "p99": p99,
+                                                 "max": kept["latency"].max()}, rel=1e-12)
     # throughput: tasks finishing in [5 s, last finish] over its length
     last = frame["done"].max()
     assert r.throughput == pytest.approx((frame["done"] >= 5.0).sum() / (last - 5.0), rel=1e-12)
     assert r.goodput == r.throughput
-    assert sum(r.time_split.values()) == pytest.approx(r.latency["mean"], rel=1e-9)  # the split still adds up
+    assert r.time_split.total == pytest.approx(r.latency.mean, rel=1e-9)  # the split still adds up
     assert (r.steady.warmup_s, r.steady.rule, r.steady.dropped) == (5.0, "given", int((frame["arrival"] < 5).sum()))
     assert r.latency != whole.latency
     for same in ("t_total", "tasks", "completed", "concurrency", "resources", "services"):
@@ -106,7 +106,7 @@ def test_mm1_at_half_load_is_stable_and_its_trimmed_mean_matches_theory():
     # 1/(μ − λ) = 2 s; tolerance: 4 standard errors of 20 batch means of the run's own latencies
     frame = r.to_frame()
     batches = frame.sort_values("arrival")["latency"].to_numpy()[:20_000].reshape(20, -1).mean(axis=1)
-    assert abs(r.latency["mean"] - 2.0) < 4 * batches.std(ddof=1) / np.sqrt(20)
+    assert abs(r.latency.mean - 2.0) < 4 * batches.std(ddof=1) / np.sqrt(20)
 
 
 def test_mm1_started_full_the_warmup_drops_the_backlog():
@@ -117,7 +117,7 @@ def test_mm1_started_full_the_warmup_drops_the_backlog():
     assert trimmed.steady.rule == "MSER-5"
     assert trimmed.steady.dropped >= 100
     assert trimmed.steady.warmup_s == trimmed.steady.transient_s > 0
-    assert abs(trimmed.latency["mean"] - 2.0) < abs(whole.latency["mean"] - 2.0) / 4
+    assert abs(trimmed.latency.mean - 2.0) < abs(whole.latency.mean - 2.0) / 4
 
 
 def test_overload_is_unstable_and_names_the_binding_limit():
@@ -218,12 +218,12 @@ def test_sweep_and_plan_pass_the_warmup_through(capsys):
     raw, base = load_raw(RAG)
     frame = sweep(raw, [{"arrivals.poisson.rate": 8.0}], warmup=5.0, base_dir=base)
     r = a.simulate(a.load(RAG), seed=int(frame.loc[0, "seed"]), warmup=5.0)
-    assert frame.loc[0, "latency_p95"] == r.latency["p95"]
+    assert frame.loc[0, "latency_p95"] == r.latency.p95
     assert frame.loc[0, "throughput"] == r.throughput
     assert main(["plan", RAG, "--vary", "strategy=asyncio:1..64", "--slo", "p95 < 5s", "-r", "2",
                  "--warmup", "auto", "--json"]) == 0
     curve = {p["value"]: p["mean"]["latency_p95"] for p in json.loads(capsys.readouterr().out)["curve"]}
-    trimmed = [a.simulate(a.load(RAG), strategy="asyncio:16", seed=s, warmup="auto").latency["p95"]
+    trimmed = [a.simulate(a.load(RAG), strategy="asyncio:16", seed=s, warmup="auto").latency.p95
                for s in a.replication_seeds(0, 2)]
     assert curve["asyncio:16"] == pytest.approx(np.mean(trimmed), rel=1e-12)
 

@@ -19,7 +19,8 @@ import pytest
 
 import asyncsim as a
 from asyncsim import theory
-from asyncsim.metrics import state_segments
+from asyncsim.states import state_segments
+from asyncsim.trace import ResourceId
 
 # ------------------------------------------------------------------------------------ the formulas
 
@@ -153,16 +154,17 @@ def _queue(lam, steps, *, latency=None, servers=None, pools=None):
 
 # name: (workload, strategy, resource whose mean_wait is Wq, W theory, Wq theory, sd1 of W, sd1 of Wq — or
 # of the mean in flight L when there is no queue)
+SRV = ResourceId("service", "srv")
 QUEUES = {
-    "M/M/1": (_queue(0.5, (a.call("srv"),), latency=a.Exponential(1.0), servers=1), "asyncio", "service:srv",
+    "M/M/1": (_queue(0.5, (a.call("srv"),), latency=a.Exponential(1.0), servers=1), "asyncio", SRV,
               theory.mm1_mean_sojourn(0.5, 1.0), theory.mmc_mean_wait(0.5, 1.0, 1), 0.023, 0.042),
     "M/M/3 service": (_queue(2.1, (a.call("srv"),), latency=a.Exponential(1.0), servers=3), "asyncio",
-                      "service:srv", theory.mmc_mean_sojourn(2.1, 1.0, 3), theory.mmc_mean_wait(2.1, 1.0, 3),
+                      SRV, theory.mmc_mean_sojourn(2.1, 1.0, 3), theory.mmc_mean_wait(2.1, 1.0, 3),
                       0.031, 0.080),
-    "M/D/1": (_queue(0.7, (a.call("srv"),), latency=a.Constant(1.0), servers=1), "asyncio", "service:srv",
+    "M/D/1": (_queue(0.7, (a.call("srv"),), latency=a.Constant(1.0), servers=1), "asyncio", SRV,
               theory.md1_mean_sojourn(0.7, 1.0), theory.mg1_mean_wait(0.7, 1.0, 0.0), 0.022, 0.040),
     "M/G/1 lognormal": (_queue(0.5, (a.call("srv"),), latency=a.Lognormal(mean=1.0, cv=1.25), servers=1),
-                        "asyncio", "service:srv", theory.mg1_mean_sojourn(0.5, 1.0, 1.25**2),
+                        "asyncio", SRV, theory.mg1_mean_sojourn(0.5, 1.0, 1.25**2),
                         theory.mg1_mean_wait(0.5, 1.0, 1.25**2), 0.038, 0.063),
     "M/M/inf io": (_queue(2.1, (a.io(a.Exponential(1.0)),)), "asyncio", None, 1.0, 0.0, 0.008, 0.011),
 }
@@ -172,20 +174,20 @@ QUEUES = {
 def test_queue_matches_theory(name):
     workload, strategy, resource, w_theory, wq_theory, sd1_w, sd1_wq = QUEUES[name]
     runs = a.replicate(workload, replications=R, strategy=strategy, seed=2024).runs
-    w = np.array([r.latency["mean"] for r in runs])
+    w = np.array([r.latency.mean for r in runs])
     _check_mean(w, w_theory, sd1_w, "mean time in system")
     if resource is not None:
-        wq = np.array([r.resources[resource]["mean_wait"] for r in runs])
+        wq = np.array([r.resources[resource].mean_wait for r in runs])
         _check_mean(wq, wq_theory, sd1_wq, f"mean wait at {resource}")
         # the servers are busy a fraction rho of the time; one run's utilisation is a mean of N service
         # times over N inter-arrival gaps, sd ~ sqrt((1 + cv²)/N) <= 1.1%, below sd1 of W: W's rtol covers it
         lam = workload.arrivals.rate
-        rho = lam * (w_theory - wq_theory) / runs[0].resources[resource]["capacity"]
-        util = np.array([r.resources[resource]["utilization"] for r in runs])
+        rho = lam * (w_theory - wq_theory) / runs[0].resources[resource].capacity
+        util = np.array([r.resources[resource].utilization for r in runs])
         assert util.mean() == pytest.approx(rho, rel=Z * sd1_w / math.sqrt(R))
     else:  # no queue at all: every task's latency is its own draw, and L = lam/mu on average
-        assert all(r.time_split["queue"] == 0.0 for r in runs)
-        conc = np.array([r.concurrency["mean"] for r in runs])
+        assert all(r.time_split.queue == 0.0 for r in runs)
+        conc = np.array([r.concurrency.mean for r in runs])
         _check_mean(conc, workload.arrivals.rate * w_theory, sd1_wq, "mean in flight")
 
 
@@ -227,7 +229,7 @@ def test_fifo_servers_built_other_ways_are_the_same_queue(name):
                            strategy="asyncio", seed=7)
     got = a.simulate(a.Workload(arrivals=arrivals, task=steps, services=services, pools=pools, machine=machine),
                      strategy=strategy, seed=7)
-    assert got.latency["mean"] > 1.0  # tasks did queue
+    assert got.latency.mean > 1.0  # tasks did queue
     np.testing.assert_allclose(got.done - got.arrival, reference.done - reference.arrival, rtol=1e-12, atol=1e-12)
 
 
@@ -243,10 +245,10 @@ def test_the_gil_shares_cpu_like_an_m_m_1_queue():
     workload = a.Workload(arrivals=a.Poisson(rate=10.0, count=5000), task=(a.cpu(a.Exponential(0.05)),),
                           machine=a.Machine(switch_interval_s=0.02))
     runs = a.replicate(workload, replications=4, strategy="threads:64", seed=2024).runs
-    assert max(r.concurrency["peak"] for r in runs) < 64
-    _check_mean(np.array([r.latency["mean"] for r in runs]), theory.mm1_mean_sojourn(10.0, 20.0), 0.047,
+    assert max(r.concurrency.peak for r in runs) < 64
+    _check_mean(np.array([r.latency.mean for r in runs]), theory.mm1_mean_sojourn(10.0, 20.0), 0.047,
                 "mean time in system")
-    _check_mean(np.array([r.resources["gil"]["utilization"] for r in runs]), 0.5, 0.020, "GIL utilisation")
+    _check_mean(np.array([r.resources[ResourceId("gil")].utilization for r in runs]), 0.5, 0.020, "GIL utilisation")
 
 
 # ----------------------------------------------------------------- Little's law and the identities
@@ -321,18 +323,18 @@ def test_littles_law(results, model, strategy):
     area = float(np.sum(in_flight[:-1] * np.diff(times)))
     big_l = area / r.t_total
     lam = r.completed / r.t_total
-    assert big_l == pytest.approx(lam * r.latency["mean"], rel=EXACT)
-    assert big_l == pytest.approx(r.concurrency["mean"], rel=EXACT)
+    assert big_l == pytest.approx(lam * r.latency.mean, rel=EXACT)
+    assert big_l == pytest.approx(r.concurrency.mean, rel=EXACT)
     assert lam == pytest.approx(r.throughput, rel=EXACT)
-    assert int(in_flight.max()) == r.concurrency["peak"]
+    assert int(in_flight.max()) == r.concurrency.peak
 
 
 @pytest.mark.parametrize(("model", "strategy"), CASES)
 def test_state_identities(results, model, strategy):
     r = results[model, strategy]
     c, split = r.concurrency, r.time_split
-    assert c["computing_mean"] + c["waiting_mean"] + c["queued_mean"] == pytest.approx(c["mean"], rel=EXACT)
-    assert split["task"] + split["wait"] + split["queue"] == pytest.approx(r.latency["mean"], rel=EXACT)
+    assert c.computing + c.waiting + c.queued == pytest.approx(c.mean, rel=EXACT)
+    assert split.task + split.wait + split.queue == pytest.approx(r.latency.mean, rel=EXACT)
     # every moment of every task is in exactly one state: the state segments are disjoint per task and
     # cover [arrival, done] without gaps ...
     task, t0, t1, state = state_segments(r.trace)
@@ -346,7 +348,7 @@ def test_state_identities(results, model, strategy):
     for code, name in enumerate(("computing", "waiting", "queued")):
         mine = state == code
         mean = float(np.sum(t1[mine] - t0[mine])) / r.t_total
-        assert mean == pytest.approx(c[f"{name}_mean"], rel=EXACT, abs=1e-12), name
+        assert mean == pytest.approx(getattr(c, name), rel=EXACT, abs=1e-12), name
     # in flight = computing + waiting + queued on every row of the series
     series = r.concurrency_series()
     states = series["computing"] + series["waiting"] + series["queued"]
@@ -354,9 +356,9 @@ def test_state_identities(results, model, strategy):
     assert bad.empty, f"{len(bad)} rows where the states do not add up, first:\n{bad.head()}"
     # the per-task frame agrees with time_split, task by task with the latency
     frame = r.to_frame()
-    assert frame["computing"].mean() == pytest.approx(split["task"], rel=EXACT, abs=1e-12)
-    assert frame["waiting"].mean() == pytest.approx(split["wait"], rel=EXACT, abs=1e-12)
-    assert frame["queued"].mean() == pytest.approx(split["queue"], rel=EXACT, abs=1e-12)
+    assert frame["computing"].mean() == pytest.approx(split.task, rel=EXACT, abs=1e-12)
+    assert frame["waiting"].mean() == pytest.approx(split.wait, rel=EXACT, abs=1e-12)
+    assert frame["queued"].mean() == pytest.approx(split.queue, rel=EXACT, abs=1e-12)
     np.testing.assert_allclose(frame[["computing", "waiting", "queued"]].sum(axis=1), frame["latency"],
                                rtol=EXACT, atol=1e-12)
 
@@ -368,7 +370,7 @@ def test_series_state_columns_integrate_to_the_means(results):
         dt = np.diff(series["time"].to_numpy())
         for name in ("computing", "waiting", "queued"):
             mean = float(np.sum(series[name].to_numpy()[:-1] * dt)) / r.t_total
-            assert mean == pytest.approx(r.concurrency[f"{name}_mean"], rel=EXACT, abs=1e-12), (model, strategy)
+            assert mean == pytest.approx(getattr(r.concurrency, name), rel=EXACT, abs=1e-12), (model, strategy)
 
 
 # ------------------------------------------------------------------------------- makespan bounds
@@ -403,7 +405,7 @@ def test_t_total_respects_the_lower_bounds(strategy):
         theory.slot_bound(api_s.sum(), 2),
     )
     assert r.t_total >= bound * (1 - EXACT)
-    assert r.latency["max"] >= own.max() * (1 - EXACT)
+    assert r.latency.max >= own.max() * (1 - EXACT)
     if strategy == "sequential":  # one task at a time, nothing else to wait for: the bound is attained
         assert r.t_total == pytest.approx(own.sum(), rel=EXACT)
 

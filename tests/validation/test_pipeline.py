@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import asyncsim as a
-from asyncsim.trace import K_STAGE
+from asyncsim.trace import K_STAGE, ResourceId
 
 from .conftest import validated
 
@@ -96,9 +96,9 @@ def test_stage_policies_feedback_and_hold_match_real_runs(make, strategy, profil
     assert measured.completed == measured.tasks == replayed.completed
     visits = measured.tasks + int(a.build_scenario(workload, strategy=strategy).returns.sum())
     for name in ("parse", "check"):
-        assert measured.stages[name]["items"] == replayed.stages[name]["items"] == visits
+        assert measured.stages[name].items == replayed.stages[name].items == visits
     assert measured.bottleneck == replayed.bottleneck == "check"
-    db_measured, db_replayed = (r.resources["pool:db"]["utilization"] for r in (measured, replayed))
+    db_measured, db_replayed = (r.resources[ResourceId("pool", "db")].utilization for r in (measured, replayed))
     assert 0 < db_replayed < 1
     assert db_replayed == pytest.approx(db_measured, abs=0.1)
 
@@ -114,8 +114,8 @@ def test_pipeline_prediction_matches_real_run(make, strategy, profile):
     assert set(measured.stages) == {"parse", "embed", "upsert"}
     assert measured.bottleneck == replayed.bottleneck
     for name, stage in measured.stages.items():
-        assert stage["items"] == replayed.stages[name]["items"] == measured.tasks
-        assert replayed.stages[name]["throughput"] == pytest.approx(stage["throughput"], rel=0.05), name
+        assert stage.items == replayed.stages[name].items == measured.tasks
+        assert replayed.stages[name].throughput == pytest.approx(stage.throughput, rel=0.05), name
 
 
 def test_a_failing_batch_fails_all_its_items_and_the_rest_flows_on():
@@ -134,7 +134,7 @@ def test_a_failing_batch_fails_all_its_items_and_the_rest_flows_on():
     out = a.run_real(sc, time_scale=0.5, cpu_rate=1e7, on_step=fail_the_second_batch)
     failed = set(np.flatnonzero(out.failed).tolist())
     leader = calls[1]
-    stage = out.trace.resources.index("stage:embed")
+    stage = out.trace.code(ResourceId("stage", "embed"))
     led = (out.trace.kind == K_STAGE) & (out.trace.resource == stage) & (out.trace.task == leader)
     assert out.trace.cpu_s[led].tolist() == [len(failed)]  # the whole batch failed, nothing else
     assert leader in failed
@@ -142,5 +142,5 @@ def test_a_failing_batch_fails_all_its_items_and_the_rest_flows_on():
     assert set(out.errors) == failed
     assert all(e == "RuntimeError: embedder unavailable" for e in out.errors.values())
     assert not np.isnan(out.done).any()
-    upsert = (out.trace.kind == K_STAGE) & (out.trace.resource == out.trace.resources.index("stage:upsert"))
+    upsert = (out.trace.kind == K_STAGE) & (out.trace.resource == out.trace.code(ResourceId("stage", "upsert")))
     assert sorted(out.trace.task[upsert].tolist()) == sorted(set(range(24)) - failed)

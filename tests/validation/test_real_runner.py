@@ -77,7 +77,7 @@ def test_real_and_simulated_traces_give_identical_metrics_for_identical_timestam
     t = sim.trace
     for k in range(len(t)):
         code = t.resource[k]
-        resource = real.tb.resource_id(t.resources[code]) if code >= 0 else -1  # the codes differ, names agree
+        resource = real.tb.resource_id(str(t.resources[code])) if code >= 0 else -1  # the codes differ, names agree
         real.add(int(t.task[k]), int(t.step[k]), int(t.kind[k]), resource, float(t.enqueue[k]),
                  float(t.start[k]), float(t.end[k]), float(t.cpu_s[k]))
     rebuilt = real.tb.build()

@@ -96,7 +96,7 @@ def problems(v: Validation, *, latency_tol: float = LATENCY_TOL, t_total_tol: fl
         out.append(f"T_total {err['t_total']:+.1%} / concurrency {err['concurrency_mean']:+.1%}")
     for name, real in v.measured.classes.items():
         model = v.replayed.classes[name]
-        rel = (model["latency"]["mean"] - real["latency"]["mean"]) / real["latency"]["mean"]
+        rel = (model.latency.mean - real.latency.mean) / real.latency.mean
         if abs(rel) > latency_tol:
             out.append(f"{name} mean latency {rel:+.1%}")
         missed, predicted = real.get("deadline_missed", 0), model.get("deadline_missed", 0)
@@ -128,7 +128,7 @@ def test_policy_prediction_matches_real_run(where, policy, strategy, profile):
     assert v.measured.completed == v.measured.tasks == 45
     # the policy worked for real: under FIFO the interactive requests would wait behind the batch backlog
     fifo = a.simulate(shared(where, "fifo"), strategy=strategy, seed=0)
-    assert v.measured.classes["interactive"]["latency"]["mean"] < 0.5 * fifo.classes["interactive"]["latency"]["mean"]
+    assert v.measured.classes["interactive"].latency.mean < 0.5 * fifo.classes["interactive"].latency.mean
 
 
 def queued_at_once(policy: str) -> a.Workload:
@@ -177,8 +177,8 @@ def pool_with_timeout(policy: str) -> a.Workload:
 @pytest.mark.parametrize("policy", ["priority", "lifo"])
 def test_pool_timeouts_under_a_policy_fail_the_predicted_tasks(policy, strategy, profile):
     def same_failures(v: Validation) -> list[str]:
-        real = {k: c["failed"] for k, c in v.measured.classes.items()}
-        model = {k: c["failed"] for k, c in v.replayed.classes.items()}
+        real = {k: c.failed for k, c in v.measured.classes.items()}
+        model = {k: c.failed for k, c in v.replayed.classes.items()}
         return [] if real == model else [f"failed {real}, predicted {model}"]
 
     v = validated_policy(pool_with_timeout(policy), strategy, profile, extra=same_failures)

@@ -81,4 +81,4 @@ def test_prediction_matches_real_run(make, strategy, time_scale, profile):
                   concurrency_tol=0.20 if known else 0.10)
     assert v.measured.completed == v.measured.tasks
     # the paired runs agree on the shape of the run, not just its length
-    assert v.measured.concurrency["peak"] <= v.measured.tasks
+    assert v.measured.concurrency.peak <= v.measured.tasks
