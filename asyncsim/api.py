@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from .bounds import offered_load
 from .metrics import Pricing, compute_result
 from .results import Result
 from .scenario import Scenario, build_scenario
+from .services import Price
 from .sim import run_scenario
 from .spec import Machine, Workload
 from .steady import Steady, Warmup, check_warmup, steady_state
@@ -60,7 +62,8 @@ def result_of(scenario: Scenario, out: RunOutput, *, warmup: Warmup = None) -> R
 
 def pricing(workload: Workload) -> Pricing | None:
     """The prices a workload carries (None when it has none): services' usage, and priced capacity."""
-    priced = [(f"service {k}", s.instances, s.price) for k, s in workload.services.items() if s.price is not None]
+    priced: list[tuple[str, int | None, Price | None]] = [
+        (f"service {k}", s.instances, s.price) for k, s in workload.services.items() if s.price is not None]
     priced += [(f"pool {k}", p.capacity, p.price) for k, p in workload.pools.items()]
     priced += [(f"stage {k}", st.workers, st.price) for k, st in (workload.stages or {}).items()]
     result = Pricing(services={k: s.price for k, s in workload.services.items() if s.price is not None},
@@ -116,7 +119,7 @@ def _aggregate(dicts: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, A
     for key in keys:
         values = [d.get(key) for d in dicts]
         if all(isinstance(v, dict) for v in values):
-            mean[key], half[key] = _aggregate(values)
+            mean[key], half[key] = _aggregate(cast("list[dict[str, Any]]", values))
         elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and key != "seed":
             arr = np.asarray(values, dtype=float)
             mean[key] = float(arr.mean())
@@ -152,7 +155,7 @@ def replicate(model: Workload, *, replications: int, strategy: Strategy | str | 
     return Summary(runs, seed)
 
 
-def compare(model: Workload, strategies: list[Strategy | str], *, seed: int = 0,
+def compare(model: Workload, strategies: Sequence[Strategy | str], *, seed: int = 0,
             machine: Machine | None = None, warmup: Warmup = None, **limits: Any) -> list[Result]:
     """Simulate the same scenario draws under each strategy (a paired comparison); `warmup` and `limits` as
     `simulate`'s."""

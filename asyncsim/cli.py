@@ -28,6 +28,7 @@ from rich.table import Table
 
 from . import _json
 from ._io import write_atomic
+from ._saved import SavedRun
 from .api import compare, replicate, simulate
 from .bounds import Bound, bounds
 from .errors import AsyncSimError, ModelError
@@ -36,7 +37,6 @@ from .ranking import complete, lost_text, ranked, speedups
 from .results import Result
 from .scenario import build_scenario
 from .spec import Workload, load
-from .states import STATES
 from .steady import Steady
 from .strategies import parse_strategy
 
@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="asyncsim", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+    # typeshed wants a class for parser_class; argparse only calls it, and a partial is the plainest callable
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",  # type: ignore[call-overload]
                                 parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_Help))
 
     run = sub.add_parser("run", help="simulate a model under one strategy")
@@ -250,68 +251,68 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
     if args.json:
         print(_json.dumps(_null_reasons(data)))
     else:
-        _print_run(data, workload, out)
-        _print_limits(data, limits, out)
+        shown = SavedRun.from_dict(data)  # what the JSON holds (with replications, their means), as report reads it
+        _print_run(shown, workload, out)
+        _print_limits(shown.result, limits, out, whole="bounds_completed" in data)
         _print_lost_bounds(first, limits, done, out)
-        if "steady" in data:
-            out.print(_steady_line(data["steady"]))
+        if shown.result.steady is not None:
+            out.print(_steady_line(shown.result.steady))
         elif args.warmup is not None:
             out.print("[dim]--warmup: batch arrivals (all at once) have no steady state; no warm-up dropped[/]")
     return 0
 
 
-def _steady_line(d: dict[str, Any]) -> str:
-    """The verdict of a run's `steady` object, red when there is no steady state to report."""
-    steady = Steady.from_dict(d)
+def _steady_line(steady: Steady) -> str:
+    """A run's steady-state verdict, red when there is no steady state to report."""
     if steady.stable:
         return steady.summary()
     return f"[red]{steady.summary()}[/]" if steady.overloaded else f"[yellow]{steady.summary()}[/]"
 
 
-def _print_limits(d: dict[str, Any], limits: list[Bound], out: Console) -> None:
-    """Per-class, per-service and per-stage tables, then which limit binds: each bound next to the prediction."""
-    if d.get("classes"):
+def _print_limits(result: Result, limits: list[Bound], out: Console, *, whole: bool = False) -> None:
+    """Per-class, per-service and per-stage tables, then which limit binds: each bound next to the prediction
+    (`whole`: the bounds are those of all the work, of which some was lost)."""
+    if result.classes:
         table = Table(title="classes", title_justify="left")
         for col in ("class", "tasks", "completed", "failed", "T_total", "throughput/s", "p50", "p95", "p99",
                     "deadline missed"):
             table.add_column(col, justify="left" if col == "class" else "right")
-        for name, c in d["classes"].items():
-            missed = f"{c['deadline_missed']:g} of {c['tasks']:g} ({fmt_s(c['deadline'])})" if "deadline" in c else "-"
-            table.add_row(name, f"{c['tasks']:g}", f"{c['completed']:g}", f"{c['failed']:g}", fmt_s(c["t_total"]),
-                          f"{c['throughput']:.3g}", *(fmt_s(c["latency"][k]) for k in ("p50", "p95", "p99")), missed)
+        for name, c in result.classes.items():
+            missed = (f"{c.deadline_missed:g} of {c.tasks:g} ({fmt_s(c.deadline)})"
+                      if c.deadline is not None and c.deadline_missed is not None else "-")
+            table.add_row(name, f"{c.tasks:g}", f"{c.completed:g}", f"{c.failed:g}", fmt_s(c.t_total),
+                          f"{c.throughput:.3g}", fmt_s(c.latency.p50), fmt_s(c.latency.p95), fmt_s(c.latency.p99),
+                          missed)
         out.print(table)
-    if d.get("services"):
+    if result.services:
         table = Table(title="services", title_justify="left")
         cols = ("calls", "requests", "ok", "rate_limited", "server_error", "timeout", "rejected", "retries",
                 "failed", "tokens", "tokens_wasted", "batch_size_mean")
         table.add_column("service")
         for col in cols:
             table.add_column(col.replace("_", " "), justify="right")
-        for name, sv in d["services"].items():
-            table.add_row(name, *("-" if sv.get(c) is None else f"{sv[c]:.4g}" for c in cols))
+        for name, sv in result.services.items():
+            table.add_row(name, *("-" if (v := getattr(sv, c)) is None else f"{v:.4g}" for c in cols))
         out.print(table)
-    if d.get("stages"):
-        table = Table(title=f"pipeline stages (bottleneck: {d['bottleneck']})", title_justify="left")
-        cols = ("items", "throughput", "workers", "utilization", "batch_size_mean", "mean_queue", "mean_wait")
+    if result.stages:
+        table = Table(title=f"pipeline stages (bottleneck: {result.bottleneck})", title_justify="left")
         table.add_column("stage")
-        for col in cols:
-            table.add_column(col.replace("_", " "), justify="right")
-        for name, st in d["stages"].items():
-            table.add_row(name, *(fmt_s(st[c]) if c == "mean_wait" else
-                                  f"{st[c]:.1%}" if c == "utilization" else f"{st[c]:.4g}" for c in cols))
+        for col in ("items", "throughput", "workers", "utilization", "batch size mean", "mean queue", "mean wait"):
+            table.add_column(col, justify="right")
+        for name, st in result.stages.items():
+            table.add_row(name, f"{st.items:.4g}", f"{st.throughput:.4g}", f"{st.workers:.4g}", f"{st.utilization:.1%}",
+                          f"{st.batch_size_mean:.4g}", f"{st.mean_queue:.4g}", fmt_s(st.mean_wait))
         out.print(table)
-    t_total = d["t_total"]
     top = limits[0]
-    share = f", {t_total / top.seconds:.0%} of the bound" if top.seconds > 0 else ""
-    whole = " (for all the work)" if "bounds_completed" in d else ""
-    out.print(f"[bold]binding limit{whole}:[/] {top.name}: T_total ≥ {fmt_s(top.seconds)} ({top.detail}); "
-              f"predicted {fmt_s(t_total)}{share}")
+    share = f", {result.t_total / top.seconds:.0%} of the bound" if top.seconds > 0 else ""
+    out.print(f"[bold]binding limit{' (for all the work)' if whole else ''}:[/] {top.name}: T_total ≥ "
+              f"{fmt_s(top.seconds)} ({top.detail}); predicted {fmt_s(result.t_total)}{share}")
     others = [f"{b.name} ≥ {fmt_s(b.seconds)}" for b in limits[1:4] if b.seconds > 0]
     if others:
         out.print("next limits: " + "; ".join(others))
 
 
-def _print_lost_bounds(run: Any, limits: list[Bound], done: list[Bound], out: Console) -> None:
+def _print_lost_bounds(run: Result, limits: list[Bound], done: list[Bound], out: Console) -> None:
     """When work was lost: say that the bounds of all the work no longer apply, and give those of the work done."""
     if not done:
         return
@@ -329,32 +330,31 @@ def _compare(workload: Workload, args: argparse.Namespace, out: Console) -> int:
         raise ModelError("--strategies: give at least one strategy, e.g. sequential,asyncio")
     strategies = [parse_strategy(s) for s in names]
     runs = compare(workload, strategies, seed=args.seed, warmup=_warmup(args), **_limits(args))
-    results = [r.to_dict() | ({"detail": _detail(r)} if args.detail else {}) for r in runs]
     if args.json:
+        results = [r.to_dict() | ({"detail": _detail(r)} if args.detail else {}) for r in runs]
         print(_json.dumps([_null_reasons(r) for r in results]))
         return 0
-    table = Table(title=f"{workload.name}: {results[0]['tasks']} tasks, seed {args.seed}", title_justify="left")
+    table = Table(title=f"{workload.name}: {runs[0].tasks} tasks, seed {args.seed}", title_justify="left")
     flight = Table(title="tasks in flight (time-averaged) and what they were doing", title_justify="left")
     extra = _outcome_columns([run.metrics() for run in runs])
     for col in ("strategy", "completed", "failed", *extra, "T_total", "goodput/s", "p50", "p95", "p99"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
     for col in ("strategy", "in flight", "peak", "computing", "waiting", "throttled", "queued"):
         flight.add_column(col, justify="left" if col == "strategy" else "right")
-    for r, run in zip(results, runs, strict=True):
-        c, lat = r["concurrency"], r["latency"]
-        unstable = "" if r.get("steady", {}).get("stable", True) else " [red]unstable[/]"
-        table.add_row(_marked(r["strategy"], r) + unstable, *_outcome_cells(run.metrics(), extra),
-                      fmt_s(r["t_total"]), f"{r['goodput']:.3g}", fmt_s(lat["p50"]), fmt_s(lat["p95"]),
-                      fmt_s(lat["p99"]))
-        flight.add_row(r["strategy"], f"{c['mean']:.3g}", str(c["peak"]),
-                       *(f"{c[f'{s}_mean']:.3g}" for s in ("computing", "waiting", "throttled", "queued")))
+    for run in runs:
+        c, lat = run.concurrency, run.latency
+        unstable = "" if run.steady is None or run.steady.stable else " [red]unstable[/]"
+        table.add_row(_marked(run.strategy, run) + unstable, *_outcome_cells(run.metrics(), extra),
+                      fmt_s(run.t_total), f"{run.goodput:.3g}", fmt_s(lat.p50), fmt_s(lat.p95), fmt_s(lat.p99))
+        flight.add_row(run.strategy, f"{c.mean:.3g}", str(c.peak),
+                       *(f"{getattr(c, s):.3g}" for s in ("computing", "waiting", "throttled", "queued")))
     out.print(table)
     out.print(flight)
-    for line in speedups(results):
+    for line in speedups(runs):
         out.print(line)
-    for r in results:
-        if "steady" in r and not r["steady"]["stable"]:
-            out.print(f"{r['strategy']}: {_steady_line(r['steady'])}")
+    for run in runs:
+        if run.steady is not None and not run.steady.stable:
+            out.print(f"{run.strategy}: {_steady_line(run.steady)}")
     return 0
 
 
@@ -567,7 +567,7 @@ def _report(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def _detail(result: Any) -> dict[str, Any]:
+def _detail(result: Result) -> dict[str, Any]:
     from .report import detail
 
     return detail(result)
@@ -772,14 +772,10 @@ def fmt_s(seconds: float | None) -> str:
     return f"{seconds / 3600:.3g} h"
 
 
-def _pm(data: dict[str, Any], *keys: str, fmt: Any = fmt_s) -> str:
-    value: Any = data
-    half: Any = data.get("ci95")
-    for k in keys:
-        value = value[k]
-        half = half[k] if isinstance(half, dict) else None
+def _pm(value: float, half: float | None, fmt: Any = fmt_s) -> str:
+    """A figure, ± its 95% half-width when it has one (a mean over replications)."""
     text = fmt(value)
-    return f"{text} ± {fmt(half)}" if isinstance(half, float) and not math.isnan(half) else text
+    return f"{text} ± {fmt(half)}" if half is not None and not math.isnan(half) else text
 
 
 def _num(value: float) -> str:
@@ -795,29 +791,33 @@ def _money(value: float) -> str:
     return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4g}"
 
 
-def _print_run(d: dict[str, Any], workload: Workload, out: Console) -> None:
-    reps = f", {d['replications']} replications (mean ± 95% CI)" if "replications" in d else ""
-    out.print(f"[bold]{d['model']}[/] under [bold]{d['strategy']}[/], seed {d['seed']}{reps}")
+def _print_run(run: SavedRun, workload: Workload, out: Console) -> None:
+    r = run.result
+    reps = f", {run.replications} replications (mean ± 95% CI)" if run.replications is not None else ""
+    out.print(f"[bold]{r.model}[/] under [bold]{r.strategy}[/], seed {r.seed}{reps}")
     if workload.description:
         out.print(workload.description.strip())
-    c, split = d["concurrency"], d["time_split"]
-    lost = d["tasks"] - d["completed"]
-    tasks = f"{_count(d['completed'])} completed, {_count(d['failed'])} failed of {_count(d['tasks'])}"
+    c, split = r.concurrency, r.time_split
+    lost = r.tasks - r.completed
+    tasks = f"{_count(r.completed)} completed, {_count(r.failed)} failed of {_count(r.tasks)}"
+    latency = "  ".join(f"{k} {_pm(getattr(r.latency, k), run.half('latency', k))}"
+                        for k in ("mean", "p50", "p95", "p99", "max"))
     rows = [
-        ("tasks", f"[red]{tasks} — {lost / d['tasks']:.1%} of the work lost[/]" if lost > 0 else tasks),
-        ("T_total", _pm(d, "t_total")),
-        ("goodput", _pm(d, "goodput", fmt=_num) + " tasks/s completed"
-         + (f" (throughput {_pm(d, 'throughput', fmt=_num)}/s counts the failed too)" if lost > 0 else "")),
-        ("latency", "  ".join(f"{k} {_pm(d, 'latency', k)}" for k in ("mean", "p50", "p95", "p99", "max"))),
-        ("in flight", f"mean {_pm(d, 'concurrency', 'mean', fmt=_num)}  peak {c['peak']:g}"),
-        ("  of which", "  ".join(f"{state} {c[f'{state}_mean']:.3g}" for state in STATES)),
-        ("time per task", f"CPU {fmt_s(split['task'])}  waiting {fmt_s(split['wait'])}  "
-                          f"throttled {fmt_s(split['throttled'])}  queued {fmt_s(split['queue'])}"),
+        ("tasks", f"[red]{tasks} — {lost / r.tasks:.1%} of the work lost[/]" if lost > 0 else tasks),
+        ("T_total", _pm(r.t_total, run.half("t_total"))),
+        ("goodput", _pm(r.goodput, run.half("goodput"), fmt=_num) + " tasks/s completed"
+         + (f" (throughput {_pm(r.throughput, run.half('throughput'), fmt=_num)}/s counts the failed too)"
+            if lost > 0 else "")),
+        ("latency", latency),
+        ("in flight", f"mean {_pm(c.mean, run.half('concurrency', 'mean'), fmt=_num)}  peak {c.peak:g}"),
+        ("  of which", "  ".join(f"{state} {value:.3g}" for state, value in c.by_state().items())),
+        ("time per task", f"CPU {fmt_s(split.task)}  waiting {fmt_s(split.wait)}  "
+                          f"throttled {fmt_s(split.throttled)}  queued {fmt_s(split.queue)}"),
     ]
-    if "cost" in d:
-        cost = d["cost"]
-        rows.append(("cost", f"{_pm(d, 'cost', 'total', fmt=_money)} (usage {_money(cost['usage'])}, capacity "
-                             f"{_money(cost['capacity'])}; wasted on failed attempts {_money(cost['wasted'])})"))
+    if r.cost is not None:
+        cost = r.cost
+        rows.append(("cost", f"{_pm(cost.total, run.half('cost', 'total'), fmt=_money)} (usage {_money(cost.usage)}, "
+                             f"capacity {_money(cost.capacity)}; wasted on failed attempts {_money(cost.wasted)})"))
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -827,10 +827,10 @@ def _print_run(d: dict[str, Any], workload: Workload, out: Console) -> None:
     res = Table(title="resources", title_justify="left")
     for col in ("resource", "capacity", "utilization", "mean busy", "mean wait/task", "mean queue"):
         res.add_column(col, justify="left" if col == "resource" else "right")
-    for name, r in d["resources"].items():
-        util = "-" if r["utilization"] is None else f"{r['utilization']:.1%}"
-        res.add_row(name, "∞" if r["capacity"] is None else f"{r['capacity']:g}", util,
-                    f"{r['mean_busy']:.3g}", fmt_s(r["mean_wait"]), f"{r['mean_queue']:.3g}")
+    for resource, stats in r.resources.items():
+        util = "-" if stats.utilization is None else f"{stats.utilization:.1%}"
+        res.add_row(str(resource), "∞" if stats.capacity is None else f"{stats.capacity:g}", util,
+                    f"{stats.mean_busy:.3g}", fmt_s(stats.mean_wait), f"{stats.mean_queue:.3g}")
     out.print(res)
 
 

@@ -6,25 +6,35 @@ it did less: its T_total covers only what it finished. So every ranking here —
 task, and compares T_total among those only; settings that lose work are listed after them, fewest lost
 first, and marked. When none completes every task, the sentences say so plainly.
 
-Entries are `Result.to_dict()` objects (`tasks`, `completed`, `t_total`, `strategy`) or sweep-summary rows
-(`tasks_mean`, `completed_mean`, `t_total_mean`).
+Entries are `Result`s, `Result.to_dict()` objects (`tasks`, `completed`, `t_total`, `strategy`) or
+sweep-summary rows (`tasks_mean`, `completed_mean`, `t_total_mean`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from .results import Result
 
 __all__ = ["complete", "lost", "lost_text", "ranked", "speedups"]
 
+E = TypeVar("E")  # an entry: a Result, a `Result.to_dict()` object or a sweep-summary row
+
 
 def _get(entry: Any, key: str) -> float:
+    if isinstance(entry, Result):
+        return float(getattr(entry, key))
     value = entry[f"{key}_mean"] if f"{key}_mean" in entry else entry[key]
     return float(value)
 
 
 def _has(entry: Any, key: str) -> bool:
-    return f"{key}_mean" in entry or key in entry
+    return isinstance(entry, Result) or f"{key}_mean" in entry or key in entry
+
+
+def _label(entry: Any, label: str) -> str:
+    return str(getattr(entry, label) if isinstance(entry, Result) else entry[label])
 
 
 def lost(entry: Any) -> float:
@@ -47,14 +57,14 @@ def lost_text(entry: Any) -> str:
     return f"loses {count} of {_get(entry, 'tasks'):,.0f} tasks" if _has(entry, "tasks") else f"loses {count} tasks"
 
 
-def ranked(entries: Sequence[Any], *, key: Callable[[Any], float] | None = None) -> list[Any]:
+def ranked(entries: Sequence[E], *, key: Callable[[E], float] | None = None) -> list[E]:
     """The entries best first: those that complete every task by `key` (T_total by default), then those that
     lose work, fewest lost first (then by `key`)."""
     by = key or (lambda e: _get(e, "t_total"))
     return sorted(entries, key=lambda e: (not complete(e), lost(e) if not complete(e) else 0.0, by(e)))
 
 
-def speedups(results: Sequence[Mapping[str, Any]], *, label: str = "strategy") -> list[str]:
+def speedups(results: Sequence[Any], *, label: str = "strategy") -> list[str]:
     """Plain sentences comparing the fastest run that completes every task with each other run.
 
     "asyncio:4 is 3.1x faster than asyncio:1"; a run that loses work is never called faster: "asyncio loses
@@ -69,11 +79,12 @@ def speedups(results: Sequence[Mapping[str, Any]], *, label: str = "strategy") -
             if r is best or _get(best, "t_total") <= 0:
                 continue
             ratio = _get(r, "t_total") / _get(best, "t_total")
-            out.append(f"{best[label]} and {r[label]} take the same time (within 1%)" if ratio < 1.01
-                       else f"{best[label]} is {ratio:.3g}x faster than {r[label]}")
+            a, b = _label(best, label), _label(r, label)
+            out.append(f"{a} and {b} take the same time (within 1%)" if ratio < 1.01
+                       else f"{a} is {ratio:.3g}x faster than {b}")
     elif results:
         fewest = ranked(results)[0]
-        out.append(f"no {label} completes every task; the fewest lost: {fewest[label]} ({lost_text(fewest)})")
-    out += [f"{r[label]} {lost_text(r)} (not ranked: its T_total covers only what it finished)"
+        out.append(f"no {label} completes every task; the fewest lost: {_label(fewest, label)} ({lost_text(fewest)})")
+    out += [f"{_label(r, label)} {lost_text(r)} (not ranked: its T_total covers only what it finished)"
             for r in results if not complete(r)]
     return out

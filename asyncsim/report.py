@@ -19,12 +19,17 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._io import write_atomic
-from .metrics import STATES, flat_metrics
+from ._saved import Saved, SavedValidation, read_saved
+from .curves import Crossover, crossovers
 from .ranking import complete, lost_text, ranked, speedups
-from .steady import Steady
+from .results import Result
+from .states import STATES
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["concurrency_figure", "detail", "header", "latency_cdf_figure", "metadata", "overlay_figure", "best_point",
            "per_strategy", "plotting_missing", "report", "split_figure", "sweep_axes", "sweep_figure", "sweep_table",
@@ -185,7 +190,7 @@ def validation_report(rows: list[dict[str, Any]], skipped: list[dict[str, Any]],
 # ------------------------------------------------------------------------------------------- data
 
 
-def detail(result: Any) -> dict[str, Any]:
+def detail(result: Result) -> dict[str, Any]:
     """Per-task data a report's figures need, as JSON-ready lists (the `detail` key of `--detail` output).
 
     `latencies`: seconds, one per completed task; `series`: `Result.concurrency_series()` as columns
@@ -272,17 +277,18 @@ def latency_cdf_figure(latencies: Mapping[str, Sequence[float]]) -> bytes:
     return _png(fig)
 
 
-def utilisation_figure(resources: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> bytes | None:
-    """Bars of utilisation per bounded resource, grouped by label (a strategy); None when none is bounded."""
+def utilisation_figure(utilisation: Mapping[str, Mapping[str, float | None]]) -> bytes | None:
+    """Bars of utilisation per bounded resource, grouped by label (a strategy): `utilisation[label][resource]`
+    (None for an unbounded resource, left out); None when no resource is bounded."""
     import pandas as pd
 
-    rows = [{"resource": name, "strategy": str(label), "utilisation": r["utilization"]}
-            for label, res in resources.items() for name, r in res.items() if r.get("utilization") is not None]
+    rows = [{"resource": name, "strategy": str(label), "utilisation": u}
+            for label, by_resource in utilisation.items() for name, u in by_resource.items() if u is not None]
     if not rows:
         return None
     plt, sns = _plot()
     frame = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.1 * frame["resource"].nunique() * max(1, len(resources)) / 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.1 * frame["resource"].nunique() * max(1, len(utilisation)) / 2), 4))
     sns.barplot(data=frame, x="resource", y="utilisation", hue="strategy", ax=ax)
     ax.set(ylim=(0, max(1.0, float(frame["utilisation"].max()) * 1.1)), title="Utilisation per resource",
            ylabel="mean busy / capacity")
@@ -290,9 +296,9 @@ def utilisation_figure(resources: Mapping[str, Mapping[str, Mapping[str, Any]]])
     return _png(fig)
 
 
-def sweep_figure(summary: Any, *, x: str, hue: str | None, metric: str = "t_total", crossings: Sequence[Any] = (),
-                 xlabel: str | None = None, ylabel: str | None = None, logy: bool = False,
-                 measured: Sequence[tuple[str, float, float]] = ()) -> bytes:
+def sweep_figure(summary: pd.DataFrame, *, x: str, hue: str | None, metric: str = "t_total",
+                 crossings: Sequence[Crossover] = (), xlabel: str | None = None, ylabel: str | None = None,
+                 logy: bool = False, measured: Sequence[tuple[str, float, float]] = ()) -> bytes:
     """A metric's mean against `x` with its 95% CI band, one line per `hue` value; crossings marked.
 
     `summary` has `<metric>_mean` and `<metric>_ci95` columns (a sweep summary); `crossings` are
@@ -316,7 +322,7 @@ def sweep_figure(summary: Any, *, x: str, hue: str | None, metric: str = "t_tota
             marked = True
     mine = sorted((c for c in crossings if c.metric == metric), key=lambda c: c.x)
     span = float(summary[x].max() - summary[x].min()) or 1.0
-    clusters: list[list[Any]] = []
+    clusters: list[list[Crossover]] = []
     for c in mine:  # crossings closer than 3% of the axis share one label
         if clusters and c.x - clusters[-1][0].x < 0.03 * span:
             clusters[-1].append(c)
@@ -339,7 +345,7 @@ def sweep_figure(summary: Any, *, x: str, hue: str | None, metric: str = "t_tota
     return _png(fig)
 
 
-def _lossy(summary: Any) -> Any:
+def _lossy(summary: pd.DataFrame) -> pd.Series:
     """Per row of a sweep summary: does the point lose work (see `asyncsim.ranking`)?"""
     import pandas as pd
 
@@ -348,7 +354,7 @@ def _lossy(summary: Any) -> Any:
     return summary.apply(lambda row: not complete(row), axis=1).astype(bool)
 
 
-def split_figure(summary: Any, *, x: str, hue: str | None, xlabel: str | None = None,
+def split_figure(summary: pd.DataFrame, *, x: str, hue: str | None, xlabel: str | None = None,
                  states: Sequence[str] | None = None) -> bytes:
     """Mean tasks in flight against `x`, stacked by state (computing / waiting / queued / …), a panel per hue.
 
@@ -369,44 +375,41 @@ def split_figure(summary: Any, *, x: str, hue: str | None, xlabel: str | None = 
     return _png(fig)
 
 
-_OVERLAY = (("T_total", "t_total"), ("throughput", "throughput"), ("mean in flight", "concurrency.mean"),
-            ("p50", "latency.p50"), ("p95", "latency.p95"))
+_OVERLAY = (("T_total", "t_total"), ("throughput", "throughput"), ("mean in flight", "concurrency_mean"),
+            ("p50", "latency_p50"), ("p95", "latency_p95"))  # (label, flat metric)
 
 
-def _get(d: Mapping[str, Any], dotted: str) -> float:
-    value: Any = d
-    for part in dotted.split("."):
-        value = value[part]
-    return float(value)
-
-
-def overlay_figure(validations: Sequence[Mapping[str, Any]]) -> bytes:
+def overlay_figure(validations: Sequence[SavedValidation]) -> bytes:
     """Simulated against measured: predicted and replayed metrics as multiples of the measured ones (= 1),
     a panel per strategy; with `detail` in the file, tasks in flight over time for all three overlaid below."""
     import pandas as pd
 
-    with_series = all("detail" in v.get(k, {}) for v in validations for k in ("predicted", "measured", "replayed"))
+    with_series = all(run.detail is not None for v in validations for run in (v.predicted, v.measured, v.replayed))
     n = len(validations)
     fig, axes = _grid(n * (2 if with_series else 1), width=5.2, height=3.2, cols=n if with_series else 2)
     _, sns = _plot()
     for ax, v in zip(axes, validations, strict=False):
-        rows = [{"metric": label, "run": run, "ratio": _get(v[run], key) / m if (m := _get(v["measured"], key))
-                 else math.nan} for label, key in _OVERLAY for run in ("predicted", "replayed")]
+        measured = v.measured.result.metrics()
+        simulated = {"predicted": v.predicted.result.metrics(), "replayed": v.replayed.result.metrics()}
+        rows = [{"metric": label, "run": run, "ratio": simulated[run][key] / m if (m := measured[key]) else math.nan}
+                for label, key in _OVERLAY for run in ("predicted", "replayed")]
         frame = pd.DataFrame(rows)
         ax.axhline(1.0, color="0.3", lw=1)
         ax.axhspan(0.95, 1.05, color="0.88")
         sns.stripplot(data=frame, x="metric", y="ratio", hue="run", ax=ax, size=7, jitter=False, dodge=True,
                       palette={"predicted": "#C44E52", "replayed": "#4C72B0"})
-        ax.set(title=f"{v['strategy']} (time scale {v.get('time_scale', 1):g})", xlabel="",
+        ax.set(title=f"{v.strategy} (time scale {v.time_scale:g})", xlabel="",
                ylabel="simulated / measured")
         ax.legend(fontsize=7)
     if with_series:
         for ax, v in zip(axes[n:], validations, strict=True):
-            for run, style in (("measured", dict(color="0.2", lw=1.6)), ("predicted", dict(color="#C44E52", lw=1)),
-                               ("replayed", dict(color="#4C72B0", lw=1, ls="--"))):
-                s = v[run]["detail"]["series"]
+            for run, saved, style in (("measured", v.measured, dict(color="0.2", lw=1.6)),
+                                      ("predicted", v.predicted, dict(color="#C44E52", lw=1)),
+                                      ("replayed", v.replayed, dict(color="#4C72B0", lw=1, ls="--"))):
+                assert saved.detail is not None  # with_series
+                s = saved.detail.series
                 ax.step(s["time"], s["in_flight"], where="post", label=run, **style)
-            ax.set(title=f"{v['strategy']}: tasks in flight", xlabel="time (model s)", ylabel="tasks")
+            ax.set(title=f"{v.strategy}: tasks in flight", xlabel="time (model s)", ylabel="tasks")
             ax.legend(fontsize=7)
     fig.tight_layout()
     return _png(fig)
@@ -464,7 +467,7 @@ def _num(x: float) -> str:
     return f"{x:.3g}"
 
 
-def sweep_axes(summary: Any, params: Sequence[str]) -> tuple[str | None, str | None, Any]:
+def sweep_axes(summary: pd.DataFrame, params: Sequence[str]) -> tuple[str | None, str | None, pd.DataFrame]:
     """Pick a sweep's x axis and line labels: (x, hue, frame with a `hue` column).
 
     x is the first numeric parameter with more than one value (None if there is none); the other varying
@@ -484,7 +487,7 @@ def sweep_axes(summary: Any, params: Sequence[str]) -> tuple[str | None, str | N
     return x, hue, summary.assign(**{hue: labels})
 
 
-def sweep_table(summary: Any, params: Sequence[str]) -> list[str]:
+def sweep_table(summary: pd.DataFrame, params: Sequence[str]) -> list[str]:
     """A Markdown table of a sweep summary: the parameters, completed and failed tasks (429s, retries and cost
     where the runs have them), then T_total, goodput, p95 and mean in flight; ⚠ marks points that lose work."""
     outcome = [("completed", "completed", _count), ("failed", "failed", _count)]
@@ -514,7 +517,7 @@ def _count(x: float) -> str:
     return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}"
 
 
-def best_point(summary: Any, params: Sequence[str]) -> str:
+def best_point(summary: pd.DataFrame, params: Sequence[str]) -> str:
     """One sentence naming the fastest grid point that completes every task (or saying that none does)."""
     rows = [row for _, row in summary.iterrows()]
     if not rows:
@@ -544,70 +547,72 @@ def report(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
     Raises:
         ModelError: (source = the file) when it is none of the outputs `_saved.read_saved` knows.
     """
-    from ._saved import read_saved
-
     saved = read_saved(path)
     meta = metadata(command, source=str(path))
-    if saved.kind == "suite":
-        return validation_report(saved.data["rows"], saved.data["skipped"], saved.data["meta"], out_dir)
-    if saved.kind in ("run", "compare"):
+    if saved.suite is not None:
+        return validation_report(saved.suite["rows"], saved.suite["skipped"], saved.suite["meta"], out_dir)
+    if saved.runs:
         lines, figures = _runs_doc(saved, meta)
-    elif saved.kind == "validate":
-        lines, figures = _validate_doc(saved, meta)
+    elif saved.validations:
+        lines, figures = _validate_doc(saved.validations, meta)
     else:
         lines, figures = _sweep_doc(saved, meta)
     return write_report(out_dir, lines, figures)
 
 
-def _runs_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, bytes | None]]:
-    results = [saved.data] if saved.kind == "run" else list(saved.data)
+def _runs_doc(saved: Saved, meta: dict[str, Any]) -> tuple[list[str], dict[str, bytes | None]]:
+    runs = saved.runs
+    results = [run.result for run in runs]
     first = results[0]
     if saved.kind == "run":
-        reps = f", mean of {first['replications']} replications ± 95% CI" if "replications" in first else ""
-        title = f"{first['model']} under {first['strategy']}"
-        lost = first["tasks"] - first["completed"]
-        loss = f" ({_count(lost)} lost: {lost / first['tasks']:.1%} of the work)" if lost > 0 else ""
-        cost = f", cost {_num(first['cost']['total'])}" if "cost" in first else ""
-        opening = (f"{_count(first['completed'])} of {_count(first['tasks'])} tasks completed{loss} in "
-                   f"{fmt_s(first['t_total'])}{cost} (seed {first['seed']}{reps}).")
+        reps = f", mean of {runs[0].replications} replications ± 95% CI" if runs[0].replications is not None else ""
+        title = f"{first.model} under {first.strategy}"
+        lost = first.tasks - first.completed
+        loss = f" ({_count(lost)} lost: {lost / first.tasks:.1%} of the work)" if lost > 0 else ""
+        cost = f", cost {_num(first.cost.total)}" if first.cost is not None else ""
+        opening = (f"{_count(first.completed)} of {_count(first.tasks)} tasks completed{loss} in "
+                   f"{fmt_s(first.t_total)}{cost} (seed {first.seed}{reps}).")
     else:
-        title = f"{first['model']}: {', '.join(r['strategy'] for r in results)}"
-        opening = "; ".join(speedups(results)) + f" (paired: the same draws, seed {first['seed']})."
+        title = f"{first.model}: {', '.join(r.strategy for r in results)}"
+        opening = "; ".join(speedups(results)) + f" (paired: the same draws, seed {first.seed})."
     lines = [*header(title, meta=meta), opening, "", *_steady_lines(results)]
-    flat = [flat_metrics(r) for r in results]
+    flat = [r.metrics() for r in results]
     outcome = [("429s", "rate_limited"), ("retries", "retries"), ("cost", "cost")]
     outcome = [(t, k) for t, k in outcome if any(m.get(k, 0) > 0 for m in flat)]
-    states = [k for k in first["concurrency"] if k.endswith("_mean") and any(r["concurrency"][k] for r in results)]
+    states = [s for s in STATES if any(r.concurrency.by_state()[s] for r in results)]
     cols = ["strategy", "completed", "failed", *(t for t, _ in outcome), "T_total", "goodput/s", "p50", "p95", "p99",
-            "in flight", "peak", *(s.removesuffix("_mean") for s in states)]
+            "in flight", "peak", *states]
     lines += ["| " + " | ".join(cols) + " |", "| --- |" + " ---: |" * (len(cols) - 1)]
-    for r, m in zip(results, flat, strict=True):
-        ci = r.get("ci95", {})
-        lat, conc = r["latency"], r["concurrency"]
-        lci, cci = ci.get("latency", {}), ci.get("concurrency", {})
-        cells = [r["strategy"] + ("" if complete(r) else " ⚠"), _count(r["completed"]), _count(r["failed"]),
+    for run, r, m in zip(runs, results, flat, strict=True):
+        lat, conc = r.latency, r.concurrency
+        cells = [r.strategy + ("" if complete(r) else " ⚠"), _count(r.completed), _count(r.failed),
                  *(_num(m[k]) if k == "cost" else _count(m[k]) for _, k in outcome),
-                 _ci(r["t_total"], ci.get("t_total")), _ci(r.get("goodput", r["throughput"]), ci.get("goodput"), _num),
-                 *(_ci(lat[p], lci.get(p)) for p in ("p50", "p95", "p99")),
-                 _ci(conc["mean"], cci.get("mean"), _num), f"{conc['peak']:g}", *(_num(conc[s]) for s in states)]
-        if not r.get("steady", {}).get("stable", True):
+                 _ci(r.t_total, run.half("t_total")), _ci(r.goodput, run.half("goodput"), _num),
+                 *(_ci(getattr(lat, p), run.half("latency", p)) for p in ("p50", "p95", "p99")),
+                 _ci(conc.mean, run.half("concurrency", "mean"), _num), f"{conc.peak:g}",
+                 *(_num(conc.by_state()[s]) for s in states)]
+        if r.steady is not None and not r.steady.stable:
             cells[0] += " (unstable)"
         lines.append("| " + " | ".join(cells) + " |")
     if not all(complete(r) for r in results):
         lines += ["", "⚠ loses work: its T_total covers only what it finished, so it is not ranked."]
     lines.append("")
     figures: dict[str, bytes | None] = {
-        "utilisation.png": utilisation_figure({r["strategy"]: r["resources"] for r in results})}
+        "utilisation.png": utilisation_figure({r.strategy: {str(k): v.utilization for k, v in r.resources.items()}
+                                               for r in results})}
     if figures["utilisation.png"] is not None:
         lines += ["![utilisation per resource](utilisation.png)", ""]
     lines += _resources_table(results)
-    if all("detail" in r for r in results):
-        figures["concurrency.png"] = concurrency_figure({r["strategy"]: r["detail"]["series"] for r in results})
-        figures["latency_cdf.png"] = latency_cdf_figure({r["strategy"]: r["detail"]["latencies"] for r in results})
+    details = [run.detail for run in runs]
+    if all(d is not None for d in details):
+        series = {r.strategy: d.series for r, d in zip(results, details, strict=True) if d is not None}
+        latencies = {r.strategy: d.latencies for r, d in zip(results, details, strict=True) if d is not None}
+        figures["concurrency.png"] = concurrency_figure(series)
+        figures["latency_cdf.png"] = latency_cdf_figure(latencies)
         lines += ["![tasks in flight over time, by state](concurrency.png)", "",
                   "![latency CDF](latency_cdf.png)", ""]
-        if "replications" in first:
-            lines += [f"The per-task figures show one replication (seed {first['detail']['seed']}).", ""]
+        if runs[0].replications is not None and details[0] is not None:
+            lines += [f"The per-task figures show one replication (seed {details[0].seed}).", ""]
     else:
         how = ("asyncsim run MODEL --json --detail > run.json" if saved.kind == "run"
                else "asyncsim compare MODEL --strategies ... --json --detail > compare.json")
@@ -615,95 +620,87 @@ def _runs_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, by
     return lines, figures
 
 
-def _steady_lines(results: Sequence[Mapping[str, Any]]) -> list[str]:
+def _steady_lines(results: Sequence[Result]) -> list[str]:
     """Each run's steady-state verdict (open and closed arrivals): a sentence for one run, a bullet per strategy."""
     out = []
     for r in results:
-        if "steady" not in r:
+        if r.steady is None:
             continue
-        verdict = Steady.from_dict(r["steady"])
-        text = verdict.summary()
+        text = r.steady.summary()
         text = text[0].upper() + text[1:]
-        if not verdict.stable:
+        if not r.steady.stable:
             text = f"**{text}**"
-        out.append(f"{text}." if len(results) == 1 else f"- {r['strategy']}: {text}.")
+        out.append(f"{text}." if len(results) == 1 else f"- {r.strategy}: {text}.")
     return [*out, ""] if out else []
 
 
-def _resources_table(results: Sequence[Mapping[str, Any]]) -> list[str]:
+def _resources_table(results: Sequence[Result]) -> list[str]:
     lines = ["| strategy | resource | capacity | utilisation | mean busy | mean wait/task | mean queue |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
-        for name, res in r["resources"].items():
-            util = "-" if res["utilization"] is None else f"{res['utilization']:.1%}"
-            cap = "∞" if res["capacity"] is None else f"{res['capacity']:g}"
-            lines.append(f"| {r['strategy']} | {name} | {cap} | {util} | {res['mean_busy']:.3g} | "
-                         f"{fmt_s(res['mean_wait'])} | {res['mean_queue']:.3g} |")
+        for resource, res in r.resources.items():
+            util = "-" if res.utilization is None else f"{res.utilization:.1%}"
+            cap = "∞" if res.capacity is None else f"{res.capacity:g}"
+            lines.append(f"| {r.strategy} | {resource} | {cap} | {util} | {res.mean_busy:.3g} | "
+                         f"{fmt_s(res.mean_wait)} | {res.mean_queue:.3g} |")
     return [*lines, ""]
 
 
-def _validate_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, bytes | None]]:
-    runs = saved.data
-    worst = max(runs, key=lambda v: abs(v["replay_error"]["t_total"]))
-    within = sum(abs(v["replay_error"]["t_total"]) <= 0.05 for v in runs)
-    lines = [*header(f"{runs[0]['model']}: predicted vs measured", meta=meta),
+def _validate_doc(runs: Sequence[SavedValidation], meta: dict[str, Any]) -> tuple[list[str], dict[str, bytes | None]]:
+    worst = max(runs, key=lambda v: abs(v.replay_error["t_total"]))
+    within = sum(abs(v.replay_error["t_total"]) <= 0.05 for v in runs)
+    lines = [*header(f"{runs[0].model}: predicted vs measured", meta=meta),
              f"The replayed prediction is within 5% of the measured T_total for {within} of {len(runs)} "
-             f"strategies (worst: {worst['strategy']}, {_pct(worst['replay_error']['t_total'])}).", "",
+             f"strategies (worst: {worst.strategy}, {_pct(worst.replay_error['t_total'])}).", "",
              "| strategy | time scale | predicted | replayed | measured | error | replay error | "
              "mean in flight: replay error |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for v in runs:
-        err, rerr = v["error"], v["replay_error"]
+        err, rerr = v.error, v.replay_error
         flag = " ⚠" if abs(rerr["t_total"]) > 0.05 else ""
-        lines.append(f"| {v['strategy']} | {v['time_scale']:g} | {fmt_s(v['predicted']['t_total'])} | "
-                     f"{fmt_s(v['replayed']['t_total'])} | {fmt_s(v['measured']['t_total'])} | "
+        lines.append(f"| {v.strategy} | {v.time_scale:g} | {fmt_s(v.predicted.result.t_total)} | "
+                     f"{fmt_s(v.replayed.result.t_total)} | {fmt_s(v.measured.result.t_total)} | "
                      f"{_pct(err['t_total'])} | {_pct(rerr['t_total'])}{flag} | {_pct(rerr['concurrency_mean'])} |")
     lines += ["", *_lost_work(runs), "![simulated vs measured](overlay.png)", "",
               "Errors are (simulated − measured) / measured in model seconds; ⚠ marks a replay error above 5%. "
               "*Predicted* uses the model's nominal durations, *replayed* the CPU time each step really took."]
-    if not all("detail" in v["measured"] for v in runs):
+    if not all(v.measured.detail is not None for v in runs):
         lines.append("Tasks in flight over time, overlaid, need per-task data: write it with "
                      "`asyncsim validate MODEL --strategies ... --detail --out validate.json`.")
     return [*lines, ""], {"overlay.png": overlay_figure(runs)}
 
 
-def _lost_work(runs: list[dict[str, Any]]) -> list[str]:
+def _lost_work(runs: Sequence[SavedValidation]) -> list[str]:
     """Tasks completed and failed (and 429s and retries, summed over services) predicted vs measured; a
     strategy whose failed count differs is marked, and so is a time scale that changed the model's outcome."""
-    services = any("services" in v["measured"] for v in runs)
-    same = sum(v["predicted"]["failed"] == v["measured"]["failed"] for v in runs)
-    cols = ["completed", "failed", *(("429s", "retries") if services else ())]
+    services = any(v.measured.result.services for v in runs)
+    same = sum(v.predicted.result.failed == v.measured.result.failed for v in runs)
+    cols = {"completed": "completed", "failed": "failed", **({"429s": "rate_limited", "retries": "retries"}
+                                                             if services else {})}
     lines = [f"Failed tasks: predicted as measured for {same} of {len(runs)} strategies.", "",
              "| strategy | " + " | ".join(f"{c}: predicted | {c}: measured" for c in cols) + " |",
              "| --- |" + " ---: |" * (2 * len(cols))]
     for v in runs:
-        cells = [v["strategy"]]
-        for col in cols:
-            pm = [_total(v[run], col) for run in ("predicted", "measured")]
+        cells = [v.strategy]
+        flat = [v.predicted.result.metrics(), v.measured.result.metrics()]
+        for col, key in cols.items():
+            pm = [float(m[key]) for m in flat]
             flag = " ⚠" if col == "failed" and pm[0] != pm[1] else ""
             cells += [f"{pm[0]:g}", f"{pm[1]:g}{flag}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *(["⚠ marks a failed count that differs between prediction and measurement.", ""]
                     if same < len(runs) else [])]
     for v in runs:
-        check = v.get("scale_check")
+        check = v.scale_check
         if check is not None and not check["matches"]:
-            lines += [f"⚠ {v['strategy']}: time scale {check['time_scale']:g} changes the outcome of the nominal "
+            lines += [f"⚠ {v.strategy}: time scale {check['time_scale']:g} changes the outcome of the nominal "
                       f"prediction (scale 1, waits on sockets): {', '.join(check['differences'])} "
                       f"(at {check['time_scale']:g} vs nominal).", ""]
     return lines
 
 
-def _total(result: dict[str, Any], key: str) -> float:
-    if key in ("completed", "failed"):
-        return float(result[key])
-    key = "rate_limited" if key == "429s" else key
-    return float(sum(s[key] for s in result.get("services", {}).values()))
-
-
-def _sweep_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, bytes | None]]:
-    from .curves import crossovers
-
-    summary, params = saved.data, list(saved.params)
+def _sweep_doc(saved: Saved, meta: dict[str, Any]) -> tuple[list[str], dict[str, bytes | None]]:
+    summary, params = saved.summary, list(saved.params)
+    assert summary is not None  # read_saved gives every sweep and summary one
     x, hue, frame = sweep_axes(summary, params)
     runs = int(summary["replications"].sum())
     source = "from the per-run table" if saved.kind == "sweep" else "a summary"
@@ -731,7 +728,7 @@ def _sweep_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, b
     return [*lines, ""], figures
 
 
-def _bar_figure(summary: Any, label: str | None) -> bytes:
+def _bar_figure(summary: pd.DataFrame, label: str | None) -> bytes:
     """T_total per grid point, best first by `asyncsim.ranking`: points that lose work last, hatched and labelled."""
     plt, sns = _plot()
     order = ranked([row for _, row in summary.iterrows()])

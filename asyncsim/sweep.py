@@ -343,7 +343,7 @@ def _run_dask(scheduler: str | Any, raw: dict[str, Any], base: str | None,
         raise ModelError("--scheduler: dask.distributed is not installed (pip install 'asyncsim[dask]')") from None
     own = isinstance(scheduler, str)
     try:
-        client = distributed.Client(scheduler) if own else scheduler
+        client: distributed.Client = distributed.Client(scheduler) if isinstance(scheduler, str) else scheduler
     except (OSError, TimeoutError) as exc:
         raise ModelError(f"--scheduler: cannot connect to {scheduler} ({exc})") from None
     try:

@@ -192,14 +192,14 @@ def _limit_words(name: str) -> str:
     return name
 
 
-def _utilisation(row: Any) -> dict[str, dict[str, float]]:
+def _utilisation(row: Any) -> dict[str, float | None]:
     """A summary row's mean utilisation per stage, of the cores and of the executor's processes."""
     stages = [c.removeprefix("stage.").removesuffix(".utilization_mean") for c in row.index
               if c.startswith("stage.") and c.endswith(".utilization_mean")]
-    out = {f"stage {s}": {"utilization": float(row[f"stage.{s}.utilization_mean"])} for s in stages}
+    out: dict[str, float | None] = {f"stage {s}": float(row[f"stage.{s}.utilization_mean"]) for s in stages}
     for res in ("executor", "cores"):
         if f"util.{res}_mean" in row.index:
-            out[res] = {"utilization": float(row[f"util.{res}_mean"])}
+            out[res] = float(row[f"util.{res}_mean"])
     return out
 
 
