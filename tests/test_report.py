@@ -12,9 +12,12 @@ import pandas as pd
 import pytest
 
 import asyncsim as a
+from asyncsim import _json
+from asyncsim._saved import read_saved
 from asyncsim.cli import main
 from asyncsim.metrics import STATES
 from asyncsim.report import concurrency_figure, detail, report
+from asyncsim.results import Result
 from asyncsim.validate import Validation
 
 from .conftest import ROOT
@@ -179,6 +182,10 @@ def test_a_state_added_to_the_series_is_drawn_without_code_changes():
         ("other.json", json.dumps({"hello": 1}), "a JSON object with keys hello"),
         ("other.csv", "a,b\n1,2\n", "a table with columns a, b"),
         ("bytes.json", b"\xff\xfe\x00garbage", "not a text file"),
+        ("run.json", json.dumps({"strategy": "asyncio", "t_total": 1.0, "concurrency": {"mean": 1.0}}),
+         "missing 'model'; expected the output of run --json"),
+        ("compare.json", json.dumps([{"strategy": "a", "t_total": 1.0, "concurrency": {}}] * 2),
+         "item 0: missing 'model'"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_file_and_exit_2(tmp_path, capsys, name, content, problem):
@@ -205,3 +212,16 @@ def test_report_from_python_returns_the_path(tmp_path):
     source = tmp_path / "run.json"
     source.write_text(json.dumps(a.simulate(a.load(ETL), strategy="threads:2").to_dict()))
     assert report(source, tmp_path / "r") == tmp_path / "r" / "report.md"
+
+
+def test_saved_runs_are_read_into_types(capsys, tmp_path):
+    source = _save(capsys, tmp_path / "run.json", "run", ETL, "-r", "3", "--json")
+    saved = read_saved(source)
+    (run,) = saved.runs
+    data = json.loads(source.read_text())
+    assert run.replications == 3
+    assert run.result.t_total == data["t_total"]
+    assert run.half("latency", "p99") == data["ci95"]["latency"]["p99"]
+    assert run.half("no", "such") is None
+    assert run.detail is None
+    assert _json.dumps(run.result.to_dict()) == _json.dumps(Result.from_dict(data).to_dict())
