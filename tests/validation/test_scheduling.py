@@ -99,8 +99,8 @@ def problems(v: Validation, *, latency_tol: float = LATENCY_TOL, t_total_tol: fl
         rel = (model.latency.mean - real.latency.mean) / real.latency.mean
         if abs(rel) > latency_tol:
             out.append(f"{name} mean latency {rel:+.1%}")
-        missed, predicted = real.get("deadline_missed", 0), model.get("deadline_missed", 0)
-        if abs(missed - predicted) > DEADLINE_TOL(real["tasks"]):
+        missed, predicted = real.deadline_missed or 0, model.deadline_missed or 0
+        if abs(missed - predicted) > DEADLINE_TOL(real.tasks):
             out.append(f"{name} missed {missed} deadlines, predicted {predicted}")
     return out
 
