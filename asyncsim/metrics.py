@@ -1,6 +1,7 @@
 """Metrics as pure functions of a trace and its task table — one definition for simulated and real runs.
 
-Definitions (also in the README):
+`compute_result` returns a `results.Result` whose parts are the typed statistics of `stats`; each task's
+state at each moment comes from `states`. Definitions (also in the README):
 * `t_total` = last task to finish (completed or failed) − first arrival; `throughput` = tasks finished
   (completed or failed) / t_total; `goodput` = tasks completed / t_total — the rate of useful work, which is
   what rankings and plans compare; `failed_fraction` = failed / tasks.
