@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .metrics import Result
+from .rules.calls import accepted, charged_tokens
 from .scenario import CALL, CPU, IO, PAR, STAGE, USE, Node, Scenario
-from .services import RateLimit, Service, accepted, charged_tokens
+from .services import RateLimit, Service
 from .strategies import Asyncio, Processes, Sequential, Threads
 from .trace import K_ADMIT
 

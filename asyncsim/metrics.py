@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from .services import OK, OUTCOMES, Price, accepted
+from .rules.calls import accepted
+from .services import OK, OUTCOMES, Price
 from .steady import Steady
 from .trace import K_ADMIT, K_BATCH, K_CALL, K_CPU, K_IO, K_RESUME, K_STAGE, K_THROTTLE, K_USE, CallTable, Trace
 

@@ -7,23 +7,11 @@ import math
 
 import pytest
 
-from asyncsim.calls import BATCH, SERVE, SLEEP, StepFailedError, attempts, buckets
 from asyncsim.real.service import BatchSchedule
-from asyncsim.services import (
-    OK,
-    RATE_LIMITED,
-    SERVER_ERROR,
-    TIMEOUT,
-    Batching,
-    BatchQueue,
-    Failures,
-    RateLimit,
-    Retry,
-    Service,
-    TokenBucket,
-    attempt_outcome,
-    backoff_s,
-)
+from asyncsim.rules.calls import BATCH, SERVE, SLEEP, StepFailedError, attempt_outcome, attempts, backoff_s
+from asyncsim.rules.limits import TokenBucket, buckets
+from asyncsim.rules.queues import BatchQueue
+from asyncsim.services import OK, RATE_LIMITED, SERVER_ERROR, TIMEOUT, Batching, Failures, RateLimit, Retry, Service
 
 # ---------------------------------------------------------------------------------------- TokenBucket
 

@@ -18,9 +18,9 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
 from ..errors import ModelError
-from ..policies import Ticket
+from ..rules.calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
+from ..rules.queues import Ticket
 from ..scenario import CALL, CPU, IO, PAR, USE, Node
 from ..trace import K_ADMIT, K_CPU, K_IO, K_USE
 from .cpuwork import CpuWork, burn

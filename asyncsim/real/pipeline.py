@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._pipeline import batch_durations, entries, item_ticket, routes
-from ..calls import StepFailedError
-from ..policies import Policy, Ticket, WaitQueue
+from ..policies import Policy
+from ..rules.calls import StepFailedError
+from ..rules.pipeline import batch_durations, entries, item_ticket, routes
+from ..rules.queues import Ticket, WaitQueue
 from ..scenario import Node
 from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
 from ._workers import pool_timeout

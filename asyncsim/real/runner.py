@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
-from ..policies import Ticket, Tickets
+from ..rules.calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
+from ..rules.queues import Ticket, Tickets
 from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
 from ..strategies import Asyncio, Processes, Sequential, Threads
 from ..trace import K_ADMIT, K_CPU, K_IO, K_USE, CallLog, RunOutput, TraceBuilder

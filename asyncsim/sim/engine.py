@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import simpy
 
-from ..calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
 from ..errors import DeadlockError, RunLimitError
-from ..policies import Ticket, Tickets, WaitQueue
+from ..rules.calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
+from ..rules.queues import Ticket, Tickets, WaitQueue
 from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
 from ..spec import Machine
 from ..strategies import Asyncio, Processes, Sequential, Threads

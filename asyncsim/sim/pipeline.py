@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import simpy
 
-from .._pipeline import batch_durations, entries, item_ticket, routes
-from ..policies import Policy, Ticket, WaitQueue
+from ..policies import Policy
+from ..rules.pipeline import batch_durations, entries, item_ticket, routes
+from ..rules.queues import Ticket, WaitQueue
 from ..scenario import Node
 from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
 from .cpu import Strand, compute

@@ -13,9 +13,10 @@ from collections.abc import Generator
 
 import simpy
 
-from ..calls import buckets
-from ..policies import Policy, QueueSchedule, Ticket, WaitQueue, served
-from ..services import Batching, BatchQueue, PolicyLimiter, Service
+from ..policies import Policy
+from ..rules.limits import PolicyLimiter, buckets
+from ..rules.queues import BatchQueue, QueueSchedule, Ticket, WaitQueue, served
+from ..services import Batching, Service
 from ..trace import TraceBuilder
 
 __all__ = ["Batcher", "PolicyServer", "SimLimiter", "SimService", "Slots"]

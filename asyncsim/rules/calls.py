@@ -24,30 +24,27 @@ from collections.abc import Callable, Generator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
-from .services import (
+from ..services import (
     ATTEMPT_FIELDS,
     CALL_HEAD,
     OK,
     OUTCOMES,
     RATE_LIMITED,
     REJECTED,
+    SERVER_ERROR,
     TIMEOUT,
+    Failures,
     RateLimit,
+    Retry,
     Service,
-    TokenBucket,
-    attempt_outcome,
-    backoff_s,
-    charged_tokens,
 )
-from .trace import K_CALL, K_THROTTLE
+from ..trace import K_CALL, K_THROTTLE
+from .limits import Buckets
 
-__all__ = ["BATCH", "LIMIT", "SERVE", "SLEEP", "Buckets", "Endpoint", "StepFailedError", "attempts", "buckets"]
+__all__ = ["BATCH", "LIMIT", "SERVE", "SLEEP", "Endpoint", "StepFailedError", "accepted", "attempt_outcome", "attempts",
+           "backoff_s", "charged_tokens"]
 
 SLEEP, SERVE, BATCH, LIMIT = range(4)
-
-Buckets = tuple[TokenBucket | None, TokenBucket | None]
-"""A rate limit's (requests, tokens) buckets."""
-
 
 class StepFailedError(Exception):
     """A step failed as the model says it can (a call out of attempts, a pool timeout); the message says how."""
@@ -65,12 +62,40 @@ class Endpoint(Protocol):
     client: Buckets | None
 
 
-def buckets(limit: RateLimit | None, states: tuple[Any, Any] = (None, None)) -> Buckets | None:
-    """The (requests, tokens) buckets of `limit` (None when there is no limit); `states` may be shared memory."""
-    if limit is None:
-        return None
-    req, tok = limit.buckets()
-    return (TokenBucket(*req, state=states[0]) if req else None, TokenBucket(*tok, state=states[1]) if tok else None)
+def charged_tokens(service: Service, limit: RateLimit, tokens_in: float, tokens_out: float) -> float:
+    """Tokens a request is charged against `limit` (max_tokens reserved when the provider counts it)."""
+    if limit.count_max_tokens:
+        assert service.tokens is not None
+        assert service.tokens.max_tokens is not None
+        return tokens_in + service.tokens.max_tokens
+    return tokens_in + tokens_out
+
+
+def attempt_outcome(failures: Failures, u: float) -> int:
+    """OK, RATE_LIMITED, SERVER_ERROR or TIMEOUT, from a uniform draw `u` in [0, 1)."""
+    if u < failures.rate_limited:
+        return RATE_LIMITED
+    if u < failures.rate_limited + failures.server_error:
+        return SERVER_ERROR
+    if u < failures.rate_limited + failures.server_error + failures.timeout:
+        return TIMEOUT
+    return OK
+
+
+def accepted(outcome: Any) -> Any:
+    """Which attempts (outcome codes, one or an array) the server accepted, so spent quota and tokens: an OK, or
+    a 5xx or timeout after acceptance; a 429 or a rejected request spent nothing."""
+    return (outcome == OK) | (outcome == SERVER_ERROR) | (outcome == TIMEOUT)
+
+
+def backoff_s(retry: Retry, n: int, u: float, retry_after: float | None = None) -> float:
+    """Seconds to wait before retry `n` (0 for the first), from a jitter uniform `u` in [0, 1)."""
+    if retry_after is not None and retry.honor_retry_after and 0 <= retry_after <= 60:
+        return retry_after
+    ceiling = min(retry.initial * retry.multiplier**n, retry.max_delay)
+    if retry.policy == "full_jitter":
+        return u * ceiling
+    return ceiling * (1 - retry.jitter * u)
 
 
 def _charges(spec: Service, limit: RateLimit, tokens_in: float, tokens_out: float) -> tuple[float, float]:
