@@ -26,9 +26,9 @@ from ..policies import Policy
 from ..rules.calls import StepFailedError
 from ..rules.pipeline import batch_durations, entries, item_ticket, routes
 from ..rules.queues import Ticket, WaitQueue
+from ..rules.task import pool_timeout
 from ..scenario import Node
 from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
-from ._workers import pool_timeout
 
 if TYPE_CHECKING:
     from .runner import _AsyncRun
@@ -231,13 +231,10 @@ class _Pipeline:
                 failure = exc
         try:
             if failure is None:
-                arun.batch_size[leader] = len(batch)
                 try:
-                    await arun.steps(leader, durs, stage.node.body)
+                    await arun.steps(leader, durs, stage.node.body, len(batch))
                 except Exception as exc:  # a failing batch is a result: its items fail
                     failure = exc
-                finally:
-                    del arun.batch_size[leader]
             end = run.now()
             tb = run.tb
             tb.add(leader, stage.node.id, K_STAGE, stage.res, self.ready_at[leader], start, end, float(len(batch)))

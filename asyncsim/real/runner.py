@@ -19,17 +19,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from ..rules.calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
+from ..rules.calls import BATCH, LIMIT, SERVE, SLEEP
 from ..rules.queues import Ticket, Tickets
-from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
+from ..rules.task import ACQUIRE, CPU_WORK, FORK, IO_WAIT, Context, steps
+from ..scenario import Node, Scenario
 from ..strategies import Asyncio, Processes, Sequential, Threads
-from ..trace import K_ADMIT, K_CPU, K_IO, K_USE, CallLog, RunOutput, TraceBuilder
+from ..trace import K_ADMIT, K_CPU, CallLog, RunOutput, TraceBuilder
 from . import _workers
 from .cpuwork import CpuWork, measure_rate
 from .pipeline import run_pipeline
@@ -70,6 +71,13 @@ class _Run:
                                   self.tb.resource_id(f"backoff:{k}") if s.attempts > 1 else -1)
                               for k, s in w.services.items()}
         self.calls = CallLog() if w.services else None
+
+    def rules(self, services: dict[str, RealService], release: Callable[[int, Node], None]) -> Context:
+        """The task interpreter's view of this run (`rules.task.Context`): its clock and recorders, `services`,
+        the pools' trace codes and timeouts, `release`, and the step hook."""
+        pools = {k: (self.pool_res[k], p.timeout) for k, p in self.sc.workload.pools.items()}
+        return Context(clock=self.now, add=self.tb.add, log=self.calls.add if self.calls is not None else _no_calls,
+                       services=services, pools=pools, release=release, on_step=self.on_step)
 
     def now(self) -> float:
         """Model seconds since the start."""
@@ -207,7 +215,7 @@ class _AsyncRun:
                           else asyncio.Semaphore(p.capacity), p.timeout) for k, p in w.pools.items()}
         self.services = run.services(asyncio=True)
         self.executor = executor
-        self.batch_size: dict[int, int] = {}  # items a task's calls carry, when it leads a pipeline batch
+        self.rules = run.rules(self.services, self._release)
         tb = run.tb
         self.admit_res = tb.resource_id("limit")
         self.exec_res = tb.resource_id("executor") if executor is not None else tb.resource_id("loop")
@@ -267,84 +275,80 @@ class _AsyncRun:
                 self.limit.release()
         run.done[i] = run.now()  # not reached when interrupted: the task stays unfinished
 
-    async def steps(self, i: int, durs: list[float], steps: tuple[Node, ...]) -> None:
-        """Run steps on the loop; `durs` are model units (scaled here where they are waited or burnt)."""
-        run, tb, scale = self.run, self.run.tb, self.run.scale
-        for node in steps:
-            kind = node.kind
-            if run.on_step is not None and kind in (CPU, IO, CALL):
-                run.on_step(i, node)
-            if kind == CPU:
+    async def steps(self, i: int, durs: list[float], nodes: tuple[Node, ...], size: int = 1) -> None:
+        """Run task i's `nodes` on the loop (`size` items ride on each call: a pipeline batch)."""
+        await self.drive(i, steps(self.rules, i, durs, nodes, size))
+
+    async def drive(self, i: int, commands: Generator[Any, Any, None]) -> None:
+        """Carry out task i's commands (`rules.task.steps`) on the loop: waits are `asyncio.sleep` of the
+        scaled durations, CPU work is calibrated Python run here (or in the executor).
+
+        Raises:
+            StepFailedError: a step failed (the interpreter's error, passed on); or what a step hook raised.
+        """
+        run = self.run
+        scale = run.scale
+        reply: Any = None
+        while True:
+            try:
+                op, value, subject = commands.send(reply)
+            except StopIteration:
+                return
+            reply = None
+            if op == CPU_WORK:
                 if self.executor is not None:
                     submitted = run.now()
                     loop = asyncio.get_running_loop()
                     start, end, cpu = await loop.run_in_executor(
-                        self.executor, _workers.timed_burn, run.cpu.iterations(durs[node.id] * scale))
-                    tb.add(i, node.id, K_CPU, self.exec_res, submitted, run.model_time(start),
-                           run.model_time(end), cpu / scale)
+                        self.executor, _workers.timed_burn, run.cpu.iterations(value * scale))
+                    run.tb.add(i, subject.id, K_CPU, self.exec_res, submitted, run.model_time(start),
+                               run.model_time(end), cpu / scale)
                     continue
                 start = run.now()
-                cpu = run.cpu.run(durs[node.id] * scale)
-                tb.add(i, node.id, K_CPU, self.exec_res, start, start, run.now(), cpu / scale)
-            elif kind == IO:
-                start = run.now()
-                await asyncio.sleep(durs[node.id] * scale)
-                tb.add(i, node.id, K_IO, -1, start, start, run.now())
-            elif kind == CALL:
-                await self.call(i, node, durs, self.batch_size.get(i, 1))
-            elif kind == USE:
-                sem, timeout = self.pools[node.name]  # type: ignore[index]
-                res = run.pool_res[node.name]  # type: ignore[index]
-                asked = run.now()
-                try:
-                    async with asyncio.timeout(None if timeout is None else timeout * scale):
-                        await _acquire(sem, run, i)
-                except TimeoutError:
-                    now = run.now()
-                    tb.add(i, node.id, K_USE, res, asked, now, now)
-                    raise StepFailedError(_workers.pool_timeout(node.name, timeout)) from None  # type: ignore[arg-type]
-                got = run.now()
-                try:
-                    await self.steps(i, durs, node.body)
-                finally:
-                    sem.release()
-                    tb.add(i, node.id, K_USE, res, asked, got, run.now())
-            else:
-                assert kind == PAR
-                # as the simulator: every branch finishes, then the first failing branch's error is raised
-                results = await asyncio.gather(*(self.steps(i, durs, b) for b in node.branches),
-                                               return_exceptions=True)
-                failures = [r for r in results if isinstance(r, BaseException)]
-                if failures:
-                    raise failures[0]
-
-    async def call(self, i: int, node: Node, durs: list[float], size: int) -> None:
-        """One call carrying `size` items: the simulator's attempt loop (`calls.attempts`) with asyncio sleeps."""
-        run = self.run
-        svc = self.services[node.name]  # type: ignore[index]
-        steps = attempts(svc, i, node.id, node.col, durs, size, clock=run.now, add=run.tb.add,
-                         log=run.calls.add, lock=svc.lock)  # type: ignore[union-attr]
-        reply: Any = None
-        while True:
-            try:
-                what, seconds = steps.send(reply)
-            except StopIteration:
-                return
-            if what == SLEEP:
-                await asyncio.sleep(seconds * run.scale)
-                reply = None
-            elif what == SERVE:
-                if svc.queue is not None:
-                    reply = await svc.queue.serve(run.now, run.scale, seconds, run.ticket(i))
+                cpu = run.cpu.run(value * scale)
+                run.tb.add(i, subject.id, K_CPU, self.exec_res, start, start, run.now(), cpu / scale)
+            elif op == IO_WAIT:
+                reply = run.now()
+                await asyncio.sleep(value * scale)
+            elif op == SLEEP:
+                await asyncio.sleep(value * scale)
+            elif op == SERVE:
+                if subject.queue is not None:
+                    reply = await subject.queue.serve(run.now, scale, value, run.ticket(i))
                     continue
-                served, answered = svc.schedule.reserve(run.now(), seconds)
-                await asyncio.sleep(max(0.0, answered - run.now()) * run.scale)
+                served, answered = subject.schedule.reserve(run.now(), value)
+                await asyncio.sleep(max(0.0, answered - run.now()) * scale)
                 reply = served
-            elif what == LIMIT:
-                await svc.limiter.acquire(seconds, run.ticket(i), run.now, run.scale)
-                reply = None
-            else:
-                reply = await svc.batcher.serve(run.now, run.scale)
+            elif op == ACQUIRE:
+                reply = await self._acquire(i, value)
+            elif op == FORK:
+                # every branch finishes (gather with return_exceptions), then the interpreter raises the first
+                results = await asyncio.gather(*(self.drive(i, b) for b in value), return_exceptions=True)
+                reply = [r if isinstance(r, BaseException) else None for r in results]
+            elif op == LIMIT:
+                await subject.limiter.acquire(value, run.ticket(i), run.now, scale)
+            elif op == BATCH:
+                reply = await subject.batcher.serve(run.now, scale)
+            # BLOCK and RESUME: this coroutine is running already
+
+    async def _acquire(self, i: int, pool: str) -> tuple[float, bool]:
+        """A slot of `pool` for task i: (when it asked, whether it got one before the pool's timeout)."""
+        run = self.run
+        sem, timeout = self.pools[pool]
+        asked = run.now()
+        try:
+            async with asyncio.timeout(None if timeout is None else timeout * run.scale):
+                await _acquire(sem, run, i)
+        except TimeoutError:
+            return asked, False
+        return asked, True
+
+    def _release(self, _i: int, node: Node) -> None:
+        self.pools[node.name][0].release()  # type: ignore[index]
+
+
+def _no_calls(*_row: Any) -> None:
+    """The call log of a model without services (never called)."""
 
 
 async def _acquire(sem: Any, run: _Run, i: int) -> None:

@@ -6,13 +6,15 @@ given (model seconds) and recording through `add` (trace) and `log` (call log). 
 yields a command for its driver, which waits with its own clock and sleep (a SimPy timeout, `asyncio.sleep`,
 `time.sleep`) and sends back what the wait produced:
 
-| command    | the driver                                                     | sends back               |
-| ---------- | -------------------------------------------------------------- | ------------------------ |
-| (SLEEP, s) | waits s model seconds (a limiter wait or a back-off)           | None                     |
-| (SERVE, s) | takes a server slot and holds it s model seconds               | when it was served (*)   |
-| (BATCH, 0) | queues the request at the dynamic batcher until its batch ends | (batch start, size); None: rejected |
-| (LIMIT, c) | waits its turn for charges c at a non-FIFO client limiter (`PolicyLimiter`) | None        |
+| command          | the driver                                                  | sends back             |
+| ---------------- | ----------------------------------------------------------- | ---------------------- |
+| (SLEEP, s, svc)  | waits s model seconds (a limiter wait or a back-off)        | None                   |
+| (SERVE, s, svc)  | takes a slot of `svc`'s server and holds it s model seconds | when it was served (*) |
+| (BATCH, 0, svc)  | queues the request at `svc`'s batcher until its batch ends  | (start, size) or None  |
+| (LIMIT, c, svc)  | waits its turn for charges c at `svc`'s policy limiter      | None                   |
 
+BATCH's answer is the batch's start and size, or None when the batcher rejected the request; LIMIT is used
+for a client limiter whose policy is not FIFO (`rules.limits.PolicyLimiter`).
 (*) or, for a request preempted by a higher priority, its service slices [(start, end), ...]: the gaps
 between them are recorded as queueing again. A call out of attempts raises `StepFailedError`.
 """
@@ -41,8 +43,8 @@ from ..services import (
 from ..trace import K_CALL, K_THROTTLE
 from .limits import Buckets
 
-__all__ = ["BATCH", "LIMIT", "SERVE", "SLEEP", "Endpoint", "StepFailedError", "accepted", "attempt_outcome", "attempts",
-           "backoff_s", "charged_tokens"]
+__all__ = ["BATCH", "LIMIT", "SERVE", "SLEEP", "UNLOCKED", "Endpoint", "StepFailedError", "accepted",
+           "attempt_outcome", "attempts", "backoff_s", "charged_tokens"]
 
 SLEEP, SERVE, BATCH, LIMIT = range(4)
 
@@ -60,6 +62,7 @@ class Endpoint(Protocol):
     backoff_res: int
     server: Buckets | None
     client: Buckets | None
+    lock: AbstractContextManager[Any]  # guards the buckets when threads or processes share them
 
 
 def charged_tokens(service: Service, limit: RateLimit, tokens_in: float, tokens_out: float) -> float:
@@ -104,12 +107,13 @@ def _charges(spec: Service, limit: RateLimit, tokens_in: float, tokens_out: floa
     return 1.0, tokens
 
 
-_UNLOCKED = nullcontext()
+UNLOCKED: AbstractContextManager[Any] = nullcontext()
+"""The lock of an endpoint that one thread uses alone."""
 
 
 def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float], size: int, *,
              clock: Callable[[], float], add: Callable[..., None], log: Callable[..., None],
-             lock: AbstractContextManager[Any] = _UNLOCKED) -> Generator[tuple[int, float], Any, None]:
+             lock: AbstractContextManager[Any] = UNLOCKED) -> Generator[tuple[int, Any, Endpoint], Any, None]:
     """The attempts of one call of `task`'s step `step` (draws from column `col`, or durs[step] when col < 0).
 
     `size` is the number of items the request carries; `lock` guards the buckets when threads or processes
@@ -129,7 +133,7 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
         if svc.client is not None and spec.client_limit.policy.kind != "fifo":  # type: ignore[union-attr]
             charges = _charges(spec, spec.client_limit, tokens_in, tokens_out)  # type: ignore[arg-type]
             asked = clock()
-            yield LIMIT, charges  # type: ignore[misc]
+            yield LIMIT, charges, svc
             now = clock()
             if now > asked:
                 add(task, step, K_THROTTLE, svc.limiter_res, asked, now, now)
@@ -142,7 +146,7 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
                     if bucket is not None and amount:
                         wait = max(wait, bucket.reserve(asked, amount))
             if wait > 0:
-                yield SLEEP, wait
+                yield SLEEP, wait, svc
                 now = clock()
                 add(task, step, K_THROTTLE, svc.limiter_res, asked, now, now)
         outcome, retry_after, batch = OK, None, size
@@ -162,7 +166,7 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
             outcome = attempt_outcome(spec.failures, u_fail)
         if outcome != RATE_LIMITED:
             if spec.batching is not None:
-                reply = yield BATCH, 0.0
+                reply = yield BATCH, 0.0, svc
                 if reply is None:
                     outcome = REJECTED
                 else:
@@ -171,7 +175,7 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
                 service_time = latency + spec.per_item * size
                 if spec.timeout is not None and (outcome == TIMEOUT or service_time > spec.timeout):
                     outcome, service_time = TIMEOUT, spec.timeout
-                served = yield SERVE, service_time
+                served = yield SERVE, service_time, svc
         end = clock()
         if isinstance(served, list):
             # a preempted request was served in slices [(start, end), ...]: each gap is queueing again
@@ -194,6 +198,6 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
         delay = backoff_s(spec.retry, attempt, u_jitter, retry_after)
         if delay > 0:
             asked = clock()
-            yield SLEEP, delay
+            yield SLEEP, delay, svc
             now = clock()
             add(task, step, K_THROTTLE, svc.backoff_res, asked, now, now)
