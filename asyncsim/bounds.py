@@ -27,7 +27,6 @@ from .metrics import Result
 from .rules.calls import accepted, charged_tokens
 from .scenario import CALL, CPU, IO, PAR, STAGE, USE, Node, Scenario
 from .services import RateLimit, Service
-from .strategies import Asyncio, Processes, Sequential, Threads
 from .trace import K_ADMIT
 
 __all__ = ["Bound", "bounds", "offered_load", "used"]
@@ -50,17 +49,6 @@ class Bound:
     seconds: float
     detail: str
     capacity: bool = True
-
-
-def _usable_cores(scenario: Scenario) -> int:
-    st, m = scenario.strategy, scenario.workload.machine
-    if isinstance(st, Processes):
-        return max(1, min(st.workers, m.cores))
-    if isinstance(st, Asyncio) and isinstance(st.offload, Processes):
-        return max(1, min(st.offload.workers, m.cores))
-    if isinstance(st, Threads | Asyncio) and not m.gil:
-        return m.cores
-    return 1
 
 
 def _call_time(node: Node, durs: np.ndarray, services: dict[str, Service]) -> np.ndarray:
@@ -160,13 +148,13 @@ def bounds(scenario: Scenario, *, completed: np.ndarray | None = None) -> list[B
                 else:
                     work = float(body.sum())
                 stage_work[node.name] = stage_work.get(node.name, 0.0) + work  # type: ignore[index]
-    out = [Bound("cpu", cpu / _usable_cores(scenario),
-                 f"{cpu:.4g} s of CPU on {_usable_cores(scenario)} usable core(s)"),
+    cores = scenario.strategy.cores_used(w.machine)
+    out = [Bound("cpu", cpu / cores, f"{cpu:.4g} s of CPU on {cores} usable core(s)"),
            Bound("longest task", longest, "the longest task with nothing to wait for", capacity=False)]
     if last_arrival > longest:
         out.append(Bound("arrivals", last_arrival, "the last task to arrive, then its own time", capacity=False))
     st = scenario.strategy
-    cap = 1 if isinstance(st, Sequential) else (st.limit if isinstance(st, Asyncio) else st.workers)
+    cap = st.admission
     if cap is not None:
         out.append(Bound(f"concurrency ({st})", per_task_sum / cap, f"{cap} task(s) in flight at a time"))
     for name, total in held.items():

@@ -29,7 +29,7 @@ from ..rules.calls import BATCH, LIMIT, SERVE, SLEEP
 from ..rules.queues import Ticket, Tickets
 from ..rules.task import ACQUIRE, CPU_WORK, FORK, IO_WAIT, Context, steps
 from ..scenario import Node, Scenario
-from ..strategies import Asyncio, Processes, Sequential, Threads
+from ..strategies import Strategy
 from ..trace import K_ADMIT, K_CPU, CallLog, RunOutput, TraceBuilder
 from . import _workers
 from .cpuwork import CpuWork, measure_rate
@@ -152,18 +152,19 @@ def run_real(scenario: Scenario, *, time_scale: float = 1.0, cpu_rate: float | N
     caps.update({f"stage:{k}": s.workers for k, s in (scenario.workload.stages or {}).items()})
     interrupted = False
     try:
-        if isinstance(strategy, Asyncio):
-            caps["limit"] = strategy.limit
-            if strategy.offload is not None:
-                caps["executor"] = strategy.offload.workers
+        if strategy.on_loop:
+            caps["limit"] = strategy.admission
+            if strategy.executor is not None:
+                caps["executor"] = strategy.executor.workers
             _run_asyncio(run, strategy, loop)
-        elif isinstance(strategy, Processes):
-            caps["workers"] = strategy.workers
-            _workers.run_processes(run, strategy.workers)
         else:
-            workers = 1 if isinstance(strategy, Sequential) else strategy.workers
+            workers = strategy.admission
+            assert workers is not None  # a blocking strategy has a worker count
             caps["workers"] = workers
-            _workers.run_threads(run, workers, fan_out=isinstance(strategy, Threads))
+            if strategy.dispatching:
+                _workers.run_processes(run, workers)
+            else:
+                _workers.run_threads(run, workers, fan_out=strategy.forks)
     except KeyboardInterrupt:
         interrupted = True
     return RunOutput(run.tb.build(), run.arrival, run.done, scenario.task_type, run.failed, 0, caps,
@@ -186,14 +187,13 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     raise ValueError(f"loop must be 'asyncio' or 'uvloop', got {name!r}")
 
 
-def _run_asyncio(run: _Run, strategy: Asyncio, loop_name: str) -> None:
+def _run_asyncio(run: _Run, strategy: Strategy, loop_name: str) -> None:
     factory = _loop_factory(loop_name)
     executor: Executor | None = None
-    off = strategy.offload
-    if isinstance(off, Threads):
-        executor = ThreadPoolExecutor(off.workers)
-    elif isinstance(off, Processes):
-        executor = _workers.start_process_pool(run, off.workers)
+    off = strategy.executor
+    if off is not None:
+        executor = (_workers.start_process_pool(run, off.workers) if strategy.dispatching
+                    else ThreadPoolExecutor(off.workers))
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             arun = _AsyncRun(run, strategy, executor)
@@ -204,13 +204,14 @@ def _run_asyncio(run: _Run, strategy: Asyncio, loop_name: str) -> None:
 
 
 class _AsyncRun:
-    def __init__(self, run: _Run, strategy: Asyncio, executor: Executor | None) -> None:
+    def __init__(self, run: _Run, strategy: Strategy, executor: Executor | None) -> None:
         self.run = run
         w = run.sc.workload
         self.limit: Any = None
-        if strategy.limit:
-            self.limit = (AsyncPolicySemaphore(strategy.limit, w.policy) if w.policy.kind != "fifo" and w.stages is None
-                          else asyncio.Semaphore(strategy.limit))
+        cap = strategy.admission
+        if cap:
+            self.limit = (AsyncPolicySemaphore(cap, w.policy) if w.policy.kind != "fifo" and w.stages is None
+                          else asyncio.Semaphore(cap))
         self.pools = {k: (AsyncPolicySemaphore(p.capacity, p.policy) if p.policy.kind != "fifo"
                           else asyncio.Semaphore(p.capacity), p.timeout) for k, p in w.pools.items()}
         self.services = run.services(asyncio=True)

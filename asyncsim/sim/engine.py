@@ -24,7 +24,7 @@ from ..rules.queues import Ticket, Tickets, WaitQueue
 from ..rules.task import ACQUIRE, BLOCK, CPU_WORK, FORK, INLINE, IO_WAIT, RESUME, Context, steps
 from ..scenario import Node, Scenario
 from ..spec import Machine
-from ..strategies import Asyncio, Processes, Sequential, Threads
+from ..strategies import Strategy
 from ..trace import K_ADMIT, K_CPU, K_RESUME, CallLog, RunOutput, TraceBuilder
 from .cpu import Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
 from .driver import TaskDriver, run_until_empty
@@ -74,42 +74,42 @@ class _Engine:
 
     # ------------------------------------------------------------------------------- strategy setup
 
-    def _setup(self, strategy: Any, m: Machine, fans_out: bool) -> None:
+    def _setup(self, strategy: Strategy, m: Machine, fans_out: bool) -> None:
+        """The loop, GIL, cores and executor that `strategy` runs tasks with (it answers what they are)."""
         env, tb = self.env, self.trace
         self.strand_overhead = 0.0
         self.task_create = 0.0
-        if isinstance(strategy, Asyncio):
+        self.limit = strategy.admission
+        off = strategy.executor
+        if strategy.on_loop:
             self.task_create = m.task_create_s
-            self.limit = strategy.limit
             self.admit_res = tb.resource_id("limit")
-            off = strategy.offload
-            if isinstance(off, Threads) and m.gil:
+            if strategy.threaded and m.gil:  # the loop thread and the executor's threads share one GIL
                 self.gil = Gil(env, m.switch_interval_s)
-            loop_thread = SimThread(self.gil)
-            self.loop = Loop(env, loop_thread)
+            self.loop = Loop(env, SimThread(self.gil))
             self.exec_res = tb.resource_id("loop")
             self.strand_overhead = m.loop_step_s
             runners = 1
             if off is not None:
                 workers = deque(SimThread(self.gil) for _ in range(off.workers))
                 self.executor = (Slots(env, off.workers), workers, tb.resource_id("executor"))
-                runners = (0 if isinstance(off, Threads) and m.gil else off.workers) + 1
-                if isinstance(off, Processes):
+                runners = (0 if self.gil is not None else off.workers) + 1
+                if strategy.dispatching:
                     self.offload_dispatch = m.process_dispatch_s
                     runners = off.workers + (1 if m.loop_step_s > 0 else 0)
             self.cores = Cores(env, m.cores, shared=runners > m.cores)
             return
-        self.limit = 1 if isinstance(strategy, Sequential) else strategy.workers
         self.admit_res = tb.resource_id("workers")
-        self.fork_threads = not isinstance(strategy, Sequential)
-        if isinstance(strategy, Threads):
+        assert self.limit is not None  # a blocking strategy has a worker count
+        self.fork_threads = strategy.forks
+        if strategy.threaded:
             self.exec_res = tb.resource_id("gil") if m.gil else -1
             self.gil = Gil(env, m.switch_interval_s) if m.gil else None
             self.strand_overhead = m.thread_switch_s if m.gil else 0.0
-            shared = not m.gil and (fans_out or strategy.workers > m.cores)
-        elif isinstance(strategy, Processes):
+            shared = not m.gil and (fans_out or self.limit > m.cores)
+        elif strategy.dispatching:
             self.dispatch = m.process_dispatch_s
-            shared = strategy.workers > m.cores or (fans_out and not m.gil)
+            shared = self.limit > m.cores or (fans_out and not m.gil)
             self.exec_res = tb.resource_id("cores") if shared else -1
         else:
             self.exec_res = -1
