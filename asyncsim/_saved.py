@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
+from .sweep import summarize
 
 __all__ = ["Saved", "read_saved"]
 
@@ -107,8 +108,6 @@ def _nan_for_null(data: Any, numbers: bool = False) -> Any:
 
 def _table(path: Path) -> Saved:
     import pandas as pd
-
-    from .sweep import summarize
 
     try:
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)

@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ._io import write_atomic
+from ._saved import read_saved
+from ._version import __version__
+from .curves import crossovers
 from .metrics import STATES, flat_metrics
 from .ranking import complete, lost_text, ranked, speedups
 from .steady import Steady
@@ -36,7 +39,6 @@ _STATE_COLORS = {"computing": "#4C72B0", "waiting": "#55A868", "queued": "#DD845
 
 def metadata(command: Sequence[str] | None = None, **extra: Any) -> dict[str, Any]:
     """What a report records about how it was made: versions, machine, command, time."""
-    from . import __version__
 
     return {
         "asyncsim": __version__, "python": platform.python_version(), "platform": platform.platform(),
@@ -544,8 +546,6 @@ def report(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
     Raises:
         ModelError: (source = the file) when it is none of the outputs `_saved.read_saved` knows.
     """
-    from ._saved import read_saved
-
     saved = read_saved(path)
     meta = metadata(command, source=str(path))
     if saved.kind == "suite":
@@ -701,8 +701,6 @@ def _total(result: dict[str, Any], key: str) -> float:
 
 
 def _sweep_doc(saved: Any, meta: dict[str, Any]) -> tuple[list[str], dict[str, bytes | None]]:
-    from .curves import crossovers
-
     summary, params = saved.data, list(saved.params)
     x, hue, frame = sweep_axes(summary, params)
     runs = int(summary["replications"].sum())

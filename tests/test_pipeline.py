@@ -12,7 +12,7 @@ import pytest
 import asyncsim as a
 from asyncsim.errors import DeadlockError
 from asyncsim.profile import LoopProfile, MachineProfile
-from asyncsim.sim.engine import run_scenario
+from asyncsim.sim import run_scenario
 from asyncsim.trace import K_CPU, K_IO, K_STAGE
 
 _IDEAL_PROFILE = MachineProfile(

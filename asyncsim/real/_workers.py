@@ -17,27 +17,20 @@ import time
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ModelError
-from ..rules.calls import BATCH, LIMIT, SERVE, SLEEP, StepFailedError
+from ..rules.calls import BATCH, LIMIT, SERVE, SLEEP
 from ..rules.queues import Ticket
 from ..rules.task import ACQUIRE, CPU_WORK, FORK, INLINE, IO_WAIT, Context, steps
 from ..scenario import Node
 from ..trace import K_ADMIT, K_CPU
 from .cpuwork import CpuWork, burn
+from .run import Run, error_text
 from .sched import Admission, PolicySemaphore
 from .service import RealService
 
-if TYPE_CHECKING:
-    from .runner import _Run
-
-__all__ = ["drive", "error_text", "run_processes", "run_threads", "start_process_pool", "sync_steps", "timed_burn"]
-
-
-def error_text(exc: BaseException) -> str:
-    """How a failed task's error is reported: a modelled failure as the simulator words it."""
-    return str(exc) if isinstance(exc, StepFailedError) else f"{type(exc).__name__}: {exc}"
+__all__ = ["drive", "run_processes", "run_threads", "start_process_pool", "sync_steps", "timed_burn"]
 
 
 def timed_burn(iterations: int) -> tuple[float, float, float]:
@@ -151,14 +144,14 @@ def _branch_main(ctx: SyncCtx, i: int, branch: Generator[Any, Any, None], errors
         errors[k] = exc
 
 
-def _ctx_for(run: _Run, *, exec_res: int, fan_out: bool, pools: dict[str, Any],
+def _ctx_for(run: Run, *, exec_res: int, fan_out: bool, pools: dict[str, Any],
              services: dict[str, Any]) -> SyncCtx:
     return SyncCtx(now=run.now, model_time=run.model_time, add=run.add, log=run.log_call, cpu=run.cpu,
                    scale=run.scale, pools=pools, services=services, pool_res=run.pool_res, exec_res=exec_res,
                    fan_out=fan_out, on_step=run.on_step, ticket=run.ticket)
 
 
-def _run_task(run: _Run, ctx: SyncCtx, admit_res: int, i: int) -> None:
+def _run_task(run: Run, ctx: SyncCtx, admit_res: int, i: int) -> None:
     admitted = run.now()
     if admitted > run.arrival[i]:
         run.add(i, -1, K_ADMIT, admit_res, run.arrival[i], admitted, admitted)
@@ -169,7 +162,7 @@ def _run_task(run: _Run, ctx: SyncCtx, admit_res: int, i: int) -> None:
     run.done[i] = run.now()  # not reached when interrupted: the task stays unfinished
 
 
-def _dispatch(run: _Run, submit: Callable[[int], Future[Any] | None]) -> None:
+def _dispatch(run: Run, submit: Callable[[int], Future[Any] | None]) -> None:
     """Hand tasks to `submit` at their arrival times (open) or from closed-loop user threads; wait for all."""
     sc = run.sc
     futures: list[Future[Any]] = []
@@ -211,7 +204,7 @@ def _dispatch(run: _Run, submit: Callable[[int], Future[Any] | None]) -> None:
         u.join()
 
 
-def _shared(run: _Run, mp: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def _shared(run: Run, mp: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Pool semaphores (with their timeouts) and services, for threads (mp None) or for processes.
 
     Raises:
@@ -230,7 +223,7 @@ def _shared(run: _Run, mp: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     return pools, run.services(mp=mp)
 
 
-def run_threads(run: _Run, workers: int, *, fan_out: bool) -> None:
+def run_threads(run: Run, workers: int, *, fan_out: bool) -> None:
     """Sequential (workers=1, no fan-out: runs on this thread) or a pool of `workers` threads."""
     machine = run.sc.workload.machine
     tb = run.tb
@@ -253,7 +246,7 @@ def run_threads(run: _Run, workers: int, *, fan_out: bool) -> None:
     ex.shutdown(wait=True)
 
 
-def _run_admitted(run: _Run, workers: int, task: Callable[[int], None]) -> None:
+def _run_admitted(run: Run, workers: int, task: Callable[[int], None]) -> None:
     """Run tasks on `workers` threads, admitted in the workload's policy order (`sched.Admission`)."""
     ex = ThreadPoolExecutor(workers)
     done: dict[int, Future[None]] = {}
@@ -325,7 +318,7 @@ def _mp_context() -> Any:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def start_process_pool(run: _Run, workers: int, initializer: Any = None, initargs: tuple[Any, ...] = (),
+def start_process_pool(run: Run, workers: int, initializer: Any = None, initargs: tuple[Any, ...] = (),
                        t0: Any = None) -> ProcessPoolExecutor:
     """A process pool whose workers have all started; the run's clock (and `t0`, if shared) starts after."""
     ex = ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=initializer, initargs=initargs)
@@ -337,7 +330,7 @@ def start_process_pool(run: _Run, workers: int, initializer: Any = None, initarg
     return ex
 
 
-def run_processes(run: _Run, workers: int) -> None:
+def run_processes(run: Run, workers: int) -> None:
     """A pool of `workers` processes; pools and services are semaphores shared between processes."""
     mp = _mp_context()
     machine = run.sc.workload.machine
@@ -363,7 +356,7 @@ def run_processes(run: _Run, workers: int) -> None:
         ex.shutdown(wait=True, cancel_futures=True)
 
 
-def _dispatch_admitted(run: _Run, workers: int, submit: Callable[[int], Future[Any]]) -> None:
+def _dispatch_admitted(run: Run, workers: int, submit: Callable[[int], Future[Any]]) -> None:
     """Hand tasks to a process pool in the workload's policy order: the parent keeps the queue (no more
     tasks in the pool than workers) and a feeder thread submits each admitted task.
 
@@ -395,7 +388,7 @@ def _dispatch_admitted(run: _Run, workers: int, submit: Callable[[int], Future[A
         thread.join()
 
 
-def _collect(run: _Run, admit_res: int, i: int, fut: Future[Any]) -> None:
+def _collect(run: Run, admit_res: int, i: int, fut: Future[Any]) -> None:
     if fut.cancelled():
         return
     exc = fut.exception()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..policies import Policy
 from ..rules.calls import StepFailedError
@@ -29,9 +29,7 @@ from ..rules.queues import Ticket, WaitQueue
 from ..rules.task import pool_timeout
 from ..scenario import Node
 from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
-
-if TYPE_CHECKING:
-    from .runner import _AsyncRun
+from .aio import AsyncRun
 
 __all__ = ["PolicyQueue", "run_pipeline"]
 
@@ -78,13 +76,13 @@ class _Stage:
                 timeout.reschedule(now)
 
 
-async def run_pipeline(arun: _AsyncRun) -> None:
+async def run_pipeline(arun: AsyncRun) -> None:
     """Run the scenario's pipeline on the running loop with `arun`'s steps, limit and executor."""
     await _Pipeline(arun).main()
 
 
 class _Pipeline:
-    def __init__(self, arun: _AsyncRun) -> None:
+    def __init__(self, arun: AsyncRun) -> None:
         self.arun = arun
         self.run = run = arun.run
         workload = run.sc.workload

@@ -26,12 +26,16 @@ from ..scenario import Node, Scenario
 from ..spec import Machine
 from ..strategies import Strategy
 from ..trace import K_ADMIT, K_CPU, K_RESUME, CallLog, RunOutput, TraceBuilder
+
+__all__ = ["Engine"]
 from .cpu import Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
 from .driver import TaskDriver, run_until_empty
 from .resources import SimService, Slots
 
 
-class _Engine:
+class Engine:
+    """Executes one Scenario on the simulation clock: admission, strands, the task interpreter's commands."""
+
     def __init__(self, scenario: Scenario, machine: Machine) -> None:
         self.sc = scenario
         self.machine = machine
@@ -513,21 +517,3 @@ def _find_cycle(waits: dict[str, tuple[str, float]], holders: dict[str, list[str
             seen[nxt] = len(path) - 1
             node = nxt
     return []
-
-
-def run_scenario(scenario: Scenario, machine: Machine | None = None, *, max_sim_time: float | None = None,
-                 max_events: int | None = None) -> RunOutput:
-    """Execute a scenario under its strategy on `machine` (the workload's machine by default).
-
-    Raises:
-        DeadlockError: tasks wait on each other for ever (the message names who waits on what).
-        RunLimitError: `max_sim_time` (simulated seconds) or `max_events` stopped the run.
-    """
-    machine = machine or scenario.workload.machine
-    if scenario.workload.stages is not None:
-        from .pipeline import PipelineEngine  # it builds on _Engine
-
-        engine: _Engine = PipelineEngine(scenario, machine)
-    else:
-        engine = _Engine(scenario, machine)
-    return engine.run(max_sim_time=max_sim_time, max_events=max_events)

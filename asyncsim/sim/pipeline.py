@@ -34,7 +34,7 @@ from ..rules.task import pool_timeout, steps
 from ..scenario import Node
 from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
 from .cpu import Strand, compute
-from .engine import _Engine
+from .engine import Engine
 
 __all__ = ["PipelineEngine"]
 
@@ -102,7 +102,7 @@ class _StageState:
             self.closed.succeed()
 
 
-class PipelineEngine(_Engine):
+class PipelineEngine(Engine):
     """The engine for a workload with `stages`: items flow through stage workers instead of running alone."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
