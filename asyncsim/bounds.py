@@ -25,7 +25,7 @@ import numpy as np
 
 from .metrics import Result
 from .rules.calls import accepted, charged_tokens
-from .scenario import CALL, CPU, IO, PAR, STAGE, USE, Node, Scenario
+from .scenario import CALL, CPU, STAGE, USE, Node, Scenario, span
 from .services import RateLimit, Service
 from .trace import K_ADMIT
 
@@ -60,17 +60,11 @@ def _call_time(node: Node, durs: np.ndarray, services: dict[str, Service]) -> np
 
 def _min_time(nodes: tuple[Node, ...], durs: np.ndarray, services: dict[str, Service]) -> np.ndarray:
     """Per task (row): the least time `nodes` take when nothing waits (parallel branches overlap)."""
-    total = np.zeros(durs.shape[0])
-    for node in nodes:
-        if node.kind in (CPU, IO):
-            total += durs[:, node.id]
-        elif node.kind == CALL:
-            total += _call_time(node, durs, services)
-        elif node.kind in (USE, STAGE):
-            total += _min_time(node.body, durs, services)
-        elif node.kind == PAR:
-            total += np.max([_min_time(b, durs, services) for b in node.branches], axis=0)
-    return total
+
+    def leaf(node: Node) -> np.ndarray:
+        return _call_time(node, durs, services) if node.kind == CALL else durs[:, node.id]
+
+    return span(nodes, leaf, np.zeros(durs.shape[0]), lambda branches: np.max(branches, axis=0))
 
 
 def _walk(nodes: tuple[Node, ...], batches: dict[str, int] | None = None,
