@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from ._version import __version__
 from .api import Summary, compare, replicate, replication_seeds, simulate
 from .dists import Constant, Empirical, Exponential, Gamma, Lognormal, Normal, Uniform, fit
 from .errors import AsyncSimError, ModelError, SimulationError
@@ -44,8 +45,6 @@ from .steady import Steady
 from .strategies import Asyncio, Processes, Sequential, Threads, parse_strategy
 from .trace import ResourceId, Trace
 from .validate import Validation, validate
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AsyncSimError", "Asyncio", "Batch", "Call", "ClassStats", "Closed", "Concurrency", "Constant", "Cost", "Cpu",

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError
 from .results import Result
+from .sweep import summarize
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -214,8 +215,6 @@ def _nan_for_null(data: Any, numbers: bool = False) -> Any:
 
 def _table(path: Path) -> Saved:
     import pandas as pd
-
-    from .sweep import summarize
 
     try:
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)

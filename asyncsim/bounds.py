@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .results import Result
-from .scenario import CALL, CPU, IO, PAR, STAGE, USE, Node, Scenario
-from .services import RateLimit, Service, accepted, charged_tokens
-from .strategies import Asyncio, Processes, Sequential, Threads
+from .rules.calls import accepted, charged_tokens
+from .scenario import CALL, CPU, STAGE, USE, Node, Scenario, span
+from .services import RateLimit, Service
 from .trace import ADMISSION, CPU_RUNNERS, K_ADMIT, ResourceId
 
 __all__ = ["Bound", "bounds", "offered_load", "used"]
@@ -51,17 +51,6 @@ class Bound:
     capacity: bool = True
 
 
-def _usable_cores(scenario: Scenario) -> int:
-    st, m = scenario.strategy, scenario.workload.machine
-    if isinstance(st, Processes):
-        return max(1, min(st.workers, m.cores))
-    if isinstance(st, Asyncio) and isinstance(st.offload, Processes):
-        return max(1, min(st.offload.workers, m.cores))
-    if isinstance(st, Threads | Asyncio) and not m.gil:
-        return m.cores
-    return 1
-
-
 def _call_time(node: Node, durs: np.ndarray, services: dict[str, Service]) -> np.ndarray:
     svc = services[node.name]  # type: ignore[index]
     if svc.batching is not None:
@@ -71,17 +60,11 @@ def _call_time(node: Node, durs: np.ndarray, services: dict[str, Service]) -> np
 
 def _min_time(nodes: tuple[Node, ...], durs: np.ndarray, services: dict[str, Service]) -> np.ndarray:
     """Per task (row): the least time `nodes` take when nothing waits (parallel branches overlap)."""
-    total = np.zeros(durs.shape[0])
-    for node in nodes:
-        if node.kind in (CPU, IO):
-            total += durs[:, node.id]
-        elif node.kind == CALL:
-            total += _call_time(node, durs, services)
-        elif node.kind in (USE, STAGE):
-            total += _min_time(node.body, durs, services)
-        elif node.kind == PAR:
-            total += np.max([_min_time(b, durs, services) for b in node.branches], axis=0)
-    return total
+
+    def leaf(node: Node) -> np.ndarray:
+        return _call_time(node, durs, services) if node.kind == CALL else durs[:, node.id]
+
+    return span(nodes, leaf, np.zeros(durs.shape[0]), lambda branches: np.max(branches, axis=0))
 
 
 def _walk(nodes: tuple[Node, ...], batches: dict[str, int] | None = None,
@@ -159,13 +142,13 @@ def bounds(scenario: Scenario, *, completed: np.ndarray | None = None) -> list[B
                 else:
                     work = float(body.sum())
                 stage_work[node.name] = stage_work.get(node.name, 0.0) + work  # type: ignore[index]
-    out = [Bound("cpu", cpu / _usable_cores(scenario),
-                 f"{cpu:.4g} s of CPU on {_usable_cores(scenario)} usable core(s)"),
+    cores = scenario.strategy.cores_used(w.machine)
+    out = [Bound("cpu", cpu / cores, f"{cpu:.4g} s of CPU on {cores} usable core(s)"),
            Bound("longest task", longest, "the longest task with nothing to wait for", capacity=False)]
     if last_arrival > longest:
         out.append(Bound("arrivals", last_arrival, "the last task to arrive, then its own time", capacity=False))
     st = scenario.strategy
-    cap = 1 if isinstance(st, Sequential) else (st.limit if isinstance(st, Asyncio) else st.workers)
+    cap = st.admission
     if cap is not None:
         out.append(Bound(f"concurrency ({st})", per_task_sum / cap, f"{cap} task(s) in flight at a time"))
     for name, total in held.items():

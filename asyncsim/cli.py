@@ -29,6 +29,7 @@ from rich.table import Table
 from . import _json
 from ._io import write_atomic
 from ._saved import SavedRun
+from ._version import __version__
 from .api import compare, replicate, simulate
 from .bounds import Bound, bounds
 from .errors import AsyncSimError, ModelError
@@ -58,7 +59,6 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
 
     parser = argparse.ArgumentParser(prog="asyncsim", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .results import METRICS, Result, TaskData, flat_metrics
-from .services import OK, OUTCOMES, Price, accepted
+from .rules.calls import accepted
+from .services import OK, OUTCOMES, Price
 from .states import (
     COMPUTING,
     QUEUED,

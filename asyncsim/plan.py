@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .api import replication_seeds, simulate
+from .api import pricing, replication_seeds, simulate
 from .errors import ModelError
 from .results import Result
 from .sweep import build
@@ -362,8 +362,6 @@ def _is_latency(key: str) -> bool:
 
 
 def _priced(workload: Any) -> bool:
-    from .api import pricing
-
     return pricing(workload) is not None
 
 

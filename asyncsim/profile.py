@@ -18,7 +18,7 @@ from ._json import dumps
 from ._model import Frozen
 from .errors import ModelError
 from .spec import Machine, format_errors
-from .strategies import Asyncio, Processes, Strategy, Threads
+from .strategies import Strategy
 
 __all__ = ["LoopProfile", "MachineProfile"]
 
@@ -70,10 +70,7 @@ class MachineProfile(Frozen):
         timers' overshoot and granularity; a real program waiting on sockets does not.
         """
         lp = self.loop(loop)
-        uses_loop = isinstance(strategy, Asyncio)
-        offload = strategy.offload if isinstance(strategy, Asyncio) else None
-        threaded = isinstance(strategy, Threads) or isinstance(offload, Threads)
-        dispatching = isinstance(strategy, Processes) or isinstance(offload, Processes)
+        uses_loop, threaded, dispatching = strategy.on_loop, strategy.threaded, strategy.dispatching
         s = time_scale
         return base.evolve(
             switch_interval_s=self.switch_interval_s / s,

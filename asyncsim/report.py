@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._io import write_atomic
 from ._saved import Saved, SavedValidation, read_saved
+from ._version import __version__
 from .curves import Crossover, crossovers
 from .ranking import complete, lost_text, ranked, speedups
 from .results import Result
@@ -41,7 +42,6 @@ _STATE_COLORS = {"computing": "#4C72B0", "waiting": "#55A868", "queued": "#DD845
 
 def metadata(command: Sequence[str] | None = None, **extra: Any) -> dict[str, Any]:
     """What a report records about how it was made: versions, machine, command, time."""
-    from . import __version__
 
     return {
         "asyncsim": __version__, "python": platform.python_version(), "platform": platform.platform(),

@@ -8,6 +8,7 @@ task's leaf steps (cpu, io, and the latency of a call).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,7 +33,7 @@ from .spec import (
 )
 from .strategies import Strategy, parse_strategy
 
-__all__ = ["CALL", "CPU", "IO", "Node", "PAR", "Program", "STAGE", "Scenario", "USE", "build_scenario"]
+__all__ = ["CALL", "CPU", "IO", "Node", "PAR", "Program", "STAGE", "Scenario", "USE", "build_scenario", "span"]
 
 CPU, IO, CALL, USE, PAR, STAGE = 0, 1, 2, 3, 4, 5
 KIND_NAMES = ("cpu", "io", "call", "use", "parallel", "stage")
@@ -294,27 +295,42 @@ def _renumber(node: Node, nodes: list[Node]) -> Node:
 _CALLS_KEY = 4
 
 
+def span(nodes: tuple[Node, ...], leaf: Callable[[Node], Any], zero: Any = 0.0,
+         longest: Callable[[list[Any]], Any] = max) -> Any:
+    """The time `nodes` take when nothing waits: each leaf step takes `leaf(node)` (a number, or an array of one
+    per task), steps add up, a pool's or a stage's body adds its own, parallel branches take the `longest`.
+
+    The one walk of a program's structure that both a task's expected time (for `sjf`) and the lower bounds on
+    T_total (`bounds`) make; a new step kind that nests steps is taught here once.
+    """
+    total = zero
+    for node in nodes:
+        if node.kind in (USE, STAGE):
+            total = total + span(node.body, leaf, zero, longest)
+        elif node.kind == PAR:
+            total = total + longest([span(b, leaf, zero, longest) for b in node.branches])
+        else:
+            total = total + leaf(node)
+    return total
+
+
 def _expected(workload: Workload, steps: tuple[Node, ...], steps_of: dict[str, Any]) -> float:
     """Mean time of `steps` when nothing waits: the sum of mean durations (parallel branches: the longest)."""
-    total = 0.0
-    for node in steps:
+
+    def mean(node: Node) -> float:
         if node.kind in (CPU, IO):
-            total += steps_of[node.path].duration.mean
-        elif node.kind == CALL:
-            svc = workload.services[node.name]  # type: ignore[index]
-            if svc.latency is not None:
-                total += svc.latency.mean
-            elif svc.batching is not None:
-                total += svc.batching.batch_time(1)
-            else:
-                sizes = steps_of[node.path].tokens or svc.tokens
-                assert svc.ttft is not None and svc.tpot is not None and sizes is not None  # noqa: PT018
-                total += svc.ttft.mean + svc.tpot.mean * max(sizes.output.mean - 1, 0.0)
-        elif node.kind in (USE, STAGE):
-            total += _expected(workload, node.body, steps_of)
-        elif node.kind == PAR:
-            total += max(_expected(workload, b, steps_of) for b in node.branches)
-    return total
+            return float(steps_of[node.path].duration.mean)
+        assert node.kind == CALL
+        svc = workload.services[node.name]  # type: ignore[index]
+        if svc.latency is not None:
+            return svc.latency.mean
+        if svc.batching is not None:
+            return svc.batching.batch_time(1)
+        sizes = steps_of[node.path].tokens or svc.tokens
+        assert svc.ttft is not None and svc.tpot is not None and sizes is not None  # noqa: PT018
+        return svc.ttft.mean + svc.tpot.mean * max(sizes.output.mean - 1, 0.0)
+
+    return float(span(steps, mean))
 
 
 def _draw_call(service: Service, matrix: np.ndarray, node: Node, seed: int, t: int,

@@ -1,22 +1,14 @@
-"""Services a `call` reaches, and what happens to one call: rate limits, failures, retries, batching.
+"""Services a `call` reaches, as model data: latency, tokens, rate limits, failures, retries, batching, prices.
 
-The data (frozen, validated) and the pure rules both executors share, so the simulator and the real runner
-decide a call's fate the same way from the same draws:
-
-* `TokenBucket`: a continuously refilled bucket. The server side `try_take`s (429 with retry-after when short);
-  a client-side limiter `reserve`s (FIFO, may go into debt: the caller sleeps the returned wait), as aiolimiter.
-* `attempt_outcome`: a drawn uniform and the failure probabilities decide OK / 429 / 5xx / timeout.
-* `backoff_s`: the wait before retry n (openai-python's exponential backoff with jitter, or full jitter).
-
+Frozen, validated data, and the layout of the draws a call needs (`call_width`). What happens to one call —
+buckets, outcomes, back-off, the attempt loop — is in `asyncsim.rules` (`calls`, `limits`, `queues`).
 A 429 from a server-side limit costs no quota; a 5xx or a timeout happens after the server accepted the
 request, so its tokens count as used (wasted quota).
 """
 
 from __future__ import annotations
 
-import math
-from collections import deque
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -25,9 +17,8 @@ from .dists import Constant, Dist
 from .policies import Policy
 
 __all__ = [
-    "ATTEMPT_FIELDS", "BatchQueue", "Batching", "Failures", "OUTCOMES", "PolicyLimiter", "Price", "RateLimit", "Retry",
-    "Service", "TokenBucket",
-    "Tokens", "accepted", "attempt_outcome", "backoff_s", "call_width",
+    "ATTEMPT_FIELDS", "Batching", "CALL_HEAD", "Failures", "OUTCOMES", "Price", "RateLimit", "Retry", "Service",
+    "Tokens", "call_width",
 ]
 
 OK, RATE_LIMITED, SERVER_ERROR, TIMEOUT, REJECTED = range(5)
@@ -238,7 +229,7 @@ class Service(Frozen):
         return self.retry.attempts if self.can_fail else 1
 
 
-# ----------------------------------------------------------------------------------------- the rules
+# ------------------------------------------------------------------------------- the draws of a call
 
 
 # Per call, the scenario draws: input tokens, output tokens, then per attempt: latency, a failure uniform,
@@ -253,166 +244,3 @@ def call_width(service: Service) -> int:
     if service.tokens is None and not service.can_fail and service.latency is not None:
         return 0
     return CALL_HEAD + ATTEMPT_FIELDS * service.attempts
-
-
-def charged_tokens(service: Service, limit: RateLimit, tokens_in: float, tokens_out: float) -> float:
-    """Tokens a request is charged against `limit` (max_tokens reserved when the provider counts it)."""
-    if limit.count_max_tokens:
-        assert service.tokens is not None
-        assert service.tokens.max_tokens is not None
-        return tokens_in + service.tokens.max_tokens
-    return tokens_in + tokens_out
-
-
-def attempt_outcome(failures: Failures, u: float) -> int:
-    """OK, RATE_LIMITED, SERVER_ERROR or TIMEOUT, from a uniform draw `u` in [0, 1)."""
-    if u < failures.rate_limited:
-        return RATE_LIMITED
-    if u < failures.rate_limited + failures.server_error:
-        return SERVER_ERROR
-    if u < failures.rate_limited + failures.server_error + failures.timeout:
-        return TIMEOUT
-    return OK
-
-
-def accepted(outcome: Any) -> Any:
-    """Which attempts (outcome codes, one or an array) the server accepted, so spent quota and tokens: an OK, or
-    a 5xx or timeout after acceptance; a 429 or a rejected request spent nothing."""
-    return (outcome == OK) | (outcome == SERVER_ERROR) | (outcome == TIMEOUT)
-
-
-def backoff_s(retry: Retry, n: int, u: float, retry_after: float | None = None) -> float:
-    """Seconds to wait before retry `n` (0 for the first), from a jitter uniform `u` in [0, 1)."""
-    if retry_after is not None and retry.honor_retry_after and 0 <= retry_after <= 60:
-        return retry_after
-    ceiling = min(retry.initial * retry.multiplier**n, retry.max_delay)
-    if retry.policy == "full_jitter":
-        return u * ceiling
-    return ceiling * (1 - retry.jitter * u)
-
-
-class TokenBucket:
-    """A continuously refilled bucket of `capacity` units at `rate` per second, starting full.
-
-    Its state is two numbers (level, time of the level) in `state`, which may be shared memory between
-    processes; callers serialise access (a lock) when several threads use one bucket.
-    """
-
-    __slots__ = ("capacity", "rate", "state")
-
-    def __init__(self, rate: float, capacity: float, state: Any = None) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self.state = state if state is not None else [capacity, 0.0]
-        if state is not None:
-            state[0], state[1] = capacity, 0.0
-
-    def _level(self, now: float) -> float:
-        level, then = self.state[0], self.state[1]
-        return min(self.capacity, level + (now - then) * self.rate) if now > then else level
-
-    def shortfall_s(self, now: float, amount: float) -> float:
-        """Seconds until `amount` is available (0 when it is now); inf when it never fits."""
-        if amount > self.capacity:
-            return math.inf
-        missing = amount - self._level(now)
-        # a level short by rounding error is full: a server would not answer "retry after 1e-17 s"
-        return missing / self.rate if missing > 1e-9 * max(1.0, amount) else 0.0
-
-    def take(self, now: float, amount: float) -> None:
-        """Remove `amount` now (the level may go below 0: a reservation the caller waits out)."""
-        level = self._level(now)
-        self.state[0], self.state[1] = level - amount, max(now, self.state[1])
-
-    def reserve(self, now: float, amount: float) -> float:
-        """Client-side: take `amount` in FIFO order; returns the seconds to wait before using it."""
-        missing = amount - self._level(now)
-        self.take(now, amount)
-        return missing / self.rate if missing > 0 else 0.0
-
-
-class BatchQueue:
-    """The dynamic batcher's decisions, without a clock: callers pass the time (simulated or real).
-
-    `offer` queues a request (False: rejected, the queue is full); `next_batch(now)` returns the requests of a
-    batch to launch now, or the time to look again, or None when there is nothing to do; `finished` frees an
-    instance.
-    """
-
-    __slots__ = ("spec", "waiting", "idle")
-
-    def __init__(self, spec: Batching) -> None:
-        self.spec = spec
-        self.waiting: deque[tuple[Any, float]] = deque()
-        self.idle = spec.instances
-
-    def offer(self, request: Any, now: float) -> bool:
-        """Queue `request` (sent at `now`); False when the admission cap rejects it."""
-        if self.spec.max_queue is not None and len(self.waiting) >= self.spec.max_queue:
-            return False
-        self.waiting.append((request, now))
-        return True
-
-    def next_batch(self, now: float) -> list[Any] | float | None:
-        """A batch to launch now (an instance is then busy), the time to check again, or None."""
-        if not self.waiting or not self.idle:
-            return None
-        spec = self.spec
-        due = self.waiting[0][1] + spec.max_delay
-        if len(self.waiting) < spec.max_batch and now < due - 1e-12:
-            return due
-        self.idle -= 1
-        size = min(len(self.waiting), spec.max_batch)
-        return [self.waiting.popleft()[0] for _ in range(size)]
-
-    def finished(self) -> None:
-        """An instance finished its batch."""
-        self.idle += 1
-
-
-class PolicyLimiter:
-    """A client-side limiter that grants waiting requests their tokens in a policy's order (clock-free).
-
-    `offer` grants at once when nobody waits and the buckets hold enough; otherwise the request waits.
-    `grant(now)` takes tokens for waiting requests in policy order while the next one fits, and returns them
-    with the time the next one will fit (None when nobody waits). Head-of-line: a large request at the head
-    holds back smaller ones behind it, as aiolimiter's FIFO does.
-    """
-
-    __slots__ = ("buckets", "queue")
-
-    def __init__(self, buckets: tuple[TokenBucket | None, TokenBucket | None], policy: Policy) -> None:
-        from .policies import WaitQueue
-
-        self.buckets = buckets
-        self.queue = WaitQueue(policy)
-
-    def _short(self, now: float, charges: tuple[float, float]) -> float:
-        return max((b.shortfall_s(now, a) for b, a in zip(self.buckets, charges, strict=True) if b is not None and a),
-                   default=0.0)
-
-    def _take(self, now: float, charges: tuple[float, float]) -> None:
-        for bucket, amount in zip(self.buckets, charges, strict=True):
-            if bucket is not None and amount:
-                bucket.take(now, amount)
-
-    def offer(self, request: Any, charges: tuple[float, float], ticket: Any, now: float) -> bool:
-        """True: granted now; False: `request` waits for `grant`."""
-        if not len(self.queue) and self._short(now, charges) == 0:
-            self._take(now, charges)
-            return True
-        self.queue.push((request, charges), ticket)
-        return False
-
-    def grant(self, now: float) -> tuple[list[Any], float | None]:
-        """The waiting requests granted now (in order), and when to look again."""
-        granted = []
-        while len(self.queue):
-            (request, charges), _ = self.queue.peek()
-            short = self._short(now, charges)
-            if short > 0:
-                return granted, now + short if math.isfinite(short) else None
-            self.queue.pop()
-            self._take(now, charges)
-            granted.append(request)
-        return granted, None

@@ -493,7 +493,7 @@ def pipeline_strategy_problems(strategy: Any, stages: dict[str, Stage] | None = 
     workers of batched stages without `max_wait` can hold K items waiting to fill their batches while no
     more are admitted: a deadlock whenever K <= sum of workers x (batch - 1) over those stages.
     """
-    if not isinstance(strategy, Asyncio):
+    if not strategy.on_loop:
         return [f"strategy: a pipeline runs its stage workers as asyncio coroutines; use asyncio, asyncio:K (at "
                 f"most K items in the pipeline), asyncio+threads:N or asyncio+processes:N (got {strategy})"]
     waiting = {k: s.workers * (s.batch - 1) for k, s in (stages or {}).items() if s.batch > 1 and s.max_wait is None}

@@ -21,40 +21,128 @@ __all__ = ["Asyncio", "Processes", "Sequential", "Strategy", "StrategyField", "T
 ALLOWED = "sequential, threads:N, processes:N, asyncio, asyncio:K, asyncio:K+threads:N, asyncio:K+processes:N"
 
 
+class _Questions:
+    """What an executor asks a strategy, answered the same way for every kind (one place per answer)."""
+
+    __slots__ = ()
+    on_loop = False  # tasks are coroutines on one event loop
+
+    @property
+    def admission(self) -> int | None:
+        """Most tasks in flight at once (None: no cap)."""
+        return None
+
+    @property
+    def executor(self) -> Threads | Processes | None:
+        """The pool that CPU steps are offloaded to (None: they run where the task runs)."""
+        return None
+
+    @property
+    def threaded(self) -> bool:
+        """Whether Python runs on several threads of one process (worker threads, or an offload to threads)."""
+        return False
+
+    @property
+    def dispatching(self) -> bool:
+        """Whether tasks or CPU steps are sent to other processes (pickled, over a pipe)."""
+        return False
+
+    @property
+    def forks(self) -> bool:
+        """Whether a task's `parallel` branches run concurrently (on threads or coroutines of their own)."""
+        return True
+
+    def cores_used(self, machine: Any) -> int:
+        """How many cores its CPU work can use at once on `machine` (the GIL serialises threads)."""
+        return 1
+
+
 @dataclass(frozen=True)
-class Sequential:
+class Sequential(_Questions):
     """One task at a time, on one thread; `parallel` branches run one after another."""
+
+    @property
+    def admission(self) -> int | None:
+        return 1
+
+    @property
+    def forks(self) -> bool:
+        return False
 
     def __str__(self) -> str:
         return "sequential"
 
 
 @dataclass(frozen=True)
-class Threads:
+class Threads(_Questions):
     """`workers` threads take tasks FIFO; CPU work shares the GIL (unless the machine has none)."""
 
     workers: int
+
+    @property
+    def admission(self) -> int | None:
+        return self.workers
+
+    @property
+    def threaded(self) -> bool:
+        return True
+
+    def cores_used(self, machine: Any) -> int:
+        return 1 if machine.gil else machine.cores
 
     def __str__(self) -> str:
         return f"threads:{self.workers}"
 
 
 @dataclass(frozen=True)
-class Processes:
+class Processes(_Questions):
     """`workers` processes take tasks FIFO; CPU work runs in parallel up to the machine's cores."""
 
     workers: int
+
+    @property
+    def admission(self) -> int | None:
+        return self.workers
+
+    @property
+    def dispatching(self) -> bool:
+        return True
+
+    def cores_used(self, machine: Any) -> int:
+        return max(1, min(self.workers, machine.cores))
 
     def __str__(self) -> str:
         return f"processes:{self.workers}"
 
 
 @dataclass(frozen=True)
-class Asyncio:
+class Asyncio(_Questions):
     """One event loop; `limit` caps tasks in flight (a FIFO semaphore); `offload` runs CPU steps elsewhere."""
 
     limit: int | None = None
     offload: Threads | Processes | None = None
+    on_loop = True
+
+    @property
+    def admission(self) -> int | None:
+        return self.limit
+
+    @property
+    def executor(self) -> Threads | Processes | None:
+        return self.offload
+
+    @property
+    def threaded(self) -> bool:
+        return isinstance(self.offload, Threads)
+
+    @property
+    def dispatching(self) -> bool:
+        return isinstance(self.offload, Processes)
+
+    def cores_used(self, machine: Any) -> int:
+        if isinstance(self.offload, Processes):
+            return self.offload.cores_used(machine)
+        return 1 if machine.gil else machine.cores
 
     def __str__(self) -> str:
         text = "asyncio" if self.limit is None else f"asyncio:{self.limit}"

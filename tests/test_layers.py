@@ -38,20 +38,91 @@ def test_public_api_is_exported():
         assert hasattr(asyncsim, name), name
 
 
-def _package_imports(path: Path) -> set[str]:
-    """The asyncsim modules a module imports (`from .x import` and `from . import x`), by top-level name."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
-    return names
+# The layers, lowest first: a module imports modules of its own layer or below, never above, and the import
+# graph has no cycle (a cycle hidden behind TYPE_CHECKING or a function-level import is a layering bug).
+LAYERS = [
+    ("foundations", ["errors", "_model", "_io", "_json", "_version", "trace", "states", "stats", "dists",
+                     "strategies", "theory", "curves"]),
+    ("model data", ["policies", "services", "spec", "profile"]),
+    ("draws", ["scenario", "steady"]),
+    ("rules", ["rules"]),
+    ("executors", ["sim", "real"]),
+    ("metrics", ["results", "metrics", "bounds", "api"]),  # results holds a Steady verdict (draws)
+    ("analyses", ["validate", "sweep", "plan", "_saved", "ranking"]),  # ranking orders Results
+    ("reports", ["report"]),
+    ("front", ["cli", "__main__", ""]),
+]
+# the command line imports its heavier commands when they run (start-up time); nothing else imports lazily
+LAZY_OK = {"cli"}
 
 
-def test_typed_results_sit_between_the_trace_and_metrics():
-    """trace → states → stats → results → metrics: a result type never imports what computes it or reads it."""
-    order = ["trace", "states", "stats", "results", "metrics"]
-    above = {"metrics", "api", "bounds", "cli", "report", "ranking", "sweep", "plan", "validate", "sim", "real",
-             "_saved"}
-    for k, name in enumerate(order):
-        imported = _package_imports(PACKAGE / f"{name}.py")
-        assert not imported & (set(order[k + 1:]) | above - {name}), name
+def _module(path: Path) -> str:
+    parts = path.with_suffix("").relative_to(PACKAGE).parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _graph() -> dict[str, set[str]]:
+    """Every asyncsim module's imports of other asyncsim modules (relative to the package)."""
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        mod = _module(path)
+        base = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                prefix = [p for p in base[:len(base) - (node.level - 1)] if p]
+                names = [node.module] if node.module else [a.name for a in node.names]
+                deps.update(".".join([*prefix, n]) for n in names)
+        graph[mod] = {d for d in deps if d != mod}
+    return graph
+
+
+def _layer(mod: str) -> int:
+    top = mod.split(".")[0]
+    for k, (_, members) in enumerate(LAYERS):
+        if top in members:
+            return k
+    raise AssertionError(f"module {mod!r} is in no layer: add it to LAYERS")
+
+
+def test_every_import_goes_to_the_same_layer_or_below():
+    bad = [f"{mod} ({LAYERS[_layer(mod)][0]}) imports {dep} ({LAYERS[_layer(dep)][0]})"
+           for mod, deps in _graph().items() for dep in deps if _layer(dep) > _layer(mod)]
+    assert bad == []
+
+
+def test_the_simulator_and_the_real_runner_never_import_each_other():
+    graph = _graph()
+    assert [(m, d) for m, deps in graph.items() for d in deps
+            if {m.split(".")[0], d.split(".")[0]} == {"sim", "real"}] == []
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = _graph()
+    done: set[str] = set()
+
+    def visit(mod: str, path: list[str]) -> None:
+        if mod in path:
+            raise AssertionError(" -> ".join([*path[path.index(mod):], mod]))
+        if mod in done:
+            return
+        for dep in sorted(graph.get(mod, ())):
+            visit(dep, [*path, mod])
+        done.add(mod)
+
+    for mod in sorted(graph):
+        visit(mod, [])
+
+
+def test_no_module_hides_an_import_of_another():
+    hidden = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                hidden += [f"{_module(path)}: {ast.unparse(n)}" for n in node.body
+                           if isinstance(n, ast.ImportFrom) and n.level]
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _module(path) not in LAZY_OK:
+                hidden += [f"{_module(path)}.{node.name}: {ast.unparse(n)}" for n in ast.walk(node)
+                           if isinstance(n, ast.ImportFrom) and n.level]
+    assert hidden == []

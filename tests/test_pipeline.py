@@ -12,7 +12,7 @@ import pytest
 import asyncsim as a
 from asyncsim.errors import DeadlockError
 from asyncsim.profile import LoopProfile, MachineProfile
-from asyncsim.sim.engine import run_scenario
+from asyncsim.sim import run_scenario
 from asyncsim.trace import K_CPU, K_IO, K_STAGE, ResourceId
 
 _IDEAL_PROFILE = MachineProfile(
@@ -283,8 +283,9 @@ def test_policies_that_tie_on_one_item_class_serve_in_queue_order(policy):
 
 
 def test_the_real_policy_queue_hands_items_out_in_policy_order():
-    from asyncsim.policies import Policy, Ticket
+    from asyncsim.policies import Policy
     from asyncsim.real.pipeline import PolicyQueue
+    from asyncsim.rules.queues import Ticket
 
     deadline = {1: 5.0, 2: 1.0, 3: 3.0}
 

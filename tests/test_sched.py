@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from asyncsim.policies import Ticket
 from asyncsim.real.sched import Admission, AsyncPolicySemaphore, PolicySemaphore
+from asyncsim.rules.queues import Ticket
 
 URGENT, NORMAL, LOW = Ticket(priority=0), Ticket(priority=1), Ticket(priority=2)
 

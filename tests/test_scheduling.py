@@ -8,7 +8,8 @@ import pytest
 
 import asyncsim as a
 from asyncsim.errors import DeadlockError, RunLimitError
-from asyncsim.policies import Policy, Ticket, WaitQueue
+from asyncsim.policies import Policy
+from asyncsim.rules.queues import Ticket, WaitQueue
 from asyncsim.theory import mg1_mean_sojourn, priority_mean_sojourn
 
 
@@ -223,7 +224,7 @@ def test_validate_refuses_a_policy_the_real_runner_cannot_apply_between_processe
 
 
 def test_queue_schedule_serves_in_policy_order_and_preempts_in_virtual_time():
-    from asyncsim.policies import QueueSchedule
+    from asyncsim.rules.queues import QueueSchedule
 
     low, high = Ticket(priority=1), Ticket(priority=0)
     plain = QueueSchedule(1, Policy(kind="priority"))

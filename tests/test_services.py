@@ -7,23 +7,20 @@ import math
 
 import pytest
 
-from asyncsim.calls import BATCH, SERVE, SLEEP, StepFailedError, attempts, buckets
 from asyncsim.real.service import BatchSchedule
-from asyncsim.services import (
-    OK,
-    RATE_LIMITED,
-    SERVER_ERROR,
-    TIMEOUT,
-    Batching,
-    BatchQueue,
-    Failures,
-    RateLimit,
-    Retry,
-    Service,
-    TokenBucket,
+from asyncsim.rules.calls import (
+    BATCH,
+    SERVE,
+    SLEEP,
+    UNLOCKED,
+    StepFailedError,
     attempt_outcome,
+    attempts,
     backoff_s,
 )
+from asyncsim.rules.limits import TokenBucket, buckets
+from asyncsim.rules.queues import BatchQueue
+from asyncsim.services import OK, RATE_LIMITED, SERVER_ERROR, TIMEOUT, Batching, Failures, RateLimit, Retry, Service
 
 # ---------------------------------------------------------------------------------------- TokenBucket
 
@@ -166,6 +163,7 @@ class _Svc:
     def __init__(self, spec: Service) -> None:
         self.name, self.spec, self.res, self.limiter_res, self.backoff_res = "api", spec, 0, 1, 2
         self.server, self.client = buckets(spec.rate_limit), buckets(spec.client_limit)
+        self.lock = UNLOCKED
 
 
 def _drive(spec: Service, durs: list[float], col: int, *, clock: list[float]):
@@ -176,7 +174,7 @@ def _drive(spec: Service, durs: list[float], col: int, *, clock: list[float]):
     reply = None
     try:
         while True:
-            what, seconds = steps.send(reply)
+            what, seconds, _ = steps.send(reply)
             commands.append((what, round(seconds, 9)))
             reply = clock[0] if what == SERVE else None
             if what == BATCH:
@@ -213,7 +211,7 @@ def test_attempts_wait_for_the_client_limiter_and_record_it():
     records, log = [], []
     steps = attempts(svc, 0, 0, -1, [0.01], 1, clock=lambda: 0.0, add=lambda *r: records.append(r),
                      log=lambda *r: log.append(r))
-    assert next(steps) == (SLEEP, pytest.approx(1.0))
+    assert next(steps) == (SLEEP, pytest.approx(1.0), svc)
 
 
 def a_const(x: float):

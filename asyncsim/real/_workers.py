@@ -1,7 +1,8 @@
 """Blocking runners: sequential (one thread), threads (a ThreadPoolExecutor) and processes
 (a ProcessPoolExecutor whose workers share real semaphores for pools, and services in shared memory).
 
-One step interpreter, `sync_steps`, serves all three; it records into whatever `add` and `log` it is given.
+One driver of the task interpreter (`rules.task`), `drive`, serves all three; it records into whatever `add`
+and `log` it is given.
 With an admission policy other than FIFO, tasks reach the executor through `sched.Admission` (no more
 running than there are workers, the rest waiting in policy order); a pool with a policy is a
 `sched.PolicySemaphore` (threads of one process only).
@@ -13,35 +14,23 @@ import multiprocessing
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
 from ..errors import ModelError
-from ..policies import Ticket
-from ..scenario import CALL, CPU, IO, PAR, USE, Node
-from ..trace import K_ADMIT, K_CPU, K_IO, K_USE
+from ..rules.calls import BATCH, LIMIT, SERVE, SLEEP
+from ..rules.queues import Ticket
+from ..rules.task import ACQUIRE, CPU_WORK, FORK, INLINE, IO_WAIT, Context, steps
+from ..scenario import Node
+from ..trace import K_ADMIT, K_CPU
 from .cpuwork import CpuWork, burn
+from .run import Run, error_text
 from .sched import Admission, PolicySemaphore
 from .service import RealService
 
-if TYPE_CHECKING:
-    from .runner import _Run
-
-__all__ = ["error_text", "pool_timeout", "run_processes", "run_threads", "start_process_pool", "sync_call",
-           "sync_steps", "timed_burn"]
-
-
-def error_text(exc: BaseException) -> str:
-    """How a failed task's error is reported: a modelled failure as the simulator words it."""
-    return str(exc) if isinstance(exc, StepFailedError) else f"{type(exc).__name__}: {exc}"
-
-
-def pool_timeout(pool: str, timeout: float) -> str:
-    """The error of a task that got no slot of `pool` in time, worded as the simulator words it."""
-    return f"PoolTimeout: no slot of pool {pool!r} within {timeout:g}s"
+__all__ = ["drive", "run_processes", "run_threads", "start_process_pool", "sync_steps", "timed_burn"]
 
 
 def timed_burn(iterations: int) -> tuple[float, float, float]:
@@ -53,7 +42,8 @@ def timed_burn(iterations: int) -> tuple[float, float, float]:
 
 @dataclass
 class SyncCtx:
-    """What the blocking interpreter needs: a clock, recorders, work, the shared semaphores and services.
+    """What the blocking driver needs: a clock, recorders, work, the shared semaphores and services, and the
+    task interpreter's view of them (`rules`).
 
     `pools` maps a pool to (semaphore, timeout in model seconds or None); `ticket(i)` is task i's ticket for
     the policies that order waiters (threads only).
@@ -73,107 +63,95 @@ class SyncCtx:
     on_step: Callable[[int, Node], None] | None = None
     ticket: Callable[[int], Ticket] = lambda _i: Ticket()
     extra: dict[str, Any] = field(default_factory=dict)
+    rules: Context = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rules = Context(clock=self.now, add=self.add, log=self.log, services=self.services,
+                             pools={k: (self.pool_res[k], timeout) for k, (_, timeout) in self.pools.items()},
+                             release=self._release, on_step=self.on_step)
+
+    def _release(self, _i: int, node: Node) -> None:
+        self.pools[node.name][0].release()  # type: ignore[index]
 
 
-def sync_steps(ctx: SyncCtx, i: int, durs: list[float], steps: tuple[Node, ...]) -> None:
-    """Run steps on this thread, blocking; `parallel` fans out to threads (or runs inline when not fan_out).
+def sync_steps(ctx: SyncCtx, i: int, durs: list[float], nodes: tuple[Node, ...]) -> None:
+    """Run task i's `nodes` on this thread, blocking (`durs` in model units; waits and CPU work are scaled)."""
+    drive(ctx, i, steps(ctx.rules, i, durs, nodes))
 
-    `durs` are model units (seconds, tokens, uniforms); waits and CPU work are scaled here.
+
+def drive(ctx: SyncCtx, i: int, commands: Generator[Any, Any, None]) -> None:
+    """Carry out task i's commands (`rules.task.steps`) on this thread: waits are `time.sleep`, CPU work is
+    calibrated Python, `parallel` fans out to threads (or runs inline when not `fan_out`).
+
+    Raises:
+        StepFailedError: a step failed (the interpreter's error, passed on); or what a step hook raised.
     """
-    scale = ctx.scale
-    for node in steps:
-        kind = node.kind
-        if ctx.on_step is not None and kind in (CPU, IO, CALL):
-            ctx.on_step(i, node)
-        if kind == CPU:
-            start = ctx.now()
-            cpu = ctx.cpu.run(durs[node.id] * scale)
-            ctx.add(i, node.id, K_CPU, ctx.exec_res, start, start, ctx.now(), cpu / scale)
-        elif kind == IO:
-            start = ctx.now()
-            time.sleep(durs[node.id] * scale)
-            ctx.add(i, node.id, K_IO, -1, start, start, ctx.now())
-        elif kind == CALL:
-            sync_call(ctx, i, node, durs)
-        elif kind == USE:
-            sem, timeout = ctx.pools[node.name]  # type: ignore[index]
-            res = ctx.pool_res[node.name]  # type: ignore[index]
-            asked = ctx.now()
-            wait = None if timeout is None else timeout * scale
-            got = sem.acquire(ctx.ticket(i), wait) if isinstance(sem, PolicySemaphore) else sem.acquire(timeout=wait)
-            if not got:
-                now = ctx.now()
-                ctx.add(i, node.id, K_USE, res, asked, now, now)
-                raise StepFailedError(pool_timeout(node.name, timeout))  # type: ignore[arg-type]
-            got = ctx.now()
-            try:
-                sync_steps(ctx, i, durs, node.body)
-            finally:
-                sem.release()
-                ctx.add(i, node.id, K_USE, res, asked, got, ctx.now())
-        else:
-            assert kind == PAR
-            if not ctx.fan_out:
-                for branch in node.branches:
-                    sync_steps(ctx, i, durs, branch)
-                continue
-            # as the simulator: every branch finishes, then the first failing branch's error is raised
-            errors: list[BaseException | None] = [None] * len(node.branches)
-            threads = [threading.Thread(target=_branch_main, args=(ctx, i, durs, b, errors, k))
-                       for k, b in enumerate(node.branches)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            failure = next((e for e in errors if e is not None), None)
-            if failure is not None:
-                raise failure
-
-
-def sync_call(ctx: SyncCtx, i: int, node: Node, durs: list[float]) -> None:
-    """One call: the simulator's attempt loop (`calls.attempts`), blocking this thread while it waits."""
-    svc = ctx.services[node.name]  # type: ignore[index]
     now, scale = ctx.now, ctx.scale
-    steps = attempts(svc, i, node.id, node.col, durs, 1, clock=now, add=ctx.add, log=ctx.log, lock=svc.lock)
     reply: Any = None
     while True:
         try:
-            what, seconds = steps.send(reply)
+            op, value, subject = commands.send(reply)
         except StopIteration:
             return
-        if what == SLEEP:
-            time.sleep(seconds * scale)
-            reply = None
-        elif what == SERVE:
-            if svc.queue is not None:
-                reply = svc.queue.serve(now, scale, seconds, ctx.ticket(i))
+        reply = None
+        if op == CPU_WORK:
+            start = now()
+            cpu = ctx.cpu.run(value * scale)
+            ctx.add(i, subject.id, K_CPU, ctx.exec_res, start, start, now(), cpu / scale)
+        elif op == IO_WAIT:
+            reply = now()
+            time.sleep(value * scale)
+        elif op == SLEEP:
+            time.sleep(value * scale)
+        elif op == SERVE:
+            if subject.queue is not None:
+                reply = subject.queue.serve(now, scale, value, ctx.ticket(i))
                 continue
-            served, answered = svc.schedule.reserve(now(), seconds)
+            served, answered = subject.schedule.reserve(now(), value)
             time.sleep(max(0.0, answered - now()) * scale)
             reply = served
-        elif what == LIMIT:
-            svc.limiter.acquire(seconds, ctx.ticket(i), now, scale)
-            reply = None
-        else:
-            reply = svc.batcher.serve(now, scale)
+        elif op == ACQUIRE:
+            sem, timeout = ctx.pools[value]
+            asked = now()
+            wait = None if timeout is None else timeout * scale
+            got = sem.acquire(ctx.ticket(i), wait) if isinstance(sem, PolicySemaphore) else sem.acquire(timeout=wait)
+            reply = (asked, bool(got))
+        elif op == FORK:
+            reply = _fork(ctx, i, value) if ctx.fan_out else INLINE
+        elif op == LIMIT:
+            subject.limiter.acquire(value, ctx.ticket(i), now, scale)
+        elif op == BATCH:
+            reply = subject.batcher.serve(now, scale)
+        # BLOCK and RESUME: this thread is running already
 
 
-def _branch_main(ctx: SyncCtx, i: int, durs: list[float], branch: tuple[Node, ...],
-                 errors: list[BaseException | None], k: int) -> None:
+def _fork(ctx: SyncCtx, i: int, branches: list[Generator[Any, Any, None]]) -> list[BaseException | None]:
+    """Run the branches on threads of their own; each one's failure (None when it finished)."""
+    errors: list[BaseException | None] = [None] * len(branches)
+    threads = [threading.Thread(target=_branch_main, args=(ctx, i, b, errors, k)) for k, b in enumerate(branches)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def _branch_main(ctx: SyncCtx, i: int, branch: Generator[Any, Any, None], errors: list[BaseException | None],
+                 k: int) -> None:
     try:
-        sync_steps(ctx, i, durs, branch)
-    except BaseException as exc:  # re-raised in the parent after the join
+        drive(ctx, i, branch)
+    except BaseException as exc:  # handed to the parent after the join
         errors[k] = exc
 
 
-def _ctx_for(run: _Run, *, exec_res: int, fan_out: bool, pools: dict[str, Any],
+def _ctx_for(run: Run, *, exec_res: int, fan_out: bool, pools: dict[str, Any],
              services: dict[str, Any]) -> SyncCtx:
     return SyncCtx(now=run.now, model_time=run.model_time, add=run.add, log=run.log_call, cpu=run.cpu,
                    scale=run.scale, pools=pools, services=services, pool_res=run.pool_res, exec_res=exec_res,
                    fan_out=fan_out, on_step=run.on_step, ticket=run.ticket)
 
 
-def _run_task(run: _Run, ctx: SyncCtx, admit_res: int, i: int) -> None:
+def _run_task(run: Run, ctx: SyncCtx, admit_res: int, i: int) -> None:
     admitted = run.now()
     if admitted > run.arrival[i]:
         run.add(i, -1, K_ADMIT, admit_res, run.arrival[i], admitted, admitted)
@@ -184,7 +162,7 @@ def _run_task(run: _Run, ctx: SyncCtx, admit_res: int, i: int) -> None:
     run.done[i] = run.now()  # not reached when interrupted: the task stays unfinished
 
 
-def _dispatch(run: _Run, submit: Callable[[int], Future[Any] | None]) -> None:
+def _dispatch(run: Run, submit: Callable[[int], Future[Any] | None]) -> None:
     """Hand tasks to `submit` at their arrival times (open) or from closed-loop user threads; wait for all."""
     sc = run.sc
     futures: list[Future[Any]] = []
@@ -226,7 +204,7 @@ def _dispatch(run: _Run, submit: Callable[[int], Future[Any] | None]) -> None:
         u.join()
 
 
-def _shared(run: _Run, mp: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def _shared(run: Run, mp: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Pool semaphores (with their timeouts) and services, for threads (mp None) or for processes.
 
     Raises:
@@ -245,7 +223,7 @@ def _shared(run: _Run, mp: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     return pools, run.services(mp=mp)
 
 
-def run_threads(run: _Run, workers: int, *, fan_out: bool) -> None:
+def run_threads(run: Run, workers: int, *, fan_out: bool) -> None:
     """Sequential (workers=1, no fan-out: runs on this thread) or a pool of `workers` threads."""
     machine = run.sc.workload.machine
     tb = run.tb
@@ -268,7 +246,7 @@ def run_threads(run: _Run, workers: int, *, fan_out: bool) -> None:
     ex.shutdown(wait=True)
 
 
-def _run_admitted(run: _Run, workers: int, task: Callable[[int], None]) -> None:
+def _run_admitted(run: Run, workers: int, task: Callable[[int], None]) -> None:
     """Run tasks on `workers` threads, admitted in the workload's policy order (`sched.Admission`)."""
     ex = ThreadPoolExecutor(workers)
     done: dict[int, Future[None]] = {}
@@ -314,7 +292,7 @@ def _init_worker(rate: float, scale: float, t0: Any, pools: dict[str, Any], serv
 
 
 def _process_task(i: int, durs: list[float],
-                  steps: tuple[Node, ...]) -> tuple[float, float, list[Any], list[Any], str | None]:
+                  nodes: tuple[Node, ...]) -> tuple[float, float, list[Any], list[Any], str | None]:
     """Run one task in a worker process: (admitted, done, records, call rows, error), times in model seconds."""
     ctx: SyncCtx = _WORKER["ctx"]
     records: list[tuple[Any, ...]] = _WORKER["records"]
@@ -324,7 +302,7 @@ def _process_task(i: int, durs: list[float],
     admitted = ctx.now()
     error = None
     try:
-        sync_steps(ctx, i, durs, steps)
+        sync_steps(ctx, i, durs, nodes)
     except Exception as exc:  # a failing task is a result, not a crash
         error = error_text(exc)
     return admitted, ctx.now(), list(records), list(calls), error
@@ -340,7 +318,7 @@ def _mp_context() -> Any:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def start_process_pool(run: _Run, workers: int, initializer: Any = None, initargs: tuple[Any, ...] = (),
+def start_process_pool(run: Run, workers: int, initializer: Any = None, initargs: tuple[Any, ...] = (),
                        t0: Any = None) -> ProcessPoolExecutor:
     """A process pool whose workers have all started; the run's clock (and `t0`, if shared) starts after."""
     ex = ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=initializer, initargs=initargs)
@@ -352,7 +330,7 @@ def start_process_pool(run: _Run, workers: int, initializer: Any = None, initarg
     return ex
 
 
-def run_processes(run: _Run, workers: int) -> None:
+def run_processes(run: Run, workers: int) -> None:
     """A pool of `workers` processes; pools and services are semaphores shared between processes."""
     mp = _mp_context()
     machine = run.sc.workload.machine
@@ -378,7 +356,7 @@ def run_processes(run: _Run, workers: int) -> None:
         ex.shutdown(wait=True, cancel_futures=True)
 
 
-def _dispatch_admitted(run: _Run, workers: int, submit: Callable[[int], Future[Any]]) -> None:
+def _dispatch_admitted(run: Run, workers: int, submit: Callable[[int], Future[Any]]) -> None:
     """Hand tasks to a process pool in the workload's policy order: the parent keeps the queue (no more
     tasks in the pool than workers) and a feeder thread submits each admitted task.
 
@@ -410,7 +388,7 @@ def _dispatch_admitted(run: _Run, workers: int, submit: Callable[[int], Future[A
         thread.join()
 
 
-def _collect(run: _Run, admit_res: int, i: int, fut: Future[Any]) -> None:
+def _collect(run: Run, admit_res: int, i: int, fut: Future[Any]) -> None:
     if fut.cancelled():
         return
     exc = fut.exception()

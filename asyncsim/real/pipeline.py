@@ -20,17 +20,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .._pipeline import batch_durations, entries, item_ticket, routes
-from ..calls import StepFailedError
-from ..policies import Policy, Ticket, WaitQueue
+from ..policies import Policy
+from ..rules.calls import StepFailedError
+from ..rules.pipeline import batch_durations, entries, item_ticket, routes
+from ..rules.queues import Ticket, WaitQueue
+from ..rules.task import pool_timeout
 from ..scenario import Node
 from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
-from ._workers import pool_timeout
-
-if TYPE_CHECKING:
-    from .runner import _AsyncRun
+from .aio import AsyncRun
 
 __all__ = ["PolicyQueue", "run_pipeline"]
 
@@ -77,13 +76,13 @@ class _Stage:
                 timeout.reschedule(now)
 
 
-async def run_pipeline(arun: _AsyncRun) -> None:
+async def run_pipeline(arun: AsyncRun) -> None:
     """Run the scenario's pipeline on the running loop with `arun`'s steps, limit and executor."""
     await _Pipeline(arun).main()
 
 
 class _Pipeline:
-    def __init__(self, arun: _AsyncRun) -> None:
+    def __init__(self, arun: AsyncRun) -> None:
         self.arun = arun
         self.run = run = arun.run
         workload = run.sc.workload
@@ -230,13 +229,10 @@ class _Pipeline:
                 failure = exc
         try:
             if failure is None:
-                arun.batch_size[leader] = len(batch)
                 try:
-                    await arun.steps(leader, durs, stage.node.body)
+                    await arun.steps(leader, durs, stage.node.body, len(batch))
                 except Exception as exc:  # a failing batch is a result: its items fail
                     failure = exc
-                finally:
-                    del arun.batch_size[leader]
             end = run.now()
             tb = run.tb
             tb.add(leader, stage.node.id, K_STAGE, stage.res, self.ready_at[leader], start, end, float(len(batch)))

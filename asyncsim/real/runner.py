@@ -1,129 +1,32 @@
 """The real runner: executes a Scenario for real under asyncio, threads, processes or sequentially.
 
-It runs the very draws the simulator runs (a paired comparison): `io` is `asyncio.sleep` / `time.sleep`,
-`cpu` is calibrated pure-Python work (`cpuwork`), pools and service concurrency are real semaphores,
-`parallel` is `asyncio.gather` or a thread fan-out, the asyncio limit is a real `asyncio.Semaphore` and
-offload is `loop.run_in_executor`; a service is a FIFO schedule of its server slots kept by the server side
-(`service`), which the client awaits, or an emulated dynamic batcher. A scheduling policy other than FIFO
-is implemented as a user would (`sched`: a policy-aware semaphore, a dispatcher handing tasks to workers
-in policy order, a limiter granting tokens in policy order; `server_queue`: the server's own queue), with
-the simulator's tickets (`policies.Tickets`). A call goes through the simulator's
-own attempt loop (`calls.attempts`: limiter, server rate limit, failures, timeout, back-off) with real
-sleeps; its rate-limit buckets run in model seconds, so a rate means the same at any time scale. It records
-the same Trace and CallLog as the simulator (times in model seconds: real seconds / time_scale, from
-`time.perf_counter`), and each CPU step's thread CPU time in `cpu_s`.
+It runs the very draws the simulator runs (a paired comparison), and the very rules: each task's steps are
+the task interpreter's commands (`rules.task.steps`, calls through `rules.calls.attempts`), carried out for
+real by a driver — `aio` (coroutines on one event loop: `asyncio.sleep`, semaphores, `gather`,
+`run_in_executor`) or `_workers` (threads and processes: `time.sleep`, thread fan-out); `pipeline` runs
+stage workers joined by `asyncio.Queue`s. CPU work is calibrated pure Python (`cpuwork`); a service is the
+emulated server of `service` (a FIFO schedule of its slots, a policy queue `server_queue`, or a dynamic
+batcher); a scheduling policy other than FIFO is applied as a user would (`sched`). Rate-limit buckets run in
+model seconds, so a rate means the same at any time scale. Everything records into a `run.Run`: the same
+Trace and CallLog as the simulator (model seconds: real seconds / time_scale, from `time.perf_counter`), with
+each CPU step's thread CPU time in `cpu_s`.
 """
-
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any
 
-import numpy as np
-
-from ..calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
-from ..policies import Ticket, Tickets
-from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
-from ..strategies import Asyncio, Processes, Sequential, Threads
-from ..trace import K_ADMIT, K_CPU, K_IO, K_USE, CallLog, RunOutput, TraceBuilder
+from ..scenario import Scenario
+from ..strategies import Strategy
+from ..trace import RunOutput
 from . import _workers
+from .aio import AsyncRun
 from .cpuwork import CpuWork, measure_rate
 from .pipeline import run_pipeline
-from .sched import AsyncPolicySemaphore
-from .service import RealService
+from .run import Run, StepHook
 
 __all__ = ["StepHook", "run_real"]
-
-StepHook = Callable[[int, Node], None]
-"""Called before each leaf step of a real run with (task, node); raising fails the task with that error.
-
-Under processes:N it runs in the worker processes (inherited when they fork)."""
-
-
-class _Run:
-    """State shared by every runner: the clock, the recorder, the per-task table, resource codes."""
-
-    def __init__(self, scenario: Scenario, scale: float, cpu: CpuWork, on_step: StepHook | None) -> None:
-        self.sc = scenario
-        self.scale = scale
-        self.cpu = cpu
-        self.on_step = on_step
-        self.tb = TraceBuilder()
-        self.lock = threading.Lock()
-        n = scenario.n_tasks
-        self.arrival = np.full(n, np.nan)
-        self.done = np.full(n, np.nan)
-        self.failed = np.zeros(n, dtype=bool)
-        self.errors: dict[int, str] = {}
-        self.t0 = time.perf_counter()
-        self.tickets = Tickets(scenario)
-        w = scenario.workload
-        self.pool_res = {k: self.tb.resource_id(f"pool:{k}") for k in w.pools}
-        self.service_res = {k: self.tb.resource_id(f"service:{k}") for k in w.services}
-        # the simulator's codes for limiter waits and back-offs (names are what a trace compares)
-        self.service_codes = {k: (self.service_res[k],
-                                  self.tb.resource_id(f"limiter:{k}") if s.client_limit else -1,
-                                  self.tb.resource_id(f"backoff:{k}") if s.attempts > 1 else -1)
-                              for k, s in w.services.items()}
-        self.calls = CallLog() if w.services else None
-
-    def now(self) -> float:
-        """Model seconds since the start."""
-        return (time.perf_counter() - self.t0) / self.scale
-
-    def model_time(self, perf: float) -> float:
-        """A perf_counter reading (from any process on this host) in model seconds."""
-        return (perf - self.t0) / self.scale
-
-    def add(self, *record: Any) -> None:
-        """Append one record; thread-safe (a record is several writes)."""
-        with self.lock:
-            self.tb.add(*record)
-
-    def log_call(self, *row: Any) -> None:
-        """Append one call attempt to the call log; thread-safe."""
-        with self.lock:
-            self.calls.add(*row)  # type: ignore[union-attr]
-
-    def services(self, *, mp: Any = None, asyncio: bool = False) -> dict[str, RealService]:
-        """The workload's services as emulated servers (in shared memory when `mp` is given)."""
-        return {k: RealService(k, s, self.service_codes[k], mp=mp, asyncio=asyncio)
-                for k, s in self.sc.workload.services.items()}
-
-    def durations(self, i: int) -> list[float]:
-        """Task i's draws in model units (seconds, tokens, uniforms); waits are scaled where they are slept."""
-        return self.sc.task_durations(i).tolist()
-
-    def steps(self, i: int) -> tuple[Node, ...]:
-        """Task i's compiled steps."""
-        return self.sc.programs[self.sc.task_type[i]].steps
-
-    def ticket(self, i: int) -> Ticket:
-        """What a scheduling policy knows of task i (as the simulator's `ticket`), from its measured arrival."""
-        return self.tickets(i, float(self.arrival[i]))
-
-    def fail(self, i: int, exc: BaseException) -> None:
-        """Record task i as failed with its error."""
-        self.failed[i] = True
-        self.errors[i] = _workers.error_text(exc)
-
-    def arrive_at(self, i: int, t_model: float) -> None:
-        """Sleep (this thread) until task i's arrival time, and record when it actually arrived.
-
-        A timer wakes late (by up to a millisecond under asyncio); the task arrives when it is handed over,
-        so its latency is measured from then. If the time had already passed, it arrived on time and waited.
-        """
-        delay = self.t0 + t_model * self.scale - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-            self.arrival[i] = self.now()
-        else:
-            self.arrival[i] = t_model
-
 
 def run_real(scenario: Scenario, *, time_scale: float = 1.0, cpu_rate: float | None = None,
              loop: str = "asyncio", on_step: StepHook | None = None) -> RunOutput:
@@ -136,7 +39,7 @@ def run_real(scenario: Scenario, *, time_scale: float = 1.0, cpu_rate: float | N
         raise ValueError(f"time_scale must be > 0, got {time_scale}")
     cpu = CpuWork(cpu_rate if cpu_rate is not None else measure_rate())
     strategy = scenario.strategy
-    run = _Run(scenario, time_scale, cpu, on_step)
+    run = Run(scenario, time_scale, cpu, on_step)
     caps: dict[str, int | None] = {"cores": scenario.workload.machine.cores, "loop": 1, "gil": 1}
     caps.update({f"pool:{k}": p.capacity for k, p in scenario.workload.pools.items()})
     caps.update({f"service:{k}": s.concurrency or (s.batching.instances if s.batching else None)
@@ -144,18 +47,19 @@ def run_real(scenario: Scenario, *, time_scale: float = 1.0, cpu_rate: float | N
     caps.update({f"stage:{k}": s.workers for k, s in (scenario.workload.stages or {}).items()})
     interrupted = False
     try:
-        if isinstance(strategy, Asyncio):
-            caps["limit"] = strategy.limit
-            if strategy.offload is not None:
-                caps["executor"] = strategy.offload.workers
+        if strategy.on_loop:
+            caps["limit"] = strategy.admission
+            if strategy.executor is not None:
+                caps["executor"] = strategy.executor.workers
             _run_asyncio(run, strategy, loop)
-        elif isinstance(strategy, Processes):
-            caps["workers"] = strategy.workers
-            _workers.run_processes(run, strategy.workers)
         else:
-            workers = 1 if isinstance(strategy, Sequential) else strategy.workers
+            workers = strategy.admission
+            assert workers is not None  # a blocking strategy has a worker count
             caps["workers"] = workers
-            _workers.run_threads(run, workers, fan_out=isinstance(strategy, Threads))
+            if strategy.dispatching:
+                _workers.run_processes(run, workers)
+            else:
+                _workers.run_threads(run, workers, fan_out=strategy.forks)
     except KeyboardInterrupt:
         interrupted = True
     return RunOutput(run.tb.build(), run.arrival, run.done, scenario.task_type, run.failed, 0, caps,
@@ -178,178 +82,19 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     raise ValueError(f"loop must be 'asyncio' or 'uvloop', got {name!r}")
 
 
-def _run_asyncio(run: _Run, strategy: Asyncio, loop_name: str) -> None:
+def _run_asyncio(run: Run, strategy: Strategy, loop_name: str) -> None:
     factory = _loop_factory(loop_name)
     executor: Executor | None = None
-    off = strategy.offload
-    if isinstance(off, Threads):
-        executor = ThreadPoolExecutor(off.workers)
-    elif isinstance(off, Processes):
-        executor = _workers.start_process_pool(run, off.workers)
+    off = strategy.executor
+    if off is not None:
+        executor = (_workers.start_process_pool(run, off.workers) if strategy.dispatching
+                    else ThreadPoolExecutor(off.workers))
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            arun = _AsyncRun(run, strategy, executor)
+            arun = AsyncRun(run, strategy, executor)
             runner.run(arun.main() if run.sc.workload.stages is None else run_pipeline(arun))
     finally:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 
 
-class _AsyncRun:
-    def __init__(self, run: _Run, strategy: Asyncio, executor: Executor | None) -> None:
-        self.run = run
-        w = run.sc.workload
-        self.limit: Any = None
-        if strategy.limit:
-            self.limit = (AsyncPolicySemaphore(strategy.limit, w.policy) if w.policy.kind != "fifo" and w.stages is None
-                          else asyncio.Semaphore(strategy.limit))
-        self.pools = {k: (AsyncPolicySemaphore(p.capacity, p.policy) if p.policy.kind != "fifo"
-                          else asyncio.Semaphore(p.capacity), p.timeout) for k, p in w.pools.items()}
-        self.services = run.services(asyncio=True)
-        self.executor = executor
-        self.batch_size: dict[int, int] = {}  # items a task's calls carry, when it leads a pipeline batch
-        tb = run.tb
-        self.admit_res = tb.resource_id("limit")
-        self.exec_res = tb.resource_id("executor") if executor is not None else tb.resource_id("loop")
-
-    async def main(self) -> None:
-        run, sc = self.run, self.run.sc
-        tasks: list[asyncio.Task[None]] = []
-        if sc.arrivals is not None:
-            for i, t in enumerate(sc.arrivals.tolist()):
-                delay = run.t0 + t * run.scale - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                    run.arrival[i] = run.now()  # timers wake late: the task arrives when it is created
-                else:
-                    run.arrival[i] = t
-                tasks.append(asyncio.create_task(self.task(i, self._queue(i))))
-        else:
-            counter = [0, 0]
-            users = min(sc.workload.arrivals.users, sc.n_tasks)  # type: ignore[union-attr]
-            tasks = [asyncio.create_task(self.user(counter)) for _ in range(users)]
-        await asyncio.gather(*tasks)
-
-    async def user(self, counter: list[int]) -> None:
-        run = self.run
-        think = run.sc.think
-        assert think is not None
-        while counter[0] < think.size:
-            k = counter[0]
-            counter[0] += 1
-            await asyncio.sleep(float(think[k]) * run.scale)
-            i = counter[1]
-            counter[1] += 1
-            run.arrival[i] = run.now()
-            await self.task(i, self._queue(i))
-
-    def _queue(self, i: int) -> Any:
-        """Task i arrives: under a policy it takes its place in the admission queue now, as it arrives (its
-        coroutine first runs later, maybe after a slot was handed on); the slot request to wait for."""
-        return self.limit.request(self.run.ticket(i)) if isinstance(self.limit, AsyncPolicySemaphore) else None
-
-    async def task(self, i: int, request: Any = None) -> None:
-        run = self.run
-        if self.limit is not None:
-            if isinstance(self.limit, AsyncPolicySemaphore):
-                await self.limit.wait(request)
-            else:
-                await self.limit.acquire()
-            admitted = run.now()
-            if admitted > run.arrival[i]:
-                run.add(i, -1, K_ADMIT, self.admit_res, run.arrival[i], admitted, admitted)
-        try:
-            await self.steps(i, run.durations(i), run.steps(i))
-        except Exception as exc:  # a failing task is a result, not a crash
-            run.fail(i, exc)
-        finally:
-            if self.limit is not None:
-                self.limit.release()
-        run.done[i] = run.now()  # not reached when interrupted: the task stays unfinished
-
-    async def steps(self, i: int, durs: list[float], steps: tuple[Node, ...]) -> None:
-        """Run steps on the loop; `durs` are model units (scaled here where they are waited or burnt)."""
-        run, tb, scale = self.run, self.run.tb, self.run.scale
-        for node in steps:
-            kind = node.kind
-            if run.on_step is not None and kind in (CPU, IO, CALL):
-                run.on_step(i, node)
-            if kind == CPU:
-                if self.executor is not None:
-                    submitted = run.now()
-                    loop = asyncio.get_running_loop()
-                    start, end, cpu = await loop.run_in_executor(
-                        self.executor, _workers.timed_burn, run.cpu.iterations(durs[node.id] * scale))
-                    tb.add(i, node.id, K_CPU, self.exec_res, submitted, run.model_time(start),
-                           run.model_time(end), cpu / scale)
-                    continue
-                start = run.now()
-                cpu = run.cpu.run(durs[node.id] * scale)
-                tb.add(i, node.id, K_CPU, self.exec_res, start, start, run.now(), cpu / scale)
-            elif kind == IO:
-                start = run.now()
-                await asyncio.sleep(durs[node.id] * scale)
-                tb.add(i, node.id, K_IO, -1, start, start, run.now())
-            elif kind == CALL:
-                await self.call(i, node, durs, self.batch_size.get(i, 1))
-            elif kind == USE:
-                sem, timeout = self.pools[node.name]  # type: ignore[index]
-                res = run.pool_res[node.name]  # type: ignore[index]
-                asked = run.now()
-                try:
-                    async with asyncio.timeout(None if timeout is None else timeout * scale):
-                        await _acquire(sem, run, i)
-                except TimeoutError:
-                    now = run.now()
-                    tb.add(i, node.id, K_USE, res, asked, now, now)
-                    raise StepFailedError(_workers.pool_timeout(node.name, timeout)) from None  # type: ignore[arg-type]
-                got = run.now()
-                try:
-                    await self.steps(i, durs, node.body)
-                finally:
-                    sem.release()
-                    tb.add(i, node.id, K_USE, res, asked, got, run.now())
-            else:
-                assert kind == PAR
-                # as the simulator: every branch finishes, then the first failing branch's error is raised
-                results = await asyncio.gather(*(self.steps(i, durs, b) for b in node.branches),
-                                               return_exceptions=True)
-                failures = [r for r in results if isinstance(r, BaseException)]
-                if failures:
-                    raise failures[0]
-
-    async def call(self, i: int, node: Node, durs: list[float], size: int) -> None:
-        """One call carrying `size` items: the simulator's attempt loop (`calls.attempts`) with asyncio sleeps."""
-        run = self.run
-        svc = self.services[node.name]  # type: ignore[index]
-        steps = attempts(svc, i, node.id, node.col, durs, size, clock=run.now, add=run.tb.add,
-                         log=run.calls.add, lock=svc.lock)  # type: ignore[union-attr]
-        reply: Any = None
-        while True:
-            try:
-                what, seconds = steps.send(reply)
-            except StopIteration:
-                return
-            if what == SLEEP:
-                await asyncio.sleep(seconds * run.scale)
-                reply = None
-            elif what == SERVE:
-                if svc.queue is not None:
-                    reply = await svc.queue.serve(run.now, run.scale, seconds, run.ticket(i))
-                    continue
-                served, answered = svc.schedule.reserve(run.now(), seconds)
-                await asyncio.sleep(max(0.0, answered - run.now()) * run.scale)
-                reply = served
-            elif what == LIMIT:
-                await svc.limiter.acquire(seconds, run.ticket(i), run.now, run.scale)
-                reply = None
-            else:
-                reply = await svc.batcher.serve(run.now, run.scale)
-
-
-async def _acquire(sem: Any, run: _Run, i: int) -> None:
-    """Take a slot of an asyncio semaphore, with task i's ticket when it orders its waiters by policy."""
-    if isinstance(sem, AsyncPolicySemaphore):
-        await sem.acquire(run.ticket(i))
-    else:
-        await sem.acquire()

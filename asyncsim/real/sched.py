@@ -18,8 +18,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..policies import Policy, Ticket, WaitQueue
-from ..services import PolicyLimiter
+from ..policies import Policy
+from ..rules.limits import PolicyLimiter
+from ..rules.queues import Ticket, WaitQueue
 
 __all__ = ["Admission", "AsyncPolicyLimiter", "AsyncPolicySemaphore", "PolicySemaphore", "ThreadPolicyLimiter"]
 

@@ -17,7 +17,8 @@ import math
 import threading
 from collections.abc import Callable
 
-from ..policies import Policy, QueueSchedule, Ticket, served
+from ..policies import Policy
+from ..rules.queues import QueueSchedule, Ticket, served
 
 __all__ = ["AsyncQueueServer", "QueueServer"]
 

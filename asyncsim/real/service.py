@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..calls import Buckets, buckets
 from ..errors import ModelError
-from ..services import Batching, BatchQueue, PolicyLimiter, Service
+from ..rules.limits import Buckets, PolicyLimiter, buckets
+from ..rules.queues import BatchQueue
+from ..services import Batching, Service
 from .sched import AsyncPolicyLimiter, ThreadPolicyLimiter
 from .server_queue import AsyncQueueServer, QueueServer
 

@@ -1,5 +1,6 @@
 """The SimPy engine: the only part of asyncsim that imports simpy."""
 
-from .engine import RunOutput, run_scenario
+from ..trace import RunOutput
+from .run import run_scenario
 
 __all__ = ["RunOutput", "run_scenario"]

@@ -18,23 +18,24 @@ from typing import Any
 import numpy as np
 import simpy
 
-from ..calls import LIMIT, SERVE, SLEEP, StepFailedError, attempts
 from ..errors import DeadlockError, RunLimitError
-from ..policies import Ticket, Tickets, WaitQueue
-from ..scenario import CALL, CPU, IO, PAR, USE, Node, Scenario
+from ..rules.calls import LIMIT, SERVE, SLEEP, StepFailedError
+from ..rules.queues import Ticket, Tickets, WaitQueue
+from ..rules.task import ACQUIRE, BLOCK, CPU_WORK, FORK, INLINE, IO_WAIT, RESUME, Context, steps
+from ..scenario import Node, Scenario
 from ..spec import Machine
-from ..strategies import Asyncio, Processes, Sequential, Threads
-from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_RESUME, K_USE, CallLog, RunOutput, TraceBuilder
+from ..strategies import Strategy
+from ..trace import K_ADMIT, K_CPU, K_RESUME, CallLog, RunOutput, TraceBuilder
+
+__all__ = ["Engine"]
 from .cpu import Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
 from .driver import TaskDriver, run_until_empty
 from .resources import SimService, Slots
 
 
-class TaskFailedError(Exception):
-    """A step failed (a call out of retries, a pool timeout): the task stops and counts as failed."""
+class Engine:
+    """Executes one Scenario on the simulation clock: admission, strands, the task interpreter's commands."""
 
-
-class _Engine:
     def __init__(self, scenario: Scenario, machine: Machine) -> None:
         self.sc = scenario
         self.machine = machine
@@ -54,7 +55,10 @@ class _Engine:
         self.holders: dict[str, list[int]] = {name: [] for name in scenario.workload.pools}
         self.services = {name: SimService(name, spec, env, tb) for name, spec in scenario.workload.services.items()}
         self.calls = CallLog() if self.services else None
-        self.batch_size: dict[int, int] = {}  # items a task's calls carry, when it leads a pipeline batch
+        # what the task interpreter (rules.task) needs of this engine: its clock, recorders, services and pools
+        self.rules = Context(clock=lambda: env.now, add=tb.add, log=self.calls.add if self.calls else _no_calls,
+                             services=self.services, pools={k: (res, t) for k, (_, res, t) in self.pools.items()},
+                             release=self._release)
         self.failed = np.zeros(n, dtype=bool)
         self.errors: dict[int, str] = {}
         self.overshoot = machine.sleep_overshoot_s
@@ -74,42 +78,42 @@ class _Engine:
 
     # ------------------------------------------------------------------------------- strategy setup
 
-    def _setup(self, strategy: Any, m: Machine, fans_out: bool) -> None:
+    def _setup(self, strategy: Strategy, m: Machine, fans_out: bool) -> None:
+        """The loop, GIL, cores and executor that `strategy` runs tasks with (it answers what they are)."""
         env, tb = self.env, self.trace
         self.strand_overhead = 0.0
         self.task_create = 0.0
-        if isinstance(strategy, Asyncio):
+        self.limit = strategy.admission
+        off = strategy.executor
+        if strategy.on_loop:
             self.task_create = m.task_create_s
-            self.limit = strategy.limit
             self.admit_res = tb.resource_id("limit")
-            off = strategy.offload
-            if isinstance(off, Threads) and m.gil:
+            if strategy.threaded and m.gil:  # the loop thread and the executor's threads share one GIL
                 self.gil = Gil(env, m.switch_interval_s)
-            loop_thread = SimThread(self.gil)
-            self.loop = Loop(env, loop_thread)
+            self.loop = Loop(env, SimThread(self.gil))
             self.exec_res = tb.resource_id("loop")
             self.strand_overhead = m.loop_step_s
             runners = 1
             if off is not None:
                 workers = deque(SimThread(self.gil) for _ in range(off.workers))
                 self.executor = (Slots(env, off.workers), workers, tb.resource_id("executor"))
-                runners = (0 if isinstance(off, Threads) and m.gil else off.workers) + 1
-                if isinstance(off, Processes):
+                runners = (0 if self.gil is not None else off.workers) + 1
+                if strategy.dispatching:
                     self.offload_dispatch = m.process_dispatch_s
                     runners = off.workers + (1 if m.loop_step_s > 0 else 0)
             self.cores = Cores(env, m.cores, shared=runners > m.cores)
             return
-        self.limit = 1 if isinstance(strategy, Sequential) else strategy.workers
         self.admit_res = tb.resource_id("workers")
-        self.fork_threads = not isinstance(strategy, Sequential)
-        if isinstance(strategy, Threads):
+        assert self.limit is not None  # a blocking strategy has a worker count
+        self.fork_threads = strategy.forks
+        if strategy.threaded:
             self.exec_res = tb.resource_id("gil") if m.gil else -1
             self.gil = Gil(env, m.switch_interval_s) if m.gil else None
             self.strand_overhead = m.thread_switch_s if m.gil else 0.0
-            shared = not m.gil and (fans_out or strategy.workers > m.cores)
-        elif isinstance(strategy, Processes):
+            shared = not m.gil and (fans_out or self.limit > m.cores)
+        elif strategy.dispatching:
             self.dispatch = m.process_dispatch_s
-            shared = strategy.workers > m.cores or (fans_out and not m.gil)
+            shared = self.limit > m.cores or (fans_out and not m.gil)
             self.exec_res = tb.resource_id("cores") if shared else -1
         else:
             self.exec_res = -1
@@ -211,8 +215,8 @@ class _Engine:
         durs = sc.durations[t][sc.task_row[i]].tolist()
         s = self._new_strand()
         try:
-            yield from self._steps(i, durs, self.programs[t], s)
-        except TaskFailedError as exc:
+            yield from self._drive(i, steps(self.rules, i, durs, self.programs[t]), s)
+        except StepFailedError as exc:
             self.failed[i] = True
             self.errors[i] = str(exc)
         if not s.holding:
@@ -242,11 +246,22 @@ class _Engine:
         s.holding = False
         s.release()
 
-    def _steps(self, i: int, durs: list[float], steps: tuple[Node, ...], s: Strand) -> Generator[Any, Any, None]:
+    def _drive(self, i: int, commands: Generator[Any, Any, None], s: Strand) -> Generator[Any, Any, None]:
+        """Carry out task i's commands (`rules.task.steps`) on strand `s`, on the simulation clock.
+
+        Raises:
+            StepFailedError: a step failed (the interpreter's error, passed on).
+        """
         env, tb = self.env, self.trace
-        for node in steps:
-            kind = node.kind
-            if kind == CPU:
+        send = commands.send
+        reply = None
+        while True:
+            try:
+                op, value, subject = send(reply)
+            except StopIteration:
+                return
+            reply = None
+            if op == CPU_WORK:
                 ready = env.now
                 overhead = 0.0
                 if not s.holding:
@@ -261,143 +276,113 @@ class _Engine:
                         yield from compute(env, self.cores, s.thread, overhead)
                 if self.executor is not None:
                     if overhead or env.now > ready:
-                        tb.add(i, node.id, K_RESUME, s.res, ready, env.now - overhead, env.now, overhead)
+                        tb.add(i, subject.id, K_RESUME, s.res, ready, env.now - overhead, env.now, overhead)
                     self._leave(s)
-                    yield from self._offload(i, node.id, durs[node.id])
+                    yield from self._offload(i, subject.id, value)
                     continue
                 got = env.now - overhead
-                work = durs[node.id]
                 if s.thread.gil is None and not self.cores.shared:
-                    yield env.timeout(work)  # compute() inlined for its commonest case: a core of its own
+                    yield env.timeout(value)  # compute() inlined for its commonest case: a core of its own
                 else:
-                    yield from compute(env, self.cores, s.thread, work)
-                tb.add(i, node.id, K_CPU, s.res, ready, got, env.now, work + overhead)
-            elif kind == IO:
+                    yield from compute(env, self.cores, s.thread, value)
+                tb.add(i, subject.id, K_CPU, s.res, ready, got, env.now, value + overhead)
+            elif op == IO_WAIT:
                 if not s.holding:
-                    yield from self._enter(s, i, node.id)
+                    yield from self._enter(s, i, subject.id)
                 self._leave(s)
-                start = env.now
-                yield env.timeout(self._timer(durs[node.id]))
-                tb.add(i, node.id, K_IO, -1, start, start, env.now)
-            elif kind == CALL:
+                reply = env.now
+                yield env.timeout(self._timer(value))
+            elif op == SLEEP:
+                yield env.timeout(self._timer(value))
+            elif op == BLOCK:
                 if not s.holding:
-                    yield from self._enter(s, i, node.id)
+                    yield from self._enter(s, i, subject.id)
                 self._leave(s)
-                yield from self._call(i, node, durs, self.batch_size.get(i, 1))
-            elif kind == USE:
+            elif op == SERVE:
+                reply = yield from self._serve(i, value, subject)
+            elif op == ACQUIRE:
+                reply = yield from self._acquire(i, value, subject, s)
+            elif op == RESUME:
                 if not s.holding:
-                    yield from self._enter(s, i, node.id)
-                slots, res, timeout = self.pools[node.name]  # type: ignore[index]
-                asked = env.now
-                event = slots.request(self.ticket(i) if slots.queue is not None else None)
+                    yield from self._enter(s, i, subject.id)
+            elif op == FORK:
+                reply = yield from self._fork_branches(i, value, subject, s)
+            elif op == LIMIT:
+                event = subject.limiter.acquire(value, self.ticket(i))
                 if event is not None:
-                    self._leave(s)
-                    self.blocked[event] = (i, f"pool:{node.name}", asked)
-                    if timeout is None:
-                        yield event
-                    else:
-                        yield event | env.timeout(timeout)
-                        if not event.triggered and slots.cancel(event):
-                            del self.blocked[event]
-                            tb.add(i, node.id, K_USE, res, asked, env.now, env.now)
-                            raise TaskFailedError(f"PoolTimeout: no slot of pool {node.name!r} within {timeout:g}s")
-                    del self.blocked[event]
-                got = env.now
-                holders = self.holders[node.name]  # type: ignore[index]
-                holders.append(i)
-                try:
-                    yield from self._steps(i, durs, node.body, s)
-                    if not s.holding:
-                        yield from self._enter(s, i, node.id)
-                finally:
-                    holders.remove(i)
-                    slots.release()
-                    tb.add(i, node.id, K_USE, res, asked, got, env.now)
+                    yield event
             else:
-                assert kind == PAR
-                if not s.holding:
-                    yield from self._enter(s, i, node.id)
-                children = [self._fork(s) for _ in node.branches]
-                if children[0] is None:
-                    for branch in node.branches:
-                        yield from self._steps(i, durs, branch, s)
-                    continue
-                self._leave(s)
-                joined = yield env.all_of([env.process(self._branch(i, durs, b, c))
-                                           for b, c in zip(node.branches, children, strict=True)])
-                failures = [v for v in joined.values() if v is not None]
-                if failures:  # every branch has finished (as with gather(return_exceptions=True))
-                    raise failures[0]
+                event = subject.batcher.submit()
+                reply = None if event is None else (yield event)
 
-    def _branch(self, i: int, durs: list[float], steps: tuple[Node, ...],
-                s: Strand) -> Generator[Any, Any, TaskFailedError | None]:
+    def _serve(self, i: int, seconds: float, svc: SimService) -> Generator[Any, Any, Any]:
+        """A slot of `svc`'s server for `seconds`: when it was served (or, preempted, its service slices)."""
+        env = self.env
+        if svc.preemptive is not None:
+            return (yield svc.preemptive.serve(self.ticket(i), self._timer(seconds)))
+        slots = svc.slots
+        if slots is not None:
+            event = slots.request(self.ticket(i) if slots.queue is not None else None)
+            if event is not None:
+                yield event
+        served = env.now
+        yield env.timeout(self._timer(seconds))
+        if slots is not None:
+            slots.release()
+        return served
+
+    def _acquire(self, i: int, pool: str, node: Node, s: Strand) -> Generator[Any, Any, tuple[float, bool]]:
+        """A slot of `pool` for task i: (when it asked, whether it got one before the pool's timeout)."""
+        env = self.env
+        if not s.holding:
+            yield from self._enter(s, i, node.id)
+        slots, _, timeout = self.pools[pool]
+        asked = env.now
+        event = slots.request(self.ticket(i) if slots.queue is not None else None)
+        if event is not None:
+            self._leave(s)
+            self.blocked[event] = (i, f"pool:{pool}", asked)
+            if timeout is None:
+                yield event
+            else:
+                yield event | env.timeout(timeout)
+                if not event.triggered and slots.cancel(event):
+                    del self.blocked[event]
+                    return asked, False
+            del self.blocked[event]
+        self.holders[pool].append(i)
+        return asked, True
+
+    def _release(self, i: int, node: Node) -> None:
+        """Task i gives back its slot of `node`'s pool (the interpreter's `Context.release`)."""
+        self.holders[node.name].remove(i)  # type: ignore[index]
+        self.pools[node.name][0].release()  # type: ignore[index]
+
+    def _fork_branches(self, i: int, branches: list[Generator[Any, Any, None]], node: Node,
+                       s: Strand) -> Generator[Any, Any, Any]:
+        """Run a parallel step's branches on strands of their own (INLINE when they run on `s`, sequential);
+        each branch's failure or None."""
+        env = self.env
+        if not s.holding:
+            yield from self._enter(s, i, node.id)
+        children = [self._fork(s) for _ in branches]
+        if children[0] is None:
+            return INLINE
+        self._leave(s)
+        joined = yield env.all_of([env.process(self._branch(i, b, c)) for b, c in zip(branches, children, strict=True)])
+        return list(joined.values())
+
+    def _branch(self, i: int, commands: Generator[Any, Any, None],
+                s: Strand) -> Generator[Any, Any, StepFailedError | None]:
         failure = None
         try:
-            yield from self._steps(i, durs, steps, s)
-        except TaskFailedError as exc:
+            yield from self._drive(i, commands, s)
+        except StepFailedError as exc:
             failure = exc
         if not s.holding:
             yield from self._enter(s, i, -1)
         self._leave(s)
         return failure
-
-    def _call(self, i: int, node: Node, durs: list[float], size: int) -> Generator[Any, Any, None]:
-        """One call with its attempts (`calls.attempts`, the loop the real runner drives too), on the sim clock.
-
-        The strand has been left; `size` is the number of items the request carries (a pipeline batch).
-        """
-        env = self.env
-        svc = self.services[node.name]  # type: ignore[index]
-        if node.col < 0 and svc.client is None and svc.preemptive is None:
-            # a plain call (one attempt that cannot fail, no limiter): what `attempts` does, without a
-            # generator per call (the commonest call, a quarter of a call-bound run's time)
-            slots = svc.slots
-            sent = env.now
-            if slots is not None:
-                event = slots.request(self.ticket(i) if slots.queue is not None else None)
-                if event is not None:
-                    yield event
-            served = env.now
-            yield env.timeout(self._timer(durs[node.id] + svc.spec.per_item * size))
-            if slots is not None:
-                slots.release()
-            self.trace.add(i, node.id, K_CALL, svc.res, sent, served, env.now)
-            self.calls.add(i, node.id, svc.res, 0, 0, sent, env.now, 0.0, 0.0, size)  # type: ignore[union-attr]
-            return
-        steps = attempts(svc, i, node.id, node.col, durs, size, clock=lambda: env.now, add=self.trace.add,
-                         log=self.calls.add)  # type: ignore[union-attr]
-        reply = None
-        try:
-            while True:
-                what, seconds = steps.send(reply)
-                if what == SLEEP:
-                    yield env.timeout(self._timer(seconds))
-                    reply = None
-                elif what == LIMIT:
-                    event = svc.limiter.acquire(seconds, self.ticket(i))  # type: ignore[union-attr,arg-type]
-                    if event is not None:
-                        yield event
-                    reply = None
-                elif what == SERVE:
-                    if svc.preemptive is not None:
-                        reply = yield svc.preemptive.serve(self.ticket(i), self._timer(seconds))
-                        continue
-                    slots = svc.slots
-                    if slots is not None:
-                        event = slots.request(self.ticket(i) if slots.queue is not None else None)
-                        if event is not None:
-                            yield event
-                    reply = env.now
-                    yield env.timeout(self._timer(seconds))
-                    if slots is not None:
-                        slots.release()
-                else:
-                    event = svc.batcher.submit()  # type: ignore[union-attr]
-                    reply = None if event is None else (yield event)
-        except StopIteration:
-            return
-        except StepFailedError as exc:
-            raise TaskFailedError(str(exc)) from None
 
     def _timer(self, wait: float) -> float:
         """How long a timed wait really lasts: rounded up to the timer granularity, plus the overshoot."""
@@ -509,6 +494,10 @@ class _Engine:
         return caps
 
 
+def _no_calls(*_row: Any) -> None:
+    """The call log of a model without services (never called)."""
+
+
 def _find_cycle(waits: dict[str, tuple[str, float]], holders: dict[str, list[str]]) -> list[str]:
     """A wait-for cycle, [waiter, resource, holder, resource, ..., waiter], or [] when there is none.
 
@@ -528,21 +517,3 @@ def _find_cycle(waits: dict[str, tuple[str, float]], holders: dict[str, list[str
             seen[nxt] = len(path) - 1
             node = nxt
     return []
-
-
-def run_scenario(scenario: Scenario, machine: Machine | None = None, *, max_sim_time: float | None = None,
-                 max_events: int | None = None) -> RunOutput:
-    """Execute a scenario under its strategy on `machine` (the workload's machine by default).
-
-    Raises:
-        DeadlockError: tasks wait on each other for ever (the message names who waits on what).
-        RunLimitError: `max_sim_time` (simulated seconds) or `max_events` stopped the run.
-    """
-    machine = machine or scenario.workload.machine
-    if scenario.workload.stages is not None:
-        from .pipeline import PipelineEngine  # it builds on _Engine
-
-        engine: _Engine = PipelineEngine(scenario, machine)
-    else:
-        engine = _Engine(scenario, machine)
-    return engine.run(max_sim_time=max_sim_time, max_events=max_events)

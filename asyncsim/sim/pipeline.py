@@ -26,12 +26,15 @@ from typing import Any
 import numpy as np
 import simpy
 
-from .._pipeline import batch_durations, entries, item_ticket, routes
-from ..policies import Policy, Ticket, WaitQueue
+from ..policies import Policy
+from ..rules.calls import StepFailedError
+from ..rules.pipeline import batch_durations, entries, item_ticket, routes
+from ..rules.queues import Ticket, WaitQueue
+from ..rules.task import pool_timeout, steps
 from ..scenario import Node
 from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
 from .cpu import Strand, compute
-from .engine import TaskFailedError, _Engine
+from .engine import Engine
 
 __all__ = ["PipelineEngine"]
 
@@ -99,7 +102,7 @@ class _StageState:
             self.closed.succeed()
 
 
-class PipelineEngine(_Engine):
+class PipelineEngine(Engine):
     """The engine for a workload with `stages`: items flow through stage workers instead of running alone."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -228,20 +231,18 @@ class PipelineEngine(_Engine):
         leader = batch[0]
         start = env.now
         durs = batch_durations(self.sc, stage.node, batch)
-        failure: TaskFailedError | None = None
+        failure: StepFailedError | None = None
         self.running[leader] = who
         held = None
         if stage.spec.hold is not None:
             held = yield from self._hold(stage, leader, s, who)
-            if isinstance(held, TaskFailedError):
+            if isinstance(held, StepFailedError):
                 failure, held = held, None
         if failure is None:
-            self.batch_size[leader] = len(batch)
             try:
-                yield from self._steps(leader, durs, stage.node.body, s)
-            except TaskFailedError as exc:
+                yield from self._drive(leader, steps(self.rules, leader, durs, stage.node.body, len(batch)), s)
+            except StepFailedError as exc:
                 failure = exc
-            del self.batch_size[leader]
         del self.running[leader]
         if not s.holding:  # the worker resumes after its last step (or the exception), as a coroutine does
             yield from self._enter(s, leader, stage.node.id)
@@ -270,7 +271,7 @@ class PipelineEngine(_Engine):
             self._unhold(stage, leader, who, *held)
 
     def _hold(self, stage: _StageState, leader: int,
-              s: Strand, who: str) -> Generator[Any, Any, tuple[float, float] | TaskFailedError]:
+              s: Strand, who: str) -> Generator[Any, Any, tuple[float, float] | StepFailedError]:
         """Take a slot of the stage's `hold` pool: (asked, got), or the pool timeout's error."""
         env, name = self.env, stage.spec.hold
         slots, res, timeout = self.pools[name]
@@ -284,7 +285,7 @@ class PipelineEngine(_Engine):
             del self.worker_waits[who]
             if not event.triggered and slots.cancel(event):
                 self.trace.add(leader, stage.node.id, K_USE, res, asked, env.now, env.now)
-                return TaskFailedError(f"PoolTimeout: no slot of pool {name!r} within {timeout:g}s")
+                return StepFailedError(pool_timeout(name, timeout))
         self.hold_holders[name].append(who)
         return asked, env.now
 

@@ -13,9 +13,11 @@ from collections.abc import Generator
 
 import simpy
 
-from ..calls import buckets
-from ..policies import Policy, QueueSchedule, Ticket, WaitQueue, served
-from ..services import Batching, BatchQueue, PolicyLimiter, Service
+from ..policies import Policy
+from ..rules.calls import UNLOCKED
+from ..rules.limits import PolicyLimiter, buckets
+from ..rules.queues import BatchQueue, QueueSchedule, Ticket, WaitQueue, served
+from ..services import Batching, Service
 from ..trace import TraceBuilder
 
 __all__ = ["Batcher", "PolicyServer", "SimLimiter", "SimService", "Slots"]
@@ -205,3 +207,4 @@ class SimService:
                         if spec.client_limit is not None and spec.client_limit.policy.kind != "fifo" else None)
         self.limiter_res = tb.resource_id(f"limiter:{name}") if spec.client_limit else -1
         self.backoff_res = tb.resource_id(f"backoff:{name}") if spec.attempts > 1 else -1
+        self.lock = UNLOCKED  # one thread: the simulation

@@ -11,7 +11,7 @@ import pytest
 import asyncsim as a
 from asyncsim.metrics import compute_result
 from asyncsim.real import CpuWork, measure_rate, run_real
-from asyncsim.real.runner import _Run
+from asyncsim.real.run import Run
 from asyncsim.sim import run_scenario
 from asyncsim.validate import check_time_scale, replay_scenario
 
@@ -73,7 +73,7 @@ def test_real_and_simulated_traces_give_identical_metrics_for_identical_timestam
     sc = a.build_scenario(mixed, seed=2, strategy="asyncio:4")
     sim = run_scenario(sc)
     # the real runner's recorder fed the simulator's timestamps, record by record
-    real = _Run(sc, 1.0, CpuWork(1e7), None)
+    real = Run(sc, 1.0, CpuWork(1e7), None)
     t = sim.trace
     for k in range(len(t)):
         code = t.resource[k]

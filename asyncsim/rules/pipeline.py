@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .policies import Ticket
-from .scenario import CALL, CPU, Node, Scenario
+from ..scenario import CALL, CPU, Node, Scenario
+from .queues import Ticket
 
 __all__ = ["batch_durations", "entries", "item_ticket", "leaves", "routes"]
 

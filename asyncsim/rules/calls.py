@@ -6,13 +6,15 @@ given (model seconds) and recording through `add` (trace) and `log` (call log). 
 yields a command for its driver, which waits with its own clock and sleep (a SimPy timeout, `asyncio.sleep`,
 `time.sleep`) and sends back what the wait produced:
 
-| command    | the driver                                                     | sends back               |
-| ---------- | -------------------------------------------------------------- | ------------------------ |
-| (SLEEP, s) | waits s model seconds (a limiter wait or a back-off)           | None                     |
-| (SERVE, s) | takes a server slot and holds it s model seconds               | when it was served (*)   |
-| (BATCH, 0) | queues the request at the dynamic batcher until its batch ends | (batch start, size); None: rejected |
-| (LIMIT, c) | waits its turn for charges c at a non-FIFO client limiter (`PolicyLimiter`) | None        |
+| command          | the driver                                                  | sends back             |
+| ---------------- | ----------------------------------------------------------- | ---------------------- |
+| (SLEEP, s, svc)  | waits s model seconds (a limiter wait or a back-off)        | None                   |
+| (SERVE, s, svc)  | takes a slot of `svc`'s server and holds it s model seconds | when it was served (*) |
+| (BATCH, 0, svc)  | queues the request at `svc`'s batcher until its batch ends  | (start, size) or None  |
+| (LIMIT, c, svc)  | waits its turn for charges c at `svc`'s policy limiter      | None                   |
 
+BATCH's answer is the batch's start and size, or None when the batcher rejected the request; LIMIT is used
+for a client limiter whose policy is not FIFO (`rules.limits.PolicyLimiter`).
 (*) or, for a request preempted by a higher priority, its service slices [(start, end), ...]: the gaps
 between them are recorded as queueing again. A call out of attempts raises `StepFailedError`.
 """
@@ -24,30 +26,27 @@ from collections.abc import Callable, Generator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
-from .services import (
+from ..services import (
     ATTEMPT_FIELDS,
     CALL_HEAD,
     OK,
     OUTCOMES,
     RATE_LIMITED,
     REJECTED,
+    SERVER_ERROR,
     TIMEOUT,
+    Failures,
     RateLimit,
+    Retry,
     Service,
-    TokenBucket,
-    attempt_outcome,
-    backoff_s,
-    charged_tokens,
 )
-from .trace import K_CALL, K_THROTTLE
+from ..trace import K_CALL, K_THROTTLE
+from .limits import Buckets
 
-__all__ = ["BATCH", "LIMIT", "SERVE", "SLEEP", "Buckets", "Endpoint", "StepFailedError", "attempts", "buckets"]
+__all__ = ["BATCH", "LIMIT", "SERVE", "SLEEP", "UNLOCKED", "Endpoint", "StepFailedError", "accepted",
+           "attempt_outcome", "attempts", "backoff_s", "charged_tokens"]
 
 SLEEP, SERVE, BATCH, LIMIT = range(4)
-
-Buckets = tuple[TokenBucket | None, TokenBucket | None]
-"""A rate limit's (requests, tokens) buckets."""
-
 
 class StepFailedError(Exception):
     """A step failed as the model says it can (a call out of attempts, a pool timeout); the message says how."""
@@ -63,14 +62,43 @@ class Endpoint(Protocol):
     backoff_res: int
     server: Buckets | None
     client: Buckets | None
+    lock: AbstractContextManager[Any]  # guards the buckets when threads or processes share them
 
 
-def buckets(limit: RateLimit | None, states: tuple[Any, Any] = (None, None)) -> Buckets | None:
-    """The (requests, tokens) buckets of `limit` (None when there is no limit); `states` may be shared memory."""
-    if limit is None:
-        return None
-    req, tok = limit.buckets()
-    return (TokenBucket(*req, state=states[0]) if req else None, TokenBucket(*tok, state=states[1]) if tok else None)
+def charged_tokens(service: Service, limit: RateLimit, tokens_in: float, tokens_out: float) -> float:
+    """Tokens a request is charged against `limit` (max_tokens reserved when the provider counts it)."""
+    if limit.count_max_tokens:
+        assert service.tokens is not None
+        assert service.tokens.max_tokens is not None
+        return tokens_in + service.tokens.max_tokens
+    return tokens_in + tokens_out
+
+
+def attempt_outcome(failures: Failures, u: float) -> int:
+    """OK, RATE_LIMITED, SERVER_ERROR or TIMEOUT, from a uniform draw `u` in [0, 1)."""
+    if u < failures.rate_limited:
+        return RATE_LIMITED
+    if u < failures.rate_limited + failures.server_error:
+        return SERVER_ERROR
+    if u < failures.rate_limited + failures.server_error + failures.timeout:
+        return TIMEOUT
+    return OK
+
+
+def accepted(outcome: Any) -> Any:
+    """Which attempts (outcome codes, one or an array) the server accepted, so spent quota and tokens: an OK, or
+    a 5xx or timeout after acceptance; a 429 or a rejected request spent nothing."""
+    return (outcome == OK) | (outcome == SERVER_ERROR) | (outcome == TIMEOUT)
+
+
+def backoff_s(retry: Retry, n: int, u: float, retry_after: float | None = None) -> float:
+    """Seconds to wait before retry `n` (0 for the first), from a jitter uniform `u` in [0, 1)."""
+    if retry_after is not None and retry.honor_retry_after and 0 <= retry_after <= 60:
+        return retry_after
+    ceiling = min(retry.initial * retry.multiplier**n, retry.max_delay)
+    if retry.policy == "full_jitter":
+        return u * ceiling
+    return ceiling * (1 - retry.jitter * u)
 
 
 def _charges(spec: Service, limit: RateLimit, tokens_in: float, tokens_out: float) -> tuple[float, float]:
@@ -79,12 +107,13 @@ def _charges(spec: Service, limit: RateLimit, tokens_in: float, tokens_out: floa
     return 1.0, tokens
 
 
-_UNLOCKED = nullcontext()
+UNLOCKED: AbstractContextManager[Any] = nullcontext()
+"""The lock of an endpoint that one thread uses alone."""
 
 
 def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float], size: int, *,
              clock: Callable[[], float], add: Callable[..., None], log: Callable[..., None],
-             lock: AbstractContextManager[Any] = _UNLOCKED) -> Generator[tuple[int, float], Any, None]:
+             lock: AbstractContextManager[Any] = UNLOCKED) -> Generator[tuple[int, Any, Endpoint], Any, None]:
     """The attempts of one call of `task`'s step `step` (draws from column `col`, or durs[step] when col < 0).
 
     `size` is the number of items the request carries; `lock` guards the buckets when threads or processes
@@ -104,7 +133,7 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
         if svc.client is not None and spec.client_limit.policy.kind != "fifo":  # type: ignore[union-attr]
             charges = _charges(spec, spec.client_limit, tokens_in, tokens_out)  # type: ignore[arg-type]
             asked = clock()
-            yield LIMIT, charges  # type: ignore[misc]
+            yield LIMIT, charges, svc
             now = clock()
             if now > asked:
                 add(task, step, K_THROTTLE, svc.limiter_res, asked, now, now)
@@ -117,7 +146,7 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
                     if bucket is not None and amount:
                         wait = max(wait, bucket.reserve(asked, amount))
             if wait > 0:
-                yield SLEEP, wait
+                yield SLEEP, wait, svc
                 now = clock()
                 add(task, step, K_THROTTLE, svc.limiter_res, asked, now, now)
         outcome, retry_after, batch = OK, None, size
@@ -137,7 +166,7 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
             outcome = attempt_outcome(spec.failures, u_fail)
         if outcome != RATE_LIMITED:
             if spec.batching is not None:
-                reply = yield BATCH, 0.0
+                reply = yield BATCH, 0.0, svc
                 if reply is None:
                     outcome = REJECTED
                 else:
@@ -146,7 +175,7 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
                 service_time = latency + spec.per_item * size
                 if spec.timeout is not None and (outcome == TIMEOUT or service_time > spec.timeout):
                     outcome, service_time = TIMEOUT, spec.timeout
-                served = yield SERVE, service_time
+                served = yield SERVE, service_time, svc
         end = clock()
         if isinstance(served, list):
             # a preempted request was served in slices [(start, end), ...]: each gap is queueing again
@@ -169,6 +198,6 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
         delay = backoff_s(spec.retry, attempt, u_jitter, retry_after)
         if delay > 0:
             asked = clock()
-            yield SLEEP, delay
+            yield SLEEP, delay, svc
             now = clock()
             add(task, step, K_THROTTLE, svc.backoff_res, asked, now, now)

@@ -1,0 +1,114 @@
+"""Rate limits at run time, without a clock: token buckets and a client limiter that grants in policy order.
+
+The runtime side of `services.RateLimit`: the caller passes the time (model seconds), so the simulator and
+the real runner share every decision.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..policies import Policy
+from ..services import RateLimit
+from .queues import WaitQueue
+
+__all__ = ["Buckets", "PolicyLimiter", "TokenBucket", "buckets"]
+
+
+class TokenBucket:
+    """A continuously refilled bucket of `capacity` units at `rate` per second, starting full.
+
+    Its state is two numbers (level, time of the level) in `state`, which may be shared memory between
+    processes; callers serialise access (a lock) when several threads use one bucket.
+    """
+
+    __slots__ = ("capacity", "rate", "state")
+
+    def __init__(self, rate: float, capacity: float, state: Any = None) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.state = state if state is not None else [capacity, 0.0]
+        if state is not None:
+            state[0], state[1] = capacity, 0.0
+
+    def _level(self, now: float) -> float:
+        level, then = self.state[0], self.state[1]
+        return min(self.capacity, level + (now - then) * self.rate) if now > then else level
+
+    def shortfall_s(self, now: float, amount: float) -> float:
+        """Seconds until `amount` is available (0 when it is now); inf when it never fits."""
+        if amount > self.capacity:
+            return math.inf
+        missing = amount - self._level(now)
+        # a level short by rounding error is full: a server would not answer "retry after 1e-17 s"
+        return missing / self.rate if missing > 1e-9 * max(1.0, amount) else 0.0
+
+    def take(self, now: float, amount: float) -> None:
+        """Remove `amount` now (the level may go below 0: a reservation the caller waits out)."""
+        level = self._level(now)
+        self.state[0], self.state[1] = level - amount, max(now, self.state[1])
+
+    def reserve(self, now: float, amount: float) -> float:
+        """Client-side: take `amount` in FIFO order; returns the seconds to wait before using it."""
+        missing = amount - self._level(now)
+        self.take(now, amount)
+        return missing / self.rate if missing > 0 else 0.0
+
+
+class PolicyLimiter:
+    """A client-side limiter that grants waiting requests their tokens in a policy's order (clock-free).
+
+    `offer` grants at once when nobody waits and the buckets hold enough; otherwise the request waits.
+    `grant(now)` takes tokens for waiting requests in policy order while the next one fits, and returns them
+    with the time the next one will fit (None when nobody waits). Head-of-line: a large request at the head
+    holds back smaller ones behind it, as aiolimiter's FIFO does.
+    """
+
+    __slots__ = ("buckets", "queue")
+
+    def __init__(self, buckets: tuple[TokenBucket | None, TokenBucket | None], policy: Policy) -> None:
+        self.buckets = buckets
+        self.queue = WaitQueue(policy)
+
+    def _short(self, now: float, charges: tuple[float, float]) -> float:
+        return max((b.shortfall_s(now, a) for b, a in zip(self.buckets, charges, strict=True) if b is not None and a),
+                   default=0.0)
+
+    def _take(self, now: float, charges: tuple[float, float]) -> None:
+        for bucket, amount in zip(self.buckets, charges, strict=True):
+            if bucket is not None and amount:
+                bucket.take(now, amount)
+
+    def offer(self, request: Any, charges: tuple[float, float], ticket: Any, now: float) -> bool:
+        """True: granted now; False: `request` waits for `grant`."""
+        if not len(self.queue) and self._short(now, charges) == 0:
+            self._take(now, charges)
+            return True
+        self.queue.push((request, charges), ticket)
+        return False
+
+    def grant(self, now: float) -> tuple[list[Any], float | None]:
+        """The waiting requests granted now (in order), and when to look again."""
+        granted = []
+        while len(self.queue):
+            (request, charges), _ = self.queue.peek()
+            short = self._short(now, charges)
+            if short > 0:
+                return granted, now + short if math.isfinite(short) else None
+            self.queue.pop()
+            self._take(now, charges)
+            granted.append(request)
+        return granted, None
+
+
+Buckets = tuple[TokenBucket | None, TokenBucket | None]
+"""A rate limit's (requests, tokens) buckets."""
+
+
+def buckets(limit: RateLimit | None, states: tuple[Any, Any] = (None, None)) -> Buckets | None:
+    """The (requests, tokens) buckets of `limit` (None when there is no limit); `states` may be shared memory."""
+    if limit is None:
+        return None
+    req, tok = limit.buckets()
+    return (TokenBucket(*req, state=states[0]) if req else None, TokenBucket(*tok, state=states[1]) if tok else None)
