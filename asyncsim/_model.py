@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Self, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
 
@@ -26,7 +26,7 @@ class Frozen(BaseModel):
             if value is not None or field.default is not None:
                 yield field.alias or name, value
 
-    def evolve(self, **changes: Any) -> Frozen:
+    def evolve(self, **changes: Any) -> Self:
         """A copy with `changes` applied and validated again (the model is never mutated)."""
         data = {name: getattr(self, name) for name in type(self).model_fields}
         data.update(changes)

@@ -52,7 +52,7 @@ class Bound:
 
 
 def _call_time(node: Node, durs: np.ndarray, services: dict[str, Service]) -> np.ndarray:
-    svc = services[node.name]  # type: ignore[index]
+    svc = services[node.name]
     if svc.batching is not None:
         return np.full(durs.shape[0], svc.batching.batch_time(1))
     return durs[:, node.id] + svc.per_item
@@ -73,7 +73,7 @@ def _walk(nodes: tuple[Node, ...], batches: dict[str, int] | None = None,
     out = []
     for node in nodes:
         out.append((node, batch))
-        inner = (batches or {}).get(node.name, 1) if node.kind == STAGE else batch  # type: ignore[arg-type]
+        inner = (batches or {}).get(node.name, 1) if node.kind == STAGE else batch
         out += _walk(node.body, batches, inner)
         for b in node.branches:
             out += _walk(b, batches, inner)
@@ -117,7 +117,7 @@ def bounds(scenario: Scenario, *, completed: np.ndarray | None = None) -> list[B
             if node.kind == CPU:
                 cpu += float(durs[:, node.id].sum())
             elif node.kind == USE:
-                held[node.name] = held.get(node.name, 0.0) + float(  # type: ignore[index]
+                held[node.name] = held.get(node.name, 0.0) + float(
                     _min_time(node.body, durs, services).sum())
             elif node.kind == CALL:
                 name = node.name
@@ -129,10 +129,11 @@ def bounds(scenario: Scenario, *, completed: np.ndarray | None = None) -> list[B
                 if node.col >= 0:
                     for side, limit in (("rate_limit", svc.rate_limit), ("client_limit", svc.client_limit)):
                         if limit is not None and limit.tpm is not None:
-                            t = charged_tokens(svc, limit, durs[:, node.col], durs[:, node.col + 1])
-                            tokens[(name, side)] = tokens.get((name, side), 0.0) + float(np.sum(t))
+                            charged = charged_tokens(svc, limit, durs[:, node.col], durs[:, node.col + 1])
+                            tokens[(name, side)] = tokens.get((name, side), 0.0) + float(np.sum(charged))
             elif node.kind == STAGE:
-                stage = w.stages[node.name]  # type: ignore[index]
+                assert w.stages is not None  # a stage node is in a pipeline
+                stage = w.stages[node.name]
                 items = durs.shape[0]
                 body = _min_time(node.body, durs, services)
                 if stage.batch > 1:
@@ -141,7 +142,7 @@ def bounds(scenario: Scenario, *, completed: np.ndarray | None = None) -> list[B
                     work = cpu_part + other / items * math.ceil(items / stage.batch) if items else 0.0
                 else:
                     work = float(body.sum())
-                stage_work[node.name] = stage_work.get(node.name, 0.0) + work  # type: ignore[index]
+                stage_work[node.name] = stage_work.get(node.name, 0.0) + work
     cores = scenario.strategy.cores_used(w.machine)
     out = [Bound("cpu", cpu / cores, f"{cpu:.4g} s of CPU on {cores} usable core(s)"),
            Bound("longest task", longest, "the longest task with nothing to wait for", capacity=False)]
@@ -169,9 +170,10 @@ def bounds(scenario: Scenario, *, completed: np.ndarray | None = None) -> list[B
             if limit is not None:
                 out += _rate_bounds(name, side, limit, requests[name], tokens.get((name, side)))
     for name, work in stage_work.items():
-        workers = w.stages[name].workers  # type: ignore[index]
+        assert w.stages is not None  # stage work comes from a pipeline's stages
+        workers = w.stages[name].workers
         out.append(Bound(f"stage {name}", work / workers, f"{workers} worker(s)"
-                         + (" (≈: batches counted full)" if w.stages[name].batch > 1 else "")))  # type: ignore[index]
+                         + (" (≈: batches counted full)" if w.stages[name].batch > 1 else "")))
     return sorted(out, key=lambda b: -b.seconds)
 
 

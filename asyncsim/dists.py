@@ -411,5 +411,5 @@ def fit(samples: Any, family: str = "lognormal") -> _Dist:
         return Lognormal(mu=math.log(scale), sigma=sigma)
     if family == "gamma":
         shape, _, scale = stats.gamma.fit(data[data > 0], floc=0)
-        return Gamma(mean=shape * scale, cv=1 / math.sqrt(shape))
+        return Gamma.model_validate({"mean": shape * scale, "cv": 1 / math.sqrt(shape)})
     raise ModelError(f"fit: unknown family {family!r} (allowed: lognormal, gamma, exponential, empirical)")

@@ -81,7 +81,7 @@ class MachineProfile(Frozen):
             timer_granularity_s=lp.timer_granularity_s / s if uses_loop and emulated_waits else 0.0,
             thread_switch_s=self.thread_switch_s / s if threaded else 0.0,
             process_dispatch_s=self.process_dispatch_s / s if dispatching else 0.0,
-        )  # type: ignore[return-value]
+        )
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as JSON atomically (a temporary file renamed into place)."""

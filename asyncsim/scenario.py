@@ -45,11 +45,14 @@ class Node:
 
     kind: int
     id: int
-    name: str | None = None  # the service of a call, the pool of a use, the stage of a stage
+    name: str = ""  # the service of a call, the pool of a use, the stage of a stage ("" for other steps)
     body: tuple[Node, ...] = ()  # the steps inside a use or a stage
     branches: tuple[tuple[Node, ...], ...] = ()  # the branches of a parallel
     path: str = ""
     col: int = -1  # a call's first column of draws (services.call_width of them)
+
+
+_RESERVED = Node(-1, -1)  # a placeholder while a node's id is taken and its children are compiled
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def compile_steps(steps: tuple[Any, ...], path: str, nodes: list[Node]) -> tuple
     for i, step in enumerate(steps):
         here = f"{path}[{i}]"
         node_id = len(nodes)
-        nodes.append(None)  # type: ignore[arg-type]  # reserve the id; filled below
+        nodes.append(_RESERVED)  # reserve the id; filled below
         if isinstance(step, Cpu):
             node = Node(CPU, node_id, path=here)
         elif isinstance(step, Io):
@@ -105,6 +108,13 @@ class Scenario:
     arrivals: np.ndarray | None
     think: np.ndarray | None
     returns: np.ndarray | None = None  # pipelines with feedback: (items x stages), times each item goes back
+
+    @property
+    def users(self) -> int:
+        """How many closed-loop users submit the tasks (a closed workload only)."""
+        arrivals = self.workload.arrivals
+        assert isinstance(arrivals, Closed), "only a closed workload has users"
+        return min(arrivals.users, self.n_tasks)
 
     @property
     def n_tasks(self) -> int:
@@ -193,13 +203,16 @@ def build_scenario(workload: Workload, *, seed: int = 0, strategy: Strategy | st
     if workload.stages is not None and (problems := pipeline_strategy_problems(strat, workload.stages)):
         raise ModelError(problems)
     types = workload.task_types or (TaskType(name="item", steps=(Io(duration=0.0),)),)
+    arrivals: np.ndarray | None
     if workload.arrivals is None:
         arrivals, task_type = _class_arrivals(workload, seed)
         think = None
         n = int(arrivals.size)
     else:
         arrivals, think = _arrival_times(workload, seed)
-        n = int(arrivals.size if arrivals is not None else think.size)  # type: ignore[union-attr]
+        drawn = arrivals if arrivals is not None else think
+        assert drawn is not None  # an open workload has arrival times, a closed one think times
+        n = int(drawn.size)
         weights = np.array([t.weight for t in types])
         if len(types) == 1:
             task_type = np.zeros(n, dtype=np.int64)
@@ -226,10 +239,12 @@ def build_scenario(workload: Workload, *, seed: int = 0, strategy: Strategy | st
                 matrix[:, node.id] = steps_of[node.path].duration.sample(
                     _rng(seed, _STEPS_KEY, t, node.id), members.size)
             elif node.kind == CALL and node.col < 0:
-                matrix[:, node.id] = workload.services[node.name].latency.sample(  # type: ignore[index,union-attr]
+                latency = workload.services[node.name].latency
+                assert latency is not None  # a call without draws of its own has a plain latency (call_width)
+                matrix[:, node.id] = latency.sample(
                     _rng(seed, _STEPS_KEY, t, node.id), members.size)
             elif node.kind == CALL:
-                _draw_call(workload.services[node.name], matrix, node, seed, t,  # type: ignore[index]
+                _draw_call(workload.services[node.name], matrix, node, seed, t,
                            steps_of[node.path].tokens)
         durations.append(matrix)
     return Scenario(workload, strat, seed, tuple(programs), task_type, task_row, tuple(durations), arrivals, think,
@@ -242,7 +257,7 @@ def _compile_stages(workload: Workload, nodes: list[Node]) -> tuple[Node, ...]:
     assert workload.stages is not None
     for name, stage in workload.stages.items():
         node_id = len(nodes)
-        nodes.append(None)  # type: ignore[arg-type]
+        nodes.append(_RESERVED)
         here = f"stages.{name}"
         node = Node(STAGE, node_id, name, body=compile_steps(stage.steps, f"{here}.steps", nodes), path=here)
         nodes[node_id] = node
@@ -274,7 +289,7 @@ def _place_calls(workload: Workload, nodes: list[Node]) -> tuple[list[Node], int
     width = len(nodes)
     placed = []
     for node in nodes:
-        extra = call_width(workload.services[node.name]) if node.kind == CALL else 0  # type: ignore[index]
+        extra = call_width(workload.services[node.name]) if node.kind == CALL else 0
         if extra:
             node = replace(node, col=width)
             width += extra
@@ -321,7 +336,7 @@ def _expected(workload: Workload, steps: tuple[Node, ...], steps_of: dict[str, A
         if node.kind in (CPU, IO):
             return float(steps_of[node.path].duration.mean)
         assert node.kind == CALL
-        svc = workload.services[node.name]  # type: ignore[index]
+        svc = workload.services[node.name]
         if svc.latency is not None:
             return svc.latency.mean
         if svc.batching is not None:

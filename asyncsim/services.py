@@ -23,7 +23,8 @@ __all__ = [
 
 OK, RATE_LIMITED, SERVER_ERROR, TIMEOUT, REJECTED = range(5)
 OUTCOMES = ("ok", "rate_limited", "server_error", "timeout", "rejected")
-RETRYABLE = ("rate_limited", "server_error", "timeout", "rejected")
+Retryable = Literal["rate_limited", "server_error", "timeout", "rejected"]
+RETRYABLE: tuple[Retryable, ...] = ("rate_limited", "server_error", "timeout", "rejected")
 
 
 class RateLimit(Frozen):
@@ -104,7 +105,7 @@ class Retry(Frozen):
     multiplier: float = Field(2.0, ge=1)
     jitter: float = Field(0.25, ge=0, le=1)
     honor_retry_after: bool = True
-    retry_on: tuple[Literal["rate_limited", "server_error", "timeout", "rejected"], ...] = RETRYABLE
+    retry_on: tuple[Retryable, ...] = RETRYABLE
 
     @property
     def attempts(self) -> int:

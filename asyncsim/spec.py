@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -107,7 +107,10 @@ def _step_tag(value: Any) -> str | None:
     return value.kind if isinstance(value, _Step) else single_key(value)
 
 
-Step = tagged_union(_STEPS, _step_tag, "step")
+if TYPE_CHECKING:  # what the tagged union validates into, for the type checker
+    Step = Cpu | Io | Call | Use | Parallel
+else:
+    Step = tagged_union(_STEPS, _step_tag, "step")
 Use.model_rebuild()
 Parallel.model_rebuild()
 
@@ -231,9 +234,12 @@ class Closed(_Arrivals):
 
 
 _ARRIVALS: dict[str, type[_Arrivals]] = {c.kind: c for c in (Batch, Poisson, Periodic, TraceArrivals, Closed)}
-Arrivals = tagged_union(
-    _ARRIVALS, lambda v: v.kind if isinstance(v, _Arrivals) else single_key(v), "arrival process"
-)
+if TYPE_CHECKING:
+    Arrivals = Batch | Poisson | Periodic | TraceArrivals | Closed
+else:
+    Arrivals = tagged_union(
+        _ARRIVALS, lambda v: v.kind if isinstance(v, _Arrivals) else single_key(v), "arrival process"
+    )
 
 
 class TaskType(Frozen):
@@ -409,7 +415,7 @@ class Workload(Frozen):
             ModelError: when the changed model is invalid.
         """
         try:
-            return super().evolve(**changes)  # type: ignore[return-value]
+            return super().evolve(**changes)
         except ValidationError as exc:
             raise ModelError(format_errors(exc)) from None
 

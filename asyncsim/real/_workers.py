@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ..errors import ModelError
@@ -71,7 +72,7 @@ class SyncCtx:
                              release=self._release, on_step=self.on_step)
 
     def _release(self, _i: int, node: Node) -> None:
-        self.pools[node.name][0].release()  # type: ignore[index]
+        self.pools[node.name][0].release()
 
 
 def sync_steps(ctx: SyncCtx, i: int, durs: list[float], nodes: tuple[Node, ...]) -> None:
@@ -197,7 +198,7 @@ def _dispatch(run: Run, submit: Callable[[int], Future[Any] | None]) -> None:
                 f.result()
 
     users = [threading.Thread(target=user, daemon=True)
-             for _ in range(min(sc.workload.arrivals.users, sc.n_tasks))]  # type: ignore[union-attr]
+             for _ in range(sc.users)]
     for u in users:
         u.start()
     for u in users:
@@ -344,7 +345,7 @@ def run_processes(run: Run, workers: int) -> None:
 
     def submit(i: int) -> Future[Any]:
         f = ex.submit(_process_task, i, run.durations(i), run.steps(i))
-        f.add_done_callback(lambda fut, i=i: _collect(run, admit_res, i, fut))
+        f.add_done_callback(partial(_collect, run, admit_res, i))
         return f
 
     try:
@@ -366,13 +367,13 @@ def _dispatch_admitted(run: Run, workers: int, submit: Callable[[int], Future[An
     done: dict[int, Future[None]] = {}
     admission = Admission(workers, run.sc.workload.policy, feed.put)
 
-    def ended(i: int) -> None:
+    def ended_future(i: int, _future: Future[Any]) -> None:
         admission.finished()
         done[i].set_result(None)
 
     def feeder() -> None:
         while (i := feed.get()) is not None:
-            submit(i).add_done_callback(lambda _f, i=i: ended(i))
+            submit(i).add_done_callback(partial(ended_future, i))
 
     def arrive(i: int) -> Future[Any]:
         done[i] = Future()

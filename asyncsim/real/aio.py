@@ -57,7 +57,7 @@ class AsyncRun:
                 tasks.append(asyncio.create_task(self.task(i, self._queue(i))))
         else:
             counter = [0, 0]
-            users = min(sc.workload.arrivals.users, sc.n_tasks)  # type: ignore[union-attr]
+            users = sc.users
             tasks = [asyncio.create_task(self.user(counter)) for _ in range(users)]
         await asyncio.gather(*tasks)
 
@@ -167,7 +167,7 @@ class AsyncRun:
         return asked, True
 
     def _release(self, _i: int, node: Node) -> None:
-        self.pools[node.name][0].release()  # type: ignore[index]
+        self.pools[node.name][0].release()
 
 
 async def _acquire(sem: Any, run: Run, i: int) -> None:

@@ -34,7 +34,7 @@ from .aio import AsyncRun
 __all__ = ["PolicyQueue", "run_pipeline"]
 
 
-class PolicyQueue(asyncio.Queue):  # type: ignore[type-arg]
+class PolicyQueue(asyncio.Queue[int]):
     """An asyncio.Queue whose `get` returns items in `policy` order by `ticket(item)` (asyncio.PriorityQueue's
     recipe: `_init`, `_put` and `_get` over another container); put, get and maxsize behave as Queue's."""
 
@@ -91,7 +91,7 @@ class _Pipeline:
         self.routes = routes(run.sc)
         self.pos = [0] * n  # each item's position in its route
         counts = entries(self.routes, len(run.sc.programs[0].steps))
-        self.stages = [_Stage(node, workload.stages[node.name], counts[k],  # type: ignore[index]
+        self.stages = [_Stage(node, workload.stages[node.name], counts[k],
                               run.tb.resource_id(f"stage:{node.name}"), self._ticket)
                        for k, node in enumerate(run.sc.programs[0].steps)]
         self.ready_at = [0.0] * n  # when each item became ready for the stage it is entering
@@ -113,15 +113,15 @@ class _Pipeline:
             tasks.append(asyncio.create_task(self._feed()))
         else:
             counter = [0, 0]
-            users = min(sc.workload.arrivals.users, sc.n_tasks)  # type: ignore[union-attr]
+            users = sc.users
             tasks += [asyncio.create_task(self._user(counter)) for _ in range(users)]
         pending: set[asyncio.Future[Any]] = {self.all_done, *tasks}
         try:
             while not self.all_done.done():
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for t in done:  # a feeder ends normally; a worker or user that ends has crashed
-                    if t is not self.all_done and t.exception() is not None:
-                        raise t.exception()  # type: ignore[misc]
+                    if t is not self.all_done and (exc := t.exception()) is not None:
+                        raise exc
         finally:
             for t in tasks:
                 t.cancel()
@@ -131,7 +131,8 @@ class _Pipeline:
 
     async def _feed(self) -> None:
         run = self.run
-        for i, t in enumerate(run.sc.arrivals.tolist()):  # type: ignore[union-attr]
+        assert run.sc.arrivals is not None  # an open workload
+        for i, t in enumerate(run.sc.arrivals.tolist()):
             delay = run.t0 + t * run.scale - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -278,5 +279,6 @@ class _Pipeline:
         except TimeoutError:
             now = run.now()
             run.tb.add(leader, stage.node.id, K_USE, run.pool_res[pool], asked, now, now)
-            raise StepFailedError(pool_timeout(pool, timeout)) from None  # type: ignore[arg-type]
+            assert timeout is not None  # only a pool with a timeout gives up waiting
+            raise StepFailedError(pool_timeout(pool, timeout)) from None
         return sem

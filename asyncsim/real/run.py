@@ -84,7 +84,8 @@ class Run:
     def log_call(self, *row: Any) -> None:
         """Append one call attempt to the call log; thread-safe."""
         with self.lock:
-            self.calls.add(*row)  # type: ignore[union-attr]
+            assert self.calls is not None  # only a model with services logs calls
+            self.calls.add(*row)
 
     def services(self, *, mp: Any = None, asyncio: bool = False) -> dict[str, RealService]:
         """The workload's services as emulated servers (in shared memory when `mp` is given)."""

@@ -274,8 +274,9 @@ class RealService:
                              "threads and sequential, not between processes; validate it with threads:N")
         self.queue: Any = None
         if queued:
+            assert spec.concurrency is not None  # a policy orders a server's queue only with concurrency
             self.queue = (AsyncQueueServer if asyncio else QueueServer)(spec.concurrency, spec.policy)
         self.limiter: Any = None
-        if limited:
-            rule = PolicyLimiter(self.client, spec.client_limit.policy)  # type: ignore[arg-type,union-attr]
+        if limited and self.client is not None and spec.client_limit is not None:
+            rule = PolicyLimiter(self.client, spec.client_limit.policy)
             self.limiter = (AsyncPolicyLimiter if asyncio else ThreadPolicyLimiter)(rule, self.lock)

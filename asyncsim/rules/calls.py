@@ -65,8 +65,9 @@ class Endpoint(Protocol):
     lock: AbstractContextManager[Any]  # guards the buckets when threads or processes share them
 
 
-def charged_tokens(service: Service, limit: RateLimit, tokens_in: float, tokens_out: float) -> float:
-    """Tokens a request is charged against `limit` (max_tokens reserved when the provider counts it)."""
+def charged_tokens(service: Service, limit: RateLimit, tokens_in: Any, tokens_out: Any) -> Any:
+    """Tokens a request is charged against `limit` (max_tokens reserved when the provider counts it); the
+    token counts are numbers, or arrays of them (one per task: `bounds`)."""
     if limit.count_max_tokens:
         assert service.tokens is not None
         assert service.tokens.max_tokens is not None
@@ -130,15 +131,16 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
             latency, u_fail, u_jitter = durs[at], durs[at + 1], durs[at + 2]
         else:
             latency, u_fail, u_jitter = durs[step], 1.0, 0.0
-        if svc.client is not None and spec.client_limit.policy.kind != "fifo":  # type: ignore[union-attr]
-            charges = _charges(spec, spec.client_limit, tokens_in, tokens_out)  # type: ignore[arg-type]
+        client = spec.client_limit
+        if svc.client is not None and client is not None and client.policy.kind != "fifo":
+            charges = _charges(spec, client, tokens_in, tokens_out)
             asked = clock()
             yield LIMIT, charges, svc
             now = clock()
             if now > asked:
                 add(task, step, K_THROTTLE, svc.limiter_res, asked, now, now)
-        elif svc.client is not None:
-            charges = _charges(spec, spec.client_limit, tokens_in, tokens_out)  # type: ignore[arg-type]
+        elif svc.client is not None and client is not None:
+            charges = _charges(spec, client, tokens_in, tokens_out)
             wait = 0.0
             with lock:
                 asked = clock()
@@ -152,8 +154,8 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
         outcome, retry_after, batch = OK, None, size
         with lock:
             sent = served = clock()
-            if svc.server is not None:
-                charges = _charges(spec, spec.rate_limit, tokens_in, tokens_out)  # type: ignore[arg-type]
+            if svc.server is not None and spec.rate_limit is not None:
+                charges = _charges(spec, spec.rate_limit, tokens_in, tokens_out)
                 short = max((b.shortfall_s(sent, a) for b, a in zip(svc.server, charges, strict=True)
                              if b is not None and a), default=0.0)
                 if short > 0:

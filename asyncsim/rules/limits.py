@@ -90,7 +90,7 @@ class PolicyLimiter:
 
     def grant(self, now: float) -> tuple[list[Any], float | None]:
         """The waiting requests granted now (in order), and when to look again."""
-        granted = []
+        granted: list[Any] = []
         while len(self.queue):
             (request, charges), _ = self.queue.peek()
             short = self._short(now, charges)

@@ -94,13 +94,14 @@ def steps(ctx: Context, task: int, durs: Sequence[float], nodes: tuple[Node, ...
             yield BLOCK, 0, node
             yield from call(ctx, task, node, durs, size)
         elif kind == USE:
-            name: str = node.name  # type: ignore[assignment]  # a use node names its pool
+            name = node.name
             res, timeout = ctx.pools[name]
             asked, got = yield ACQUIRE, name, node
             if not got:
                 now = clock()
                 add(task, node.id, K_USE, res, asked, now, now)
-                raise StepFailedError(pool_timeout(name, timeout))  # type: ignore[arg-type]  # only a timeout fails
+                assert timeout is not None  # only a pool with a timeout gives up waiting
+                raise StepFailedError(pool_timeout(name, timeout))
             held = clock()
             try:
                 yield from steps(ctx, task, durs, node.body, size)
@@ -126,7 +127,7 @@ def call(ctx: Context, task: int, node: Node, durs: Sequence[float], size: int) 
     """One call's commands: its attempts (`rules.calls.attempts`), or for a plain call — one attempt that cannot
     fail, no client limiter, no preemption — the single SERVE those attempts would make, without their
     generator (the commonest call, a quarter of a call-bound simulation's time)."""
-    svc = ctx.services[node.name]  # type: ignore[index]
+    svc = ctx.services[node.name]
     if node.col < 0 and svc.client is None and not svc.spec.policy.preemptive:
         sent = ctx.clock()
         served = yield SERVE, durs[node.id] + svc.spec.per_item * size, svc

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Generator
+from functools import partial
 from typing import Any
 
 import simpy
@@ -160,7 +161,11 @@ class Cores:
             t.gen += 1
             gen = t.gen
             timer = self.env.timeout(max(0.0, t.remaining) / rate)
-            timer.callbacks.append(lambda _ev, t=t, gen=gen: t.done(gen))
+            timer.callbacks.append(partial(_done, t, gen))
+
+
+def _done(thread: SimThread, gen: int, _event: simpy.Event) -> None:
+    thread.done(gen)
 
 
 def compute(env: simpy.Environment, cores: Cores, thread: SimThread, work: float) -> Generator[Any, Any, None]:
@@ -230,14 +235,23 @@ class Loop:
 
 
 class Strand:
-    """Where a piece of task code runs; `holding` is True while it may run Python."""
+    """Where a piece of task code runs (a coroutine or a thread); `holding` is True while it may run Python."""
 
     __slots__ = ("holding", "res", "overhead")
+    thread: SimThread  # the OS thread its code runs on (the loop's, for a coroutine)
 
     def __init__(self) -> None:
         self.holding = False
         self.res = -1  # the trace resource a wait to run is recorded against
         self.overhead = 0.0  # CPU seconds each resumption costs
+
+    def acquire(self) -> simpy.Event | None:
+        """Run now (None), or an event fired when this strand may run Python."""
+        raise TypeError(f"{type(self).__name__} must say how it gets to run")
+
+    def release(self) -> None:
+        """Stop running Python (block, or end); the next waiter may run."""
+        raise TypeError(f"{type(self).__name__} must say how it stops running")
 
 
 class CoroStrand(Strand):

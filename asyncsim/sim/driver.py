@@ -26,7 +26,7 @@ class TaskDriver:
 
     def __init__(self, env: simpy.Environment, gen: Generator[Any, Any, None]) -> None:
         self.gen = gen
-        Initialize(env, self)  # type: ignore[arg-type]
+        Initialize(env, self)  # type: ignore[arg-type]  # Initialize only calls process._resume, which this has
 
     def _resume(self, event: simpy.Event) -> None:
         try:
@@ -51,7 +51,8 @@ def run_until_empty(env: simpy.Environment, *, until: float | None = None,
         return _run_limited(env, until, max_events)
     while queue:
         env._now, _, _, event = heappop(queue)  # noqa: SLF001
-        callbacks, event.callbacks = event.callbacks, None
+        # a processed event has no callbacks (None), as Environment.step leaves it; simpy types the field a list
+        callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
         for callback in callbacks:
             callback(event)
         if not event._ok and not hasattr(event, "_defused"):  # noqa: SLF001
@@ -70,7 +71,7 @@ def _run_limited(env: simpy.Environment, until: float | None, max_events: int | 
             return "max_events"
         ran += 1
         env._now, _, _, event = heappop(queue)  # noqa: SLF001
-        callbacks, event.callbacks = event.callbacks, None
+        callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]  # processed: as above
         for callback in callbacks:
             callback(event)
         if not event._ok and not hasattr(event, "_defused"):  # noqa: SLF001

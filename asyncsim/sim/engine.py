@@ -181,7 +181,8 @@ class Engine:
 
     def _open_source(self) -> Generator[Any, Any, None]:
         env, arrive = self.env, self._arrive
-        for i, t in enumerate(self.sc.arrivals.tolist()):  # type: ignore[union-attr]
+        assert self.sc.arrivals is not None  # an open workload
+        for i, t in enumerate(self.sc.arrivals.tolist()):
             if t > env.now:
                 yield env.timeout(t - env.now)
             arrive(i)
@@ -254,7 +255,7 @@ class Engine:
         """
         env, tb = self.env, self.trace
         send = commands.send
-        reply = None
+        reply: Any = None
         while True:
             try:
                 op, value, subject = send(reply)
@@ -355,8 +356,8 @@ class Engine:
 
     def _release(self, i: int, node: Node) -> None:
         """Task i gives back its slot of `node`'s pool (the interpreter's `Context.release`)."""
-        self.holders[node.name].remove(i)  # type: ignore[index]
-        self.pools[node.name][0].release()  # type: ignore[index]
+        self.holders[node.name].remove(i)
+        self.pools[node.name][0].release()
 
     def _fork_branches(self, i: int, branches: list[Generator[Any, Any, None]], node: Node,
                        s: Strand) -> Generator[Any, Any, Any]:
@@ -366,10 +367,11 @@ class Engine:
         if not s.holding:
             yield from self._enter(s, i, node.id)
         children = [self._fork(s) for _ in branches]
-        if children[0] is None:
+        strands = [c for c in children if c is not None]
+        if not strands:
             return INLINE
         self._leave(s)
-        joined = yield env.all_of([env.process(self._branch(i, b, c)) for b, c in zip(branches, children, strict=True)])
+        joined = yield env.all_of([env.process(self._branch(i, b, c)) for b, c in zip(branches, strands, strict=True)])
         return list(joined.values())
 
     def _branch(self, i: int, commands: Generator[Any, Any, None],
@@ -426,8 +428,7 @@ class Engine:
             n = sc.n_tasks
             self.closed_users = [None] * n
             counter = [0, 0]
-            users = sc.workload.arrivals.users  # type: ignore[union-attr]
-            for _ in range(min(users, n)):
+            for _ in range(sc.users):
                 env.process(self._closed_user(counter))
         gc_was_enabled = gc.isenabled()
         gc.disable()  # the run allocates many short-lived objects and no cycles worth collecting

@@ -115,7 +115,7 @@ class PipelineEngine(Engine):
         self.pos = [0] * n  # each item's position in its route
         counts = entries(self.routes, len(program.steps))
         self.stages = [
-            _StageState(self.env, node, workload.stages[node.name], counts[k],  # type: ignore[index]
+            _StageState(self.env, node, workload.stages[node.name], counts[k],
                         self.trace.resource_id(f"stage:{node.name}"), self._item_ticket)
             for k, node in enumerate(program.steps)
         ]
@@ -233,11 +233,13 @@ class PipelineEngine(Engine):
         durs = batch_durations(self.sc, stage.node, batch)
         failure: StepFailedError | None = None
         self.running[leader] = who
-        held = None
+        held: tuple[float, float] | None = None
         if stage.spec.hold is not None:
-            held = yield from self._hold(stage, leader, s, who)
-            if isinstance(held, StepFailedError):
-                failure, held = held, None
+            hold = yield from self._hold(stage, leader, s, who)
+            if isinstance(hold, StepFailedError):
+                failure = hold
+            else:
+                held = hold
         if failure is None:
             try:
                 yield from self._drive(leader, steps(self.rules, leader, durs, stage.node.body, len(batch)), s)
@@ -281,9 +283,12 @@ class PipelineEngine(Engine):
             if s.holding:
                 self._leave(s)
             self.worker_waits[who] = (f"pool:{name}", asked)
-            yield event if timeout is None else event | env.timeout(timeout)
+            if timeout is None:
+                yield event
+            else:
+                yield event | env.timeout(timeout)
             del self.worker_waits[who]
-            if not event.triggered and slots.cancel(event):
+            if timeout is not None and not event.triggered and slots.cancel(event):
                 self.trace.add(leader, stage.node.id, K_USE, res, asked, env.now, env.now)
                 return StepFailedError(pool_timeout(name, timeout))
         self.hold_holders[name].append(who)

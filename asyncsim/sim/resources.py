@@ -100,7 +100,7 @@ class PolicyServer:
         due = schedule.next_event()
         if due < self._wake_at:
             self._wake_at = due
-            self.env.timeout(due - self.env.now).callbacks.append(self._wake)  # type: ignore[union-attr]
+            self.env.timeout(due - self.env.now).callbacks.append(self._wake)
 
     def _wake(self, _event: simpy.Event) -> None:
         if self.env.now < self._wake_at:
@@ -138,7 +138,7 @@ class Batcher:
             if isinstance(batch, float):
                 if batch < self._wake_at:
                     self._wake_at = batch
-                    self.env.timeout(batch - self.env.now).callbacks.append(self._wake)  # type: ignore[union-attr]
+                    self.env.timeout(batch - self.env.now).callbacks.append(self._wake)
                 return
             self.env.process(self._serve(batch))
 
@@ -182,7 +182,7 @@ class SimLimiter:
             event.succeed()
         if again is not None and again < self._wake_at:
             self._wake_at = again
-            self.env.timeout(again - self.env.now).callbacks.append(self._wake)  # type: ignore[union-attr]
+            self.env.timeout(again - self.env.now).callbacks.append(self._wake)
 
     def _wake(self, _event: simpy.Event) -> None:
         if self.env.now < self._wake_at:
@@ -197,14 +197,18 @@ class SimService:
     def __init__(self, name: str, spec: Service, env: simpy.Environment, tb: TraceBuilder) -> None:
         self.name = name
         self.spec = spec
-        self.preemptive = PolicyServer(env, spec.concurrency, spec.policy) if spec.policy.preemptive else None
+        self.preemptive: PolicyServer | None = None
+        if spec.policy.preemptive:
+            assert spec.concurrency is not None  # the spec refuses a preemptive policy without concurrency
+            self.preemptive = PolicyServer(env, spec.concurrency, spec.policy)
         self.slots = Slots(env, spec.concurrency, spec.policy) if spec.concurrency and not self.preemptive else None
         self.batcher = Batcher(env, spec.batching) if spec.batching else None
         self.res = tb.resource_id(f"service:{name}")
         self.server = buckets(spec.rate_limit)
         self.client = buckets(spec.client_limit)
-        self.limiter = (SimLimiter(env, PolicyLimiter(self.client, spec.client_limit.policy))  # type: ignore[arg-type]
-                        if spec.client_limit is not None and spec.client_limit.policy.kind != "fifo" else None)
+        client = spec.client_limit
+        self.limiter = (SimLimiter(env, PolicyLimiter(self.client, client.policy))
+                        if self.client is not None and client is not None and client.policy.kind != "fifo" else None)
         self.limiter_res = tb.resource_id(f"limiter:{name}") if spec.client_limit else -1
         self.backoff_res = tb.resource_id(f"backoff:{name}") if spec.attempts > 1 else -1
         self.lock = UNLOCKED  # one thread: the simulation
