@@ -176,23 +176,18 @@ def _dispatch(run: Run, submit: Callable[[int], Future[Any] | None]) -> None:
         for f in futures:
             f.result()
         return
-    think = sc.think
-    assert think is not None
     lock = threading.Lock()
     counter = [0, 0]
 
     def user() -> None:
         while True:
             with lock:
-                if counter[0] >= think.size:
-                    return
-                k = counter[0]
-                counter[0] += 1
-            time.sleep(float(think[k]) * run.scale)
+                think = run.think(counter)
+            if think is None:
+                return
+            time.sleep(think * run.scale)
             with lock:
-                i = counter[1]
-                counter[1] += 1
-            run.arrival[i] = run.now()
+                i = run.submitted(counter)
             f = submit(i)
             if f is not None:
                 f.result()

@@ -62,16 +62,11 @@ class AsyncRun:
         await asyncio.gather(*tasks)
 
     async def user(self, counter: list[int]) -> None:
+        """A closed-loop user: think, submit a task, wait for it, until every task is submitted."""
         run = self.run
-        think = run.sc.think
-        assert think is not None
-        while counter[0] < think.size:
-            k = counter[0]
-            counter[0] += 1
-            await asyncio.sleep(float(think[k]) * run.scale)
-            i = counter[1]
-            counter[1] += 1
-            run.arrival[i] = run.now()
+        while (think := run.think(counter)) is not None:
+            await asyncio.sleep(think * run.scale)
+            i = run.submitted(counter)
             await self.task(i, self._queue(i))
 
     def _queue(self, i: int) -> Any:

@@ -143,15 +143,9 @@ class _Pipeline:
 
     async def _user(self, counter: list[int]) -> None:
         run = self.run
-        think = run.sc.think
-        assert think is not None
-        while counter[0] < think.size:
-            k = counter[0]
-            counter[0] += 1
-            await asyncio.sleep(float(think[k]) * run.scale)
-            i = counter[1]
-            counter[1] += 1
-            run.arrival[i] = run.now()
+        while (think := run.think(counter)) is not None:
+            await asyncio.sleep(think * run.scale)
+            i = run.submitted(counter)
             done = self.users_waiting[i] = asyncio.get_running_loop().create_future()
             await self._enter(i)
             await done

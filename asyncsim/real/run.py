@@ -109,6 +109,26 @@ class Run:
         self.failed[i] = True
         self.errors[i] = error_text(exc)
 
+    def think(self, counter: list[int]) -> float | None:
+        """A closed-loop user's next think time (model seconds), or None when every task has been submitted.
+
+        `counter` is shared by the run's users: [think times taken, tasks submitted]; callers on several threads
+        hold a lock around it.
+        """
+        think = self.sc.think
+        assert think is not None  # a closed workload
+        if counter[0] >= think.size:
+            return None
+        counter[0] += 1
+        return float(think[counter[0] - 1])
+
+    def submitted(self, counter: list[int]) -> int:
+        """The task a user submits when its think time is over; it arrives now."""
+        i = counter[1]
+        counter[1] += 1
+        self.arrival[i] = self.now()
+        return i
+
     def arrive_at(self, i: int, t_model: float) -> None:
         """Sleep (this thread) until task i's arrival time, and record when it actually arrived.
 

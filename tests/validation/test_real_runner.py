@@ -15,6 +15,8 @@ from asyncsim.real.run import Run
 from asyncsim.sim import run_scenario
 from asyncsim.validate import check_time_scale, replay_scenario
 
+from .conftest import validated
+
 pytestmark = pytest.mark.validation
 
 
@@ -169,3 +171,14 @@ def test_validate_shows_lost_work_per_strategy_and_why_it_chose_its_scale(tmp_pa
     assert rows["failed"] == [f"{p['failed']}", f"{m['failed']}", "0", f"{m['failed']}", "0"]
     assert rows["429s"][:3] == ["0", "0", "0"]
     assert rows["retries"][1] == f"{m['services']['api']['retries']}"
+
+
+@pytest.mark.parametrize("strategy", ["asyncio", "threads:4", "processes:2"])
+def test_closed_loop_users_submit_after_thinking(strategy, profile):
+    """4 users think 20 ms, then wait for their task (2 ms CPU, 30 ms io): every driver's users (Run.think and
+    Run.submitted) keep 4 tasks at most in flight and match the simulator's closed loop."""
+    w = a.Workload(name="closed", arrivals=a.Closed(users=4, think=a.Constant(0.02), count=40),
+                   task=(a.cpu(0.002), a.io(0.03)))
+    v = validated(w, strategy, profile, time_scale=1.0)
+    assert v.measured.completed == 40
+    assert v.measured.concurrency.peak <= 4
