@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from ._format import fmt_s
 from .results import Result
 
-__all__ = ["complete", "lost", "lost_text", "ranked", "speedups"]
+__all__ = ["best_point", "complete", "lost", "lost_text", "ranked", "speedups"]
 
 E = TypeVar("E")  # an entry: a Result, a `Result.to_dict()` object or a sweep-summary row
 
@@ -88,3 +89,17 @@ def speedups(results: Sequence[Any], *, label: str = "strategy") -> list[str]:
     out += [f"{_label(r, label)} {lost_text(r)} (not ranked: its T_total covers only what it finished)"
             for r in results if not complete(r)]
     return out
+
+
+def best_point(rows: Sequence[Any], params: Sequence[str]) -> str:
+    """One sentence naming a sweep's fastest point that completes every task, or saying that none does (`rows`:
+    its summary rows)."""
+    if not rows:
+        return "The sweep has no points."
+    best = ranked(rows)[0]
+    where = ", ".join(f"{p}={best[p]}" for p in params) or "the model"
+    lossy = sum(not complete(r) for r in rows)
+    if not complete(best):
+        return f"No point completes every task; the fewest lost: {where} ({lost_text(best)})."
+    tail = f"; {lossy} of {len(rows)} points lose work and are not ranked (⚠)" if lossy else ""
+    return f"Fastest without lost work: {where}, T_total {fmt_s(float(best['t_total_mean']))}{tail}."

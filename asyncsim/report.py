@@ -21,18 +21,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._format import fmt_ci, fmt_count, fmt_num, fmt_s
 from ._io import write_atomic
 from ._saved import Saved, SavedValidation, read_saved
 from ._version import __version__
 from .curves import Crossover, crossovers
-from .ranking import complete, lost_text, ranked, speedups
+from .ranking import best_point, complete, lost_text, ranked, speedups
 from .results import Result
 from .states import STATES
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["concurrency_figure", "detail", "header", "latency_cdf_figure", "metadata", "overlay_figure", "best_point",
+__all__ = ["concurrency_figure", "detail", "header", "latency_cdf_figure", "metadata", "overlay_figure",
            "per_strategy", "plotting_missing", "report", "split_figure", "sweep_axes", "sweep_figure", "sweep_table",
            "utilisation_figure", "validation_report", "write_report"]
 
@@ -448,25 +449,6 @@ def write_report(out_dir: str | os.PathLike[str], lines: Sequence[str],
     return write_atomic(out / "report.md", "\n".join(lines).rstrip() + "\n")
 
 
-def fmt_s(seconds: float | None) -> str:
-    """A duration for people: 850 µs, 12.3 ms, 4.56 s, 7.5 min."""
-    if seconds is None or math.isnan(seconds):
-        return "-"
-    a = abs(seconds)
-    for limit, scale, unit in ((1e-3, 1e6, "µs"), (1, 1e3, "ms"), (120, 1, "s"), (7200, 1 / 60, "min")):
-        if a < limit:
-            return f"{seconds * scale:.3g} {unit}"
-    return f"{seconds / 3600:.3g} h"
-
-
-def _ci(mean: float, half: float | None, fmt: Any = fmt_s) -> str:
-    return fmt(mean) if half is None or math.isnan(half) or half == 0 else f"{fmt(mean)} ± {fmt(half)}"
-
-
-def _num(x: float) -> str:
-    return f"{x:.3g}"
-
-
 def sweep_axes(summary: pd.DataFrame, params: Sequence[str]) -> tuple[str | None, str | None, pd.DataFrame]:
     """Pick a sweep's x axis and line labels: (x, hue, frame with a `hue` column).
 
@@ -490,13 +472,13 @@ def sweep_axes(summary: pd.DataFrame, params: Sequence[str]) -> tuple[str | None
 def sweep_table(summary: pd.DataFrame, params: Sequence[str]) -> list[str]:
     """A Markdown table of a sweep summary: the parameters, completed and failed tasks (429s, retries and cost
     where the runs have them), then T_total, goodput, p95 and mean in flight; ⚠ marks points that lose work."""
-    outcome = [("completed", "completed", _count), ("failed", "failed", _count)]
-    for title, metric, fmt in (("429s", "rate_limited", _count), ("retries", "retries", _count),
-                               ("cost", "cost", _num)):
+    outcome = [("completed", "completed", fmt_count), ("failed", "failed", fmt_count)]
+    for title, metric, fmt in (("429s", "rate_limited", fmt_count), ("retries", "retries", fmt_count),
+                               ("cost", "cost", fmt_num)):
         if f"{metric}_mean" in summary.columns and (summary[f"{metric}_mean"] > 0).any():
             outcome.append((title, metric, fmt))
-    cols = [*outcome, ("T_total", "t_total", fmt_s), ("goodput/s", "goodput", _num), ("p95", "latency_p95", fmt_s),
-            ("mean in flight", "concurrency_mean", _num)]
+    cols = [*outcome, ("T_total", "t_total", fmt_s), ("goodput/s", "goodput", fmt_num), ("p95", "latency_p95", fmt_s),
+            ("mean in flight", "concurrency_mean", fmt_num)]
     cols = [c for c in cols if f"{c[1]}_mean" in summary.columns]
     lines = ["| " + " | ".join([*params, "runs", *(c[0] for c in cols)]) + " |",
              "| " + " | ".join(["---"] * len(params) + ["---:"] * (len(cols) + 1)) + " |"]
@@ -505,30 +487,12 @@ def sweep_table(summary: pd.DataFrame, params: Sequence[str]) -> list[str]:
         cells = [str(row[p]) for p in params] + [str(row["replications"])]
         if bad and cells:
             cells[0] += " ⚠"
-        cells += [_ci(float(row[f"{m}_mean"]), float(row.get(f"{m}_ci95", math.nan)), f) for _, m, f in cols]
+        cells += [fmt_ci(float(row[f"{m}_mean"]), float(row.get(f"{m}_ci95", math.nan)), f) for _, m, f in cols]
         lines.append("| " + " | ".join(cells) + " |")
     if lossy.any():
         lines += ["", "⚠ loses work: its T_total covers only what it finished, so it is not ranked against the "
                   "points that complete every task."]
     return lines
-
-
-def _count(x: float) -> str:
-    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}"
-
-
-def best_point(summary: pd.DataFrame, params: Sequence[str]) -> str:
-    """One sentence naming the fastest grid point that completes every task (or saying that none does)."""
-    rows = [row for _, row in summary.iterrows()]
-    if not rows:
-        return "The sweep has no points."
-    best = ranked(rows)[0]
-    where = ", ".join(f"{p}={best[p]}" for p in params) or "the model"
-    lossy = sum(not complete(r) for r in rows)
-    if not complete(best):
-        return f"No point completes every task; the fewest lost: {where} ({lost_text(best)})."
-    tail = f"; {lossy} of {len(rows)} points lose work and are not ranked (⚠)" if lossy else ""
-    return f"Fastest without lost work: {where}, T_total {fmt_s(float(best['t_total_mean']))}{tail}."
 
 
 # ------------------------------------------------------------------------------------------- report FILE
@@ -568,9 +532,9 @@ def _runs_doc(saved: Saved, meta: dict[str, Any]) -> tuple[list[str], dict[str, 
         reps = f", mean of {runs[0].replications} replications ± 95% CI" if runs[0].replications is not None else ""
         title = f"{first.model} under {first.strategy}"
         lost = first.tasks - first.completed
-        loss = f" ({_count(lost)} lost: {lost / first.tasks:.1%} of the work)" if lost > 0 else ""
-        cost = f", cost {_num(first.cost.total)}" if first.cost is not None else ""
-        opening = (f"{_count(first.completed)} of {_count(first.tasks)} tasks completed{loss} in "
+        loss = f" ({fmt_count(lost)} lost: {lost / first.tasks:.1%} of the work)" if lost > 0 else ""
+        cost = f", cost {fmt_num(first.cost.total)}" if first.cost is not None else ""
+        opening = (f"{fmt_count(first.completed)} of {fmt_count(first.tasks)} tasks completed{loss} in "
                    f"{fmt_s(first.t_total)}{cost} (seed {first.seed}{reps}).")
     else:
         title = f"{first.model}: {', '.join(r.strategy for r in results)}"
@@ -585,12 +549,12 @@ def _runs_doc(saved: Saved, meta: dict[str, Any]) -> tuple[list[str], dict[str, 
     lines += ["| " + " | ".join(cols) + " |", "| --- |" + " ---: |" * (len(cols) - 1)]
     for run, r, m in zip(runs, results, flat, strict=True):
         lat, conc = r.latency, r.concurrency
-        cells = [r.strategy + ("" if complete(r) else " ⚠"), _count(r.completed), _count(r.failed),
-                 *(_num(m[k]) if k == "cost" else _count(m[k]) for _, k in outcome),
-                 _ci(r.t_total, run.half("t_total")), _ci(r.goodput, run.half("goodput"), _num),
-                 *(_ci(getattr(lat, p), run.half("latency", p)) for p in ("p50", "p95", "p99")),
-                 _ci(conc.mean, run.half("concurrency", "mean"), _num), f"{conc.peak:g}",
-                 *(_num(conc.by_state()[s]) for s in states)]
+        cells = [r.strategy + ("" if complete(r) else " ⚠"), fmt_count(r.completed), fmt_count(r.failed),
+                 *(fmt_num(m[k]) if k == "cost" else fmt_count(m[k]) for _, k in outcome),
+                 fmt_ci(r.t_total, run.half("t_total")), fmt_ci(r.goodput, run.half("goodput"), fmt_num),
+                 *(fmt_ci(getattr(lat, p), run.half("latency", p)) for p in ("p50", "p95", "p99")),
+                 fmt_ci(conc.mean, run.half("concurrency", "mean"), fmt_num), f"{conc.peak:g}",
+                 *(fmt_num(conc.by_state()[s]) for s in states)]
         if r.steady is not None and not r.steady.stable:
             cells[0] += " (unstable)"
         lines.append("| " + " | ".join(cells) + " |")
@@ -706,7 +670,7 @@ def _sweep_doc(saved: Saved, meta: dict[str, Any]) -> tuple[list[str], dict[str,
     source = "from the per-run table" if saved.kind == "sweep" else "a summary"
     lines = [*header(f"Sweep of {', '.join(params) or 'the model'}", meta=meta),
              f"{len(summary)} grid points, {runs} runs ({source}; means with 95% confidence half-widths). "
-             + best_point(summary, params), ""]
+             + best_point([row for _, row in summary.iterrows()], params), ""]
     figures: dict[str, bytes | None] = {}
     if x is not None:
         found = crossovers(frame, x=x, by=hue) if hue else []

@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from asyncsim.cli import _diff, fmt_s, main
+from asyncsim._format import fmt_s
+from asyncsim.cli import main
+from asyncsim.console import diff as _diff
 
 from .conftest import ROOT
 

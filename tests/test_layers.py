@@ -41,7 +41,7 @@ def test_public_api_is_exported():
 # The layers, lowest first: a module imports modules of its own layer or below, never above, and the import
 # graph has no cycle (a cycle hidden behind TYPE_CHECKING or a function-level import is a layering bug).
 LAYERS = [
-    ("foundations", ["errors", "_model", "_io", "_json", "_version", "trace", "states", "stats", "dists",
+    ("foundations", ["errors", "_model", "_io", "_json", "_version", "_format", "trace", "states", "stats", "dists",
                      "strategies", "theory", "curves"]),
     ("model data", ["policies", "services", "spec", "profile"]),
     ("draws", ["scenario", "steady"]),
@@ -49,7 +49,7 @@ LAYERS = [
     ("executors", ["sim", "real"]),
     ("metrics", ["results", "metrics", "bounds", "api"]),  # results holds a Steady verdict (draws)
     ("analyses", ["validate", "sweep", "plan", "_saved", "ranking"]),  # ranking orders Results
-    ("reports", ["report"]),
+    ("reports", ["report", "console"]),  # Markdown and figures; the command line's tables
     ("front", ["cli", "__main__", ""]),
 ]
 # the command line imports its heavier commands when they run (start-up time); nothing else imports lazily

@@ -64,7 +64,7 @@ def test_sweep_table_summary_and_report_mark_lost_work(tmp_path, capsys):
     out = tmp_path / "s.csv"
     assert main(["sweep", LLM, "--set", "strategy=asyncio:{8,32}", "-r", "2", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "fastest without lost work: strategy=asyncio:8" in text
+    assert "Fastest without lost work: strategy=asyncio:8" in text
     assert "asyncio:32 ⚠" in text
     summary = pd.read_csv(tmp_path / "s-summary.csv")
     for column in ("completed_mean", "failed_mean", "failed_fraction_mean", "goodput_mean", "rate_limited_mean",
