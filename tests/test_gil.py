@@ -61,3 +61,15 @@ def test_switch_interval_slices_competing_cpu_bursts():
     assert first.start == 0
     assert first.end == pytest.approx(0.095)
     assert first.cpu_s == pytest.approx(0.05)
+
+
+def test_an_executor_thread_keeps_the_gil_for_its_next_job():
+    """Two 20 ms CPU steps offloaded to one worker thread sharing the loop's GIL. The worker takes the second job
+    as soon as the first ends, still holding the GIL (ThreadPoolExecutor's work_queue.get() does not block), so the
+    loop thread resuming the first task waits for a forced switch: one switch interval (5 ms)."""
+    w = a.Workload(arrivals=a.Batch(count=2), task=(a.cpu(0.020),), strategy="asyncio+threads:1")
+    r = a.simulate(w, seed=0)
+    assert sorted(r.done) == pytest.approx([0.025, 0.040])
+    # without a job waiting, the worker drops the GIL at once and the loop resumes the task on time
+    alone = a.simulate(w.evolve(arrivals=a.Batch(count=1)), seed=0)
+    assert alone.done[0] == pytest.approx(0.020)

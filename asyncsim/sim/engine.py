@@ -394,28 +394,40 @@ class Engine:
         return wait + self.overshoot
 
     def _offload(self, i: int, step: int, work: float) -> Generator[Any, Any, None]:
-        """Run a CPU step on the executor (a worker thread or process); the coroutine waits meanwhile."""
+        """Run a CPU step on the executor (a worker thread or process); the coroutine waits meanwhile.
+
+        A worker thread that finishes a job while another waits takes it at once, still holding the GIL (a
+        ThreadPoolExecutor worker's `work_queue.get()` returns without blocking, so it never drops the GIL in
+        between): the loop thread waiting for the GIL gets it only by a forced switch.
+        """
         env = self.env
         assert self.executor is not None
         slots, workers, res = self.executor
         submitted = env.now
         event = slots.request()
         if event is not None:
-            yield event
-        thread = workers.popleft()
+            thread = yield event  # handed over by the worker that finished before (see below)
+        else:
+            thread = workers.popleft()
         if self.offload_dispatch:
             yield env.timeout(self.offload_dispatch)  # pickling and IPC: part of the wait for the executor
         started = env.now
         gil = thread.gil
-        if gil is not None:
+        if gil is not None and gil.holder is not thread:
             event = gil.acquire(thread)
             if event is not None:
                 yield event
         yield from compute(env, self.cores, thread, work)
-        if gil is not None:
-            gil.release(thread)
-        workers.append(thread)
-        slots.release()
+        if gil is not None and slots.waiting():
+            slots.release(thread)  # the next job runs on this thread, which keeps the GIL
+        else:
+            if gil is not None:
+                gil.release(thread)
+            if slots.waiting():
+                slots.release(thread)
+            else:
+                workers.append(thread)
+                slots.release()
         self.trace.add(i, step, K_CPU, res, submitted, started, env.now, work)
 
     # ---------------------------------------------------------------------------------------- run

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Generator
+from typing import Any
 
 import simpy
 
@@ -61,12 +62,16 @@ class Slots:
             return False
         return True
 
-    def release(self) -> None:
-        """Give a slot back; the next waiter (by the policy) gets it directly."""
+    def waiting(self) -> bool:
+        """Whether a request waits for a slot."""
+        return bool(self.waiters) or (self.queue is not None and len(self.queue) > 0)
+
+    def release(self, value: Any = None) -> None:
+        """Give a slot back; the next waiter (by the policy) gets it directly, with `value`."""
         if self.queue is not None and len(self.queue):
-            self.queue.pop().succeed()
+            self.queue.pop().succeed(value)
         elif self.waiters:
-            self.waiters.popleft().succeed()
+            self.waiters.popleft().succeed(value)
         else:
             self.in_use -= 1
 
