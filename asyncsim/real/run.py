@@ -15,7 +15,7 @@ import numpy as np
 
 from ..rules.calls import StepFailedError
 from ..rules.queues import Ticket, Tickets
-from ..rules.task import Context
+from ..rules.task import Context, no_calls
 from ..scenario import Node, Scenario
 from ..trace import CallLog, TraceBuilder
 from .cpuwork import CpuWork
@@ -65,7 +65,7 @@ class Run:
         """The task interpreter's view of this run (`rules.task.Context`): its clock and recorders, `services`,
         the pools' trace codes and timeouts, `release`, and the step hook."""
         pools = {k: (self.pool_res[k], p.timeout) for k, p in self.sc.workload.pools.items()}
-        return Context(clock=self.now, add=self.tb.add, log=self.calls.add if self.calls is not None else _no_calls,
+        return Context(clock=self.now, add=self.tb.add, log=self.calls.add if self.calls is not None else no_calls,
                        services=services, pools=pools, release=release, on_step=self.on_step)
 
     def now(self) -> float:
@@ -141,7 +141,3 @@ class Run:
             self.arrival[i] = self.now()
         else:
             self.arrival[i] = t_model
-
-
-def _no_calls(*_row: Any) -> None:
-    """The call log of a model without services (never called)."""

@@ -39,7 +39,8 @@ from ..scenario import CALL, CPU, IO, PAR, USE, Node
 from ..trace import K_CALL, K_IO, K_USE
 from .calls import SERVE, Endpoint, StepFailedError, attempts
 
-__all__ = ["ACQUIRE", "BLOCK", "CPU_WORK", "IO_WAIT", "Context", "FORK", "INLINE", "RESUME", "pool_timeout", "steps"]
+__all__ = ["ACQUIRE", "BLOCK", "CPU_WORK", "IO_WAIT", "Context", "FORK", "INLINE", "RESUME", "no_calls", "pool_timeout",
+           "steps"]
 
 # the commands of the module docstring (the call commands keep the codes `rules.calls` gives them)
 CPU_WORK, IO_WAIT, BLOCK, ACQUIRE, RESUME, FORK = range(4, 10)
@@ -62,6 +63,10 @@ class Context:
     pools: Mapping[str, tuple[int, float | None]]
     release: Callable[[int, Node], None]
     on_step: Callable[[int, Node], None] | None = None
+
+
+def no_calls(*_row: Any) -> None:
+    """The call log of a model without services (the interpreter never logs a call there)."""
 
 
 def pool_timeout(pool: str, timeout: float) -> str:

@@ -21,7 +21,7 @@ import simpy
 from ..errors import DeadlockError, RunLimitError
 from ..rules.calls import LIMIT, SERVE, SLEEP, StepFailedError
 from ..rules.queues import Ticket, Tickets, WaitQueue
-from ..rules.task import ACQUIRE, BLOCK, CPU_WORK, FORK, INLINE, IO_WAIT, RESUME, Context, steps
+from ..rules.task import ACQUIRE, BLOCK, CPU_WORK, FORK, INLINE, IO_WAIT, RESUME, Context, no_calls, steps
 from ..scenario import Node, Scenario
 from ..spec import Machine
 from ..strategies import Strategy
@@ -56,7 +56,7 @@ class Engine:
         self.services = {name: SimService(name, spec, env, tb) for name, spec in scenario.workload.services.items()}
         self.calls = CallLog() if self.services else None
         # what the task interpreter (rules.task) needs of this engine: its clock, recorders, services and pools
-        self.rules = Context(clock=lambda: env.now, add=tb.add, log=self.calls.add if self.calls else _no_calls,
+        self.rules = Context(clock=lambda: env.now, add=tb.add, log=self.calls.add if self.calls else no_calls,
                              services=self.services, pools={k: (res, t) for k, (_, res, t) in self.pools.items()},
                              release=self._release)
         self.failed = np.zeros(n, dtype=bool)
@@ -505,10 +505,6 @@ class Engine:
         if self.executor is not None:
             caps["executor"] = self.executor[0].capacity
         return caps
-
-
-def _no_calls(*_row: Any) -> None:
-    """The call log of a model without services (never called)."""
 
 
 def _find_cycle(waits: dict[str, tuple[str, float]], holders: dict[str, list[str]]) -> list[str]:
