@@ -9,8 +9,10 @@ Prints, for 100k tasks (20k with --quick):
 * the same for a minimal hand-written SimPy model of the same workload (the same draws from the same
   Scenario, a `simpy.Resource(capacity=1)` as the loop, lazy admission behind the limit, gc off during the
   run, as the engine does), run in this process alternately with asyncsim, median of --repeat runs;
-* the ratios engine / hand-written and simulate / hand-written (target: ≤ 1.5x) and both T_total (they
-  must agree: it is the same model);
+* the ratios engine / hand-written and simulate / hand-written (target: ≤ 1.5x) and both T_total. They
+  agree to within 0.1%, not exactly: the hand-written loop is a FIFO server of coroutines, while asyncsim
+  runs CPython's loop iterations (a coroutine woken by a timer queues behind the handles already ready when
+  the iteration began: `sim.cpu.Loop`), so a few coroutines run in another order;
 and, in a fresh subprocess so that nothing else pollutes the figures, 1M tasks (100k with --quick): wall
 time of `asyncsim.simulate` (target: ≤ 30 s) and its peak RSS (target: ≤ 500 MB).
 
@@ -201,8 +203,9 @@ def report(cmp: dict[str, Any], big: dict[str, Any]) -> None:
     print(_rate_line("hand-written SimPy model", s["hand"], c["hand"], n, cmp["events_hand"]))
     print(f"  ratio to hand-written: engine {cmp['ratio_engine']:.2f}x, simulate (all) {cmp['ratio_simulate']:.2f}x "
           f"(cpu: {cmp['cpu_ratio_engine']:.2f}x, {cmp['cpu_ratio_simulate']:.2f}x; target <= {RATIO_TARGET}x)")
-    same = "same" if abs(cmp["t_total"] - cmp["t_total_hand"]) <= 1e-9 * cmp["t_total"] else "DIFFERENT"
-    print(f"  T_total: asyncsim {cmp['t_total']:.9f} s, hand-written {cmp['t_total_hand']:.9f} s ({same})")
+    apart = abs(cmp["t_total"] - cmp["t_total_hand"]) / cmp["t_total_hand"]
+    print(f"  T_total: asyncsim {cmp['t_total']:.9f} s, hand-written (a FIFO loop) {cmp['t_total_hand']:.9f} s "
+          f"({apart:.4%} apart; {'within' if apart <= 1e-3 else 'NOT within'} 0.1%)")
     print(f"big run: {big['tasks']:,} tasks x 3 steps, asyncsim.simulate in a fresh subprocess")
     print(_rate_line("asyncsim.simulate (all)", big["wall_s"], big["cpu_s"], big["tasks"], big["events"]))
     print(f"  wall {big['wall_s']:.2f} s (target <= {BIG_TIME_TARGET_S:.0f} s), peak RSS {big['peak_rss_mb']:.0f} MB "

@@ -24,13 +24,13 @@ def test_bench_engine_quick_prints_its_figures(tmp_path):
                   "hand-written SimPy model", "tasks/s", "events/s", "ratio to hand-written", "T_total",
                   "100,000 tasks x 3 steps", "fresh subprocess", "wall", "peak RSS"):
         assert label in out, label
-    # the hand-written model is the same workload: both give the same makespan
-    assert "(same)" in out
+    # the hand-written model is the same workload on a FIFO loop: the makespans agree to 0.1%
+    assert "apart; within 0.1%" in out
 
     figures = json.loads(saved.read_text())
     cmp, big = figures["comparison"], figures["big"]
     assert (cmp["tasks"], cmp["steps"], cmp["strategy"], big["tasks"]) == (20_000, 3, "asyncio:100", 100_000)
-    assert cmp["t_total"] == pytest.approx(cmp["t_total_hand"], rel=1e-9)
+    assert cmp["t_total"] == pytest.approx(cmp["t_total_hand"], rel=1e-3)  # a FIFO loop vs CPython's iterations
     positive = [cmp["events"], cmp["events_hand"], cmp["ratio_engine"], cmp["ratio_simulate"], *cmp["seconds"].values(),
                 big["events"], big["wall_s"], big["peak_rss_mb"]]
     assert min(positive) > 0

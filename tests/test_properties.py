@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import asyncsim as a
+from asyncsim.real.runner import run_real
 from asyncsim.scenario import CALL, CPU, IO, PAR, USE
 
 from .strategies import linear_workloads, strategy_strings, workloads
@@ -223,72 +224,15 @@ def test_same_seed_same_result(w, strategy, seed):
 
 # ------------------------------------------------------------------------------ reference models
 #
-# For tasks that are plain lists of cpu/io steps with continuous durations (so no two events tie), two
-# strategies have a closed description that a few lines of Python replay exactly.
+# For tasks that are plain lists of cpu/io steps with continuous durations (so no two events tie), some
+# strategies have a closed description that a few lines of Python replay exactly; asyncio's reference is
+# CPython's own loop on a virtual clock.
 
 
 def _task_steps(scenario: a.Scenario, i: int) -> list[tuple[int, float]]:
     program = scenario.programs[scenario.task_type[i]]
     durs = scenario.task_durations(i)
     return [(node.kind, float(durs[node.id])) for node in program.steps]
-
-
-def _reference_asyncio(scenario: a.Scenario, limit: int | None, loop_step: float) -> np.ndarray:
-    """DESIGN's asyncio: one loop, FIFO ready queue, FIFO limit, `loop_step` CPU per resumption.
-
-    A coroutine that gets the loop pays `loop_step`, runs its cpu steps up to the next io (or its end),
-    then issues that io and becomes ready again when it completes.
-    """
-    n = scenario.n_tasks
-    steps = [_task_steps(scenario, i) for i in range(n)]
-    pos = [0] * n
-    done = np.full(n, math.nan)
-    events: list[tuple[float, int, str, int]] = []
-    seq = 0
-
-    def push(t: float, what: str, i: int) -> None:
-        nonlocal seq
-        heapq.heappush(events, (t, seq, what, i))
-        seq += 1
-
-    for i, t in enumerate(scenario.arrivals):
-        push(float(t), "arrive", i)
-    ready: deque[int] = deque()
-    pending: deque[int] = deque()
-    free = limit
-    loop_busy = False
-    now = 0.0
-    while events or ready:
-        if ready and not loop_busy:
-            i = ready.popleft()
-            end = now + loop_step
-            while pos[i] < len(steps[i]) and steps[i][pos[i]][0] == CPU:
-                end += steps[i][pos[i]][1]
-                pos[i] += 1
-            loop_busy = True
-            push(end, "yield", i)
-            continue
-        now, _, what, i = heapq.heappop(events)
-        if what == "arrive":
-            if free is None or free > 0:
-                free = None if free is None else free - 1
-                ready.append(i)
-            else:
-                pending.append(i)
-        elif what == "wake":
-            ready.append(i)
-        else:  # the coroutine gives the loop up: it issues an io, or it is finished
-            loop_busy = False
-            if pos[i] < len(steps[i]):
-                push(now + steps[i][pos[i]][1], "wake", i)
-                pos[i] += 1
-            else:
-                done[i] = now
-                if pending:
-                    ready.append(pending.popleft())
-                elif free is not None:
-                    free += 1
-    return done
 
 
 def _reference_workers(scenario: a.Scenario, workers: int, dispatch: float) -> np.ndarray:
@@ -378,13 +322,12 @@ def _reference_sharing(scenario: a.Scenario, *, cores: int, admit: int | None, e
 
 
 @PROPS
-@given(w=linear_workloads(), limit=st.one_of(st.none(), st.integers(1, 4)),
-       loop_step=st.sampled_from([0.0, 0.0005]), seed=seeds)
-def test_asyncio_matches_the_reference_event_loop(w, limit, loop_step, seed):
-    w = w.evolve(machine=a.Machine(loop_step_s=loop_step))
+@given(w=linear_workloads(), limit=st.one_of(st.none(), st.integers(1, 4)), seed=seeds)
+def test_asyncio_matches_cpython_on_a_virtual_clock(w, limit, seed):
+    """The reference is CPython's own event loop, on a virtual clock that CPU work advances (`vloop`)."""
     scenario = a.build_scenario(w, seed=seed, strategy=a.Asyncio(limit=limit))
     r = a.simulate(scenario)
-    np.testing.assert_allclose(r.done, _reference_asyncio(scenario, limit, loop_step), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(r.done, run_real(scenario, loop="virtual").done, rtol=1e-9, atol=1e-12)
 
 
 @PROPS

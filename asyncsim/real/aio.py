@@ -8,7 +8,6 @@ pools and the asyncio limit are real `asyncio.Semaphore`s (policy-aware ones for
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Generator
 from concurrent.futures import Executor
 from typing import Any
@@ -48,12 +47,12 @@ class AsyncRun:
         tasks: list[asyncio.Task[None]] = []
         if sc.arrivals is not None:
             for i, t in enumerate(sc.arrivals.tolist()):
-                delay = run.t0 + t * run.scale - time.perf_counter()
+                delay = run.t0 + t * run.scale - run.clock()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                    run.arrival[i] = run.now()  # timers wake late: the task arrives when it is created
-                else:
-                    run.arrival[i] = t
+                # a task arrives when it is due, even when it is created late (a late timer, or a busy loop
+                # that runs this coroutine late): its latency counts the wait, as the simulator's does
+                run.arrival[i] = t
                 tasks.append(asyncio.create_task(self.task(i, self._queue(i))))
         else:
             counter = [0, 0]

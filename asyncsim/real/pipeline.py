@@ -18,7 +18,6 @@ simulator before a real run starts (`validate` simulates first); this runner wou
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -133,7 +132,7 @@ class _Pipeline:
         run = self.run
         assert run.sc.arrivals is not None  # an open workload
         for i, t in enumerate(run.sc.arrivals.tolist()):
-            delay = run.t0 + t * run.scale - time.perf_counter()
+            delay = run.t0 + t * run.scale - run.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
                 run.arrival[i] = run.now()  # timers wake late: the item arrives when it is handed over

@@ -37,8 +37,10 @@ def error_text(exc: BaseException) -> str:
 class Run:
     """State shared by every runner: the clock, the recorder, the per-task table, resource codes."""
 
-    def __init__(self, scenario: Scenario, scale: float, cpu: CpuWork, on_step: StepHook | None) -> None:
+    def __init__(self, scenario: Scenario, scale: float, cpu: CpuWork, on_step: StepHook | None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.sc = scenario
+        self.clock = clock  # real seconds (perf_counter), or a virtual clock (`vloop`)
         self.scale = scale
         self.cpu = cpu
         self.on_step = on_step
@@ -49,7 +51,7 @@ class Run:
         self.done = np.full(n, np.nan)
         self.failed = np.zeros(n, dtype=bool)
         self.errors: dict[int, str] = {}
-        self.t0 = time.perf_counter()
+        self.t0 = clock()
         self.tickets = Tickets(scenario)
         w = scenario.workload
         self.pool_res = {k: self.tb.resource_id(f"pool:{k}") for k in w.pools}
@@ -70,7 +72,7 @@ class Run:
 
     def now(self) -> float:
         """Model seconds since the start."""
-        return (time.perf_counter() - self.t0) / self.scale
+        return (self.clock() - self.t0) / self.scale
 
     def model_time(self, perf: float) -> float:
         """A perf_counter reading (from any process on this host) in model seconds."""

@@ -25,6 +25,7 @@ from .aio import AsyncRun
 from .cpuwork import CpuWork, measure_rate
 from .pipeline import run_pipeline
 from .run import Run, StepHook
+from .vloop import VirtualClock, VirtualCpu, VirtualLoop
 
 __all__ = ["StepHook", "run_real"]
 
@@ -32,14 +33,21 @@ def run_real(scenario: Scenario, *, time_scale: float = 1.0, cpu_rate: float | N
              loop: str = "asyncio", on_step: StepHook | None = None) -> RunOutput:
     """Execute `scenario` for real under its strategy; durations are multiplied by `time_scale`.
 
-    `cpu_rate` (iterations/s of the busy loop) is measured now when not given. An interrupted run
-    (KeyboardInterrupt) returns what it measured, with unfinished tasks' `done` left NaN.
+    `cpu_rate` (iterations/s of the busy loop) is measured now when not given. `loop` is 'asyncio', 'uvloop'
+    or 'virtual': CPython's loop on a virtual clock, CPU work charged at its nominal duration (`vloop`).
+    An interrupted run (KeyboardInterrupt) returns what it measured, with unfinished tasks' `done` left NaN.
     """
     if time_scale <= 0:
         raise ValueError(f"time_scale must be > 0, got {time_scale}")
-    cpu = CpuWork(cpu_rate if cpu_rate is not None else measure_rate())
     strategy = scenario.strategy
-    run = Run(scenario, time_scale, cpu, on_step)
+    clock: VirtualClock | None = None
+    if loop == "virtual":
+        if not strategy.on_loop or strategy.executor is not None:
+            raise ValueError(f"loop 'virtual' runs asyncio strategies without an executor, not {strategy}")
+        clock = VirtualClock()
+        run = Run(scenario, time_scale, VirtualCpu(clock), on_step, clock)
+    else:
+        run = Run(scenario, time_scale, CpuWork(cpu_rate if cpu_rate is not None else measure_rate()), on_step)
     caps: dict[str, int | None] = {"cores": scenario.workload.machine.cores, "loop": 1, "gil": 1}
     caps.update({f"pool:{k}": p.capacity for k, p in scenario.workload.pools.items()})
     caps.update({f"service:{k}": s.concurrency or (s.batching.instances if s.batching else None)
@@ -51,7 +59,7 @@ def run_real(scenario: Scenario, *, time_scale: float = 1.0, cpu_rate: float | N
             caps["limit"] = strategy.admission
             if strategy.executor is not None:
                 caps["executor"] = strategy.executor.workers
-            _run_asyncio(run, strategy, loop)
+            _run_asyncio(run, strategy, loop, clock)
         else:
             workers = strategy.admission
             assert workers is not None  # a blocking strategy has a worker count
@@ -70,20 +78,22 @@ def run_real(scenario: Scenario, *, time_scale: float = 1.0, cpu_rate: float | N
 # ------------------------------------------------------------------------------------------- asyncio
 
 
-def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+def _loop_factory(name: str, clock: VirtualClock | None) -> Callable[[], asyncio.AbstractEventLoop] | None:
     if name == "asyncio":
         return None
+    if clock is not None:
+        return lambda: VirtualLoop(clock)
     if name == "uvloop":
         try:
             import uvloop
         except ImportError:
             raise ValueError("--loop uvloop: uvloop is not installed (pip install 'asyncsim[uvloop]')") from None
         return uvloop.new_event_loop
-    raise ValueError(f"loop must be 'asyncio' or 'uvloop', got {name!r}")
+    raise ValueError(f"loop must be 'asyncio', 'uvloop' or 'virtual', got {name!r}")
 
 
-def _run_asyncio(run: Run, strategy: Strategy, loop_name: str) -> None:
-    factory = _loop_factory(loop_name)
+def _run_asyncio(run: Run, strategy: Strategy, loop_name: str, clock: VirtualClock | None) -> None:
+    factory = _loop_factory(loop_name, clock)
     executor: Executor | None = None
     off = strategy.executor
     if off is not None:

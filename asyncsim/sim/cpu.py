@@ -1,5 +1,5 @@
 """Who may run Python when: the GIL with CPython's switch-interval rule, cores shared by processor sharing,
-and the asyncio event loop as a FIFO server of ready coroutines.
+and the asyncio event loop as CPython runs it (iterations over a FIFO ready queue).
 
 A `SimThread` is one OS thread of the client program. To run Python it must hold its process's `Gil`
 (if the machine has one and the process can have more than one thread); while it computes it also
@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from functools import partial
 from typing import Any
 
 import simpy
+from simpy.events import EventPriority
 
-__all__ = ["Cores", "CoroStrand", "Gil", "Loop", "SimThread", "Strand", "ThreadStrand", "compute"]
+__all__ = ["JOIN", "SOON", "TIMER", "Cores", "CoroStrand", "Gil", "Loop", "SimThread", "Strand", "ThreadStrand",
+           "compute"]
 
 _EPS = 1e-12
 
@@ -201,47 +203,108 @@ def compute(env: simpy.Environment, cores: Cores, thread: SimThread, work: float
             yield event
 
 
-class Loop:
-    """The asyncio event loop: ready coroutines run one at a time, FIFO, on the loop's thread.
+# How a suspended coroutine gets back into the loop's ready queue (CPython's asyncio): the number of ready-queue
+# hops before its step runs, and whether the first is a timer the loop moves to ready only at its next iteration
+# (BaseEventLoop._run_once). Each hop goes to the back of the queue.
+DUE = 4
+SOON = 1  # its step is call_soon'ed: a new task (Task.__init__), a semaphore's waiter woken (a future's callback)
+JOIN = 2  # a callback that call_soons its step: gather's _done_callback after the last child; an executor job's
+#           call_soon_threadsafe(_set_state) (futures._chain_future), then the future's callback
+TIMER = DUE | 2  # sleep's call_later handle falls due, sets the future, whose done callback call_soons the step
 
-    While any coroutine runs, the loop thread holds its GIL (relevant when executor threads share it).
+
+class _Settled(simpy.Event):
+    """Fires once everything else at this instant has happened (priority below every normal event)."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+        env.schedule(self, EventPriority(2))  # after NORMAL (1): SimPy orders events by (time, priority, id)
+
+
+class Loop:
+    """The asyncio event loop, as `BaseEventLoop._run_once` runs it (Lib/asyncio/base_events.py).
+
+    An iteration first moves the timers that fell due to the back of the ready queue, then runs the handles
+    ready at its start, FIFO, one at a time on the loop's thread; what they call_soon, and timers that fall due
+    meanwhile, wait for the next iteration. A coroutine comes back after its wake-up's hops (SOON, JOIN,
+    TIMER); a hop costs no time. The next handle runs once the instant has settled (every other event at it has
+    happened), so all that the coroutine before it caused — wake-ups, new tasks — is queued first, in the order
+    it was caused, as call_soon does synchronously. While it runs or iterates, the loop thread holds its GIL.
     """
 
     def __init__(self, env: simpy.Environment, thread: SimThread) -> None:
         self.env = env
         self.thread = thread
-        self.busy = False
-        self.ready: deque[simpy.Event] = deque()
+        self.busy = False  # a coroutine is running
+        self.turning = False  # an iteration is due (waiting for the instant to settle, or for the GIL)
+        self.ready: deque[tuple[simpy.Event, int]] = deque()  # (the coroutine's event, hops left)
+        self.due: list[tuple[simpy.Event, int]] = []  # woken by timers since the iteration began
+        self.todo = 0  # handles of this iteration not yet run
 
-    def acquire(self) -> simpy.Event | None:
-        """Run now (None) or an event that fires when this coroutine's turn comes."""
-        if not self.busy:
-            self.busy = True
-            gil = self.thread.gil
-            return gil.acquire(self.thread) if gil is not None else None
+    def acquire(self, wake: int = SOON) -> simpy.Event | None:
+        """An event that fires when this coroutine's turn comes, after it is woken by `wake`."""
         event = self.env.event()
-        self.ready.append(event)
+        if wake & DUE:
+            self.due.append((event, wake & 3))
+        else:
+            self.ready.append((event, wake))
+        if not self.busy and not self.turning:
+            self._settle()
         return event
 
     def release(self) -> None:
-        """The running coroutine suspends; the next ready one runs."""
-        if self.ready:
-            self.ready.popleft().succeed()
-            return
+        """The running coroutine suspends: the iteration's next handle runs."""
         self.busy = False
+        self._settle()  # what it did at this instant (wake-ups, new tasks) is queued before the next one runs
+
+    def _settle(self) -> None:
+        self.turning = True
+        _Settled(self.env).callbacks.append(self._turn)
+
+    def _turn(self, _event: simpy.Event) -> None:
         gil = self.thread.gil
-        if gil is not None:
-            gil.release(self.thread)
+        if gil is not None and gil.holder is not self.thread:
+            event = gil.acquire(self.thread)
+            if event is not None:
+                event.callbacks.append(self._turn)
+                return
+        self.turning = False
+        self._next()
+
+    def _next(self) -> None:
+        ready = self.ready
+        while True:
+            if not self.todo:
+                if self.due:
+                    ready.extend(self.due)
+                    self.due.clear()
+                self.todo = len(ready)
+                if not self.todo:  # idle: the loop thread blocks in select() and lets the GIL go
+                    gil = self.thread.gil
+                    if gil is not None and gil.holder is self.thread:
+                        gil.release(self.thread)
+                    return
+            event, hops = ready.popleft()
+            self.todo -= 1
+            if hops > 1:  # a callback that call_soons the next hop, at once (it costs no time)
+                ready.append((event, hops - 1))
+                continue
+            self.busy = True
+            event.succeed()
+            return
 
 
 class Strand:
     """Where a piece of task code runs (a coroutine or a thread); `holding` is True while it may run Python."""
 
-    __slots__ = ("holding", "res", "overhead")
+    __slots__ = ("holding", "res", "overhead", "woke")
     thread: SimThread  # the OS thread its code runs on (the loop's, for a coroutine)
 
     def __init__(self) -> None:
         self.holding = False
+        self.woke = SOON  # how a coroutine is woken from its current wait (a thread ignores it)
         self.res = -1  # the trace resource a wait to run is recorded against
         self.overhead = 0.0  # CPU seconds each resumption costs
 
@@ -257,15 +320,23 @@ class Strand:
 class CoroStrand(Strand):
     """A coroutine on the event loop."""
 
-    __slots__ = ("loop", "thread")
+    __slots__ = ("loop", "thread", "then")
 
     def __init__(self, loop: Loop) -> None:
         super().__init__()
         self.loop = loop
         self.thread = loop.thread
+        self.then: Callable[[simpy.Event | None], None] | None = None  # run when its next step starts
 
     def acquire(self) -> simpy.Event | None:
-        return self.loop.acquire()
+        event = self.loop.acquire(self.woke)
+        if self.then is not None:
+            if event is None:
+                self.then(event)
+            else:
+                event.callbacks.append(self.then)
+            self.then = None
+        return event
 
     def release(self) -> None:
         self.loop.release()

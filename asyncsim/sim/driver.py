@@ -19,14 +19,20 @@ class TaskDriver:
 
     Nothing waits for a task, interrupts it or fails the events it waits on, so it needs neither the
     Process event scheduled at its end nor Process._resume's error routing; a resumption is one `send`.
-    It starts with an `Initialize` event, as a Process does, so the order of events is unchanged.
+    It starts with an `Initialize` event, as a Process does, so the order of events is unchanged; or, not
+    `urgent`, with a normal event.
     """
 
     __slots__ = ("gen",)
 
-    def __init__(self, env: simpy.Environment, gen: Generator[Any, Any, None]) -> None:
+    def __init__(self, env: simpy.Environment, gen: Generator[Any, Any, None], *, urgent: bool = True) -> None:
         self.gen = gen
-        Initialize(env, self)  # type: ignore[arg-type]  # Initialize only calls process._resume, which this has
+        if urgent:
+            Initialize(env, self)  # type: ignore[arg-type]  # Initialize only calls process._resume, which this has
+        else:  # behind the events already scheduled at this instant (a coroutine woken before it goes first)
+            start = env.event()
+            start.callbacks.append(self._resume)
+            start.succeed()
 
     def _resume(self, event: simpy.Event) -> None:
         try:

@@ -28,13 +28,15 @@ from ..strategies import Strategy
 from ..trace import K_ADMIT, K_CPU, K_RESUME, CallLog, RunOutput, TraceBuilder
 
 __all__ = ["Engine"]
-from .cpu import Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
+from .cpu import JOIN, SOON, TIMER, Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
 from .driver import TaskDriver, run_until_empty
 from .resources import SimService, Slots
 
 
 class Engine:
     """Executes one Scenario on the simulation clock: admission, strands, the task interpreter's commands."""
+
+    MAIN_ON_LOOP = True  # on a loop, a main coroutine creates the tasks, each takes its FIFO slot itself (_admit)
 
     def __init__(self, scenario: Scenario, machine: Machine) -> None:
         self.sc = scenario
@@ -45,8 +47,9 @@ class Engine:
         self.arrival = np.full(n, math.nan)
         self.done = np.full(n, math.nan)
         self.programs = [p.steps for p in scenario.programs]
-        self.pools = {name: (Slots(env, p.capacity, p.policy), tb.resource_id(f"pool:{name}"), p.timeout)
-                      for name, p in scenario.workload.pools.items()}
+        on_loop = scenario.strategy.on_loop
+        self.pools = {name: (Slots(env, p.capacity, p.policy, on_loop=on_loop), tb.resource_id(f"pool:{name}"),
+                             p.timeout) for name, p in scenario.workload.pools.items()}
         self.tickets = Tickets(scenario)
         policy = scenario.workload.policy
         self.admission = WaitQueue(policy) if policy.kind != "fifo" else None
@@ -70,6 +73,11 @@ class Engine:
         self.gil: Gil | None = None
         self._setup(scenario.strategy, machine, any(p.has_parallel for p in scenario.programs))
         self.free = self.limit
+        # On a loop, a FIFO limit is an asyncio.Semaphore the task acquires in its first step, when the loop
+        # runs it, not when it arrives: tasks waiting for a slot (in the order they asked) in `gate`.
+        self.main_on_loop = self.loop is not None and self.MAIN_ON_LOOP
+        self.gate = (Slots(env, self.limit, on_loop=True) if self.main_on_loop and self.limit is not None
+                     and self.admission is None else None)
         # Tasks arrive in index order and queue for admission only behind each other, so the queue is
         # always range(queue_head, arrived).
         self.queue_head = 0
@@ -154,23 +162,29 @@ class Engine:
         its absolute deadline."""
         return self.tickets(i, float(self.arrival[i]))
 
-    def _arrive(self, i: int) -> None:
-        self.arrival[i] = self.env.now
+    def _arrive(self, i: int, woke: int = SOON, at: float | None = None) -> None:
+        self.arrival[i] = self.env.now if at is None else at
         self.arrived = i + 1
-        if self.free is None or self.free > 0:  # then nobody queues: queue_head == i
+        if self.gate is not None:  # the task takes its slot itself, when its first step runs
+            TaskDriver(self.env, self._task(i, woke))
+        elif self.free is None or self.free > 0:  # then nobody queues: queue_head == i
             if self.free is not None:
                 self.free -= 1
             self.queue_head = i + 1
-            TaskDriver(self.env, self._task(i))
+            TaskDriver(self.env, self._task(i, woke))
         elif self.admission is not None:
             self.admission.push(i, self.ticket(i))
 
     def _finish(self, i: int) -> None:
         self.done[i] = self.env.now
-        if self.admission is not None and len(self.admission):
-            TaskDriver(self.env, self._task(self.admission.pop()))
+        # on a loop, the admitted task's first step is call_soon'ed behind wake-ups its finisher caused before
+        urgent = self.loop is None
+        if self.gate is not None:
+            self.gate.release()
+        elif self.admission is not None and len(self.admission):
+            TaskDriver(self.env, self._task(self.admission.pop()), urgent=urgent)
         elif self.admission is None and self.queue_head < self.arrived:
-            TaskDriver(self.env, self._task(self.queue_head))
+            TaskDriver(self.env, self._task(self.queue_head), urgent=urgent)
             self.queue_head += 1
         elif self.free is not None:
             self.free += 1
@@ -182,10 +196,30 @@ class Engine:
     def _open_source(self) -> Generator[Any, Any, None]:
         env, arrive = self.env, self._arrive
         assert self.sc.arrivals is not None  # an open workload
+        if not self.main_on_loop:
+            for i, t in enumerate(self.sc.arrivals.tolist()):
+                if t > env.now:
+                    yield env.timeout(t - env.now)
+                arrive(i)
+            return
+        # The main coroutine creates the tasks (AsyncRunner.main): it sleeps until the next arrival (a loop
+        # timer, late as sleeps are), and when the loop runs it, creates every task due by then in one step.
+        # A task arrives at its due time, whenever it was created. Main's steps cost the loop no time.
+        assert self.loop is not None
+        main = CoroStrand(self.loop)
+        main.woke = TIMER
         for i, t in enumerate(self.sc.arrivals.tolist()):
             if t > env.now:
-                yield env.timeout(t - env.now)
-            arrive(i)
+                if main.holding:
+                    self._leave(main)
+                yield env.timeout(self._timer(t - env.now))
+                event = main.acquire()
+                if event is not None:
+                    yield event
+                main.holding = True
+            arrive(i, at=t)
+        if main.holding:
+            self._leave(main)
 
     def _closed_user(self, counter: list[int]) -> Generator[Any, Any, None]:
         think = self.sc.think
@@ -194,19 +228,23 @@ class Engine:
         while counter[0] < n:
             k = counter[0]
             counter[0] += 1
-            yield self.env.timeout(float(think[k]))
+            pause = float(think[k])
+            yield self.env.timeout(pause)
             i = counter[1]
             counter[1] += 1
             done = self.closed_users[i] = self.env.event()
-            self._arrive(i)
+            self._arrive(i, TIMER if pause > 0 else SOON)  # the user's coroutine runs the task after its sleep
             yield done
 
     # ----------------------------------------------------------------------------------- execution
 
-    def _task(self, i: int) -> Generator[Any, Any, None]:
+    def _task(self, i: int, woke: int = SOON) -> Generator[Any, Any, None]:
         env = self.env
         arrived = self.arrival[i]
-        if env.now > arrived or self.dispatch:
+        if self.main_on_loop and self.admission is None:
+            if env.now > arrived:  # created late by a main coroutine the busy loop held up: a wait for the loop
+                self.trace.add(i, -1, K_RESUME, self.exec_res, arrived, env.now, env.now)
+        elif env.now > arrived or self.dispatch:
             admitted = env.now
             if self.dispatch:
                 yield env.timeout(self.dispatch)
@@ -215,6 +253,9 @@ class Engine:
         t = sc.task_type[i]
         durs = sc.durations[t][sc.task_row[i]].tolist()
         s = self._new_strand()
+        s.woke = woke
+        if self.gate is not None:
+            yield from self._admit(i, s)
         try:
             yield from self._drive(i, steps(self.rules, i, durs, self.programs[t]), s)
         except StepFailedError as exc:
@@ -222,9 +263,24 @@ class Engine:
             self.errors[i] = str(exc)
         if not s.holding:
             yield from self._enter(s, i, -1)
+        self._finish(i)  # on the loop, the task's code wakes the next admitted one (limit.release()), then ends
         s.holding = False
         s.release()
-        self._finish(i)
+
+    def _admit(self, i: int, s: Strand) -> Generator[Any, Any, None]:
+        """`await limit.acquire()` as task i's first step on the loop (an asyncio.Semaphore: see Slots)."""
+        yield from self._enter(s, i, -1)
+        assert self.gate is not None
+        event = self.gate.request()
+        if event is None:
+            return
+        asked = self.env.now
+        self._leave(s)
+        yield event
+        self.trace.add(i, -1, K_ADMIT, self.admit_res, asked, self.env.now, self.env.now)
+        s.woke = SOON  # the waiter's future is set; its done callback call_soons the task's step
+        yield from self._enter(s, i, -1)
+        self.gate.resumed()
 
     def _enter(self, s: Strand, i: int, step: int) -> Generator[Any, Any, None]:
         """Get the strand running; records the wait (and overhead) as a resume record."""
@@ -280,6 +336,7 @@ class Engine:
                         tb.add(i, subject.id, K_RESUME, s.res, ready, env.now - overhead, env.now, overhead)
                     self._leave(s)
                     yield from self._offload(i, subject.id, value)
+                    s.woke = JOIN
                     continue
                 got = env.now - overhead
                 if s.thread.gil is None and not self.cores.shared:
@@ -292,14 +349,17 @@ class Engine:
                     yield from self._enter(s, i, subject.id)
                 self._leave(s)
                 reply = env.now
+                s.woke = TIMER if value > 0 else SOON  # sleep(0) only yields: its step is call_soon'ed
                 yield env.timeout(self._timer(value))
             elif op == SLEEP:
+                s.woke = TIMER if value > 0 else SOON
                 yield env.timeout(self._timer(value))
             elif op == BLOCK:
                 if not s.holding:
                     yield from self._enter(s, i, subject.id)
                 self._leave(s)
             elif op == SERVE:
+                s.woke = TIMER  # the client sleeps until the emulated server answers
                 reply = yield from self._serve(i, value, subject)
             elif op == ACQUIRE:
                 reply = yield from self._acquire(i, value, subject, s)
@@ -311,9 +371,11 @@ class Engine:
             elif op == LIMIT:
                 event = subject.limiter.acquire(value, self.ticket(i))
                 if event is not None:
+                    s.woke = TIMER  # the limiter sleeps until its turn
                     yield event
             else:
                 event = subject.batcher.submit()
+                s.woke = TIMER  # the batch ends on a timer, whose callback sets every member's future
                 reply = None if event is None else (yield event)
 
     def _serve(self, i: int, seconds: float, svc: SimService) -> Generator[Any, Any, Any]:
@@ -343,14 +405,19 @@ class Engine:
         if event is not None:
             self._leave(s)
             self.blocked[event] = (i, f"pool:{pool}", asked)
+            s.woke = SOON  # a released semaphore sets the waiter's future, whose callback call_soons its step
             if timeout is None:
                 yield event
             else:
                 yield event | env.timeout(timeout)
                 if not event.triggered and slots.cancel(event):
                     del self.blocked[event]
+                    s.woke = TIMER  # asyncio.timeout's timer cancels the wait
                     return asked, False
             del self.blocked[event]
+            if slots.woken is not None:
+                assert isinstance(s, CoroStrand)  # woken only counts on a loop
+                s.then = slots.resumed  # when the task's step runs again, which is the next thing it does
         self.holders[pool].append(i)
         return asked, True
 
@@ -372,11 +439,14 @@ class Engine:
             return INLINE
         self._leave(s)
         joined = yield env.all_of([env.process(self._branch(i, b, c)) for b, c in zip(branches, strands, strict=True)])
+        s.woke = JOIN
         return list(joined.values())
 
     def _branch(self, i: int, commands: Generator[Any, Any, None],
                 s: Strand) -> Generator[Any, Any, StepFailedError | None]:
         failure = None
+        if isinstance(s, CoroStrand):  # gather's create_task call_soons the branch behind earlier wake-ups
+            yield self.env.event().succeed()
         try:
             yield from self._drive(i, commands, s)
         except StepFailedError as exc:

@@ -33,7 +33,7 @@ from ..rules.queues import Ticket, WaitQueue
 from ..rules.task import pool_timeout, steps
 from ..scenario import Node
 from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
-from .cpu import Strand, compute
+from .cpu import SOON, TIMER, Strand, compute
 from .engine import Engine
 
 __all__ = ["PipelineEngine"]
@@ -105,6 +105,8 @@ class _StageState:
 class PipelineEngine(Engine):
     """The engine for a workload with `stages`: items flow through stage workers instead of running alone."""
 
+    MAIN_ON_LOOP = False  # the feeder admits items as they arrive
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         workload = self.sc.workload
@@ -134,7 +136,7 @@ class PipelineEngine(Engine):
     def _item_ticket(self, i: int) -> Ticket:
         return item_ticket(float(self.arrival[i]))
 
-    def _task(self, i: int) -> Generator[Any, Any, None]:
+    def _task(self, i: int, woke: int = SOON) -> Generator[Any, Any, None]:
         """An item is admitted: hand it to the feeder."""
         env = self.env
         if env.now > self.arrival[i]:  # it waited for admission (asyncio:K caps the items in the pipeline)
@@ -181,6 +183,7 @@ class PipelineEngine(Engine):
                 self._leave(s)
             self.worker_waits.setdefault(who, (f"queue:{stage.node.name}", self.env.now))
             yield event
+            s.woke = SOON  # Queue._wakeup_next sets the putter's future; its callback call_soons the step
             yield from self._resume(s)
         self.worker_waits.pop(who, None)
         queue.put_nowait(item)
@@ -196,6 +199,7 @@ class PipelineEngine(Engine):
                 if s.holding:
                     self._leave(s)
                 yield event
+                s.woke = SOON
                 yield from self._resume(s)
             batch = [queue.get_nowait()]
             if stage.spec.batch > 1:
@@ -219,6 +223,8 @@ class PipelineEngine(Engine):
             if s.holding:
                 self._leave(s)
             yield get | stop
+            # a getter's future set (SOON), or asyncio.timeout's call_at handle cancelling the wait (TIMER)
+            s.woke = SOON if get.triggered else TIMER
             yield from self._resume(s)
             if not get.triggered:
                 queue.getters.remove(get)
@@ -288,9 +294,14 @@ class PipelineEngine(Engine):
             else:
                 yield event | env.timeout(timeout)
             del self.worker_waits[who]
+            s.woke = SOON
             if timeout is not None and not event.triggered and slots.cancel(event):
+                s.woke = TIMER
                 self.trace.add(leader, stage.node.id, K_USE, res, asked, env.now, env.now)
                 return StepFailedError(pool_timeout(name, timeout))
+            if slots.woken is not None:
+                yield from self._resume(s)
+                slots.resumed()
         self.hold_holders[name].append(who)
         return asked, env.now
 

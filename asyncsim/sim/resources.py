@@ -29,20 +29,26 @@ class Slots:
 
     Waiters are served FIFO (a deque: the fast path) or in the order of a `WaitQueue` policy, by the
     `Ticket` each request brings.
+
+    `on_loop` (FIFO only) is asyncio.Semaphore's rule (Lib/asyncio/locks.py, 3.11): a waiter handed a slot by
+    `release()` stays in `_waiters` until its coroutine resumes, and `locked()` holds while it does, so a
+    newcomer queues even when a slot is free; the waiter, resuming (`resumed()`), hands a free slot to the next.
     """
 
-    __slots__ = ("env", "capacity", "in_use", "waiters", "queue")
+    __slots__ = ("env", "capacity", "in_use", "waiters", "queue", "woken")
 
-    def __init__(self, env: simpy.Environment, capacity: int, policy: Policy | None = None) -> None:
+    def __init__(self, env: simpy.Environment, capacity: int, policy: Policy | None = None, *,
+                 on_loop: bool = False) -> None:
         self.env = env
         self.capacity = capacity
         self.in_use = 0
         self.waiters: deque[simpy.Event] = deque()
         self.queue = WaitQueue(policy) if policy is not None and policy.kind != "fifo" else None
+        self.woken: int | None = 0 if on_loop and self.queue is None else None  # handed a slot, not resumed yet
 
     def request(self, ticket: Ticket | None = None) -> simpy.Event | None:
         """Take a slot now (None) or queue for one."""
-        if self.in_use < self.capacity:
+        if self.in_use < self.capacity and not self.woken:
             self.in_use += 1
             return None
         event = self.env.event()
@@ -72,8 +78,20 @@ class Slots:
             self.queue.pop().succeed(value)
         elif self.waiters:
             self.waiters.popleft().succeed(value)
+            if self.woken is not None:
+                self.woken += 1
         else:
             self.in_use -= 1
+
+    def resumed(self, _event: Any = None) -> None:
+        """A waiter handed a slot runs again (`on_loop`): after it, a free slot goes to the next waiter."""
+        if self.woken is None:
+            return
+        self.woken -= 1
+        if self.in_use < self.capacity and self.waiters:
+            self.in_use += 1
+            self.woken += 1
+            self.waiters.popleft().succeed()
 
 
 class PolicyServer:
