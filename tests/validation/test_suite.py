@@ -46,6 +46,20 @@ def fanned() -> a.Workload:
                       task=(a.parallel([a.io(0.03)], [a.io(0.02), a.cpu(0.002)]), a.cpu(0.002)))
 
 
+def _gathering(branches: int):
+    """The issue's ready-queue case: CPU right before a fan-out, so the children's waits start behind the other
+    tasks' CPU (their first steps are call_soon'ed), then CPU again; waits spread over 20..60 ms."""
+    def make() -> a.Workload:
+        waits = [0.02 + 0.04 * k / (branches - 1) for k in range(branches)]
+        return a.Workload(name=f"gather-{branches}", arrivals=a.Batch(count=20),
+                          task=(a.cpu(0.005), a.parallel(*([a.io(w)] for w in waits)), a.cpu(0.005)))
+    make.__name__ = f"gather{branches}"
+    return make
+
+
+gather2, gather3, gather8 = _gathering(2), _gathering(3), _gathering(8)
+
+
 # Measured on this machine (2 cores, CPython 3.11, idle): the replayed prediction of these cases is off by
 # more than 5% because CPython's GIL is not handed over FIFO — a thread waking from I/O takes a GIL that was
 # just released before the queued waiters wake up ("barging"), and executor completions cross threads.
@@ -70,6 +84,8 @@ CASES = [
     (pooled, "threads:10", 1.0), (pooled, "asyncio", 1.0), (pooled, "asyncio:8", 1.0),
     (serviced, "threads:8", 1.0), (serviced, "asyncio", 1.0), (serviced, "asyncio:6", 1.0),
     (fanned, "sequential", 0.5), (fanned, "threads:8", 1.0), (fanned, "asyncio", 1.0), (fanned, "asyncio:10", 1.0),
+    (gather2, "asyncio:20", 1.0), (gather3, "asyncio:20", 1.0), (gather8, "asyncio:20", 1.0),
+    (pooled, "asyncio:20", 1.0),
 ]
 
 
