@@ -12,10 +12,10 @@ import math
 from collections import deque
 from collections.abc import Callable, Generator
 from functools import partial
+from heapq import heappush
 from typing import Any
 
 import simpy
-from simpy.events import EventPriority
 
 __all__ = ["JOIN", "SOON", "TIMER", "Cores", "CoroStrand", "Gil", "Loop", "SimThread", "Strand", "ThreadStrand",
            "compute"]
@@ -211,16 +211,7 @@ SOON = 1  # its step is call_soon'ed: a new task (Task.__init__), a semaphore's 
 JOIN = 2  # a callback that call_soons its step: gather's _done_callback after the last child; an executor job's
 #           call_soon_threadsafe(_set_state) (futures._chain_future), then the future's callback
 TIMER = DUE | 2  # sleep's call_later handle falls due, sets the future, whose done callback call_soons the step
-
-
-class _Settled(simpy.Event):
-    """Fires once everything else at this instant has happened (priority below every normal event)."""
-
-    def __init__(self, env: simpy.Environment) -> None:
-        super().__init__(env)
-        self._ok = True
-        self._value = None
-        env.schedule(self, EventPriority(2))  # after NORMAL (1): SimPy orders events by (time, priority, id)
+_AFTER_NORMAL = 2  # a SimPy priority below NORMAL (1)
 
 
 class Loop:
@@ -242,10 +233,17 @@ class Loop:
         self.ready: deque[tuple[simpy.Event, int]] = deque()  # (the coroutine's event, hops left)
         self.due: list[tuple[simpy.Event, int]] = []  # woken by timers since the iteration began
         self.todo = 0  # handles of this iteration not yet run
+        # fires once everything else at its instant has happened: scheduled at priority 2, after NORMAL (1), as
+        # SimPy orders events by (time, priority, id); one event object, rescheduled (one settle is due at most)
+        self._settled = settled = simpy.Event(env)
+        settled._ok = True  # noqa: SLF001
+        settled._value = None  # noqa: SLF001
 
-    def acquire(self, wake: int = SOON) -> simpy.Event | None:
-        """An event that fires when this coroutine's turn comes, after it is woken by `wake`."""
-        event = self.env.event()
+    def acquire(self, wake: int = SOON, event: simpy.Event | None = None) -> simpy.Event:
+        """An event (`event`, or a new one) that fires when this coroutine's turn comes, after it is woken by
+        `wake`; its callbacks run at once then, with the loop held."""
+        if event is None:
+            event = self.env.event()
         if wake & DUE:
             self.due.append((event, wake & 3))
         else:
@@ -261,7 +259,9 @@ class Loop:
 
     def _settle(self) -> None:
         self.turning = True
-        _Settled(self.env).callbacks.append(self._turn)
+        env, event = self.env, self._settled
+        event.callbacks = [self._turn]  # SimPy cleared them when it last fired
+        heappush(env._queue, (env._now, _AFTER_NORMAL, next(env._eid), event))  # type: ignore[misc]  # noqa: SLF001
 
     def _turn(self, _event: simpy.Event) -> None:
         gil = self.thread.gil
@@ -292,7 +292,13 @@ class Loop:
                 ready.append((event, hops - 1))
                 continue
             self.busy = True
-            event.succeed()
+            # succeed it and run its callbacks here (this is an event's callback already, at the same
+            # instant): the coroutine resumes without one more scheduled event per turn
+            event._ok = True  # noqa: SLF001
+            event._value = None  # noqa: SLF001
+            callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]  # processed
+            for callback in callbacks:
+                callback(event)
             return
 
 

@@ -13,6 +13,7 @@ import gc
 import math
 from collections import deque
 from collections.abc import Generator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -165,8 +166,14 @@ class Engine:
     def _arrive(self, i: int, woke: int = SOON, at: float | None = None) -> None:
         self.arrival[i] = self.env.now if at is None else at
         self.arrived = i + 1
-        if self.gate is not None:  # the task takes its slot itself, when its first step runs
-            TaskDriver(self.env, self._task(i, woke))
+        if self.gate is not None:  # the task takes its slot itself, when its first step runs (_first_step)
+            env = self.env
+            if env.now > self.arrival[i]:  # created late by a main coroutine the busy loop held up
+                self.trace.add(i, -1, K_RESUME, self.exec_res, self.arrival[i], env.now, env.now)
+            first = env.event()
+            first.callbacks.append(partial(self._first_step, i, env.now))
+            assert self.loop is not None  # a gate is on a loop
+            self.loop.acquire(woke, first)
         elif self.free is None or self.free > 0:  # then nobody queues: queue_head == i
             if self.free is not None:
                 self.free -= 1
@@ -249,13 +256,15 @@ class Engine:
             if self.dispatch:
                 yield env.timeout(self.dispatch)
             self.trace.add(i, -1, K_ADMIT, self.admit_res, arrived, admitted, env.now)
+        s = self._new_strand()
+        s.woke = woke
+        yield from self._run(i, s)
+
+    def _run(self, i: int, s: Strand) -> Generator[Any, Any, None]:
+        """Task i's steps on strand `s`, then its end (the task's code runs once more, and wakes the next)."""
         sc = self.sc
         t = sc.task_type[i]
         durs = sc.durations[t][sc.task_row[i]].tolist()
-        s = self._new_strand()
-        s.woke = woke
-        if self.gate is not None:
-            yield from self._admit(i, s)
         try:
             yield from self._drive(i, steps(self.rules, i, durs, self.programs[t]), s)
         except StepFailedError as exc:
@@ -267,20 +276,61 @@ class Engine:
         s.holding = False
         s.release()
 
-    def _admit(self, i: int, s: Strand) -> Generator[Any, Any, None]:
-        """`await limit.acquire()` as task i's first step on the loop (an asyncio.Semaphore: see Slots)."""
-        yield from self._enter(s, i, -1)
+    # `await limit.acquire()` as a task's first step on the loop (an asyncio.Semaphore: see Slots). A task that
+    # must wait for a slot is an event in the loop's ready queue and then in the gate's, not a live generator,
+    # so a batch of a million tasks behind a limit stays small; its coroutine starts when it gets a slot.
+
+    def _first_step(self, i: int, ready: float, _event: simpy.Event) -> None:
+        """Task i's first step runs (the loop is ours, since `ready`): take a slot, or queue for one."""
         assert self.gate is not None
+        cost = self.strand_overhead + self.task_create
+        if not self.gate.locked():
+            self.gate.request()
+            s = self._new_strand()
+            s.holding = True
+            TaskDriver(self.env, self._started(i, s, ready))
+        elif cost:  # the step costs the loop that much before the task waits
+            TaskDriver(self.env, self._first_cost(i, ready, cost))
+        else:
+            if self.env.now > ready:
+                self.trace.add(i, -1, K_RESUME, self.exec_res, ready, self.env.now, self.env.now)
+            self._queue_at_gate(i)
+
+    def _first_cost(self, i: int, ready: float, cost: float) -> Generator[Any, Any, None]:
+        got = self.env.now
+        assert self.loop is not None
+        yield from compute(self.env, self.cores, self.loop.thread, cost)
+        self.trace.add(i, -1, K_RESUME, self.exec_res, ready, got, self.env.now, cost)
+        self._queue_at_gate(i)
+
+    def _queue_at_gate(self, i: int) -> None:
+        """Task i waits for a slot; the loop runs on."""
+        assert self.gate is not None
+        assert self.loop is not None
         event = self.gate.request()
-        if event is None:
-            return
-        asked = self.env.now
-        self._leave(s)
-        yield event
-        self.trace.add(i, -1, K_ADMIT, self.admit_res, asked, self.env.now, self.env.now)
-        s.woke = SOON  # the waiter's future is set; its done callback call_soons the task's step
-        yield from self._enter(s, i, -1)
-        self.gate.resumed()
+        assert event is not None  # nothing ran on the loop since the first step found the gate locked
+        event.callbacks.append(partial(self._admitted, i, self.env.now))
+        self.loop.release()
+
+    def _admitted(self, i: int, asked: float, _event: simpy.Event) -> None:
+        """Task i was handed a slot: its coroutine's step is call_soon'ed (the waiter's future was set)."""
+        env = self.env
+        self.trace.add(i, -1, K_ADMIT, self.admit_res, asked, env.now, env.now)
+        s = self._new_strand()
+        s.overhead = self.strand_overhead  # its task was created (and paid for) in the first step
+        event = s.acquire()  # queued now, in the order the slots were handed on
+        TaskDriver(env, self._started(i, s, env.now, event))
+
+    def _started(self, i: int, s: Strand, ready: float, event: simpy.Event | None = None) -> Generator[Any, Any, None]:
+        """Task i with a slot: it gets the loop (`event`, or it holds it), pays the step's overhead, runs."""
+        if event is not None:
+            yield event
+            s.holding = True
+        yield from self._entered(s, i, -1, ready)
+        if event is not None:
+            assert self.gate is not None
+            self.gate.resumed()  # acquire()'s tail: a free slot goes to the next waiter
+        yield from self._run(i, s)
 
     def _enter(self, s: Strand, i: int, step: int) -> Generator[Any, Any, None]:
         """Get the strand running; records the wait (and overhead) as a resume record."""
@@ -290,6 +340,11 @@ class Engine:
         if event is not None:
             yield event
         s.holding = True
+        yield from self._entered(s, i, step, ready)
+
+    def _entered(self, s: Strand, i: int, step: int, ready: float) -> Generator[Any, Any, None]:
+        """The strand got to run (it was ready since `ready`): pay its resumption overhead, record the wait."""
+        env = self.env
         overhead = s.overhead
         if overhead:
             s.overhead = self.strand_overhead

@@ -46,6 +46,10 @@ class Slots:
         self.queue = WaitQueue(policy) if policy is not None and policy.kind != "fifo" else None
         self.woken: int | None = 0 if on_loop and self.queue is None else None  # handed a slot, not resumed yet
 
+    def locked(self) -> bool:
+        """Whether a request would queue (asyncio.Semaphore.locked, with `on_loop`)."""
+        return self.in_use >= self.capacity or bool(self.woken)
+
     def request(self, ticket: Ticket | None = None) -> simpy.Event | None:
         """Take a slot now (None) or queue for one."""
         if self.in_use < self.capacity and not self.woken:
