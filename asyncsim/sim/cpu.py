@@ -233,17 +233,17 @@ class Loop:
         self.ready: deque[tuple[simpy.Event, int]] = deque()  # (the coroutine's event, hops left)
         self.due: list[tuple[simpy.Event, int]] = []  # woken by timers since the iteration began
         self.todo = 0  # handles of this iteration not yet run
+        self.first: Callable[[int], None] | None = None  # runs task i's first step, for `call(i, ...)`
         # fires once everything else at its instant has happened: scheduled at priority 2, after NORMAL (1), as
         # SimPy orders events by (time, priority, id); one event object, rescheduled (one settle is due at most)
         self._settled = settled = simpy.Event(env)
         settled._ok = True  # noqa: SLF001
         settled._value = None  # noqa: SLF001
 
-    def acquire(self, wake: int = SOON, event: simpy.Event | None = None) -> simpy.Event:
-        """An event (`event`, or a new one) that fires when this coroutine's turn comes, after it is woken by
-        `wake`; its callbacks run at once then, with the loop held."""
-        if event is None:
-            event = self.env.event()
+    def acquire(self, wake: int = SOON) -> simpy.Event:
+        """An event that fires when this coroutine's turn comes, after it is woken by `wake`; its callbacks run
+        at once then, with the loop held."""
+        event = self.env.event()
         if wake & DUE:
             self.due.append((event, wake & 3))
         else:
@@ -251,6 +251,16 @@ class Loop:
         if not self.busy and not self.turning:
             self._settle()
         return event
+
+    def call(self, task: int, wake: int = SOON) -> None:
+        """Queue task `task`'s first step as a handle (run by `first`, with the loop held): a task that is only
+        created costs an int in the ready queue, not an event and a generator."""
+        if wake & DUE:
+            self.due.append((task, wake & 3))  # type: ignore[arg-type]  # _next tells ints from events
+        else:
+            self.ready.append((task, wake))  # type: ignore[arg-type]
+        if not self.busy and not self.turning:
+            self._settle()
 
     def release(self) -> None:
         """The running coroutine suspends: the iteration's next handle runs."""
@@ -292,6 +302,10 @@ class Loop:
                 ready.append((event, hops - 1))
                 continue
             self.busy = True
+            if type(event) is int:  # a task's first step, registered by `call` (no event needed before)
+                assert self.first is not None
+                self.first(event)
+                return
             # succeed it and run its callbacks here (this is an event's callback already, at the same
             # instant): the coroutine resumes without one more scheduled event per turn
             event._ok = True  # noqa: SLF001

@@ -13,7 +13,6 @@ import gc
 import math
 from collections import deque
 from collections.abc import Generator
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -79,6 +78,11 @@ class Engine:
         self.main_on_loop = self.loop is not None and self.MAIN_ON_LOOP
         self.gate = (Slots(env, self.limit, on_loop=True) if self.main_on_loop and self.limit is not None
                      and self.admission is None else None)
+        if self.gate is not None:
+            assert self.loop is not None
+            self.loop.first = self._first_step
+            self.gate.handoff = self._admitted
+        self.since = np.zeros(n if self.gate is not None else 0)  # when a task waiting at the gate began to wait
         # Tasks arrive in index order and queue for admission only behind each other, so the queue is
         # always range(queue_head, arrived).
         self.queue_head = 0
@@ -167,13 +171,12 @@ class Engine:
         self.arrival[i] = self.env.now if at is None else at
         self.arrived = i + 1
         if self.gate is not None:  # the task takes its slot itself, when its first step runs (_first_step)
-            env = self.env
-            if env.now > self.arrival[i]:  # created late by a main coroutine the busy loop held up
-                self.trace.add(i, -1, K_RESUME, self.exec_res, self.arrival[i], env.now, env.now)
-            first = env.event()
-            first.callbacks.append(partial(self._first_step, i, env.now))
+            now = self.env.now
+            if now > self.arrival[i]:  # created late by a main coroutine the busy loop held up
+                self.trace.add(i, -1, K_RESUME, self.exec_res, self.arrival[i], now, now)
+            self.since[i] = now
             assert self.loop is not None  # a gate is on a loop
-            self.loop.acquire(woke, first)
+            self.loop.call(i, woke)
         elif self.free is None or self.free > 0:  # then nobody queues: queue_head == i
             if self.free is not None:
                 self.free -= 1
@@ -280,9 +283,10 @@ class Engine:
     # must wait for a slot is an event in the loop's ready queue and then in the gate's, not a live generator,
     # so a batch of a million tasks behind a limit stays small; its coroutine starts when it gets a slot.
 
-    def _first_step(self, i: int, ready: float, _event: simpy.Event) -> None:
-        """Task i's first step runs (the loop is ours, since `ready`): take a slot, or queue for one."""
+    def _first_step(self, i: int) -> None:
+        """Task i's first step runs (the loop is ours; it was ready since `since[i]`): take a slot, or queue."""
         assert self.gate is not None
+        ready = float(self.since[i])
         cost = self.strand_overhead + self.task_create
         if not self.gate.locked():
             self.gate.request()
@@ -291,41 +295,40 @@ class Engine:
             TaskDriver(self.env, self._started(i, s, ready))
         elif cost:  # the step costs the loop that much before the task waits
             TaskDriver(self.env, self._first_cost(i, ready, cost))
-        else:
-            if self.env.now > ready:
-                self.trace.add(i, -1, K_RESUME, self.exec_res, ready, self.env.now, self.env.now)
-            self._queue_at_gate(i)
+        else:  # its wait for the loop and then for a slot is one admission record (as the real run sees it)
+            self._queue_at_gate(i, ready)
 
     def _first_cost(self, i: int, ready: float, cost: float) -> Generator[Any, Any, None]:
         got = self.env.now
         assert self.loop is not None
         yield from compute(self.env, self.cores, self.loop.thread, cost)
         self.trace.add(i, -1, K_RESUME, self.exec_res, ready, got, self.env.now, cost)
-        self._queue_at_gate(i)
+        self._queue_at_gate(i, self.env.now)
 
-    def _queue_at_gate(self, i: int) -> None:
-        """Task i waits for a slot; the loop runs on."""
+    def _queue_at_gate(self, i: int, since: float) -> None:
+        """Task i waits for a slot (it has waited since `since`); the loop runs on."""
         assert self.gate is not None
         assert self.loop is not None
-        event = self.gate.request()
-        assert event is not None  # nothing ran on the loop since the first step found the gate locked
-        event.callbacks.append(partial(self._admitted, i, self.env.now))
+        assert self.gate.locked()  # nothing ran on the loop since the first step found it locked
+        self.since[i] = since
+        self.gate.wait(i)
         self.loop.release()
 
-    def _admitted(self, i: int, asked: float, _event: simpy.Event) -> None:
+    def _admitted(self, i: int, _event: simpy.Event) -> None:
         """Task i was handed a slot: its coroutine's step is call_soon'ed (the waiter's future was set)."""
-        env = self.env
-        self.trace.add(i, -1, K_ADMIT, self.admit_res, asked, env.now, env.now)
         s = self._new_strand()
         s.overhead = self.strand_overhead  # its task was created (and paid for) in the first step
         event = s.acquire()  # queued now, in the order the slots were handed on
-        TaskDriver(env, self._started(i, s, env.now, event))
+        TaskDriver(self.env, self._started(i, s, float(self.since[i]), event))
 
     def _started(self, i: int, s: Strand, ready: float, event: simpy.Event | None = None) -> Generator[Any, Any, None]:
         """Task i with a slot: it gets the loop (`event`, or it holds it), pays the step's overhead, runs."""
         if event is not None:
             yield event
             s.holding = True
+            now = self.env.now  # it waited for a slot, then for the loop: admitted when its step runs
+            self.trace.add(i, -1, K_ADMIT, self.admit_res, ready, now, now)
+            ready = now
         yield from self._entered(s, i, -1, ready)
         if event is not None:
             assert self.gate is not None

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from functools import partial
 from typing import Any
 
 import simpy
@@ -35,7 +36,7 @@ class Slots:
     newcomer queues even when a slot is free; the waiter, resuming (`resumed()`), hands a free slot to the next.
     """
 
-    __slots__ = ("env", "capacity", "in_use", "waiters", "queue", "woken")
+    __slots__ = ("env", "capacity", "in_use", "waiters", "queue", "woken", "handoff")
 
     def __init__(self, env: simpy.Environment, capacity: int, policy: Policy | None = None, *,
                  on_loop: bool = False) -> None:
@@ -45,6 +46,8 @@ class Slots:
         self.waiters: deque[simpy.Event] = deque()
         self.queue = WaitQueue(policy) if policy is not None and policy.kind != "fifo" else None
         self.woken: int | None = 0 if on_loop and self.queue is None else None  # handed a slot, not resumed yet
+        # waiters queued by `wait(i)` as plain task numbers: called back with (i, event) when handed a slot
+        self.handoff: Callable[[int, simpy.Event], None] | None = None
 
     def locked(self) -> bool:
         """Whether a request would queue (asyncio.Semaphore.locked, with `on_loop`)."""
@@ -81,11 +84,24 @@ class Slots:
         if self.queue is not None and len(self.queue):
             self.queue.pop().succeed(value)
         elif self.waiters:
-            self.waiters.popleft().succeed(value)
+            self._wake(self.waiters.popleft(), value)
             if self.woken is not None:
                 self.woken += 1
         else:
             self.in_use -= 1
+
+    def wait(self, task: int) -> None:
+        """Queue task `task` for a slot (FIFO): `handoff(task, event)` runs when it gets one."""
+        self.waiters.append(task)  # type: ignore[arg-type]  # _wake tells ints from events
+
+    def _wake(self, waiter: simpy.Event | int, value: Any = None) -> None:
+        if type(waiter) is int:  # an event now, so the hand-off happens in the order it was caused
+            assert self.handoff is not None
+            event = self.env.event()
+            event.callbacks.append(partial(self.handoff, waiter))
+            event.succeed()
+        else:
+            waiter.succeed(value)  # type: ignore[union-attr]
 
     def resumed(self, _event: Any = None) -> None:
         """A waiter handed a slot runs again (`on_loop`): after it, a free slot goes to the next waiter."""
@@ -95,7 +111,7 @@ class Slots:
         if self.in_use < self.capacity and self.waiters:
             self.in_use += 1
             self.woken += 1
-            self.waiters.popleft().succeed()
+            self._wake(self.waiters.popleft())
 
 
 class PolicyServer:
