@@ -51,6 +51,9 @@ class MachineProfile(Frozen):
     thread_sleep_overshoot_s: float = Field(ge=0)
     thread_switch_s: float = Field(ge=0)
     process_dispatch_s: float = Field(ge=0)
+    # an offloaded CPU step's round trip from an event loop, in two legs (None in profiles made before them)
+    process_submit_s: float | None = Field(None, ge=0)  # run_in_executor() to the worker starting the job
+    process_return_s: float | None = Field(None, ge=0)  # the worker ending it to the coroutine running
 
     def loop(self, name: str = "asyncio") -> LoopProfile:
         """The overheads of loop `name` (asyncio or uvloop)."""
@@ -80,8 +83,16 @@ class MachineProfile(Frozen):
                                if emulated_waits else 0.0),
             timer_granularity_s=lp.timer_granularity_s / s if uses_loop and emulated_waits else 0.0,
             thread_switch_s=self.thread_switch_s / s if threaded else 0.0,
-            process_dispatch_s=self.process_dispatch_s / s if dispatching else 0.0,
+            process_dispatch_s=self._dispatch(uses_loop) / s if dispatching else 0.0,
+            process_return_s=(self.process_return_s or 0.0) / s if dispatching and uses_loop else 0.0,
         )
+
+    def _dispatch(self, from_loop: bool) -> float:
+        """What a process round trip costs before the job runs: a blocking caller's whole round trip, or an
+        event loop's submit leg (its return leg is `process_return_s`)."""
+        if from_loop and self.process_submit_s is not None:
+            return self.process_submit_s
+        return self.process_dispatch_s
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as JSON atomically (a temporary file renamed into place)."""

@@ -345,6 +345,9 @@ class Machine(Frozen):
     task_create_s: float = Field(0.0, ge=0)
     thread_switch_s: float = Field(0.0, ge=0)
     process_dispatch_s: float = Field(0.0, ge=0)
+    # from a process finishing an offloaded CPU step to the awaiting coroutine running (the result's trip back
+    # through the pool's management thread and the loop's wake-up); the worker is free meanwhile
+    process_return_s: float = Field(0.0, ge=0)
     sleep_overshoot_s: float = Field(0.0, ge=0)
     timer_granularity_s: float = Field(0.0, ge=0)
 

@@ -348,6 +348,25 @@ def test_offload_dispatch_is_paid_per_cpu_step_only():
     assert t_total(w, "asyncio+processes:1") == pytest.approx(0.112, **EXACT)
 
 
+def test_an_offloaded_result_travels_back_while_the_worker_takes_the_next_job():
+    # processes:1, two tasks of cpu 10 ms: submit 2 ms, return 3 ms. Task 0: 2 + 10, back at 15. Task 1 gets
+    # the worker when task 0's job ends (12), not when its result is back: 12 + 2 + 10 = 24, back at 27.
+    w = a.Workload(arrivals=a.Batch(count=2), task=(a.cpu(0.01),),
+                   machine=a.Machine(process_dispatch_s=0.002, process_return_s=0.003))
+    r = a.simulate(w, strategy="asyncio+processes:1")
+    assert r.done.tolist() == pytest.approx([0.015, 0.027], **EXACT)
+
+
+def test_the_parents_side_of_an_offload_shares_the_cores_with_the_workers():
+    # 1 core, processes:1, legs of 1 ms of the parent's CPU each (the pool's threads need a core too)
+    w = a.Workload(arrivals=a.Batch(count=2), task=(a.cpu(0.01),),
+                   machine=a.Machine(cores=1, process_dispatch_s=0.001, process_return_s=0.001))
+    r = a.simulate(w, strategy="asyncio+processes:1")
+    # task 0: submit 0..1, job 1..11, return leg from 11 shares the core with task 1's submit leg (both 1 ms,
+    # both end at 13); task 1's job 13..23, its return 23..24. Alone on the core these would be 12 and 24.
+    assert r.done.tolist() == pytest.approx([0.013, 0.024], **EXACT)
+
+
 # ------------------------------------------------------------------- trace, metrics, determinism
 
 ALL_STRATEGIES = ["sequential", "threads:4", "processes:3", "asyncio", "asyncio:5", "asyncio:5+threads:2",

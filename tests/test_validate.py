@@ -123,3 +123,14 @@ def test_binding_limits_tied_at_both_scales_match():
     assert tied.differences(nominal) == []
     assert moved.differences(nominal) == ["binding limit cpu vs arrivals"]
     assert ScaleCheck("asyncio", 0.1, nominal, moved).summary() == "failed 0 vs 0, binding limit cpu"
+
+
+def test_a_profile_gives_an_offload_its_two_legs_and_a_blocking_caller_its_round_trip():
+    legs = PROFILE.model_copy(update={"process_submit_s": 2.5e-4, "process_return_s": 2e-4})
+    offload = legs.machine_for(a.parse_strategy("asyncio:4+processes:2"), a.Machine(), time_scale=0.5)
+    assert (offload.process_dispatch_s, offload.process_return_s) == pytest.approx((5e-4, 4e-4))
+    blocking = legs.machine_for(a.parse_strategy("processes:2"), a.Machine())
+    assert (blocking.process_dispatch_s, blocking.process_return_s) == (2e-4, 0.0)
+    # a profile made before the legs were measured: the whole round trip before the job, as before
+    old = PROFILE.machine_for(a.parse_strategy("asyncio:4+processes:2"), a.Machine())
+    assert (old.process_dispatch_s, old.process_return_s) == (2e-4, 0.0)

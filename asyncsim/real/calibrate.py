@@ -132,6 +132,31 @@ def _process_dispatch(repeats: int) -> float:
     return _median(samples)
 
 
+def _stamp() -> tuple[float, float]:
+    """A job's start and end on the shared monotonic clock (perf_counter is system-wide on Linux and macOS)."""
+    return time.perf_counter(), time.perf_counter()
+
+
+def _process_offload(repeats: int) -> tuple[float, float]:
+    """`await loop.run_in_executor(process_pool, job)` in two legs: submit to the job starting in the worker,
+    and the job ending to the coroutine running again (medians, an idle pool of one)."""
+    async def legs(ex: ProcessPoolExecutor) -> tuple[list[float], list[float]]:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(ex, _stamp)
+        submit, back = [], []
+        for _ in range(50 * repeats):
+            t0 = time.perf_counter()
+            start, end = await loop.run_in_executor(ex, _stamp)
+            t1 = time.perf_counter()
+            submit.append(max(0.0, start - t0))
+            back.append(max(0.0, t1 - end))
+        return submit, back
+
+    with ProcessPoolExecutor(1, mp_context=_mp_context()) as ex:
+        submit, back = asyncio.run(legs(ex))
+    return _median(submit), _median(back)
+
+
 def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None) -> MachineProfile:
     """Measure CPU work rate, loop, thread and process overheads, and timer limits of this machine."""
     say = progress or (lambda _msg: None)
@@ -149,8 +174,9 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     say("threads: sleep overshoot, hand-off cost")
     thread_overshoot = _thread_sleep_overshoot(repeats)
     switch = _thread_switch()
-    say("processes: dispatch round trip")
+    say("processes: dispatch round trip, and an offload's two legs from an event loop")
     dispatch = _process_dispatch(repeats)
+    submit, back = _process_offload(repeats)
     return MachineProfile(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         python=platform.python_version(), implementation=platform.python_implementation(),
@@ -158,4 +184,5 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         gil=bool(getattr(sys, "_is_gil_enabled", lambda: True)()),
         cpu_rate=rate, switch_interval_s=sys.getswitchinterval(), loops=loops,
         thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch, process_dispatch_s=dispatch,
+        process_submit_s=submit, process_return_s=back,
     )

@@ -68,6 +68,7 @@ class Engine:
         self.granularity = machine.timer_granularity_s
         self.dispatch = 0.0  # per task sent to a worker process (processes:N)
         self.offload_dispatch = 0.0  # per CPU step sent to an executor process (asyncio+processes:N)
+        self.offload_return = 0.0  # per CPU step, from the process ending it to the coroutine's wake-up
         self.executor: tuple[Slots, deque[SimThread], int] | None = None
         self.loop: Loop | None = None
         self.gil: Gil | None = None
@@ -113,7 +114,9 @@ class Engine:
                 runners = (0 if self.gil is not None else off.workers) + 1
                 if strategy.dispatching:
                     self.offload_dispatch = m.process_dispatch_s
-                    runners = off.workers + (1 if m.loop_step_s > 0 else 0)
+                    self.offload_return = m.process_return_s
+                    # the parent's side of each round trip (pickling, the pool's threads) computes too
+                    runners = off.workers + (1 if m.loop_step_s > 0 or m.process_dispatch_s > 0 else 0)
             self.cores = Cores(env, m.cores, shared=runners > m.cores)
             return
         self.admit_res = tb.resource_id("workers")
@@ -537,8 +540,8 @@ class Engine:
             thread = yield event  # handed over by the worker that finished before (see below)
         else:
             thread = workers.popleft()
-        if self.offload_dispatch:
-            yield env.timeout(self.offload_dispatch)  # pickling and IPC: part of the wait for the executor
+        if self.offload_dispatch:  # pickling and IPC, mostly the parent's CPU (its threads share the cores)
+            yield from compute(env, self.cores, SimThread(None), self.offload_dispatch)
         started = env.now
         gil = thread.gil
         if gil is not None and gil.holder is not thread:
@@ -557,6 +560,8 @@ class Engine:
                 workers.append(thread)
                 slots.release()
         self.trace.add(i, step, K_CPU, res, submitted, started, env.now, work)
+        if self.offload_return:  # the worker is free; the result travels back (the management thread, the loop)
+            yield from compute(env, self.cores, SimThread(None), self.offload_return)
 
     # ---------------------------------------------------------------------------------------- run
 
