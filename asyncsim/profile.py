@@ -54,6 +54,7 @@ class MachineProfile(Frozen):
     # an offloaded CPU step's round trip from an event loop, in two legs (None in profiles made before them)
     process_submit_s: float | None = Field(None, ge=0)  # run_in_executor() to the worker starting the job
     process_return_s: float | None = Field(None, ge=0)  # the worker ending it to the coroutine running
+    process_start_s: float = Field(0.0, ge=0)  # per worker, starting a pool (0 in profiles made before)
 
     def loop(self, name: str = "asyncio") -> LoopProfile:
         """The overheads of loop `name` (asyncio or uvloop)."""
@@ -85,6 +86,7 @@ class MachineProfile(Frozen):
             thread_switch_s=self.thread_switch_s / s if threaded else 0.0,
             process_dispatch_s=self._dispatch(uses_loop) / s if dispatching else 0.0,
             process_return_s=(self.process_return_s or 0.0) / s if dispatching and uses_loop else 0.0,
+            process_start_s=self.process_start_s / s if dispatching else 0.0,
         )
 
     def _dispatch(self, from_loop: bool) -> float:

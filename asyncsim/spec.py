@@ -348,6 +348,9 @@ class Machine(Frozen):
     # from a process finishing an offloaded CPU step to the awaiting coroutine running (the result's trip back
     # through the pool's management thread and the loop's wake-up); the worker is free meanwhile
     process_return_s: float = Field(0.0, ge=0)
+    # per worker, to start a process pool: at its first submit the caller forks the workers one after another
+    # (ProcessPoolExecutor._launch_processes) and blocks meanwhile; a user's T_total includes it
+    process_start_s: float = Field(0.0, ge=0)
     sleep_overshoot_s: float = Field(0.0, ge=0)
     timer_granularity_s: float = Field(0.0, ge=0)
 

@@ -348,6 +348,25 @@ def test_offload_dispatch_is_paid_per_cpu_step_only():
     assert t_total(w, "asyncio+processes:1") == pytest.approx(0.112, **EXACT)
 
 
+def test_a_process_pool_starts_at_its_first_submit_and_every_task_waits_for_it():
+    # processes:2, 4 ms per worker to start: the pool is up at 8 ms; then dispatch 1 ms and cpu 10 ms, twice
+    w = a.Workload(arrivals=a.Batch(count=4), task=(a.cpu(0.01),),
+                   machine=a.Machine(process_dispatch_s=0.001, process_start_s=0.004))
+    assert a.simulate(w, strategy="processes:2").done.tolist() == pytest.approx([0.019, 0.019, 0.03, 0.03], **EXACT)
+
+
+def test_the_first_offload_forks_the_pool_while_the_loop_waits():
+    # asyncio+processes:2, 5 ms per worker to start. Both tasks wait 1 ms, then send CPU to the pool (10 ms,
+    # 2 ms). The first run_in_executor forks the workers, holding the loop 1..11 ms, so the other task's step
+    # runs only then: its job runs 11..13 ms, the first one's 11..21. Without the start-up: 11 and 3 ms.
+    w = a.Workload(arrivals=a.Batch(count=2), machine=a.Machine(process_start_s=0.005), tasks=(
+        a.TaskType(name="offload", steps=(a.io(0.001), a.cpu(0.01))),
+        a.TaskType(name="short", steps=(a.io(0.001), a.cpu(0.002)))))
+    r = a.simulate(w, strategy="asyncio+processes:2", seed=2)
+    assert [r.type_names[k] for k in r.task_type] == ["offload", "short"]  # the seed draws one of each
+    assert r.done.tolist() == pytest.approx([0.021, 0.013], **EXACT)
+
+
 def test_an_offloaded_result_travels_back_while_the_worker_takes_the_next_job():
     # processes:1, two tasks of cpu 10 ms: submit 2 ms, return 3 ms. Task 0: 2 + 10, back at 15. Task 1 gets
     # the worker when task 0's job ends (12), not when its result is back: 12 + 2 + 10 = 24, back at 27.

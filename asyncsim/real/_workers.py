@@ -304,11 +304,6 @@ def _process_task(i: int, durs: list[float],
     return admitted, ctx.now(), list(records), list(calls), error
 
 
-def _warm() -> int:
-    time.sleep(0.05)
-    return 0
-
-
 def _mp_context() -> Any:
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
@@ -316,14 +311,13 @@ def _mp_context() -> Any:
 
 def start_process_pool(run: Run, workers: int, initializer: Any = None, initargs: tuple[Any, ...] = (),
                        t0: Any = None) -> ProcessPoolExecutor:
-    """A process pool whose workers have all started; the run's clock (and `t0`, if shared) starts after."""
-    ex = ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=initializer, initargs=initargs)
-    for f in [ex.submit(_warm) for _ in range(workers)]:
-        f.result()
-    run.t0 = time.perf_counter()  # worker start-up is not part of the measurement
+    """A process pool, as a user's program makes one: its workers start at the first submit (forked one after
+    another by the submitting thread), inside the measurement, as in the user's wall clock. The run's clock
+    starts now (and `t0`, if shared with the workers)."""
+    run.t0 = run.clock()
     if t0 is not None:
         t0.value = run.t0
-    return ex
+    return ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=initializer, initargs=initargs)
 
 
 def run_processes(run: Run, workers: int) -> None:

@@ -132,6 +132,19 @@ def _process_dispatch(repeats: int) -> float:
     return _median(samples)
 
 
+def _process_start(repeats: int, dispatch: float, workers: int = 2) -> float:
+    """Per worker, starting a process pool: from its creation to its first jobs answered (the first submit forks
+    every worker, ProcessPoolExecutor._launch_processes), less one dispatch round trip; median of fresh pools."""
+    samples = []
+    for _ in range(2 * repeats + 1):
+        t = time.perf_counter()
+        with ProcessPoolExecutor(workers, mp_context=_mp_context()) as ex:
+            for f in [ex.submit(int) for _ in range(workers)]:
+                f.result()
+            samples.append(max(0.0, time.perf_counter() - t - dispatch) / workers)
+    return _median(samples)
+
+
 def _stamp() -> tuple[float, float]:
     """A job's start and end on the shared monotonic clock (perf_counter is system-wide on Linux and macOS)."""
     return time.perf_counter(), time.perf_counter()
@@ -177,6 +190,8 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     say("processes: dispatch round trip, and an offload's two legs from an event loop")
     dispatch = _process_dispatch(repeats)
     submit, back = _process_offload(repeats)
+    say("processes: starting a pool")
+    start = _process_start(repeats, dispatch)
     return MachineProfile(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         python=platform.python_version(), implementation=platform.python_implementation(),
@@ -184,5 +199,5 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         gil=bool(getattr(sys, "_is_gil_enabled", lambda: True)()),
         cpu_rate=rate, switch_interval_s=sys.getswitchinterval(), loops=loops,
         thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch, process_dispatch_s=dispatch,
-        process_submit_s=submit, process_return_s=back,
+        process_submit_s=submit, process_return_s=back, process_start_s=start,
     )

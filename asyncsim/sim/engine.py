@@ -69,6 +69,8 @@ class Engine:
         self.dispatch = 0.0  # per task sent to a worker process (processes:N)
         self.offload_dispatch = 0.0  # per CPU step sent to an executor process (asyncio+processes:N)
         self.offload_return = 0.0  # per CPU step, from the process ending it to the coroutine's wake-up
+        self.pool_start = 0.0  # starting the process pool (workers x process_start_s), at its first submit
+        self.pool_up: simpy.Event | None = None  # fires when it has started (processes:N)
         self.executor: tuple[Slots, deque[SimThread], int] | None = None
         self.loop: Loop | None = None
         self.gil: Gil | None = None
@@ -114,6 +116,7 @@ class Engine:
                 runners = (0 if self.gil is not None else off.workers) + 1
                 if strategy.dispatching:
                     self.offload_dispatch = m.process_dispatch_s
+                    self.pool_start = off.workers * m.process_start_s
                     self.offload_return = m.process_return_s
                     # the parent's side of each round trip (pickling, the pool's threads) computes too
                     runners = off.workers + (1 if m.loop_step_s > 0 or m.process_dispatch_s > 0 else 0)
@@ -129,6 +132,7 @@ class Engine:
             shared = not m.gil and (fans_out or self.limit > m.cores)
         elif strategy.dispatching:
             self.dispatch = m.process_dispatch_s
+            self.pool_start = self.limit * m.process_start_s
             shared = self.limit > m.cores or (fans_out and not m.gil)
             self.exec_res = tb.resource_id("cores") if shared else -1
         else:
@@ -259,6 +263,11 @@ class Engine:
                 self.trace.add(i, -1, K_RESUME, self.exec_res, arrived, env.now, env.now)
         elif env.now > arrived or self.dispatch:
             admitted = env.now
+            if self.pool_start:  # the first submit starts the pool; every task waits for it
+                if self.pool_up is None:
+                    self.pool_up = env.timeout(self.pool_start)
+                if not self.pool_up.processed:
+                    yield self.pool_up
             if self.dispatch:
                 yield env.timeout(self.dispatch)
             self.trace.add(i, -1, K_ADMIT, self.admit_res, arrived, admitted, env.now)
@@ -393,6 +402,10 @@ class Engine:
                         s.overhead = self.strand_overhead
                         yield from compute(env, self.cores, s.thread, overhead)
                 if self.executor is not None:
+                    if self.pool_start:  # the first run_in_executor forks the pool's workers: the loop waits
+                        yield from compute(env, self.cores, s.thread, self.pool_start)
+                        overhead += self.pool_start
+                        self.pool_start = 0.0
                     if overhead or env.now > ready:
                         tb.add(i, subject.id, K_RESUME, s.res, ready, env.now - overhead, env.now, overhead)
                     self._leave(s)
