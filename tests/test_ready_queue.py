@@ -149,8 +149,10 @@ def test_closed_users_match_cpython():
     np.testing.assert_allclose(sim.done, real.done, **EXACT)
 
 
-def test_a_pipeline_on_the_loop_matches_cpython():
-    # stages joined by bounded asyncio.Queues; batching with max_wait (asyncio.timeout's timer)
+@pytest.mark.parametrize("strategy", ["asyncio", "asyncio:3", "asyncio:8"])
+def test_a_pipeline_on_the_loop_matches_cpython(strategy):
+    # stages joined by bounded asyncio.Queues; batching with max_wait (asyncio.timeout's timer); under
+    # asyncio:K the feeder coroutine takes each item's slot itself (an asyncio.Semaphore)
     lognormal = {"lognormal": {"mean": 0.01, "cv": 0.5}}
     w = a.Workload.from_dict({"arrivals": {"batch": 30}, "pools": {"db": 2}, "stages": {
         "parse": {"steps": [{"cpu": lognormal}], "workers": 2, "queue": 4},
@@ -158,7 +160,7 @@ def test_a_pipeline_on_the_loop_matches_cpython():
                   "batch": 4, "max_wait": 0.005},
         "store": {"steps": [{"use": {"pool": "db", "steps": [{"io": lognormal}]}}], "workers": 3, "queue": 8},
     }})
-    sim, real = _both(w, "asyncio", seed=4)
+    sim, real = _both(w, strategy, seed=4)
     np.testing.assert_allclose(sim.done, real.done, **EXACT)
 
 

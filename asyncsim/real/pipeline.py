@@ -135,9 +135,7 @@ class _Pipeline:
             delay = run.t0 + t * run.scale - run.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
-                run.arrival[i] = run.now()  # timers wake late: the item arrives when it is handed over
-            else:
-                run.arrival[i] = t
+            run.arrival[i] = t  # an item arrives when it is due, however late the feeder runs (as in `aio`)
             await self._enter(i)
 
     async def _user(self, counter: list[int]) -> None:
@@ -154,10 +152,9 @@ class _Pipeline:
         run, limit = self.run, self.arun.limit
         ready = run.arrival[i]
         if limit is not None:
-            waits = limit.locked()
             await limit.acquire()
-            if waits:
-                ready = run.now()
+            ready = run.now()
+            if ready > run.arrival[i]:  # it waited for the feeder or for a slot: admitted when it got one
                 run.tb.add(i, -1, K_ADMIT, self.arun.admit_res, run.arrival[i], ready, ready)
         self.ready_at[i] = ready
         stage = self.stages[0]

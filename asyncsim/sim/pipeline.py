@@ -35,6 +35,7 @@ from ..scenario import Node
 from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
 from .cpu import SOON, TIMER, Strand, compute
 from .engine import Engine
+from .resources import Slots
 
 __all__ = ["PipelineEngine"]
 
@@ -131,7 +132,15 @@ class PipelineEngine(Engine):
         for k, stage in enumerate(self.stages):
             for who in stage.workers:
                 self.env.process(self._worker(k, who))
-        self.env.process(self._feeder())
+        # on a loop, open arrivals come from one feeder coroutine that takes the asyncio:K slot itself
+        # (real/pipeline.py _feed): `_open_source` is that coroutine; otherwise the feeder puts admitted items
+        self.limit_slots: Slots | None = None
+        self.feeds_on_loop = self.loop is not None and self.sc.arrivals is not None
+        if self.feeds_on_loop:
+            if self.limit is not None:
+                self.limit_slots = Slots(self.env, self.limit, on_loop=True)
+        else:
+            self.env.process(self._feeder())
 
     def _item_ticket(self, i: int) -> Ticket:
         return item_ticket(float(self.arrival[i]))
@@ -146,6 +155,51 @@ class PipelineEngine(Engine):
         if self.feeder_idle is not None and not self.feeder_idle.triggered:
             self.feeder_idle.succeed()
         yield from ()
+
+    def _open_source(self) -> Generator[Any, Any, None]:
+        """The feeder coroutine on the loop: it sleeps until each item is due, takes its asyncio:K slot (an
+        asyncio.Semaphore: see Slots) and puts it into the first queue, waiting while that is full."""
+        if not self.feeds_on_loop:
+            yield from super()._open_source()
+            return
+        env, stage, slots = self.env, self.stages[0], self.limit_slots
+        assert self.sc.arrivals is not None  # an open workload
+        s = self._new_strand()
+        yield from self._resume(s)  # its first step
+        for i, t in enumerate(self.sc.arrivals.tolist()):
+            if t > env.now:
+                self._leave(s)
+                yield env.timeout(self._timer(t - env.now))
+                s.woke = TIMER
+                yield from self._resume(s)
+            self.arrival[i] = t
+            self.arrived = i + 1
+            ready = t
+            if slots is not None:
+                event = slots.request()
+                if event is not None:
+                    self._leave(s)
+                    self.worker_waits["feeder"] = ("limit", env.now)
+                    yield event
+                    del self.worker_waits["feeder"]
+                    s.woke = SOON
+                    yield from self._resume(s)
+                    slots.resumed()
+                ready = env.now
+                if ready > t:  # it waited for the feeder or for a slot: admitted when it got one
+                    self.trace.add(i, -1, K_ADMIT, self.admit_res, t, ready, ready)
+            self.ready_at[i] = ready
+            yield from self._put(stage, i, s, "feeder")
+            stage.one_less()
+        self._leave(s)
+
+    def _finish(self, i: int) -> None:
+        if not self.feeds_on_loop:
+            super()._finish(i)
+            return
+        self.done[i] = self.env.now
+        if self.limit_slots is not None:
+            self.limit_slots.release()
 
     def _feeder(self) -> Generator[Any, Any, None]:
         """Put admitted items into the first queue in order, waiting while it is full.
