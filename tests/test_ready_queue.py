@@ -149,12 +149,13 @@ def test_closed_users_match_cpython():
     np.testing.assert_allclose(sim.done, real.done, **EXACT)
 
 
+@pytest.mark.parametrize("arrivals", [{"batch": 30}, {"poisson": {"rate": 100, "count": 40}}])
 @pytest.mark.parametrize("strategy", ["asyncio", "asyncio:3", "asyncio:8"])
-def test_a_pipeline_on_the_loop_matches_cpython(strategy):
-    # stages joined by bounded asyncio.Queues; batching with max_wait (asyncio.timeout's timer); under
-    # asyncio:K the feeder coroutine takes each item's slot itself (an asyncio.Semaphore)
+def test_a_pipeline_on_the_loop_matches_cpython(strategy, arrivals):
+    # stages joined by bounded asyncio.Queues; batching with max_wait (asyncio.timeout's timer, racing the
+    # puts that wake the collecting worker); under asyncio:K the feeder takes each item's slot itself
     lognormal = {"lognormal": {"mean": 0.01, "cv": 0.5}}
-    w = a.Workload.from_dict({"arrivals": {"batch": 30}, "pools": {"db": 2}, "stages": {
+    w = a.Workload.from_dict({"arrivals": arrivals, "pools": {"db": 2}, "stages": {
         "parse": {"steps": [{"cpu": lognormal}], "workers": 2, "queue": 4},
         "embed": {"steps": [{"io": {"lognormal": {"mean": 0.03, "cv": 0.3}}}], "workers": 2, "queue": 8,
                   "batch": 4, "max_wait": 0.005},

@@ -234,16 +234,19 @@ class Loop:
         self.due: list[tuple[simpy.Event, int]] = []  # woken by timers since the iteration began
         self.todo = 0  # handles of this iteration not yet run
         self.first: Callable[[int], None] | None = None  # runs task i's first step, for `call(i, ...)`
+        self.on_due: dict[simpy.Event, Callable[[], None]] = {}  # run when a timer's handle runs (`acquire`)
         # fires once everything else at its instant has happened: scheduled at priority 2, after NORMAL (1), as
         # SimPy orders events by (time, priority, id); one event object, rescheduled (one settle is due at most)
         self._settled = settled = simpy.Event(env)
         settled._ok = True  # noqa: SLF001
         settled._value = None  # noqa: SLF001
 
-    def acquire(self, wake: int = SOON) -> simpy.Event:
+    def acquire(self, wake: int = SOON, on_due: Callable[[], None] | None = None) -> simpy.Event:
         """An event that fires when this coroutine's turn comes, after it is woken by `wake`; its callbacks run
-        at once then, with the loop held."""
+        at once then, with the loop held. `on_due` runs when a timer wake-up's handle runs (its first hop)."""
         event = self.env.event()
+        if on_due is not None:
+            self.on_due[event] = on_due
         if wake & DUE:
             self.due.append((event, wake & 3))
         else:
@@ -251,6 +254,17 @@ class Loop:
         if not self.busy and not self.turning:
             self._settle()
         return event
+
+    def hasten(self, event: simpy.Event) -> bool:
+        """A coroutine waiting for a timer's handle is woken sooner (call_soon): if the handle has not been
+        moved to the ready queue yet, it comes back by the other wake-up; True when it did."""
+        for k, (waiting, _hops) in enumerate(self.due):
+            if waiting is event:
+                del self.due[k]
+                self.on_due.pop(event, None)
+                self.ready.append((event, SOON))
+                return True
+        return False
 
     def call(self, task: int, wake: int = SOON) -> None:
         """Queue task `task`'s first step as a handle (run by `first`, with the loop held): a task that is only
@@ -299,6 +313,8 @@ class Loop:
             event, hops = ready.popleft()
             self.todo -= 1
             if hops > 1:  # a callback that call_soons the next hop, at once (it costs no time)
+                if self.on_due and (due := self.on_due.pop(event, None)) is not None:
+                    due()
                 ready.append((event, hops - 1))
                 continue
             self.busy = True

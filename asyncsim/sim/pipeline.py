@@ -217,9 +217,11 @@ class PipelineEngine(Engine):
             yield from self._put(stage, i, s, "feeder")
             stage.one_less()
 
-    def _resume(self, s: Strand) -> Generator[Any, Any, None]:
-        """A woken coroutine queues for the loop and resumes (paying the loop's per-step overhead)."""
-        event = s.acquire()
+    def _resume(self, s: Strand, event: simpy.Event | None = None) -> Generator[Any, Any, None]:
+        """A woken coroutine queues for the loop (or waits for `event`, its turn) and resumes (paying the loop's
+        per-step overhead)."""
+        if event is None:
+            event = s.acquire()
         if event is not None:
             yield event
         s.holding = True
@@ -277,12 +279,38 @@ class PipelineEngine(Engine):
             if s.holding:
                 self._leave(s)
             yield get | stop
-            # a getter's future set (SOON), or asyncio.timeout's call_at handle cancelling the wait (TIMER)
-            s.woke = SOON if get.triggered else TIMER
-            yield from self._resume(s)
+            if get.triggered:  # a put set the getter's future, whose callback call_soons the worker's step
+                s.woke = SOON
+                yield from self._resume(s)
+                continue
+            if not (yield from self._timed_out(queue, get, s)):
+                return
+
+    def _timed_out(self, queue: _Queue, get: simpy.Event, s: Strand) -> Generator[Any, Any, bool]:
+        """`asyncio.timeout_at` fell due (or the stage closed, which reschedules it to now) while the worker
+        waits in `queue.get()`: the timeout's handle cancels the wait when the loop runs it, at its next
+        iteration. A put before then still sets the getter's future, whose wake-up runs first: the worker
+        carries on collecting (True). Otherwise it stops (False); a put between the handle and the worker's
+        step leaves the item queued and Queue.get passes the wake-up on to the next getter."""
+        assert self.loop is not None
+        loop, cancelled = self.loop, False
+
+        def cancel() -> None:
+            nonlocal cancelled
+            cancelled = True
             if not get.triggered:
                 queue.getters.remove(get)
-                return
+            elif len(queue.items):
+                _wake_next(queue.getters)
+
+        def put_first(_event: simpy.Event) -> None:
+            if not cancelled:
+                loop.hasten(turn)
+
+        turn = loop.acquire(TIMER, on_due=cancel)
+        get.callbacks.append(put_first)
+        yield from self._resume(s, turn)
+        return not cancelled
 
     def _run_batch(self, k: int, batch: list[int], s: Strand, who: str) -> Generator[Any, Any, None]:
         """Run stage k's steps once for `batch` (holding a pool slot with `hold`), record it, then pass each
