@@ -175,12 +175,13 @@ class Engine:
         return self.tickets(i, float(self.arrival[i]))
 
     def _arrive(self, i: int, woke: int = SOON, at: float | None = None) -> None:
-        self.arrival[i] = self.env.now if at is None else at
+        now = self.env.now
+        self.arrival[i] = now if at is None else at
         self.arrived = i + 1
+        if self.main_on_loop and self.admission is None and now > self.arrival[i]:
+            # created late by a main coroutine that the busy loop held up: a wait for the loop
+            self.trace.add(i, -1, K_RESUME, self.exec_res, self.arrival[i], now, now)
         if self.gate is not None:  # the task takes its slot itself, when its first step runs (_first_step)
-            now = self.env.now
-            if now > self.arrival[i]:  # created late by a main coroutine the busy loop held up
-                self.trace.add(i, -1, K_RESUME, self.exec_res, self.arrival[i], now, now)
             self.since[i] = now
             assert self.loop is not None  # a gate is on a loop
             self.loop.call(i, woke)
@@ -258,10 +259,8 @@ class Engine:
     def _task(self, i: int, woke: int = SOON) -> Generator[Any, Any, None]:
         env = self.env
         arrived = self.arrival[i]
-        if self.main_on_loop and self.admission is None:
-            if env.now > arrived:  # created late by a main coroutine the busy loop held up: a wait for the loop
-                self.trace.add(i, -1, K_RESUME, self.exec_res, arrived, env.now, env.now)
-        elif env.now > arrived or self.dispatch:
+        # a task the main coroutine created late waited for the loop, not for admission (recorded in _arrive)
+        if (env.now > arrived and not (self.main_on_loop and self.admission is None)) or self.dispatch:
             admitted = env.now
             if self.pool_start:  # the first submit starts the pool; every task waits for it
                 if self.pool_up is None:
