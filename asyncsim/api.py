@@ -56,7 +56,7 @@ def result_of(scenario: Scenario, out: RunOutput, *, warmup: Warmup = None) -> R
         capacities=out.capacities, parallel_types=np.array([p.has_parallel for p in scenario.programs]),
         type_names=tuple(p.name for p in scenario.programs), events=out.events, calls=out.calls,
         deadlines=tuple(t.deadline for t in scenario.workload.task_types), pricing=pricing(scenario.workload),
-        warmup_s=warmup_s, steady=steady,
+        warmup_s=warmup_s, steady=steady, pool_startup_s=out.pool_startup_s,
     )
 
 

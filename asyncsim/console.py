@@ -45,7 +45,8 @@ def print_run(run: SavedRun, workload: Workload, out: Console) -> None:
                         for k in ("mean", "p50", "p95", "p99", "max"))
     rows = [
         ("tasks", f"[red]{tasks} — {lost / r.tasks:.1%} of the work lost[/]" if lost > 0 else tasks),
-        ("T_total", fmt_ci(r.t_total, run.half("t_total"))),
+        ("T_total", fmt_ci(r.t_total, run.half("t_total"))
+         + (f" (the process pool's start-up, {fmt_s(r.pool_startup_s)}, included)" if r.pool_startup_s else "")),
         ("goodput", fmt_ci(r.goodput, run.half("goodput"), fmt=fmt_num) + " tasks/s completed"
          + (f" (throughput {fmt_ci(r.throughput, run.half('throughput'), fmt=fmt_num)}/s counts the failed too)"
             if lost > 0 else "")),
@@ -306,6 +307,9 @@ def print_validations(results: Sequence[Validation], title: str, out: Console) -
             err = v.error.get(key) if key else _rel(p, m)
             rerr = v.replay_error.get(key) if key else _rel(r, m)
             table.add_row(v.strategy if k == 0 else "", label, fmt(p), fmt(m), _pct(err), fmt(r), _pct(rerr))
+        if v.measured.pool_startup_s is not None:  # inside T_total, as in a user's wall clock
+            p, m, r = (x.pool_startup_s or 0.0 for x in (v.predicted, v.measured, v.replayed))
+            table.add_row("", "pool start-up", fmt_s(p), fmt_s(m), _pct(_rel(p, m)), fmt_s(r), _pct(_rel(r, m)))
         flat = [x.metrics() for x in (v.predicted, v.measured, v.replayed)]
         for label in ("completed", "failed", *outcome_columns(flat)):
             p, m, r = (float(f[OUTCOME_KEYS[label]]) for f in flat)

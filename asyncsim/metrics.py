@@ -88,7 +88,8 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
                    capacities: dict[str, int | None], parallel_types: np.ndarray,
                    type_names: tuple[str, ...] = (), events: int = 0, calls: CallTable | None = None,
                    deadlines: tuple[float | None, ...] = (), pricing: Pricing | None = None,
-                   warmup_s: float = 0.0, steady: Steady | None = None) -> Result:
+                   warmup_s: float = 0.0, steady: Steady | None = None,
+                   pool_startup_s: float | None = None) -> Result:
     """Compute every metric of a run from its trace and task table.
 
     Per-class figures are given when there is more than one task type or a type has a deadline
@@ -96,7 +97,8 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
     (`pool:db`; None when unbounded); `parallel_types[t]` says whether tasks of type t have parallel branches
     (their states need the priority sweep); `pricing` gives `cost`; `warmup_s` (the run's clock) leaves the
     tasks arriving before it out of the latency figures, time split and throughput (see the module
-    docstring); `steady` is the verdict to carry (`steady.steady_state`).
+    docstring); `steady` is the verdict to carry (`steady.steady_state`), `pool_startup_s` the process pool's
+    start-up (inside t_total; None without a pool).
 
     Raises:
         ValueError: when a key of `capacities` is no resource's name.
@@ -137,6 +139,7 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
         latency=_latency(latency), concurrency=Concurrency(mean=in_flight, peak=peak, **by_state),
         time_split=time_split, resources=resources, services=services,
         stages=_stage_metrics(trace, resources, span), classes=classes, cost=cost, steady=steady,
+        pool_startup_s=pool_startup_s,
         per_task=TaskData(trace=trace, arrival=arrival, done=done, task_type=task_type, completed=ok,
                           type_names=type_names, parallel_types=parallel_types, events=events, calls=calls),
     )

@@ -92,6 +92,7 @@ class Result:
     classes: StatsTable[str, ClassStats] = field(default_factory=lambda: StatsTable(label="class"))
     cost: Cost | None = None
     steady: Steady | None = None
+    pool_startup_s: float | None = None  # starting the process pool (None: no pool), inside t_total
     per_task: TaskData | None = field(default=None, repr=False)
 
     @property
@@ -147,6 +148,8 @@ class Result:
         }
         if self.steady is not None:
             out["steady"] = self.steady.to_dict()
+        if self.pool_startup_s is not None:
+            out["pool_startup_s"] = self.pool_startup_s
         if self.services:
             out["services"] = self.services.to_dict()
         if self.cost is not None:
@@ -194,7 +197,7 @@ class Result:
             classes=StatsTable({k: ClassStats.from_dict(v, f"classes.{k}") for k, v in d.get("classes", {}).items()},
                                label="class"),
             cost=Cost.from_dict(d["cost"]) if d.get("cost") is not None else None,
-            steady=steady,
+            steady=steady, pool_startup_s=d.get("pool_startup_s"),
         )
 
     # --- per-task data: the trace and the task table -----------------------------------------------------

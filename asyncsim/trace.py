@@ -254,3 +254,4 @@ class RunOutput:
     errors: dict[int, str] | None = None
     interrupted: bool = False
     calls: CallTable | None = None
+    pool_startup_s: float | None = None  # starting the process pool, from its creation (None: no pool)

@@ -355,6 +355,15 @@ def test_a_process_pool_starts_at_its_first_submit_and_every_task_waits_for_it()
     assert a.simulate(w, strategy="processes:2").done.tolist() == pytest.approx([0.019, 0.019, 0.03, 0.03], **EXACT)
 
 
+@pytest.mark.parametrize(("strategy", "startup"), [("processes:3", 0.012), ("asyncio:4+processes:2", 0.008),
+                                                   ("threads:3", None), ("asyncio", None)])
+def test_a_process_pools_start_up_is_its_own_figure(strategy, startup):
+    w = a.Workload(arrivals=a.Batch(count=4), task=(a.cpu(0.01),), machine=a.Machine(process_start_s=0.004))
+    r = a.simulate(w, strategy=strategy)
+    assert r.pool_startup_s == (None if startup is None else pytest.approx(startup, **EXACT))
+    assert ("pool_startup_s" in r.to_dict()) == (startup is not None)
+
+
 def test_the_first_offload_forks_the_pool_while_the_loop_waits():
     # asyncio+processes:2, 5 ms per worker to start. Both tasks wait 1 ms, then send CPU to the pool (10 ms,
     # 2 ms). The first run_in_executor forks the workers, holding the loop 1..11 ms, so the other task's step

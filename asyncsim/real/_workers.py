@@ -31,7 +31,8 @@ from .run import Run, error_text
 from .sched import Admission, PolicySemaphore
 from .service import RealService
 
-__all__ = ["drive", "run_processes", "run_threads", "start_process_pool", "sync_steps", "timed_burn"]
+__all__ = ["ProcessPool", "drive", "note_startup", "run_processes", "run_threads", "start_process_pool", "sync_steps",
+           "timed_burn"]
 
 
 def timed_burn(iterations: int) -> tuple[float, float, float]:
@@ -309,15 +310,53 @@ def _mp_context() -> Any:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
+class ProcessPool(ProcessPoolExecutor):
+    """A ProcessPoolExecutor that notes its first submit and when each worker was ready, for its start-up."""
+
+    def __init__(self, workers: int, initializer: Any = None, initargs: tuple[Any, ...] = ()) -> None:
+        mp = _mp_context()
+        self.ready = mp.Array("d", workers, lock=False)  # perf_counter when each worker was ready (0: not yet)
+        self.count = mp.Value("i", 0)
+        self.first_submit: float | None = None
+        super().__init__(workers, mp_context=mp, initializer=_ready,
+                         initargs=(self.ready, self.count, initializer, initargs))
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if self.first_submit is None:  # this call forks the workers (ProcessPoolExecutor._launch_processes)
+            self.first_submit = time.perf_counter()
+        return super().submit(fn, *args, **kwargs)
+
+    def startup(self) -> float | None:
+        """Real seconds from the first submit to the last worker ready (None before any submit)."""
+        ready = [t for t in self.ready if t > 0]
+        return max(ready) - self.first_submit if self.first_submit is not None and ready else None
+
+
+def _ready(ready: Any, count: Any, initializer: Any, initargs: tuple[Any, ...]) -> None:
+    """A worker's initializer: the pool's own, then note that this worker is ready."""
+    if initializer is not None:
+        initializer(*initargs)
+    with count.get_lock():
+        k = count.value
+        count.value += 1
+    ready[k] = time.perf_counter()
+
+
 def start_process_pool(run: Run, workers: int, initializer: Any = None, initargs: tuple[Any, ...] = (),
-                       t0: Any = None) -> ProcessPoolExecutor:
+                       t0: Any = None) -> ProcessPool:
     """A process pool, as a user's program makes one: its workers start at the first submit (forked one after
     another by the submitting thread), inside the measurement, as in the user's wall clock. The run's clock
     starts now (and `t0`, if shared with the workers)."""
     run.t0 = run.clock()
     if t0 is not None:
         t0.value = run.t0
-    return ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=initializer, initargs=initargs)
+    return ProcessPool(workers, initializer, initargs)
+
+
+def note_startup(run: Run, pool: ProcessPool) -> None:
+    """Record the pool's start-up in the run (model seconds)."""
+    startup = pool.startup()
+    run.pool_startup = None if startup is None else startup / run.scale
 
 
 def run_processes(run: Run, workers: int) -> None:
@@ -343,6 +382,7 @@ def run_processes(run: Run, workers: int) -> None:
         else:
             _dispatch_admitted(run, workers, submit)
     finally:
+        note_startup(run, ex)
         ex.shutdown(wait=True, cancel_futures=True)
 
 

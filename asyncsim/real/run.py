@@ -62,6 +62,7 @@ class Run:
                                   self.tb.resource_id(f"backoff:{k}") if s.attempts > 1 else -1)
                               for k, s in w.services.items()}
         self.calls = CallLog() if w.services else None
+        self.pool_startup: float | None = None  # a process pool's start-up, model seconds (None: no pool)
 
     def rules(self, services: dict[str, RealService], release: Callable[[int, Node], None]) -> Context:
         """The task interpreter's view of this run (`rules.task.Context`): its clock and recorders, `services`,

@@ -72,7 +72,7 @@ def run_real(scenario: Scenario, *, time_scale: float = 1.0, cpu_rate: float | N
         interrupted = True
     return RunOutput(run.tb.build(), run.arrival, run.done, scenario.task_type, run.failed, 0, caps,
                      errors=dict(run.errors), interrupted=interrupted,
-                     calls=run.calls.build() if run.calls is not None else None)
+                     calls=run.calls.build() if run.calls is not None else None, pool_startup_s=run.pool_startup)
 
 
 # ------------------------------------------------------------------------------------------- asyncio
@@ -105,6 +105,8 @@ def _run_asyncio(run: Run, strategy: Strategy, loop_name: str, clock: VirtualClo
             runner.run(arun.main() if run.sc.workload.stages is None else run_pipeline(arun))
     finally:
         if executor is not None:
+            if isinstance(executor, _workers.ProcessPool):
+                _workers.note_startup(run, executor)
             executor.shutdown(wait=True, cancel_futures=True)
 
 

@@ -70,6 +70,7 @@ class Engine:
         self.offload_dispatch = 0.0  # per CPU step sent to an executor process (asyncio+processes:N)
         self.offload_return = 0.0  # per CPU step, from the process ending it to the coroutine's wake-up
         self.pool_start = 0.0  # starting the process pool (workers x process_start_s), at its first submit
+        self.pool_startup: float | None = None  # how long it takes (None: no process pool), for the output
         self.pool_up: simpy.Event | None = None  # fires when it has started (processes:N)
         self.executor: tuple[Slots, deque[SimThread], int] | None = None
         self.loop: Loop | None = None
@@ -116,7 +117,7 @@ class Engine:
                 runners = (0 if self.gil is not None else off.workers) + 1
                 if strategy.dispatching:
                     self.offload_dispatch = m.process_dispatch_s
-                    self.pool_start = off.workers * m.process_start_s
+                    self.pool_start = self.pool_startup = off.workers * m.process_start_s
                     self.offload_return = m.process_return_s
                     # the parent's side of each round trip (pickling, the pool's threads) computes too
                     runners = off.workers + (1 if m.loop_step_s > 0 or m.process_dispatch_s > 0 else 0)
@@ -132,7 +133,7 @@ class Engine:
             shared = not m.gil and (fans_out or self.limit > m.cores)
         elif strategy.dispatching:
             self.dispatch = m.process_dispatch_s
-            self.pool_start = self.limit * m.process_start_s
+            self.pool_start = self.pool_startup = self.limit * m.process_start_s
             shared = self.limit > m.cores or (fans_out and not m.gil)
             self.exec_res = tb.resource_id("cores") if shared else -1
         else:
@@ -607,7 +608,8 @@ class Engine:
         events = next(env._eid)  # SimPy numbers every scheduled event  # noqa: SLF001
         return RunOutput(self.trace.build(), self.arrival, self.done, sc.task_type, self.failed, events,
                          self._capacities(), errors=self.errors,
-                         calls=self.calls.build() if self.calls is not None else None)
+                         calls=self.calls.build() if self.calls is not None else None,
+                         pool_startup_s=self.pool_startup)
 
     def waits(self) -> tuple[dict[str, tuple[str, float]], dict[str, list[str]]]:
         """Who waits for what (resource, since) and who holds each resource, for deadlock reports; an

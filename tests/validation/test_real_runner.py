@@ -57,6 +57,18 @@ def test_a_task_that_raises_is_counted_failed_with_its_error(strategy):
     assert not np.isnan(out.done).any()
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_process_pool_starts_inside_the_run_and_says_how_long_it_took(strategy):
+    w = a.Workload(name="p", arrivals=a.Batch(count=4), task=(a.cpu(0.001),))
+    out = run_real(a.build_scenario(w, strategy=strategy), cpu_rate=1e7)
+    if a.parse_strategy(strategy).dispatching:
+        # from the first submit (which forks the workers) to the last worker ready: a few ms per worker here
+        assert out.pool_startup_s is not None
+        assert 0 < out.pool_startup_s < min(1.0, float(np.nanmax(out.done)))
+    else:
+        assert out.pool_startup_s is None
+
+
 def test_an_interrupted_run_returns_what_it_measured():
     w = a.Workload(name="i", arrivals=a.Batch(count=10), task=(a.io(0.002),))
     sc = a.build_scenario(w, strategy="sequential")
