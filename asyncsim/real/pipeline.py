@@ -62,7 +62,9 @@ class _Stage:
                                           else PolicyQueue(spec.queue or 0, spec.policy, ticket))
         self.to_come = to_come
         self.closed = to_come == 0
-        self.collecting: set[asyncio.Timeout] = set()  # the timeouts of workers waiting to fill a batch
+        # the timeouts of workers waiting to fill a batch, in the order they began to wait (a dict: a set's
+        # order would make the end-of-input flush run them in an arbitrary order)
+        self.collecting: dict[asyncio.Timeout, None] = {}
         self.res = res
 
     def one_less(self) -> None:
@@ -72,6 +74,7 @@ class _Stage:
             self.closed = True
             now = asyncio.get_running_loop().time()
             for timeout in self.collecting:  # no more items can come: stop waiting, run the partial batches
+                # (a deadline not after now: Timeout.reschedule call_soons its expiry)
                 timeout.reschedule(now)
 
 
@@ -195,11 +198,11 @@ class _Pipeline:
                 return
             try:
                 async with asyncio.timeout_at(deadline) as timeout:
-                    stage.collecting.add(timeout)
+                    stage.collecting[timeout] = None
                     try:
                         batch.append(await queue.get())
                     finally:
-                        stage.collecting.discard(timeout)
+                        stage.collecting.pop(timeout, None)
             except TimeoutError:  # max_wait passed, or the stage closed (one_less expires the timeout)
                 return
 

@@ -33,7 +33,7 @@ from ..rules.queues import Ticket, WaitQueue
 from ..rules.task import pool_timeout, steps
 from ..scenario import Node
 from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
-from .cpu import SOON, TIMER, Strand, compute
+from .cpu import JOIN, SOON, TIMER, Strand, compute
 from .engine import Engine
 from .resources import Slots
 
@@ -274,8 +274,8 @@ class PipelineEngine(Engine):
                 return
             get = env.event()
             queue.getters.append(get)
-            stop = stage.closed if deadline is None else (
-                stage.closed | env.timeout(self._timer(deadline - env.now)))  # a loop timer, as sleeps are
+            timer = None if deadline is None else env.timeout(self._timer(deadline - env.now))  # a loop timer
+            stop = stage.closed if timer is None else stage.closed | timer
             if s.holding:
                 self._leave(s)
             yield get | stop
@@ -283,15 +283,18 @@ class PipelineEngine(Engine):
                 s.woke = SOON
                 yield from self._resume(s)
                 continue
-            if not (yield from self._timed_out(queue, get, s)):
+            # the stage closed (Timeout.reschedule(now) call_soons the expiry: 2 hops), or the timer fell due
+            closed = stage.closed.triggered and (timer is None or not timer.processed)
+            if not (yield from self._timed_out(queue, get, s, JOIN if closed else TIMER)):
                 return
 
-    def _timed_out(self, queue: _Queue, get: simpy.Event, s: Strand) -> Generator[Any, Any, bool]:
-        """`asyncio.timeout_at` fell due (or the stage closed, which reschedules it to now) while the worker
-        waits in `queue.get()`: the timeout's handle cancels the wait when the loop runs it, at its next
-        iteration. A put before then still sets the getter's future, whose wake-up runs first: the worker
-        carries on collecting (True). Otherwise it stops (False); a put between the handle and the worker's
-        step leaves the item queued and Queue.get passes the wake-up on to the next getter."""
+    def _timed_out(self, queue: _Queue, get: simpy.Event, s: Strand, wake: int) -> Generator[Any, Any, bool]:
+        """`asyncio.timeout_at` fell due (TIMER), or the stage closed, which reschedules it to now (a
+        call_soon'ed expiry), while the worker waits in `queue.get()`: the expiry's handle cancels the wait when
+        the loop runs it. A put while a timer's handle waits for the next iteration still sets the getter's
+        future, whose wake-up runs first: the worker carries on collecting (True). Otherwise it stops (False);
+        a put between the handle and the worker's step leaves the item queued and Queue.get passes the wake-up
+        on to the next getter."""
         assert self.loop is not None
         loop, cancelled = self.loop, False
 
@@ -300,16 +303,16 @@ class PipelineEngine(Engine):
             cancelled = True
             if not get.triggered:
                 queue.getters.remove(get)
-            elif len(queue.items):
-                _wake_next(queue.getters)
 
         def put_first(_event: simpy.Event) -> None:
             if not cancelled:
                 loop.hasten(turn)
 
-        turn = loop.acquire(TIMER, on_due=cancel)
+        turn = loop.acquire(wake, on_due=cancel)
         get.callbacks.append(put_first)
         yield from self._resume(s, turn)
+        if cancelled and get.triggered and len(queue.items):  # woken, then cancelled: Queue.get's except clause
+            _wake_next(queue.getters)
         return not cancelled
 
     def _run_batch(self, k: int, batch: list[int], s: Strand, who: str) -> Generator[Any, Any, None]:
