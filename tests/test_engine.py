@@ -364,6 +364,12 @@ def test_a_process_pools_start_up_is_its_own_figure(strategy, startup):
     assert ("pool_startup_s" in r.to_dict()) == (startup is not None)
 
 
+def test_a_process_pool_starts_even_when_dispatch_costs_nothing():
+    # processes:2, 4 ms per worker and no dispatch cost: the pool is up at 8 ms, each task then computes 10 ms
+    w = a.Workload(arrivals=a.Batch(count=2), task=(a.cpu(0.01),), machine=a.Machine(process_start_s=0.004))
+    assert a.simulate(w, strategy="processes:2").done.tolist() == pytest.approx([0.018, 0.018], **EXACT)
+
+
 def test_the_first_offload_forks_the_pool_while_the_loop_waits():
     # asyncio+processes:2, 5 ms per worker to start. Both tasks wait 1 ms, then send CPU to the pool (10 ms,
     # 2 ms). The first run_in_executor forks the workers, holding the loop 1..11 ms, so the other task's step

@@ -69,7 +69,8 @@ class Engine:
         self.dispatch = 0.0  # per task sent to a worker process (processes:N)
         self.offload_dispatch = 0.0  # per CPU step sent to an executor process (asyncio+processes:N)
         self.offload_return = 0.0  # per CPU step, from the process ending it to the coroutine's wake-up
-        self.pool_start = 0.0  # starting the process pool (workers x process_start_s), at its first submit
+        self.pool_start = 0.0  # starting the workers' pool (processes:N; workers x process_start_s), first submit
+        self.offload_start = 0.0  # the same for the executor's pool (asyncio+processes:N), held by the loop
         self.pool_startup: float | None = None  # how long it takes (None: no process pool), for the output
         self.pool_up: simpy.Event | None = None  # fires when it has started (processes:N)
         self.executor: tuple[Slots, deque[SimThread], int] | None = None
@@ -117,7 +118,7 @@ class Engine:
                 runners = (0 if self.gil is not None else off.workers) + 1
                 if strategy.dispatching:
                     self.offload_dispatch = m.process_dispatch_s
-                    self.pool_start = self.pool_startup = off.workers * m.process_start_s
+                    self.offload_start = self.pool_startup = off.workers * m.process_start_s
                     self.offload_return = m.process_return_s
                     # the parent's side of each round trip (pickling, the pool's threads) computes too
                     runners = off.workers + (1 if m.loop_step_s > 0 or m.process_dispatch_s > 0 else 0)
@@ -261,7 +262,8 @@ class Engine:
         env = self.env
         arrived = self.arrival[i]
         # a task the main coroutine created late waited for the loop, not for admission (recorded in _arrive)
-        if (env.now > arrived and not (self.main_on_loop and self.admission is None)) or self.dispatch:
+        admitted_late = env.now > arrived and not (self.main_on_loop and self.admission is None)
+        if admitted_late or self.dispatch or self.pool_start:
             admitted = env.now
             if self.pool_start:  # the first submit starts the pool; every task waits for it
                 if self.pool_up is None:
@@ -270,7 +272,8 @@ class Engine:
                     yield self.pool_up
             if self.dispatch:
                 yield env.timeout(self.dispatch)
-            self.trace.add(i, -1, K_ADMIT, self.admit_res, arrived, admitted, env.now)
+            if env.now > arrived:
+                self.trace.add(i, -1, K_ADMIT, self.admit_res, arrived, admitted, env.now)
         s = self._new_strand()
         s.woke = woke
         yield from self._run(i, s)
@@ -402,10 +405,10 @@ class Engine:
                         s.overhead = self.strand_overhead
                         yield from compute(env, self.cores, s.thread, overhead)
                 if self.executor is not None:
-                    if self.pool_start:  # the first run_in_executor forks the pool's workers: the loop waits
-                        yield from compute(env, self.cores, s.thread, self.pool_start)
-                        overhead += self.pool_start
-                        self.pool_start = 0.0
+                    if self.offload_start:  # the first run_in_executor forks the pool's workers: the loop waits
+                        yield from compute(env, self.cores, s.thread, self.offload_start)
+                        overhead += self.offload_start
+                        self.offload_start = 0.0
                     if overhead or env.now > ready:
                         tb.add(i, subject.id, K_RESUME, s.res, ready, env.now - overhead, env.now, overhead)
                     self._leave(s)
