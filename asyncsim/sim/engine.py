@@ -358,7 +358,8 @@ class Engine:
         if event is not None:
             yield event
         s.holding = True
-        yield from self._entered(s, i, step, ready)
+        if s.overhead or env.now > ready:  # else nothing to pay or record: no sub-generator on this common path
+            yield from self._entered(s, i, step, ready)
 
     def _entered(self, s: Strand, i: int, step: int, ready: float) -> Generator[Any, Any, None]:
         """The strand got to run (it was ready since `ready`): pay its resumption overhead, record the wait."""
