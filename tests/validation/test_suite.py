@@ -87,6 +87,9 @@ KNOWN_LIMITS = {
     # 0.5 ms jobs: the GIL's hand-off between the loop and executor threads dominates (rule 2 of issue 12)
     ("offload-0.5ms", "asyncio:8+threads:1"): ("+8% to +11% (model too slow: GIL hand-off per tiny job)", 0.15),
     ("offload-0.5ms", "asyncio:8+threads:8"): ("-4% to -7% (model too fast: GIL hand-off per tiny job)", 0.10),
+    # the loop thread waits for the GIL behind two CPU-bound executor threads: mean 10 ms per wake-up, up to 90 ms
+    # (it loses forced switches to the other worker); the model gives it the GIL after one interval (rule 2)
+    ("cpu-bound", "asyncio:8+threads:2"): ("-3% to -16% (model too fast: the loop starved of the GIL)", 0.20),
     ("cpu-bound", "processes:4"): ("-5% to -10% (model too fast: 4 workers on 2 cores and the parent)", 0.15),
 }
 
