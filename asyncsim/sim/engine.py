@@ -13,7 +13,7 @@ import gc
 import math
 from collections import deque
 from collections.abc import Generator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import simpy
@@ -74,6 +74,9 @@ class Engine:
         self.pool_startup: float | None = None  # how long it takes (None: no process pool), for the output
         self.pool_up: simpy.Event | None = None  # fires when it has started (processes:N)
         self.executor: tuple[Slots, deque[SimThread], int] | None = None
+        self.executor_workers = 0  # the executor's max_workers
+        self.unstarted = 0  # a thread executor's workers not started yet (ThreadPoolExecutor starts them lazily)
+        self.idle_workers = 0  # its _idle_semaphore: one more after every job, one less per submit that finds it
         self.loop: Loop | None = None
         self.gil: Gil | None = None
         self._setup(scenario.strategy, machine, any(p.has_parallel for p in scenario.programs))
@@ -113,8 +116,13 @@ class Engine:
             self.strand_overhead = m.loop_step_s
             runners = 1
             if off is not None:
-                workers = deque(SimThread(self.gil) for _ in range(off.workers))
-                self.executor = (Slots(env, off.workers), workers, tb.resource_id("executor"))
+                self.executor_workers = off.workers
+                if strategy.dispatching:
+                    workers = deque(SimThread(self.gil) for _ in range(off.workers))
+                    self.executor = (Slots(env, off.workers), workers, tb.resource_id("executor"))
+                else:  # a ThreadPoolExecutor starts a thread per submit while none is idle (_adjust_thread_count)
+                    self.executor = (Slots(env, 0), deque(), tb.resource_id("executor"))
+                    self.unstarted = off.workers
                 runners = (0 if self.gil is not None else off.workers) + 1
                 if strategy.dispatching:
                     self.offload_dispatch = m.process_dispatch_s
@@ -412,8 +420,21 @@ class Engine:
                         self.offload_start = 0.0
                     if overhead or env.now > ready:
                         tb.add(i, subject.id, K_RESUME, s.res, ready, env.now - overhead, env.now, overhead)
+                    job = self.executor[0].request()
+                    if self.idle_workers:
+                        self.idle_workers -= 1
+                    elif self.unstarted:  # the submit starts a worker thread; the job goes on meanwhile
+                        offload = env.process(self._offload(i, subject.id, value, env.now, job))
+                        yield from self._start_worker(s)
+                        ended = cast(float, offload.value) if offload.triggered else env.now
+                        if ended < env.now:  # the job ended before the loop thread got the GIL back: it waited
+                            tb.add(i, subject.id, K_RESUME, s.res, ended, env.now, env.now)
+                        self._leave(s)
+                        yield offload
+                        s.woke = JOIN
+                        continue
                     self._leave(s)
-                    yield from self._offload(i, subject.id, value)
+                    yield from self._offload(i, subject.id, value, env.now, job)
                     s.woke = JOIN
                     continue
                 got = env.now - overhead
@@ -541,8 +562,39 @@ class Engine:
             wait = math.ceil(wait / g - 1e-9) * g
         return wait + self.overshoot
 
-    def _offload(self, i: int, step: int, work: float) -> Generator[Any, Any, None]:
-        """Run a CPU step on the executor (a worker thread or process); the coroutine waits meanwhile.
+    def _start_worker(self, s: Strand) -> Generator[Any, Any, None]:
+        """A submit to a ThreadPoolExecutor starts a worker thread when none is idle and it has fewer than
+        max_workers (Lib/concurrent/futures/thread.py, 3.11: `_adjust_thread_count`).
+
+        `_idle_semaphore` counts one more after every job a worker ends, whether or not it then finds another,
+        so a submit after a job ended may start no thread while all are busy. `Thread.start()` blocks the
+        submitting (loop) thread on `_started.wait()` until the new thread runs, which then keeps the GIL for
+        its job: the loop thread waits for it again, a switch interval when the job is CPU.
+        """
+        assert self.executor is not None
+        slots, workers, _ = self.executor
+        self.unstarted -= 1
+        slots.capacity += 1
+        thread = SimThread(self.gil)
+        gil = self.gil
+        if gil is not None:  # the loop thread blocks in Thread.start(); the new thread, running, takes the GIL
+            gil.barge(s.thread, thread)
+        if slots.waiting():  # it takes the first queued job (the work queue is FIFO), keeping the GIL
+            slots.in_use += 1
+            slots.release(thread)
+        else:  # a worker that ended its job took it meanwhile
+            workers.append(thread)
+            if gil is not None:
+                gil.release(thread)
+        if gil is not None:
+            event = gil.acquire(s.thread)
+            if event is not None:
+                yield event
+
+    def _offload(self, i: int, step: int, work: float, submitted: float,
+                 event: simpy.Event | None) -> Generator[Any, Any, float]:
+        """Run a CPU step on the executor (a worker thread or process) once its request (`event`, None when a
+        worker was free) is served; the coroutine waits meanwhile. Returns when it ended.
 
         A worker thread that finishes a job while another waits takes it at once, still holding the GIL (a
         ThreadPoolExecutor worker's `work_queue.get()` returns without blocking, so it never drops the GIL in
@@ -551,8 +603,6 @@ class Engine:
         env = self.env
         assert self.executor is not None
         slots, workers, res = self.executor
-        submitted = env.now
-        event = slots.request()
         if event is not None:
             thread = yield event  # handed over by the worker that finished before (see below)
         else:
@@ -567,6 +617,7 @@ class Engine:
                 yield event
         yield from compute(env, self.cores, thread, work)
         if gil is not None and slots.waiting():
+            gil.blip()  # the result's call_soon_threadsafe writes to the loop's self-pipe, releasing the GIL
             slots.release(thread)  # the next job runs on this thread, which keeps the GIL
         else:
             if gil is not None:
@@ -576,9 +627,11 @@ class Engine:
             else:
                 workers.append(thread)
                 slots.release()
+        self.idle_workers += 1
         self.trace.add(i, step, K_CPU, res, submitted, started, env.now, work)
         if self.offload_return:  # the worker is free; the result travels back (the management thread, the loop)
             yield from compute(env, self.cores, SimThread(None), self.offload_return)
+        return env.now
 
     # ---------------------------------------------------------------------------------------- run
 
@@ -654,7 +707,7 @@ class Engine:
         caps.update({f"service:{k}": s.concurrency or (s.batching.instances if s.batching else None)
                      for k, s in self.sc.workload.services.items()})
         if self.executor is not None:
-            caps["executor"] = self.executor[0].capacity
+            caps["executor"] = self.executor_workers
         return caps
 
 
