@@ -137,8 +137,9 @@ def test_gil_serialises_and_no_gil_uses_the_cores():
 
 
 def test_switch_interval_slices_two_cpu_bursts():
-    # thread 0 runs 0..5, then thread 1 (waiting since 0) forces a hand-over; they alternate in 5 ms
-    # slices. Thread 0 needs 10 slices, the even ones 0, 2, ..., 18: it ends at 95; thread 1 ends at 100.
+    # the main thread starts worker 0, which runs 0..5 holding the GIL; the main thread, waiting since 0, forces
+    # a hand-over and starts worker 1 at 5, which takes the GIL; they alternate in 5 ms slices. Thread 0 needs
+    # 10 slices, the even ones 0, 2, ..., 18: it ends at 95; thread 1 ends at 100.
     w = a.Workload(arrivals=a.Batch(count=2), task=(a.cpu(0.05),))
     r = a.simulate(w, strategy="threads:2")
     assert r.t_total == pytest.approx(0.1, **EXACT)
@@ -146,7 +147,10 @@ def test_switch_interval_slices_two_cpu_bursts():
     cpu = tr[tr.kind == "cpu"].set_index("task")
     assert list(cpu.resource) == ["gil", "gil"]
     assert cpu.loc[0, ["enqueue", "start", "end", "cpu_s"]].tolist() == pytest.approx([0, 0, 0.095, 0.05], **EXACT)
-    assert cpu.loc[1, ["enqueue", "start", "end", "cpu_s"]].tolist() == pytest.approx([0, 0.005, 0.1, 0.05], **EXACT)
+    assert cpu.loc[1, ["enqueue", "start", "end", "cpu_s"]].tolist() == pytest.approx([0.005, 0.005, 0.1, 0.05],
+                                                                                      **EXACT)
+    admit = tr[tr.kind == "admit"].set_index("task")  # task 1 was submitted once the main thread had the GIL
+    assert admit.loc[1, ["enqueue", "start"]].tolist() == pytest.approx([0, 0.005], **EXACT)
     frame = r.to_frame().set_index("task")
     # each computed 50 and queued for the GIL the rest of its latency
     assert frame.computing.tolist() == pytest.approx([0.05, 0.05], **EXACT)

@@ -159,3 +159,24 @@ def test_an_executor_starts_its_threads_on_demand_and_the_loop_waits_for_each():
     # forced switches between the two workers, submits task 2's job only at 15 ms (to the queue: no third thread)
     assert jobs.enqueue.tolist() == pytest.approx([0.0, 0.005, 0.015])
     assert jobs.start.tolist()[:2] == pytest.approx([0.0, 0.005])
+
+
+def test_a_pool_worker_keeps_the_gil_for_its_next_task():
+    """threads:2, three tasks of 1 ms I/O then 10 ms CPU. Both workers wake at 1 ms and slice the GIL; worker 0
+    ends task 0 at 16 ms and takes task 2 from the queue still holding the GIL (ThreadPoolExecutor's
+    `work_queue.get()` returns at once), so task 2's I/O starts at 16 while worker 1 finishes task 1 (16-21);
+    worker 0 then waits for it, and computes 21-31. Were the GIL handed to worker 1 first, task 2 would start at
+    21 and end at 32."""
+    w = a.Workload(arrivals=a.Batch(count=3), task=(a.io(0.001), a.cpu(0.010)))
+    assert a.simulate(w, strategy="threads:2", seed=0).done.tolist() == pytest.approx([0.016, 0.021, 0.031])
+
+
+def test_starting_a_branch_thread_blocks_its_parent():
+    """`threading.Thread.start()` returns once the child runs: the first child takes the GIL for its CPU, and the
+    parent starts the second child only when a forced switch gives the GIL back (5 ms)."""
+    w = a.Workload(arrivals=a.Batch(count=1), task=(a.parallel([a.cpu(0.01)], [a.cpu(0.01)]),))
+    r = a.simulate(w, strategy="threads:1", seed=0)
+    cpu = r.trace.to_frame().set_index("step")
+    assert cpu.loc[1, ["enqueue", "start", "end"]].tolist() == pytest.approx([0.0, 0.0, 0.015])
+    assert cpu.loc[2, ["enqueue", "start", "end"]].tolist() == pytest.approx([0.005, 0.005, 0.020])
+    assert r.t_total == pytest.approx(0.020)

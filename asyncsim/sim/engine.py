@@ -75,7 +75,8 @@ class Engine:
         self.pool_up: simpy.Event | None = None  # fires when it has started (processes:N)
         self.executor: tuple[Slots, deque[SimThread], int] | None = None
         self.executor_workers = 0  # the executor's max_workers
-        self.unstarted = 0  # a thread executor's workers not started yet (ThreadPoolExecutor starts them lazily)
+        self.unstarted = 0  # a thread pool's workers not started yet (ThreadPoolExecutor starts them lazily):
+        #                     the executor's (asyncio+threads:N), or the workers' (threads:N, open arrivals)
         self.idle_workers = 0  # its _idle_semaphore: one more after every job, one less per submit that finds it
         self.loop: Loop | None = None
         self.gil: Gil | None = None
@@ -138,6 +139,8 @@ class Engine:
         if strategy.threaded:
             self.exec_res = tb.resource_id("gil") if m.gil else -1
             self.gil = Gil(env, m.switch_interval_s) if m.gil else None
+            if self.gil is not None and self.sc.arrivals is not None and self.sc.workload.policy.kind == "fifo":
+                self.unstarted = self.limit  # the main thread starts the pool's threads as it submits tasks
             self.strand_overhead = m.thread_switch_s if m.gil else 0.0
             shared = not m.gil and (fans_out or self.limit > m.cores)
         elif strategy.dispatching:
@@ -150,11 +153,14 @@ class Engine:
             shared = False
         self.cores = Cores(env, m.cores, shared=shared)
 
-    def _new_strand(self) -> Strand:
+    def _new_strand(self, thread: SimThread | None = None) -> Strand:
+        """Where a new task runs: a coroutine on the loop, or a worker thread (`thread`, holding the GIL, when
+        the worker that ended a task goes straight on to this one)."""
         if self.loop is not None:
             s: Strand = CoroStrand(self.loop)
         else:
-            s = ThreadStrand(SimThread(self.gil))
+            s = ThreadStrand(SimThread(self.gil) if thread is None else thread)
+            s.holding = thread is not None
         s.res = self.exec_res
         # a new coroutine's first resumption also pays for creating its task (reset after first use)
         s.overhead = self.strand_overhead + self.task_create
@@ -184,7 +190,7 @@ class Engine:
         its absolute deadline."""
         return self.tickets(i, float(self.arrival[i]))
 
-    def _arrive(self, i: int, woke: int = SOON, at: float | None = None) -> None:
+    def _arrive(self, i: int, woke: int = SOON, at: float | None = None, thread: SimThread | None = None) -> None:
         now = self.env.now
         self.arrival[i] = now if at is None else at
         self.arrived = i + 1
@@ -199,31 +205,43 @@ class Engine:
             if self.free is not None:
                 self.free -= 1
             self.queue_head = i + 1
-            TaskDriver(self.env, self._task(i, woke))
+            TaskDriver(self.env, self._task(i, woke, thread))
         elif self.admission is not None:
             self.admission.push(i, self.ticket(i))
 
-    def _finish(self, i: int) -> None:
+    def _finish(self, i: int, worker: SimThread | None = None) -> bool:
+        """Task i ended: the next admitted task starts (on `worker`, a thread holding the GIL, if given: a
+        ThreadPoolExecutor worker's `work_queue.get()` returns a queued task without blocking, so it keeps the
+        GIL). True when `worker` went on to another task."""
         self.done[i] = self.env.now
+        if worker is not None:
+            self.idle_workers += 1  # the worker's _idle_semaphore.release() after each task
         # on a loop, the admitted task's first step is call_soon'ed behind wake-ups its finisher caused before
         urgent = self.loop is None
+        handed = False
         if self.gate is not None:
             self.gate.release()
         elif self.admission is not None and len(self.admission):
-            TaskDriver(self.env, self._task(self.admission.pop()), urgent=urgent)
+            TaskDriver(self.env, self._task(self.admission.pop(), thread=worker), urgent=urgent)
+            handed = worker is not None
         elif self.admission is None and self.queue_head < self.arrived:
-            TaskDriver(self.env, self._task(self.queue_head), urgent=urgent)
+            TaskDriver(self.env, self._task(self.queue_head, thread=worker), urgent=urgent)
             self.queue_head += 1
+            handed = worker is not None
         elif self.free is not None:
             self.free += 1
         if self.closed_users:
             user = self.closed_users[i]
             if user is not None:
                 user.succeed()
+        return handed
 
     def _open_source(self) -> Generator[Any, Any, None]:
         env, arrive = self.env, self._arrive
         assert self.sc.arrivals is not None  # an open workload
+        if self.unstarted and self.loop is None:
+            yield from self._submit_to_thread_pool()
+            return
         if not self.main_on_loop:
             for i, t in enumerate(self.sc.arrivals.tolist()):
                 if t > env.now:
@@ -249,6 +267,42 @@ class Engine:
         if main.holding:
             self._leave(main)
 
+    def _submit_to_thread_pool(self) -> Generator[Any, Any, None]:
+        """threads:N: the main thread submits each task at its arrival to a ThreadPoolExecutor, which starts a
+        worker per submit while none is idle (`_adjust_thread_count`, see `_start_worker`). Each start blocks
+        the main thread until the new worker runs its task, holding the GIL: the main thread waits for the GIL
+        before it submits the next task (a switch interval when that task begins with CPU). Submits that start
+        no thread cost the main thread nothing here (it does not wait for the GIL for them)."""
+        env, gil, main = self.env, self.gil, SimThread(self.gil)
+        assert gil is not None
+        assert self.sc.arrivals is not None
+        holding = False
+        for i, t in enumerate(self.sc.arrivals.tolist()):
+            if t > env.now:
+                if holding:
+                    gil.release(main)
+                    holding = False
+                yield env.timeout(t - env.now)
+            if self.idle_workers:
+                self.idle_workers -= 1
+            elif self.unstarted:
+                if not holding:
+                    event = gil.acquire(main)
+                    if event is not None:
+                        yield event
+                    holding = True
+                self.unstarted -= 1
+                worker = SimThread(gil)
+                gil.barge(main, worker)
+                self._arrive(i, at=t, thread=worker)
+                event = gil.acquire(main)
+                if event is not None:
+                    yield event
+                continue
+            self._arrive(i, at=t)  # due at t, submitted now (later, if the main thread waited for the GIL)
+        if holding:
+            gil.release(main)
+
     def _closed_user(self, counter: list[int]) -> Generator[Any, Any, None]:
         think = self.sc.think
         assert think is not None
@@ -266,7 +320,7 @@ class Engine:
 
     # ----------------------------------------------------------------------------------- execution
 
-    def _task(self, i: int, woke: int = SOON) -> Generator[Any, Any, None]:
+    def _task(self, i: int, woke: int = SOON, thread: SimThread | None = None) -> Generator[Any, Any, None]:
         env = self.env
         arrived = self.arrival[i]
         # a task the main coroutine created late waited for the loop, not for admission (recorded in _arrive)
@@ -282,7 +336,7 @@ class Engine:
                 yield env.timeout(self.dispatch)
             if env.now > arrived:
                 self.trace.add(i, -1, K_ADMIT, self.admit_res, arrived, admitted, env.now)
-        s = self._new_strand()
+        s = self._new_strand(thread)
         s.woke = woke
         yield from self._run(i, s)
 
@@ -298,9 +352,13 @@ class Engine:
             self.errors[i] = str(exc)
         if not s.holding:
             yield from self._enter(s, i, -1)
-        self._finish(i)  # on the loop, the task's code wakes the next admitted one (limit.release()), then ends
+        # on the loop, the task's code wakes the next admitted one (limit.release()), then ends; a worker thread
+        # holding the process's shared GIL takes the next queued task with it
+        worker = s.thread if self.loop is None and self.gil is not None and s.thread.gil is self.gil else None
+        handed = self._finish(i, worker)
         s.holding = False
-        s.release()
+        if not handed:
+            s.release()
 
     # `await limit.acquire()` as a task's first step on the loop (an asyncio.Semaphore: see Slots). A task that
     # must wait for a slot is an event in the loop's ready queue and then in the gate's, not a live generator,
@@ -536,6 +594,25 @@ class Engine:
         strands = [c for c in children if c is not None]
         if not strands:
             return INLINE
+        gil = s.thread.gil
+        if isinstance(s, ThreadStrand) and gil is not None:
+            # threading.Thread.start() blocks the parent on `_started.wait()` until the child runs: the child,
+            # running, takes the GIL; the parent then waits for it behind the other waiters (measured: a task's
+            # second branch starts 2-19 ms after its first while other threads compute)
+            children_done = []
+            for b, c in zip(branches, strands, strict=True):
+                gil.barge(s.thread, c.thread)
+                c.holding = True
+                children_done.append(env.process(self._branch(i, b, c)))
+                event = gil.acquire(s.thread)
+                if event is not None:
+                    asked = env.now
+                    yield event
+                    self.trace.add(i, node.id, K_RESUME, s.res, asked, env.now, env.now)
+            self._leave(s)  # t.join()
+            joined = yield env.all_of(children_done)
+            s.woke = JOIN
+            return list(joined.values())
         self._leave(s)
         joined = yield env.all_of([env.process(self._branch(i, b, c)) for b, c in zip(branches, strands, strict=True)])
         s.woke = JOIN

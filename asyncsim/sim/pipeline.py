@@ -33,7 +33,7 @@ from ..rules.queues import Ticket, WaitQueue
 from ..rules.task import pool_timeout, steps
 from ..scenario import Node
 from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
-from .cpu import JOIN, SOON, TIMER, Strand, compute
+from .cpu import JOIN, SOON, TIMER, SimThread, Strand, compute
 from .engine import Engine
 from .resources import Slots
 
@@ -145,8 +145,8 @@ class PipelineEngine(Engine):
     def _item_ticket(self, i: int) -> Ticket:
         return item_ticket(float(self.arrival[i]))
 
-    def _task(self, i: int, woke: int = SOON) -> Generator[Any, Any, None]:
-        """An item is admitted: hand it to the feeder."""
+    def _task(self, i: int, woke: int = SOON, thread: SimThread | None = None) -> Generator[Any, Any, None]:
+        """An item is admitted: hand it to the feeder (pipelines run on the loop: no worker `thread`)."""
         env = self.env
         if env.now > self.arrival[i]:  # it waited for admission (asyncio:K caps the items in the pipeline)
             self.trace.add(i, -1, K_ADMIT, self.admit_res, self.arrival[i], env.now, env.now)
@@ -193,13 +193,13 @@ class PipelineEngine(Engine):
             stage.one_less()
         self._leave(s)
 
-    def _finish(self, i: int) -> None:
+    def _finish(self, i: int, worker: SimThread | None = None) -> bool:
         if not self.feeds_on_loop:
-            super()._finish(i)
-            return
+            return super()._finish(i, worker)
         self.done[i] = self.env.now
         if self.limit_slots is not None:
             self.limit_slots.release()
+        return False
 
     def _feeder(self) -> Generator[Any, Any, None]:
         """Put admitted items into the first queue in order, waiting while it is full.
