@@ -87,6 +87,9 @@ KNOWN_LIMITS = {
     ("mixed", "asyncio:10+processes:2"): ("-8% to -12% (model too fast: the pool's threads under load)", 0.30),
     ("cpu-bound", "asyncio:8+processes:2"): ("-3% to -5% (model too fast: the pool's threads under load)", 0.15),
     # 0.5 ms jobs on 8 threads: the loop thread waits ~4 ms per completion behind the other workers' jobs
+    # one worker, 0.5 ms jobs: -2%..-4% in one session, +7%..+18% in the next (a full suite run); the loop and the
+    # worker hand the GIL over per tiny job, and the real hand-over's speed swings with the machine's state
+    ("offload-0.5ms", "asyncio:8+threads:1"): ("-4% to +18% (model too slow in some sessions: GIL per tiny job)", 0.20),
     ("offload-0.5ms", "asyncio:8+threads:8"): ("-6% to -15% (model too fast: the loop behind 8 workers)", 0.20),
     ("cpu-bound", "processes:4"): ("-8% to -16% (model too fast: 4 workers on 2 cores and the parent)", 0.20),
     # the loop thread starved of the GIL by two CPU-bound executor threads: -3%..-16% with a FIFO GIL (the CI
