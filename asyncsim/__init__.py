@@ -17,6 +17,7 @@ from .real import run_real
 from .real.calibrate import calibrate
 from .results import Result
 from .scenario import Scenario, build_scenario
+from .services import RateLimit, Retry, Server
 from .spec import (
     Batch,
     Call,
@@ -49,10 +50,9 @@ from .validate import Validation, validate
 __all__ = [
     "AsyncSimError", "Asyncio", "Batch", "Call", "ClassStats", "Closed", "Concurrency", "Constant", "Cost", "Cpu",
     "Empirical", "Exponential", "Gamma", "Io", "Latency", "Lognormal", "Machine", "MachineProfile", "ModelError",
-    "Normal", "Parallel", "Periodic", "Poisson", "Pool", "Processes", "ResourceId", "ResourceStats", "Result",
-    "Scenario", "Sequential", "Service", "ServiceStats", "SimulationError", "StageStats", "Steady", "Summary",
-    "TaskType", "Threads", "TimeSplit", "Trace", "TraceArrivals", "Uniform", "Use", "Validation", "Workload",
-    "__version__",
-    "build_scenario", "calibrate", "call", "compare", "cpu", "fit", "io", "load", "parallel", "parse_strategy",
-    "replicate", "replication_seeds", "run_real", "simulate", "use", "validate",
+    "Normal", "Parallel", "Periodic", "Poisson", "Pool", "Processes", "RateLimit", "ResourceId", "ResourceStats",
+    "Result", "Retry", "Scenario", "Sequential", "Server", "Service", "ServiceStats", "SimulationError", "StageStats",
+    "Steady", "Summary", "TaskType", "Threads", "TimeSplit", "Trace", "TraceArrivals", "Uniform", "Use", "Validation",
+    "Workload", "__version__", "build_scenario", "calibrate", "call", "compare", "cpu", "fit", "io", "load",
+    "parallel", "parse_strategy", "replicate", "replication_seeds", "run_real", "simulate", "use", "validate",
 ]

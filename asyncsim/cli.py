@@ -36,6 +36,7 @@ from .errors import AsyncSimError, ModelError
 from .profile import MachineProfile
 from .results import Result
 from .scenario import build_scenario
+from .services import CLIENT_PROFILES
 from .spec import Workload, load
 from .strategies import parse_strategy
 
@@ -224,6 +225,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _clients(workload: Workload) -> dict[str, Any]:
+    """Each service's client rules as the run used them (a named profile expanded, with its source) and its
+    server's behaviour, for `run --json`."""
+    out = {}
+    for name, svc in workload.services.items():
+        profile = CLIENT_PROFILES.get(svc.client) if svc.client else None
+        out[name] = {"client": svc.client or "custom", "source": profile.source if profile else None,
+                     "retry": svc.retry.model_dump(mode="json"), "timeout": svc.timeout,
+                     "server": svc.server.model_dump(mode="json")}
+    return out
+
+
 def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
     if args.replications < 1:
         raise ModelError(f"--replications: must be >= 1 (got {args.replications})")
@@ -247,6 +260,8 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
         done = bounds(scenario, completed=first.completed_tasks)
         data["bounds_completed"] = {b.name: b.seconds for b in done}
     if args.json:
+        if workload.services:
+            data["clients"] = _clients(workload)
         print(_json.dumps(_null_reasons(data)))
     else:
         shown = SavedRun.from_dict(data)  # what the JSON holds (with replications, their means), as report reads it

@@ -8,17 +8,18 @@ request, so its tokens count as used (wasted quota).
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ._model import Frozen
 from .dists import Constant, Dist
 from .policies import Policy
 
 __all__ = [
-    "ATTEMPT_FIELDS", "Batching", "CALL_HEAD", "Failures", "OUTCOMES", "Price", "RateLimit", "Retry", "Service",
-    "Tokens", "call_width",
+    "ATTEMPT_FIELDS", "Batching", "CALL_HEAD", "CLIENT_PROFILES", "ClientProfile", "Failures", "OUTCOMES", "Price",
+    "RateLimit", "Retry", "Server", "Service", "Tokens", "call_width",
 ]
 
 OK, RATE_LIMITED, SERVER_ERROR, TIMEOUT, REJECTED = range(5)
@@ -91,26 +92,117 @@ class Failures(Frozen):
 
 
 class Retry(Frozen):
-    """The client's retry policy for failed attempts (defaults: the openai-python client's).
+    """The client's retry policy for failed attempts (defaults: the openai-python 1.x client's).
 
     `exponential`: retry n (from 0) waits min(initial·multiplier^n, max_delay) × (1 − jitter·U);
-    `full_jitter`: U × min(initial·multiplier^n, max_delay) (tenacity's wait_random_exponential);
-    `none`: never retry. A retry-after between 0 and 60 s is honoured instead when `honor_retry_after`.
+    `full_jitter`: a uniform wait between `min_delay` and min(initial·multiplier^n, max_delay) (at least
+    `min_delay`; tenacity's wait_random_exponential); `none`: never retry. When `honor_retry_after`, a server's
+    retry-after inside `retry_after_window` (lo < ra <= hi) is waited instead; outside it the client backs off
+    as above, or with `beyond_window: give_up` stops retrying when it is above the window. `cooldown`: after
+    any 429 the client sends nothing at all for that many seconds (a client-wide pause, as the OpenAI
+    cookbook's parallel processor does).
     """
 
     policy: Literal["none", "exponential", "full_jitter"] = "exponential"
     max_retries: int = Field(2, ge=0, le=100)
     initial: float = Field(0.5, ge=0)
     max_delay: float = Field(8.0, ge=0)
+    min_delay: float = Field(0.0, ge=0)
     multiplier: float = Field(2.0, ge=1)
     jitter: float = Field(0.25, ge=0, le=1)
     honor_retry_after: bool = True
+    retry_after_window: tuple[float, float] = (0.0, 60.0)
+    beyond_window: Literal["backoff", "give_up"] = "backoff"
+    cooldown: float = Field(0.0, ge=0)
     retry_on: tuple[Retryable, ...] = RETRYABLE
+
+    @model_validator(mode="after")
+    def _window(self) -> Retry:
+        lo, hi = self.retry_after_window
+        if not 0 <= lo < hi:
+            raise ValueError(f"retry_after_window must be [lo, hi] with 0 <= lo < hi, got [{lo}, {hi}]")
+        return self
 
     @property
     def attempts(self) -> int:
         """Most attempts a call makes."""
         return 1 if self.policy == "none" else self.max_retries + 1
+
+
+class Server(Frozen):
+    """How the provider's server refuses a request (a service's `server`).
+
+    `retry_after` is the header of a rate-limit 429: `exact` (the seconds until the bucket holds the request),
+    `ceil_seconds` (the same rounded up to whole seconds, at least 1: the `retry-after` header is an integer),
+    `none` (no header: the client backs off on its own schedule), or a number of seconds sent with every 429
+    (`{fixed: 1}` in YAML). `concurrent_limit` refuses a request with a 429 at once while that many of the
+    key's requests are in flight (a cap separate from RPM, as some providers have); such a 429 carries the
+    fixed retry-after if there is one, else none (the server cannot know when a slot frees).
+    """
+
+    retry_after: Literal["exact", "ceil_seconds", "none"] | float = "exact"
+    concurrent_limit: int | None = Field(None, ge=1)
+
+    @field_validator("retry_after", mode="before")
+    @classmethod
+    def _fixed(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) != {"fixed"}:
+                raise ValueError("give exact, ceil_seconds, none, a number of seconds or {fixed: SECONDS}")
+            value = value["fixed"]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (value < 0 or not math.isfinite(value)):
+            raise ValueError(f"a fixed retry-after must be a finite number of seconds >= 0, got {value}")
+        return value
+
+    def rate_limited_header(self, short: float) -> float | None:
+        """The retry-after of a 429 from the rate limit, `short` seconds before the request would fit (inf:
+        never; then only a fixed header is sent)."""
+        mode = self.retry_after
+        if not isinstance(mode, str):
+            return float(mode)
+        if mode == "none" or not math.isfinite(short):
+            return None
+        return short if mode == "exact" else float(max(1, math.ceil(short - 1e-9)))
+
+    def over_cap_header(self) -> float | None:
+        """The retry-after of a 429 from the concurrency cap."""
+        return None if isinstance(self.retry_after, str) else float(self.retry_after)
+
+
+class ClientProfile(Frozen):
+    """A client library's retry rules, as a named preset a service's `client` expands to; `source` says
+    which version and which functions of its source they come from. A client's own timeout is not set by
+    the profile (the source says what it is): give the service a `timeout` to model it."""
+
+    source: str
+    retry: dict[str, Any]
+
+
+_ALL = list(RETRYABLE)
+CLIENT_PROFILES: dict[str, ClientProfile] = {
+    "openai-python": ClientProfile(
+        source="openai-python 1.x, src/openai/_base_client.py: BaseClient._calculate_retry_timeout (a retry-after-ms "
+               "or retry-after header honoured when 0 < ra <= 60, else min(0.5 * 2^n, 8) * (1 - 0.25 * U)), "
+               "_should_retry (408, 409, 429, >= 500, connection errors); _constants.py: DEFAULT_MAX_RETRIES = 2, "
+               "DEFAULT_TIMEOUT = 600 s",
+        retry={"policy": "exponential", "max_retries": 2, "initial": 0.5, "max_delay": 8.0, "multiplier": 2.0,
+               "jitter": 0.25, "honor_retry_after": True, "retry_after_window": (0.0, 60.0),
+               "beyond_window": "backoff", "cooldown": 0.0, "retry_on": _ALL}),
+    "openai-cookbook-processor": ClientProfile(
+        source="openai-cookbook examples/api_request_parallel_processor.py: process_api_requests_from_file "
+               "(seconds_to_pause_after_rate_limit_error = 15: after a 429 nothing is sent until 15 s after it; "
+               "a failed request goes back on queue_of_requests_to_retry and is sent again at once, up to "
+               "max_attempts = 5); give its own limiter as client_limit (a minute's capacity, starting full, "
+               "refilled continuously)",
+        retry={"policy": "exponential", "max_retries": 4, "initial": 0.0, "max_delay": 0.0, "jitter": 0.0,
+               "honor_retry_after": False, "cooldown": 15.0, "retry_on": _ALL}),
+    "tenacity-random-exponential": ClientProfile(
+        source="tenacity 8.x, tenacity/wait.py: wait_random_exponential(min=1, max=60) waits uniform(min, "
+               "clamp(2^(attempt - 1), min, max)); stop_after_attempt(6), as the OpenAI cookbook's "
+               "How_to_handle_rate_limits uses it around the client; it reads no retry-after header",
+        retry={"policy": "full_jitter", "max_retries": 5, "initial": 1.0, "multiplier": 2.0, "max_delay": 60.0,
+               "min_delay": 1.0, "jitter": 0.0, "honor_retry_after": False, "cooldown": 0.0, "retry_on": _ALL}),
+}
 
 
 class Batching(Frozen):
@@ -180,6 +272,25 @@ class Service(Frozen):
     batching: Batching | None = None
     policy: Policy = Field(default_factory=Policy)
     price: Price | None = None
+    client: str | None = None
+    server: Server = Field(default_factory=Server)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _client_profile(cls, data: Any) -> Any:
+        """`client: NAME` sets `retry` from the named profile; what the model gives wins."""
+        if not isinstance(data, dict) or data.get("client") is None:
+            return data
+        name = data["client"]
+        profile = CLIENT_PROFILES.get(name) if isinstance(name, str) else None
+        if profile is None:
+            raise ValueError(f"client: unknown client profile {name!r} (allowed: {', '.join(CLIENT_PROFILES)})")
+        given = data.get("retry")
+        if isinstance(given, Retry):
+            given = given.model_dump(exclude_unset=True)
+        if given is not None and not isinstance(given, dict):
+            return data  # the field's own validation reports it
+        return {**data, "retry": {**profile.retry, **(given or {})}}
 
     @model_validator(mode="after")
     def _consistent(self) -> Service:
@@ -204,6 +315,9 @@ class Service(Frozen):
                              "order the waiters of a client_limit instead")
         if self.client_limit is not None and self.client_limit.policy.preemptive:
             raise ValueError("client_limit.policy: tokens already granted cannot be taken back (not preemptive)")
+        if self.batching is not None and self.server.concurrent_limit is not None:
+            raise ValueError("server.concurrent_limit caps an API's requests in flight; a batching service sheds "
+                             "load with batching.max_queue")
         if self.batching is not None and self.timeout is not None:
             raise ValueError("timeout is not supported on a batching service (use batching.max_queue to shed load)")
         if self.price is not None and (self.price.input_per_1m or self.price.output_per_1m) and self.tokens is None:
@@ -222,12 +336,18 @@ class Service(Frozen):
     def can_fail(self) -> bool:
         """Whether an attempt can fail (and so be retried)."""
         return (self.failures.any or self.rate_limit is not None or self.timeout is not None
+                or self.server.concurrent_limit is not None
                 or (self.batching is not None and self.batching.max_queue is not None))
 
     @property
     def attempts(self) -> int:
         """Most attempts one call makes (1 + retries; 1 when nothing can fail)."""
         return self.retry.attempts if self.can_fail else 1
+
+    @property
+    def waits_to_retry(self) -> bool:
+        """Whether a call can wait before an attempt: a back-off between retries, or the client's pause."""
+        return self.attempts > 1 or self.retry.cooldown > 0
 
 
 # ------------------------------------------------------------------------------- the draws of a call

@@ -248,3 +248,45 @@ def test_a_call_may_size_its_requests_differently_from_the_service_default():
         a.Workload.from_dict({**raw, "tasks": [{"steps": [{"call": {"service": "llm", "tokens": {"max_tokens": 9}}}]}]})
     assert exc.value.problems == ["tasks[0].steps[0].call: tokens.max_tokens belongs to the service (set it under "
                                   "services)"]
+
+
+# ------------------------------------------------------------------- server behaviours, client profiles
+
+
+@pytest.mark.parametrize(("mode", "second_done", "rate_limited"), [
+    ("exact", 0.6, 1),  # retry-after 0.5 s: the bucket's exact refill
+    ("ceil_seconds", 1.1, 1),  # the header in whole seconds: 1 s
+    ("none", 1.0, 2),  # no header: the client's own back-off, 0.3 s (too early: a second 429), then 0.6 s
+    (2.0, 2.1, 1),  # a fixed retry-after of 2 s
+])
+def test_a_servers_retry_after_mode_decides_when_a_rejected_client_comes_back(mode, second_done, rate_limited):
+    svc = a.Service(latency=0.1, rate_limit=a.RateLimit(rpm=120, burst_requests=1),
+                    server=a.Server(retry_after=mode), retry=a.Retry(initial=0.3, jitter=0.0))
+    w = a.Workload(arrivals=a.Batch(count=2), task=(a.call("api"),), services={"api": svc})
+    r = a.simulate(w, strategy="asyncio", seed=0)
+    assert sorted(r.done.tolist()) == pytest.approx([0.1, second_done])
+    assert r.services["api"].rate_limited == rate_limited
+
+
+def test_a_concurrency_cap_answers_429_to_what_exceeds_it():
+    """10 calls of 1 s at once, 4 allowed in flight; retries after 0.5 s, doubling, without jitter: 6 refused at
+    0 and again at 0.5, 2 at 1.5 (4 got in), none at 3.5."""
+    svc = a.Service(latency=1.0, server=a.Server(concurrent_limit=4),
+                    retry=a.Retry(initial=0.5, jitter=0.0, max_retries=3))
+    w = a.Workload(arrivals=a.Batch(count=10), task=(a.call("api"),), services={"api": svc})
+    r = a.simulate(w, strategy="asyncio", seed=0)
+    assert sorted(r.done.tolist()) == pytest.approx([1.0] * 4 + [2.5] * 4 + [4.5] * 2)
+    assert (r.services["api"].rate_limited, r.services["api"].failed) == (14, 0)
+
+
+def test_a_client_wide_cooldown_holds_back_every_call_after_a_429():
+    """The cookbook processor's rule, with a 1 s pause: the second call's 429 stops the third from being sent
+    until the pause ends; at 1 s the bucket holds one request, so the third is refused once more."""
+    svc = a.Service(latency=0.05, rate_limit=a.RateLimit(rpm=120, burst_requests=1),
+                    client="openai-cookbook-processor", retry={"cooldown": 1.0})
+    w = a.Workload(arrivals=a.Batch(count=3), task=(a.call("api"),), services={"api": svc})
+    r = a.simulate(w, strategy="asyncio", seed=0)
+    assert sorted(r.done.tolist()) == pytest.approx([0.05, 1.05, 2.05])
+    assert r.services["api"].rate_limited == 2
+    throttled = r.trace.to_frame().query("kind == 'throttle'")
+    assert set(throttled.resource) == {"backoff:api"}  # the pause is recorded as backing off

@@ -44,6 +44,15 @@ def test_run_json_has_the_documented_shape(capsys):
     assert set(d["resources"]["workers"]) >= {"utilization", "mean_wait", "mean_queue"}
 
 
+def test_run_json_shows_each_services_client_rules_expanded(capsys):
+    d = _json(capsys, "run", str(ROOT / "models" / "llm_batch.yaml"), "--json")
+    llm = d["clients"]["llm"]
+    assert (llm["client"], llm["retry"]["max_retries"], llm["retry"]["retry_after_window"]) == (
+        "openai-python", 2, [0.0, 60.0])
+    assert "_calculate_retry_timeout" in llm["source"]
+    assert llm["server"] == {"retry_after": "exact", "concurrent_limit": None}
+
+
 def test_same_seed_gives_byte_identical_json_across_processes():
     cmd = [sys.executable, "-m", "asyncsim.cli", "run", WEB, "--strategy", "asyncio:20", "--seed", "5", "--json"]
     first = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout

@@ -7,7 +7,7 @@ import pytest
 
 import asyncsim as a
 from asyncsim.rules.calls import SERVE, SLEEP, UNLOCKED, StepFailedError
-from asyncsim.rules.limits import buckets
+from asyncsim.rules.limits import CallState, buckets
 from asyncsim.rules.task import ACQUIRE, BLOCK, CPU_WORK, FORK, INLINE, IO_WAIT, RESUME, Context, steps
 from asyncsim.services import SERVER_ERROR, Failures, Retry
 from asyncsim.trace import K_CALL, K_IO, K_USE
@@ -17,6 +17,7 @@ class _Endpoint:
     def __init__(self, name: str, spec: a.Service) -> None:
         self.name, self.spec, self.res, self.limiter_res, self.backoff_res = name, spec, 7, 8, 9
         self.server, self.client, self.lock = buckets(spec.rate_limit), buckets(spec.client_limit), UNLOCKED
+        self.state = CallState()
 
 
 class _Executor:

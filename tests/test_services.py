@@ -18,9 +18,20 @@ from asyncsim.rules.calls import (
     attempts,
     backoff_s,
 )
-from asyncsim.rules.limits import TokenBucket, buckets
+from asyncsim.rules.limits import CallState, TokenBucket, buckets
 from asyncsim.rules.queues import BatchQueue
-from asyncsim.services import OK, RATE_LIMITED, SERVER_ERROR, TIMEOUT, Batching, Failures, RateLimit, Retry, Service
+from asyncsim.services import (
+    OK,
+    RATE_LIMITED,
+    SERVER_ERROR,
+    TIMEOUT,
+    Batching,
+    Failures,
+    RateLimit,
+    Retry,
+    Server,
+    Service,
+)
 
 # ---------------------------------------------------------------------------------------- TokenBucket
 
@@ -91,12 +102,60 @@ def test_full_jitter_is_tenacitys_wait_random_exponential(n, u):
     assert backoff_s(retry, n, u) == pytest.approx(u * min(2**n, 10.0))
 
 
-def test_retry_after_is_honoured_between_0_and_60_seconds_unless_disabled():
+def test_retry_after_is_honoured_inside_the_clients_window_unless_disabled():
+    # openai-python 1.x (_base_client.py, _calculate_retry_timeout): honoured when 0 < ra <= 60
     assert backoff_s(Retry(), 0, 0.5, retry_after=2.5) == 2.5
+    assert backoff_s(Retry(), 0, 0.5, retry_after=60.0) == 60.0
     assert backoff_s(Retry(), 0, 0.5, retry_after=61.0) == pytest.approx(0.5 * (1 - 0.125))
+    assert backoff_s(Retry(), 0, 0.5, retry_after=0.0) == pytest.approx(0.5 * (1 - 0.125))  # 0 is not > 0
+    wide = Retry(retry_after_window=(0.0, 120.0), beyond_window="give_up")
+    assert backoff_s(wide, 0, 0.5, retry_after=90.0) == 90.0
+    assert backoff_s(wide, 0, 0.5, retry_after=121.0) is None  # the client stops retrying
     assert backoff_s(Retry(honor_retry_after=False), 1, 0.0, retry_after=2.5) == 1.0
     assert Retry(policy="none").attempts == 1
     assert Retry().attempts == 3
+
+
+@pytest.mark.parametrize("n", range(7))
+@pytest.mark.parametrize("u", [0.0, 0.5, 0.999])
+def test_full_jitter_with_a_minimum_is_tenacitys_wait_random_exponential_min_1_max_60(n, u):
+    # tenacity/wait.py: uniform(min, clamp(multiplier * 2**(attempt_number - 1), min, max)), min=1, max=60
+    retry = Retry(policy="full_jitter", initial=1.0, min_delay=1.0, max_delay=60.0)
+    upper = max(1.0, min(2.0**n, 60.0))
+    assert backoff_s(retry, n, u) == pytest.approx(1.0 + u * (upper - 1.0))
+
+
+@pytest.mark.parametrize(("mode", "short", "header"), [
+    ("exact", 0.3, 0.3), ("ceil_seconds", 0.3, 1.0), ("ceil_seconds", 1.0, 1.0), ("ceil_seconds", 1.2, 2.0),
+    ("none", 0.3, None), (2.0, 0.3, 2.0), ("exact", math.inf, None), (2.0, math.inf, 2.0),
+])
+def test_a_servers_retry_after_header_by_mode(mode, short, header):
+    assert Server(retry_after=mode).rate_limited_header(short) == header
+
+
+def test_a_fixed_retry_after_is_written_as_a_number_or_fixed_and_checked():
+    assert Server.model_validate({"retry_after": {"fixed": 1}}).retry_after == 1.0
+    assert Server.model_validate({"retry_after": 1}).over_cap_header() == 1.0
+    assert Server().over_cap_header() is None
+    with pytest.raises(ValueError, match="fixed retry-after must be a finite number of seconds >= 0"):
+        Server(retry_after=-1.0)
+    with pytest.raises(ValueError, match="exact, ceil_seconds, none"):
+        Server.model_validate({"retry_after": {"after": 1}})
+
+
+def test_a_client_profile_expands_to_its_documented_retry_rules_and_can_be_overridden():
+    openai = Service.model_validate({"latency": 0.1, "client": "openai-python"})
+    assert (openai.retry.max_retries, openai.retry.initial, openai.retry.max_delay, openai.retry.jitter) == (
+        2, 0.5, 8.0, 0.25)
+    assert openai.retry.retry_after_window == (0.0, 60.0)
+    assert openai.timeout is None  # its 600 s is in the profile's source; a model gives timeout to use it
+    cookbook = Service.model_validate({"latency": 0.1, "client": "openai-cookbook-processor",
+                                       "retry": {"max_retries": 2}})
+    assert (cookbook.retry.cooldown, cookbook.retry.max_retries, cookbook.retry.honor_retry_after) == (15.0, 2, False)
+    tenacity = Service.model_validate({"latency": 0.1, "client": "tenacity-random-exponential"})
+    assert (tenacity.retry.policy, tenacity.retry.min_delay, tenacity.retry.attempts) == ("full_jitter", 1.0, 6)
+    with pytest.raises(ValueError, match=r"unknown client profile 'openai' \(allowed: openai-python, "):
+        Service.model_validate({"latency": 0.1, "client": "openai"})
 
 
 # --------------------------------------------------------------------------------------- BatchQueue
@@ -163,6 +222,7 @@ class _Svc:
     def __init__(self, spec: Service) -> None:
         self.name, self.spec, self.res, self.limiter_res, self.backoff_res = "api", spec, 0, 1, 2
         self.server, self.client = buckets(spec.rate_limit), buckets(spec.client_limit)
+        self.state = CallState()
         self.lock = UNLOCKED
 
 
@@ -218,3 +278,42 @@ def a_const(x: float):
     from asyncsim.dists import Constant
 
     return Constant(x)
+
+
+def test_a_request_over_the_servers_concurrency_cap_gets_a_429_at_once():
+    spec = Service(latency=a_const(0.05), server=Server(concurrent_limit=1), retry=Retry(initial=0.2, jitter=0.0))
+    svc = _Svc(spec)
+    svc.state.enter()  # another request of the key is in flight
+    clock = [0.0]
+    steps = attempts(svc, 0, 0, -1, [0.05], 1, clock=lambda: clock[0], add=lambda *r: None, log=lambda *r: None)
+    assert next(steps) == (SLEEP, pytest.approx(0.2), svc)  # refused without being served: back off
+    svc.state.leave()  # the other request is answered meanwhile
+    clock[0] = 0.2
+    assert steps.send(None) == (SERVE, pytest.approx(0.05), svc)
+    assert svc.state.state[0] == 1  # this one is in flight while served
+    clock[0] = 0.25
+    with pytest.raises(StopIteration):
+        steps.send(0.2)
+    assert svc.state.state[0] == 0
+
+
+def test_a_429_pauses_every_call_of_a_client_with_a_cooldown():
+    spec = Service(latency=a_const(0.05), rate_limit=RateLimit(rpm=60, burst_requests=1),
+                   client="openai-cookbook-processor")
+    svc = _Svc(spec)
+    svc.server[0].take(0.0, 1.0)  # the bucket is empty: the first attempt gets a 429 and the client pauses 15 s
+    commands, _, log = [], [], []
+    clock = [0.0]
+    steps = attempts(svc, 0, 0, -1, [0.05], 1, clock=lambda: clock[0], add=lambda *r: None,
+                     log=lambda *r: log.append(r))
+    what = next(steps)
+    while True:
+        commands.append((what[0], round(what[1], 9)))
+        clock[0] += what[1]
+        try:
+            what = steps.send(clock[0] - what[1] if what[0] == SERVE else None)
+        except StopIteration:
+            break
+    assert commands == [(SLEEP, 15.0), (SERVE, 0.05)]  # no back-off of its own: the pause, then a retry
+    assert [row[4] for row in log] == [RATE_LIMITED, OK]
+    assert svc.state.paused_until == 15.0  # another call asking now would wait for it too

@@ -59,7 +59,7 @@ class Run:
         # the simulator's codes for limiter waits and back-offs (names are what a trace compares)
         self.service_codes = {k: (self.service_res[k],
                                   self.tb.resource_id(f"limiter:{k}") if s.client_limit else -1,
-                                  self.tb.resource_id(f"backoff:{k}") if s.attempts > 1 else -1)
+                                  self.tb.resource_id(f"backoff:{k}") if s.waits_to_retry else -1)
                               for k, s in w.services.items()}
         self.calls = CallLog() if w.services else None
         self.pool_startup: float | None = None  # a process pool's start-up, model seconds (None: no pool)

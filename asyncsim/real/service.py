@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ModelError
-from ..rules.limits import Buckets, PolicyLimiter, buckets
+from ..rules.limits import Buckets, CallState, PolicyLimiter, buckets
 from ..rules.queues import BatchQueue
 from ..services import Batching, Service
 from .sched import AsyncPolicyLimiter, ThreadPolicyLimiter
@@ -261,6 +261,7 @@ class RealService:
 
         self.server: Buckets | None = buckets(spec.rate_limit, states())
         self.client: Buckets | None = buckets(spec.client_limit, states())
+        self.state = CallState(None if mp is None else mp.Array("d", 2, lock=False))
         self.schedule = (ServiceSchedule(spec.concurrency) if mp is None
                          else ServiceSchedule.for_processes(spec.concurrency, mp))
         self.batcher: Any = None

@@ -21,7 +21,6 @@ between them are recorded as queueing again. A call out of attempts raises `Step
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Generator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
@@ -41,7 +40,7 @@ from ..services import (
     Service,
 )
 from ..trace import K_CALL, K_THROTTLE
-from .limits import Buckets
+from .limits import Buckets, CallState
 
 __all__ = ["BATCH", "LIMIT", "SERVE", "SLEEP", "UNLOCKED", "Endpoint", "StepFailedError", "accepted",
            "attempt_outcome", "attempts", "backoff_s", "charged_tokens"]
@@ -62,7 +61,8 @@ class Endpoint(Protocol):
     backoff_res: int
     server: Buckets | None
     client: Buckets | None
-    lock: AbstractContextManager[Any]  # guards the buckets when threads or processes share them
+    state: CallState  # requests in flight at the server, the client's pause after a 429
+    lock: AbstractContextManager[Any]  # guards the buckets and the state when threads or processes share them
 
 
 def charged_tokens(service: Service, limit: RateLimit, tokens_in: Any, tokens_out: Any) -> Any:
@@ -92,13 +92,19 @@ def accepted(outcome: Any) -> Any:
     return (outcome == OK) | (outcome == SERVER_ERROR) | (outcome == TIMEOUT)
 
 
-def backoff_s(retry: Retry, n: int, u: float, retry_after: float | None = None) -> float:
-    """Seconds to wait before retry `n` (0 for the first), from a jitter uniform `u` in [0, 1)."""
-    if retry_after is not None and retry.honor_retry_after and 0 <= retry_after <= 60:
-        return retry_after
+def backoff_s(retry: Retry, n: int, u: float, retry_after: float | None = None) -> float | None:
+    """Seconds to wait before retry `n` (0 for the first), from a jitter uniform `u` in [0, 1); None when the
+    client gives up (a retry-after above its window, with `beyond_window: give_up`)."""
+    if retry_after is not None and retry.honor_retry_after:
+        lo, hi = retry.retry_after_window
+        if lo < retry_after <= hi:
+            return retry_after
+        if retry_after > hi and retry.beyond_window == "give_up":
+            return None
     ceiling = min(retry.initial * retry.multiplier**n, retry.max_delay)
     if retry.policy == "full_jitter":
-        return u * ceiling
+        low = retry.min_delay
+        return low + u * max(0.0, ceiling - low)
     return ceiling * (1 - retry.jitter * u)
 
 
@@ -124,6 +130,7 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
         StepFailedError: the call failed and may not be retried (out of attempts, or not retryable).
     """
     spec = svc.spec
+    server, cap, cooldown = spec.server, spec.server.concurrent_limit, spec.retry.cooldown
     tokens_in, tokens_out = (durs[col], durs[col + 1]) if col >= 0 else (0.0, 0.0)
     for attempt in range(spec.attempts):
         if col >= 0:
@@ -151,19 +158,33 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
                 yield SLEEP, wait, svc
                 now = clock()
                 add(task, step, K_THROTTLE, svc.limiter_res, asked, now, now)
-        outcome, retry_after, batch = OK, None, size
+        if cooldown:  # the client sends nothing until its pause after the last 429 is over
+            with lock:
+                asked, until = clock(), svc.state.paused_until
+            if until > asked:
+                yield SLEEP, until - asked, svc
+                now = clock()
+                add(task, step, K_THROTTLE, svc.backoff_res, asked, now, now)
+        outcome, retry_after, batch, entered = OK, None, size, False
         with lock:
             sent = served = clock()
+            short = 0.0
             if svc.server is not None and spec.rate_limit is not None:
                 charges = _charges(spec, spec.rate_limit, tokens_in, tokens_out)
                 short = max((b.shortfall_s(sent, a) for b, a in zip(svc.server, charges, strict=True)
                              if b is not None and a), default=0.0)
-                if short > 0:
-                    outcome, retry_after = RATE_LIMITED, (short if math.isfinite(short) else None)
-                else:
+            if short > 0:
+                outcome, retry_after = RATE_LIMITED, server.rate_limited_header(short)
+            elif cap is not None and svc.state.full(cap):
+                outcome, retry_after = RATE_LIMITED, server.over_cap_header()
+            else:
+                if svc.server is not None and spec.rate_limit is not None:
                     for bucket, amount in zip(svc.server, charges, strict=True):
                         if bucket is not None and amount:
                             bucket.take(sent, amount)
+                if cap is not None:
+                    svc.state.enter()
+                    entered = True
         if outcome == OK:
             outcome = attempt_outcome(spec.failures, u_fail)
         if outcome != RATE_LIMITED:
@@ -179,6 +200,12 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
                     outcome, service_time = TIMEOUT, spec.timeout
                 served = yield SERVE, service_time, svc
         end = clock()
+        if entered:
+            with lock:
+                svc.state.leave()
+        if outcome == RATE_LIMITED and cooldown:
+            with lock:
+                svc.state.pause(end + cooldown)
         if isinstance(served, list):
             # a preempted request was served in slices [(start, end), ...]: each gap is queueing again
             queued_since = sent
@@ -198,6 +225,9 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
             tries = f"after {attempt + 1} attempts" if attempt else "(not retried)"
             raise StepFailedError(f"{svc.name}: {OUTCOMES[outcome]} {tries}")
         delay = backoff_s(spec.retry, attempt, u_jitter, retry_after)
+        if delay is None:
+            raise StepFailedError(f"{svc.name}: {OUTCOMES[outcome]} after {attempt + 1} attempts (retry-after "
+                                  f"{retry_after:g} s is above the client's window)")
         if delay > 0:
             asked = clock()
             yield SLEEP, delay, svc

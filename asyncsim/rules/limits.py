@@ -13,7 +13,7 @@ from ..policies import Policy
 from ..services import RateLimit
 from .queues import WaitQueue
 
-__all__ = ["Buckets", "PolicyLimiter", "TokenBucket", "buckets"]
+__all__ = ["Buckets", "CallState", "PolicyLimiter", "TokenBucket", "buckets"]
 
 
 class TokenBucket:
@@ -112,3 +112,38 @@ def buckets(limit: RateLimit | None, states: tuple[Any, Any] = (None, None)) -> 
         return None
     req, tok = limit.buckets()
     return (TokenBucket(*req, state=states[0]) if req else None, TokenBucket(*tok, state=states[1]) if tok else None)
+
+
+class CallState:
+    """What one service's calls share besides its buckets: the server's count of the key's requests in flight
+    (for `server.concurrent_limit`) and the client's pause after a 429 (`retry.cooldown`), clock-free.
+
+    Two numbers in `state`, which may be shared memory between processes; callers hold the endpoint's lock.
+    """
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: Any = None) -> None:
+        self.state = state if state is not None else [0.0, 0.0]
+        self.state[0], self.state[1] = 0.0, 0.0
+
+    def full(self, cap: int | None) -> bool:
+        """Whether a request sent now is over the server's cap of requests in flight."""
+        return cap is not None and self.state[0] >= cap
+
+    def enter(self) -> None:
+        """A request the server accepted is in flight."""
+        self.state[0] += 1
+
+    def leave(self) -> None:
+        """An accepted request is answered (or timed out)."""
+        self.state[0] -= 1
+
+    @property
+    def paused_until(self) -> float:
+        """When the client may send again (model seconds; 0 when it never paused)."""
+        return float(self.state[1])
+
+    def pause(self, until: float) -> None:
+        """The client sends nothing before `until` (a later pause extends it)."""
+        self.state[1] = max(self.state[1], until)

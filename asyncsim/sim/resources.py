@@ -17,7 +17,7 @@ import simpy
 
 from ..policies import Policy
 from ..rules.calls import UNLOCKED
-from ..rules.limits import PolicyLimiter, buckets
+from ..rules.limits import CallState, PolicyLimiter, buckets
 from ..rules.queues import BatchQueue, QueueSchedule, Ticket, WaitQueue, served
 from ..services import Batching, Service
 from ..trace import TraceBuilder
@@ -253,5 +253,6 @@ class SimService:
         self.limiter = (SimLimiter(env, PolicyLimiter(self.client, client.policy))
                         if self.client is not None and client is not None and client.policy.kind != "fifo" else None)
         self.limiter_res = tb.resource_id(f"limiter:{name}") if spec.client_limit else -1
-        self.backoff_res = tb.resource_id(f"backoff:{name}") if spec.attempts > 1 else -1
+        self.backoff_res = tb.resource_id(f"backoff:{name}") if spec.waits_to_retry else -1
+        self.state = CallState()
         self.lock = UNLOCKED  # one thread: the simulation
