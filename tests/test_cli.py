@@ -48,7 +48,7 @@ def test_run_json_shows_each_services_client_rules_expanded(capsys):
     d = _json(capsys, "run", str(ROOT / "models" / "llm_batch.yaml"), "--json")
     llm = d["clients"]["llm"]
     assert (llm["client"], llm["retry"]["max_retries"], llm["retry"]["retry_after_window"]) == (
-        "openai-python", 2, [0.0, 60.0])
+        "openai-python", 2, [0.0, 120.0])
     assert "_calculate_retry_timeout" in llm["source"]
     assert llm["server"] == {"retry_after": "exact", "concurrent_limit": None}
 

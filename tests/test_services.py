@@ -147,7 +147,9 @@ def test_a_client_profile_expands_to_its_documented_retry_rules_and_can_be_overr
     openai = Service.model_validate({"latency": 0.1, "client": "openai-python"})
     assert (openai.retry.max_retries, openai.retry.initial, openai.retry.max_delay, openai.retry.jitter) == (
         2, 0.5, 8.0, 0.25)
-    assert openai.retry.retry_after_window == (0.0, 60.0)
+    assert (openai.retry.retry_after_window, openai.retry.beyond_window) == ((0.0, 120.0), "give_up")  # 3.60
+    first = Service.model_validate({"latency": 0.1, "client": "openai-python-1"})
+    assert (first.retry.retry_after_window, first.retry.beyond_window) == ((0.0, 60.0), "backoff")  # 1.x
     assert openai.timeout is None  # its 600 s is in the profile's source; a model gives timeout to use it
     cookbook = Service.model_validate({"latency": 0.1, "client": "openai-cookbook-processor",
                                        "retry": {"max_retries": 2}})
