@@ -114,6 +114,17 @@ def _charges(spec: Service, limit: RateLimit, tokens_in: float, tokens_out: floa
     return 1.0, tokens
 
 
+def _pause(svc: Endpoint, task: int, step: int, clock: Callable[[], float], add: Callable[..., None],
+           lock: AbstractContextManager[Any]) -> Generator[tuple[int, Any, Endpoint], Any, None]:
+    """Wait out the client's pause after its last 429 (`retry.cooldown`), recorded as backing off."""
+    with lock:
+        asked, until = clock(), svc.state.paused_until
+    if until > asked:
+        yield SLEEP, until - asked, svc
+        now = clock()
+        add(task, step, K_THROTTLE, svc.backoff_res, asked, now, now)
+
+
 UNLOCKED: AbstractContextManager[Any] = nullcontext()
 """The lock of an endpoint that one thread uses alone."""
 
@@ -138,6 +149,8 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
             latency, u_fail, u_jitter = durs[at], durs[at + 1], durs[at + 2]
         else:
             latency, u_fail, u_jitter = durs[step], 1.0, 0.0
+        if cooldown:  # the client takes no limiter capacity while it pauses after a 429
+            yield from _pause(svc, task, step, clock, add, lock)
         client = spec.client_limit
         if svc.client is not None and client is not None and client.policy.kind != "fifo":
             charges = _charges(spec, client, tokens_in, tokens_out)
@@ -158,13 +171,8 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
                 yield SLEEP, wait, svc
                 now = clock()
                 add(task, step, K_THROTTLE, svc.limiter_res, asked, now, now)
-        if cooldown:  # the client sends nothing until its pause after the last 429 is over
-            with lock:
-                asked, until = clock(), svc.state.paused_until
-            if until > asked:
-                yield SLEEP, until - asked, svc
-                now = clock()
-                add(task, step, K_THROTTLE, svc.backoff_res, asked, now, now)
+        if cooldown:  # a pause that began while it waited for the limiter holds it too
+            yield from _pause(svc, task, step, clock, add, lock)
         outcome, retry_after, batch, entered = OK, None, size, False
         with lock:
             sent = served = clock()
