@@ -27,7 +27,7 @@ from .profile import MachineProfile
 from .real import run_real
 from .real.calibrate import calibrate
 from .results import Result
-from .scenario import Scenario, build_scenario
+from .scenario import CPU, Scenario, build_scenario
 from .services import Service
 from .spec import Workload
 from .strategies import Strategy, parse_strategy
@@ -354,7 +354,9 @@ def replay_scenario(scenario: Scenario, measured: RunOutput) -> Scenario:
     tasks, steps, cpu_s = trace.task[cpu], trace.step[cpu], trace.cpu_s[cpu]
     types, rows = scenario.task_type[tasks], scenario.task_row[tasks]
     for t, matrix in enumerate(durations):
-        mine = types == t
+        # cpu steps only: a call's client CPU (a service's client_cpu) is a cpu record of the call's step
+        cpu_steps = np.array([n.id for n in scenario.programs[t].nodes if n.kind == CPU], dtype=np.int64)
+        mine = (types == t) & np.isin(steps, cpu_steps)
         matrix[rows[mine], steps[mine]] = cpu_s[mine]
     replayed = scenario.with_durations(tuple(durations))
     if scenario.arrivals is not None and not np.isnan(measured.arrival).any():

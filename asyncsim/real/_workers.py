@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from ..errors import ModelError
-from ..rules.calls import BATCH, LIMIT, SERVE, SLEEP
+from ..rules.calls import BATCH, LIMIT, LOCAL_CPU, SERVE, SLEEP
 from ..rules.queues import Ticket
 from ..rules.task import ACQUIRE, CPU_WORK, FORK, INLINE, IO_WAIT, Context, steps
 from ..scenario import Node
@@ -96,7 +96,7 @@ def drive(ctx: SyncCtx, i: int, commands: Generator[Any, Any, None]) -> None:
         except StopIteration:
             return
         reply = None
-        if op == CPU_WORK:
+        if op in (CPU_WORK, LOCAL_CPU):
             start = now()
             cpu = ctx.cpu.run(value * scale)
             ctx.add(i, subject.id, K_CPU, ctx.exec_res, start, start, now(), cpu / scale)

@@ -12,7 +12,7 @@ from collections.abc import Generator
 from concurrent.futures import Executor
 from typing import Any
 
-from ..rules.calls import BATCH, LIMIT, SERVE, SLEEP
+from ..rules.calls import BATCH, LIMIT, LOCAL_CPU, SERVE, SLEEP
 from ..rules.task import ACQUIRE, CPU_WORK, FORK, IO_WAIT, steps
 from ..scenario import Node
 from ..strategies import Strategy
@@ -112,8 +112,8 @@ class AsyncRun:
             except StopIteration:
                 return
             reply = None
-            if op == CPU_WORK:
-                if self.executor is not None:
+            if op in (CPU_WORK, LOCAL_CPU):  # LOCAL_CPU: the client's own, on the loop
+                if self.executor is not None and op == CPU_WORK:
                     submitted = run.now()
                     loop = asyncio.get_running_loop()
                     start, end, cpu = await loop.run_in_executor(

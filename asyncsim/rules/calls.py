@@ -12,9 +12,11 @@ yields a command for its driver, which waits with its own clock and sleep (a Sim
 | (SERVE, s, svc)  | takes a slot of `svc`'s server and holds it s model seconds | when it was served (*) |
 | (BATCH, 0, svc)  | queues the request at `svc`'s batcher until its batch ends  | (start, size) or None  |
 | (LIMIT, c, svc)  | waits its turn for charges c at `svc`'s policy limiter      | None                   |
+| (LOCAL_CPU, s, ref) | runs s model seconds of the client's CPU on the task's thread (never offloaded) | None |
 
 BATCH's answer is the batch's start and size, or None when the batcher rejected the request; LIMIT is used
-for a client limiter whose policy is not FIFO (`rules.limits.PolicyLimiter`).
+for a client limiter whose policy is not FIFO (`rules.limits.PolicyLimiter`); LOCAL_CPU's subject is a `StepRef`
+(its cpu record belongs to the call's step).
 (*) or, for a request preempted by a higher priority, its service slices [(start, end), ...]: the gaps
 between them are recorded as queueing again. A call out of attempts raises `StepFailedError`.
 """
@@ -42,10 +44,21 @@ from ..services import (
 from ..trace import K_CALL, K_THROTTLE
 from .limits import Buckets, CallState
 
-__all__ = ["BATCH", "LIMIT", "SERVE", "SLEEP", "UNLOCKED", "Endpoint", "StepFailedError", "accepted",
-           "attempt_outcome", "attempts", "backoff_s", "charged_tokens"]
+__all__ = ["BATCH", "LIMIT", "LOCAL_CPU", "SERVE", "SLEEP", "UNLOCKED", "Endpoint", "StepFailedError", "StepRef",
+           "accepted", "attempt_outcome", "attempts", "backoff_s", "charged_tokens"]
 
 SLEEP, SERVE, BATCH, LIMIT = range(4)
+LOCAL_CPU = 10  # after rules.task's commands (4..9)
+
+
+class StepRef:
+    """The subject of a LOCAL_CPU command: the step whose cpu record it is (`id`, as a node has)."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, step: int) -> None:
+        self.id = step
+
 
 class StepFailedError(Exception):
     """A step failed as the model says it can (a call out of attempts, a pool timeout); the message says how."""
@@ -131,7 +144,7 @@ UNLOCKED: AbstractContextManager[Any] = nullcontext()
 
 def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float], size: int, *,
              clock: Callable[[], float], add: Callable[..., None], log: Callable[..., None],
-             lock: AbstractContextManager[Any] = UNLOCKED) -> Generator[tuple[int, Any, Endpoint], Any, None]:
+             lock: AbstractContextManager[Any] = UNLOCKED) -> Generator[tuple[int, Any, Any], Any, None]:
     """The attempts of one call of `task`'s step `step` (draws from column `col`, or durs[step] when col < 0).
 
     `size` is the number of items the request carries; `lock` guards the buckets when threads or processes
@@ -142,6 +155,8 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
     """
     spec = svc.spec
     server, cap, cooldown = spec.server, spec.server.concurrent_limit, spec.retry.cooldown
+    client_cpu = spec.client_cpu
+    here = StepRef(step) if client_cpu is not None else None
     tokens_in, tokens_out = (durs[col], durs[col + 1]) if col >= 0 else (0.0, 0.0)
     for attempt in range(spec.attempts):
         if col >= 0:
@@ -173,6 +188,8 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
                 add(task, step, K_THROTTLE, svc.limiter_res, asked, now, now)
         if cooldown:  # a pause that began while it waited for the limiter holds it too
             yield from _pause(svc, task, step, clock, add, lock)
+        if client_cpu is not None and client_cpu.before:  # building the request: the client's CPU
+            yield LOCAL_CPU, client_cpu.before, here
         outcome, retry_after, batch, entered = OK, None, size, False
         with lock:
             sent = served = clock()
@@ -227,6 +244,8 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
         add(task, step, K_CALL, svc.res, sent_for_record, served, end,
             float(batch) if spec.batching is not None else 0.0)
         log(task, step, svc.res, attempt, outcome, sent, end, tokens_in, tokens_out, batch)
+        if client_cpu is not None and client_cpu.after:  # reading the answer (or the error): the client's CPU
+            yield LOCAL_CPU, client_cpu.after, here
         if outcome == OK:
             return
         if attempt + 1 == spec.attempts or OUTCOMES[outcome] not in spec.retry.retry_on:

@@ -130,10 +130,10 @@ def steps(ctx: Context, task: int, durs: Sequence[float], nodes: tuple[Node, ...
 
 def call(ctx: Context, task: int, node: Node, durs: Sequence[float], size: int) -> Generator[Any, Any, None]:
     """One call's commands: its attempts (`rules.calls.attempts`), or for a plain call — one attempt that cannot
-    fail, no client limiter, no preemption — the single SERVE those attempts would make, without their
+    fail, no client limiter or client CPU, no preemption — the single SERVE those attempts would make, without their
     generator (the commonest call, a quarter of a call-bound simulation's time)."""
     svc = ctx.services[node.name]
-    if node.col < 0 and svc.client is None and not svc.spec.policy.preemptive:
+    if node.col < 0 and svc.client is None and not svc.spec.policy.preemptive and svc.spec.client_cpu is None:
         sent = ctx.clock()
         served = yield SERVE, durs[node.id] + svc.spec.per_item * size, svc
         end = ctx.clock()

@@ -19,7 +19,7 @@ import numpy as np
 import simpy
 
 from ..errors import DeadlockError, RunLimitError
-from ..rules.calls import LIMIT, SERVE, SLEEP, StepFailedError
+from ..rules.calls import LIMIT, LOCAL_CPU, SERVE, SLEEP, StepFailedError
 from ..rules.queues import Ticket, Tickets, WaitQueue
 from ..rules.task import ACQUIRE, BLOCK, CPU_WORK, FORK, INLINE, IO_WAIT, RESUME, Context, no_calls, steps
 from ..scenario import Node, Scenario
@@ -458,7 +458,7 @@ class Engine:
             except StopIteration:
                 return
             reply = None
-            if op == CPU_WORK:
+            if op in (CPU_WORK, LOCAL_CPU):  # LOCAL_CPU: a client's own CPU, never offloaded
                 ready = env.now
                 overhead = 0.0
                 if not s.holding:
@@ -471,7 +471,7 @@ class Engine:
                     if overhead:
                         s.overhead = self.strand_overhead
                         yield from compute(env, self.cores, s.thread, overhead)
-                if self.executor is not None:
+                if self.executor is not None and op == CPU_WORK:
                     if self.offload_start:  # the first run_in_executor forks the pool's workers: the loop waits
                         yield from compute(env, self.cores, s.thread, self.offload_start)
                         overhead += self.offload_start
@@ -509,6 +509,8 @@ class Engine:
                 s.woke = TIMER if value > 0 else SOON  # sleep(0) only yields: its step is call_soon'ed
                 yield env.timeout(self._timer(value))
             elif op == SLEEP:
+                if s.holding:  # after a client's own CPU (LOCAL_CPU): awaiting lets the loop go
+                    self._leave(s)
                 s.woke = TIMER if value > 0 else SOON
                 yield env.timeout(self._timer(value))
             elif op == BLOCK:
@@ -516,6 +518,8 @@ class Engine:
                     yield from self._enter(s, i, subject.id)
                 self._leave(s)
             elif op == SERVE:
+                if s.holding:  # after a client's own CPU (LOCAL_CPU): awaiting lets the loop go
+                    self._leave(s)
                 s.woke = TIMER  # the client sleeps until the emulated server answers
                 reply = yield from self._serve(i, value, subject)
             elif op == ACQUIRE:
@@ -526,11 +530,15 @@ class Engine:
             elif op == FORK:
                 reply = yield from self._fork_branches(i, value, subject, s)
             elif op == LIMIT:
+                if s.holding:
+                    self._leave(s)
                 event = subject.limiter.acquire(value, self.ticket(i))
                 if event is not None:
                     s.woke = TIMER  # the limiter sleeps until its turn
                     yield event
             else:
+                if s.holding:
+                    self._leave(s)
                 event = subject.batcher.submit()
                 s.woke = TIMER  # the batch ends on a timer, whose callback sets every member's future
                 reply = None if event is None else (yield event)
