@@ -145,6 +145,21 @@ def _parser() -> argparse.ArgumentParser:
                        help="with --json/--out: add per-task latencies and the concurrency series under 'detail' "
                             "(for `asyncsim report`; grows with the task count)")
 
+    srv = sub.add_parser("serve", help="an OpenAI-compatible API on 127.0.0.1 that behaves as the model's services "
+                                       "say (needs pip install 'asyncsim[serve]')")
+    srv.add_argument("model", help="a model file (YAML) with services")
+    srv.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free one, printed)")
+    srv.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
+    srv.add_argument("--allow-remote", action="store_true", help="allow a host that is not loopback")
+    srv.add_argument("--service", help="the service a request's 'model' that names no service goes to "
+                                       "(default: the only service)")
+    srv.add_argument("--time-scale", type=_finite, default=1.0,
+                     help="real seconds per model second (0.1: ten times faster, rates ten times higher)")
+    srv.add_argument("--seed", type=int, default=0, help="seed of the server's draws (latency, tokens, failures)")
+    srv.add_argument("--log", metavar="FILE", help="append one JSON line per request")
+    srv.add_argument("--duration", type=_finite, metavar="SECONDS", help="stop after this many seconds")
+    srv.add_argument("--max-requests", type=int, metavar="N", help="stop after answering N requests")
+
     rep = sub.add_parser("report", help="turn a saved run / compare / sweep / validate output into a report")
     rep.add_argument("results", help="run/compare --json output, sweep --out table, or validate --out/--json output")
     rep.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for report.md and its figures")
@@ -204,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             return _report(args, out)
         workload = load(args.model)  # validates the model before anything else (a sweep too)
+        if args.command == "serve":
+            return _serve(workload, args)
         if args.command == "sweep":
             return _sweep(args, out)
         if args.command == "plan":
@@ -223,6 +240,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AsyncSimError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _serve(workload: Workload, args: argparse.Namespace) -> int:
+    import asyncio
+
+    try:
+        import aiohttp  # noqa: F401 - an optional dependency: say how to get it
+    except ImportError as exc:
+        raise AsyncSimError("serve needs aiohttp: pip install 'asyncsim[serve]'") from exc
+    from .serve import ServeOptions, serve
+
+    if args.time_scale <= 0:
+        raise ModelError(f"--time-scale: must be > 0 (got {args.time_scale})")
+    options = ServeOptions(host=args.host, port=args.port, service=args.service, time_scale=args.time_scale,
+                           seed=args.seed, log=Path(args.log) if args.log else None, duration=args.duration,
+                           max_requests=args.max_requests, allow_remote=args.allow_remote)
+
+    async def main() -> None:
+        ready, bound = asyncio.Event(), list[int]()
+        task = asyncio.create_task(serve(workload, options, ready=ready, bound=bound))
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.is_set():
+            print(f"serving {', '.join(workload.services)} on http://{options.host}:{bound[0]}/v1 "
+                  "(Ctrl-C stops)", file=sys.stderr, flush=True)
+        await task
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    return 0
 
 
 def _clients(workload: Workload) -> dict[str, Any]:

@@ -1,0 +1,310 @@
+"""`asyncsim serve`: an OpenAI-compatible API on loopback that behaves as a model's services say.
+
+`POST /v1/chat/completions` and `POST /v1/embeddings` answer as the service named by the request's `model`
+(or the default service) would: its server-side rate limit (429 with the `server.retry_after` header mode),
+its cap on requests in flight (`server.concurrent_limit`), random 429s, 5xx and hanging requests
+(`failures`), its latency (`latency`, or `ttft + tpot × (output tokens − 1)`) behind `concurrency` slots,
+and its token counts (`usage`). The decisions are the simulator's own (`rules.limits` buckets and
+`CallState`, `Server` headers, `rules.calls.attempt_outcome`, `charged_tokens`), taken in model seconds:
+`time_scale` shrinks every duration and stretches every rate alike, so a run can be fast and keep its shape.
+
+A request may carry the draws the simulator made for it (`"asyncsim": {"latency": s, "tokens_in": n,
+"tokens_out": n, "u": uniform}`, sent by the openai client as `extra_body`), so a real client's run can be
+compared with the prediction draw for draw; without them the server draws from the service's distributions
+with its seeded generator. Each request is logged as one JSON line. Bad requests get an OpenAI-shaped 4xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+from .real.service import ServiceSchedule
+from .rules.calls import attempt_outcome, charged_tokens
+from .rules.limits import CallState, buckets
+from .services import RATE_LIMITED, SERVER_ERROR, TIMEOUT, Service
+from .spec import Workload
+
+__all__ = ["Answer", "EmulatedService", "ServeOptions", "make_app", "serve"]
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How `serve` runs: where it listens, its clock and generator, where it logs, when it stops."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    service: str | None = None  # the service a request whose `model` names none goes to
+    time_scale: float = 1.0
+    seed: int = 0
+    log: Path | None = None
+    duration: float | None = None  # stop after this many real seconds
+    max_requests: int | None = None  # stop after answering this many requests
+    allow_remote: bool = False
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the server decided for one request: HTTP status, headers, the wait before answering (model
+    seconds), the tokens, and why (an outcome of `services.OUTCOMES`)."""
+
+    status: int
+    outcome: int
+    wait: float
+    tokens_in: int
+    tokens_out: int
+    retry_after: float | None = None
+    accepted: bool = True  # the server took it (its quota spent, in flight until answered)
+
+
+class EmulatedService:
+    """One service's server side on a model clock: buckets, cap, failures, latency, tokens.
+
+    Raises:
+        ModelError: a service `serve` cannot answer as an API (a batching service, a queue ordered by policy).
+    """
+
+    def __init__(self, name: str, spec: Service, rng: np.random.Generator) -> None:
+        if spec.batching is not None:
+            raise ModelError(f"services.{name}: serve answers API services (latency, or ttft and tpot); this one "
+                             "has batching")
+        if spec.policy.kind != "fifo":
+            raise ModelError(f"services.{name}.policy: serve queues requests FIFO; got {spec.policy.kind}")
+        self.name, self.spec, self.rng = name, spec, rng
+        self.server = buckets(spec.rate_limit)
+        self.state = CallState()
+        self.schedule = ServiceSchedule(spec.concurrency)
+
+    def _draws(self, given: dict[str, Any], max_tokens: int | None) -> tuple[float, int, int, float]:
+        spec, rng = self.spec, self.rng
+        tokens = spec.tokens
+        t_in = given.get("tokens_in")
+        if t_in is None:
+            t_in = float(tokens.input.sample(rng, 1)[0]) if tokens is not None else 0.0
+        t_out = given.get("tokens_out")
+        if t_out is None:
+            t_out = float(tokens.output.sample(rng, 1)[0]) if tokens is not None else 0.0
+        cap = max_tokens if max_tokens is not None else (tokens.max_tokens if tokens is not None else None)
+        if cap is not None:
+            t_out = min(t_out, cap)
+        latency = given.get("latency")
+        if latency is None:
+            if spec.latency is not None:
+                latency = float(spec.latency.sample(rng, 1)[0])
+            else:
+                assert spec.ttft is not None
+                assert spec.tpot is not None
+                latency = (float(spec.ttft.sample(rng, 1)[0])
+                           + float(spec.tpot.sample(rng, 1)[0]) * max(0.0, round(t_out) - 1))
+        u = given.get("u")
+        if u is None:
+            u = float(rng.random())
+        return float(latency), round(t_in), round(t_out), float(u)
+
+    def decide(self, now: float, given: dict[str, Any], max_tokens: int | None = None) -> Answer:
+        """The answer to a request arriving at model time `now` (the rules of `rules.calls.attempts`, server
+        side). An accepted request is in flight until `finished()`."""
+        spec, server = self.spec, self.spec.server
+        latency, t_in, t_out, u = self._draws(given, max_tokens)
+        limit = spec.rate_limit
+        short = 0.0
+        charges: tuple[float, float] = (1.0, 0.0)
+        if self.server is not None and limit is not None:
+            charges = (1.0, float(charged_tokens(spec, limit, t_in, t_out)) if limit.tpm is not None else 0.0)
+            short = max((b.shortfall_s(now, a) for b, a in zip(self.server, charges, strict=True)
+                         if b is not None and a), default=0.0)
+        if short > 0:
+            return Answer(429, RATE_LIMITED, 0.0, t_in, t_out, server.rate_limited_header(short), accepted=False)
+        if self.state.full(server.concurrent_limit):
+            return Answer(429, RATE_LIMITED, 0.0, t_in, t_out, server.over_cap_header(), accepted=False)
+        if self.server is not None and limit is not None:
+            for bucket, amount in zip(self.server, charges, strict=True):
+                if bucket is not None and amount:
+                    bucket.take(now, amount)
+        self.state.enter()
+        outcome = attempt_outcome(spec.failures, u)
+        if outcome == RATE_LIMITED:  # a drawn 429 carries no retry-after
+            return Answer(429, outcome, 0.0, t_in, t_out)
+        if outcome == TIMEOUT:  # the request hangs: the client's timeout cuts it
+            hang = 2 * spec.timeout if spec.timeout is not None else 600.0
+            return Answer(504, outcome, hang, t_in, t_out)
+        _start, end = self.schedule.reserve(now, latency)
+        return Answer(500 if outcome == SERVER_ERROR else 200, outcome, end - now, t_in, t_out)
+
+    def finished(self, answer: Answer) -> None:
+        """A request was answered: an accepted one leaves the server's count in flight."""
+        if answer.accepted:
+            self.state.leave()
+
+
+def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _headers(answer: Answer, scale: float) -> dict[str, str]:
+    """The answer's headers: its outcome, and a 429's retry-after in real seconds (and milliseconds, which
+    openai-python reads first); a whole number of model seconds stays whole at time scale 1."""
+    headers = {"x-asyncsim-outcome": str(answer.outcome)}
+    if answer.retry_after is not None:
+        real = answer.retry_after * scale
+        headers["retry-after"] = f"{real:g}"
+        headers["retry-after-ms"] = f"{real * 1000:g}"
+    return headers
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def make_app(workload: Workload, options: ServeOptions, stop: asyncio.Event | None = None) -> Any:
+    """The aiohttp application serving `workload`'s services (`stop` is set when it should shut down).
+
+    Raises:
+        ModelError: no service to serve, an unknown `--service`, or a service it cannot emulate.
+    """
+    from aiohttp import web
+
+    if not workload.services:
+        raise ModelError("serve: the model has no services to answer as")
+    if options.service is not None and options.service not in workload.services:
+        raise ModelError(f"--service: no service {options.service!r} (the model has: "
+                         f"{', '.join(workload.services)})")
+    rng = np.random.default_rng(options.seed)
+    services = {name: EmulatedService(name, spec, rng) for name, spec in workload.services.items()}
+    default = options.service or (next(iter(services)) if len(services) == 1 else None)
+    scale = options.time_scale
+    t0 = time.perf_counter()
+    log_file = options.log.open("a", encoding="utf-8") if options.log is not None else None
+    answered = [0]
+
+    def model_now() -> float:
+        return (time.perf_counter() - t0) / scale
+
+    async def handle(request: web.Request, kind: str) -> web.Response:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return web.json_response(_error("the body is not JSON", "invalid_request_error"), status=400)
+        if not isinstance(body, dict):
+            return web.json_response(_error("the body must be a JSON object", "invalid_request_error"),
+                                     status=400)
+        model = body.get("model")
+        needs = "messages" if kind == "chat" else "input"
+        if not isinstance(model, str) or needs not in body:
+            return web.json_response(_error(f"give 'model' (a string) and '{needs}'", "invalid_request_error"),
+                                     status=400)
+        name = model if model in services else default
+        if name is None:
+            return web.json_response(_error(f"The model '{model}' does not exist (serving: "
+                                                 f"{', '.join(services)})", "invalid_request_error",
+                                            "model_not_found"), status=404)
+        hints = body.get("asyncsim")
+        given: dict[str, Any] = hints if isinstance(hints, dict) else {}
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        svc = services[name]
+        arrived = model_now()
+        answer = svc.decide(arrived, given, max_tokens if isinstance(max_tokens, int) else None)
+        try:
+            if answer.wait > 0:
+                await asyncio.sleep(answer.wait * scale)
+        finally:  # answered, or the client went away: either way it is no longer in flight
+            svc.finished(answer)
+        done = model_now()
+        if log_file is not None:
+            log_file.write(json.dumps({"t": round(arrived, 6), "end": round(done, 6), "service": name,
+                                       "status": answer.status, "tokens_in": answer.tokens_in,
+                                       "tokens_out": answer.tokens_out, "retry_after": answer.retry_after}) + "\n")
+            log_file.flush()
+        answered[0] += 1
+        if stop is not None and options.max_requests is not None and answered[0] >= options.max_requests:
+            stop.set()
+        headers = _headers(answer, scale)
+        if answer.status == 429:
+            return web.json_response(_error(f"Rate limit reached for {name}: try again later", "requests",
+                                            "rate_limit_exceeded"), status=429, headers=headers)
+        if answer.status >= 500:
+            return web.json_response(_error("The server had an error while processing your request",
+                                            "server_error"), status=answer.status, headers=headers)
+        usage = {"prompt_tokens": answer.tokens_in, "total_tokens": answer.tokens_in + answer.tokens_out}
+        if kind == "embeddings":
+            items = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            data = [{"object": "embedding", "index": k, "embedding": [0.0] * 8} for k in range(len(items))]
+            return web.json_response({"object": "list", "data": data, "model": model, "usage": usage},
+                                     headers=headers)
+        usage["completion_tokens"] = answer.tokens_out
+        return web.json_response({
+            "id": f"chatcmpl-asyncsim-{answered[0]}", "object": "chat.completion", "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "ok " * max(1, min(answer.tokens_out, 64))}}],
+            "usage": usage}, headers=headers)
+
+    async def chat(request: web.Request) -> web.Response:
+        return await handle(request, "chat")
+
+    async def embeddings(request: web.Request) -> web.Response:
+        return await handle(request, "embeddings")
+
+    async def models(_request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": n, "object": "model", "owned_by": "asyncsim"}
+                                                             for n in services]})
+
+    async def closing(_app: web.Application) -> None:
+        if log_file is not None:
+            log_file.close()
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_get("/v1/models", models)
+    app.on_cleanup.append(closing)
+    return app
+
+
+async def serve(workload: Workload, options: ServeOptions, *, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None, bound: list[int] | None = None) -> None:
+    """Serve `workload` until `stop` is set, `options.duration` passes or `options.max_requests` are answered
+    (Ctrl-C stops it too). `ready` is set once it listens; the port it got is appended to `bound`.
+
+    Raises:
+        ModelError: a host that is not loopback without `allow_remote`, or a model it cannot serve.
+    """
+    from aiohttp import web
+
+    if not options.allow_remote and not _loopback(options.host):
+        raise ModelError(f"--host: {options.host} is not a loopback address; serve listens on 127.0.0.1 unless "
+                         "--allow-remote is given")
+    stop = stop or asyncio.Event()
+    app = make_app(workload, options, stop)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, options.host, options.port)
+    await site.start()
+    if bound is not None:
+        server = site._server  # noqa: SLF001 - the bound port when asked for port 0
+        assert server is not None
+        bound.append(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+    if ready is not None:
+        ready.set()
+    try:
+        if options.duration is not None:
+            await asyncio.wait_for(stop.wait(), options.duration)
+        else:
+            await stop.wait()
+    except TimeoutError:
+        pass
+    finally:
+        await runner.cleanup()
