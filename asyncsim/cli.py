@@ -24,6 +24,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from . import _json, console
 from ._format import fmt_s
@@ -87,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="run every duration × this factor (results are reported in model seconds); "
                           "'auto' picks the smallest scale this machine's timers honour with margin")
     val.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop for asyncio runs")
+    val.add_argument("--client", choices=("openai",),
+                     help="run the tasks with this REAL client library against `asyncsim serve` (real seconds; "
+                          "needs pip install 'asyncsim[clients]') and compare with the prediction, which uses the "
+                          "library's CPU per request measured first")
     val.add_argument("--out", metavar="FILE", help="also save the results as JSON (written atomically, kept if "
                                                   "the run is interrupted)")
     _common(val)
@@ -137,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", "-o", default="machine-profile.json", help="where to write the profile (JSON)")
     cal.add_argument("--repeats", type=int, default=3, help="repetitions per measurement (median)")
     cal.add_argument("--json", action="store_true", help="print the profile as JSON")
+    cal.add_argument("--client", choices=("openai",),
+                     help="instead: measure this client library's CPU per request against `asyncsim serve`")
 
     for p in (run, cmp, val):
         p.add_argument("--machine-profile", metavar="FILE",
@@ -227,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plan(args, out)
         profile = MachineProfile.read(args.machine_profile) if args.machine_profile else None
         if args.command == "validate":
+            if args.client:
+                return _validate_http(workload, args, out)
             return _validate(workload, profile, args, out)
         if profile is not None:
             workload = _with_profile(workload, profile, args)
@@ -488,6 +497,16 @@ def _calibrate(args: argparse.Namespace, out: Console) -> int:
 
     if args.repeats < 1:
         raise ModelError(f"--repeats: must be >= 1 (got {args.repeats})")
+    if args.client:
+        from .real.http import measure_client_cpu
+
+        per = sorted(measure_client_cpu(args.client) for _ in range(args.repeats))[args.repeats // 2]
+        if args.json:
+            print(_json.dumps({"client": args.client, "cpu_per_request_s": per}))
+        else:
+            out.print(f"{args.client}: {per * 1e3:.2f} ms of CPU per request on the calling thread (median of "
+                      f"{args.repeats}); model it as client_cpu: {{before: {per / 2:.6f}, after: {per / 2:.6f}}}")
+        return 0
     profile = calibrate(repeats=args.repeats, progress=lambda msg: out.print(f"[dim]measuring {msg}[/]"))
     profile.save(args.out)
     if args.json:
@@ -495,6 +514,30 @@ def _calibrate(args: argparse.Namespace, out: Console) -> int:
         return 0
     console.print_calibration(profile, out)
     out.print(f"wrote {args.out}")
+    return 0
+
+
+def _validate_http(workload: Workload, args: argparse.Namespace, out: Console) -> int:
+    from .validate import validate_http
+
+    names = [x.strip() for x in (args.strategies or args.strategy or str(workload.strategy)).split(",") if x.strip()]
+    if args.time_scale not in ("1", "1.0"):
+        raise ModelError("--time-scale: a real client runs in real seconds (its back-off does not scale); "
+                         "leave --time-scale at 1 with --client")
+    results = [validate_http(workload, parse_strategy(n), client=args.client, seed=args.seed) for n in names]
+    if args.json:
+        print(_json.dumps([r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict()))
+        return 0
+    table = Table(title=f"{workload.name}: predicted vs the real {args.client} client against asyncsim serve "
+                        f"(client CPU {results[0].client_cpu_s * 1e3:.2f} ms per request)")
+    for col in ("strategy", "T_total predicted", "measured", "error", "requests", "429s", "failed"):
+        table.add_column(col, justify="right" if col != "strategy" else "left")
+    for r in results:
+        p, m = r.predicted, r.measured
+        table.add_row(r.strategy, fmt_s(p.t_total), fmt_s(m.t_total), f"{r.error['t_total']:+.1%}",
+                      f"{p.requests} / {m.requests}", f"{p.rate_limited} / {m.rate_limited}",
+                      f"{p.failed} / {m.failed}")
+    out.print(table)
     return 0
 
 

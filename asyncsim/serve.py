@@ -160,6 +160,21 @@ def _headers(answer: Answer, scale: float) -> dict[str, str]:
     return headers
 
 
+def _attempt_draws(hints: dict[str, Any], headers: Any, tried: dict[tuple[Any, Any], int]) -> dict[str, Any]:
+    """The draws for this attempt of a request that carries the simulator's (`attempts`: [latency, uniform]
+    per attempt): which attempt it is comes from openai-python's `x-stainless-retry-count` header, else by
+    counting the requests of its (task, step)."""
+    attempts = hints.get("attempts")
+    if not isinstance(attempts, list) or not attempts:
+        return hints
+    key = (hints.get("task"), hints.get("step"))
+    header = headers.get("x-stainless-retry-count")
+    k = int(header) if header is not None and header.isdigit() else tried.get(key, 0)
+    tried[key] = k + 1
+    latency, u = attempts[min(k, len(attempts) - 1)]
+    return {**hints, "latency": latency, "u": u}
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -189,6 +204,7 @@ def make_app(workload: Workload, options: ServeOptions, stop: asyncio.Event | No
     t0 = time.perf_counter()
     log_file = options.log.open("a", encoding="utf-8") if options.log is not None else None
     answered = [0]
+    tried: dict[tuple[Any, Any], int] = {}  # attempts seen per (task, step), for clients that do not number them
 
     def model_now() -> float:
         return (time.perf_counter() - t0) / scale
@@ -212,7 +228,7 @@ def make_app(workload: Workload, options: ServeOptions, stop: asyncio.Event | No
                                                  f"{', '.join(services)})", "invalid_request_error",
                                             "model_not_found"), status=404)
         hints = body.get("asyncsim")
-        given: dict[str, Any] = hints if isinstance(hints, dict) else {}
+        given: dict[str, Any] = _attempt_draws(hints, request.headers, tried) if isinstance(hints, dict) else {}
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         svc = services[name]
         arrived = model_now()

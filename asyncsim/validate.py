@@ -26,6 +26,7 @@ from .errors import ModelError
 from .profile import MachineProfile
 from .real import run_real
 from .real.calibrate import calibrate
+from .real.http import HttpRun, check_http, measure_client_cpu, run_http, with_client_cpu
 from .results import Result
 from .scenario import CPU, Scenario, build_scenario
 from .services import Service
@@ -33,8 +34,8 @@ from .spec import Workload
 from .strategies import Strategy, parse_strategy
 from .trace import K_CPU, RunOutput
 
-__all__ = ["ERROR_KEYS", "Outcome", "ScaleCheck", "ScaleChoice", "Validation", "check_scale", "check_time_scale",
-           "choose_time_scale", "suggest_time_scale", "validate"]
+__all__ = ["ERROR_KEYS", "HttpValidation", "Outcome", "ScaleCheck", "ScaleChoice", "Validation", "check_scale",
+           "check_time_scale", "choose_time_scale", "suggest_time_scale", "validate", "validate_http"]
 
 ERROR_KEYS = ("t_total", "throughput", "concurrency_mean", "latency_p50", "latency_p95")
 # counts of failed tasks, 429s and retries match when within max(1, COUNT_TOLERANCE × the nominal count): the
@@ -384,3 +385,50 @@ def validate(workload: Workload, *, strategy: Strategy | str | None = None, seed
     replayed = simulate(replay_scenario(scenario, out), machine=machine)
     return Validation(workload.name, str(strat), time_scale, loop, predicted, measured, replayed,
                       interrupted=out.interrupted, errors_by_task=out.errors or None, scale_check=scale_check)
+
+
+# ------------------------------------------------------------------------ a real client over HTTP
+
+
+@dataclass(frozen=True)
+class HttpValidation:
+    """A prediction against a real client library's run: the figures of each, and the client CPU used."""
+
+    model: str
+    strategy: str
+    client: str
+    client_cpu_s: float
+    predicted: HttpRun
+    measured: HttpRun
+
+    @property
+    def error(self) -> dict[str, float]:
+        """T_total's relative error, and the counts' differences (measured − predicted)."""
+        p, m = self.predicted, self.measured
+        return {"t_total": m.t_total / p.t_total - 1 if p.t_total > 0 else math.nan,
+                "requests": m.requests - p.requests, "rate_limited": m.rate_limited - p.rate_limited,
+                "failed": m.failed - p.failed}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `validate --client --json` object."""
+        return {"model": self.model, "strategy": self.strategy, "client": self.client,
+                "client_cpu_s": self.client_cpu_s, "predicted": self.predicted.to_dict(),
+                "measured": self.measured.to_dict(), "error": self.error}
+
+
+def validate_http(workload: Workload, strategy: Strategy | str, *, client: str = "openai", seed: int = 0,
+                  client_cpu: float | None = None) -> HttpValidation:
+    """Predict `workload` under `strategy` with the real client's measured CPU per request (`client_cpu`, or
+    measured now), then run it with the real client against `serve` and compare."""
+    strat = parse_strategy(strategy) if isinstance(strategy, str) else strategy
+    per = measure_client_cpu(client) if client_cpu is None else client_cpu
+    model = with_client_cpu(workload, per)
+    scenario = build_scenario(model, seed=seed, strategy=strat)
+    check_http(scenario)
+    p = simulate(scenario)
+    stats = list(p.services.values())
+    predicted = HttpRun(t_total=p.t_total, completed=p.completed, failed=p.failed,
+                        requests=sum(s.requests for s in stats), rate_limited=sum(s.rate_limited for s in stats),
+                        done=p.done)
+    return HttpValidation(workload.name, str(strat), client, per, predicted, run_http(scenario, client=client,
+                                                                                      seed=seed))

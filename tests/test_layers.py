@@ -46,7 +46,7 @@ LAYERS = [
     ("model data", ["policies", "services", "spec", "profile"]),
     ("draws", ["scenario", "steady"]),
     ("rules", ["rules"]),
-    ("executors", ["sim", "real"]),
+    ("executors", ["sim", "real", "serve"]),  # serve: the emulated API, an executor of services' rules
     ("metrics", ["results", "metrics", "bounds", "api"]),  # results holds a Steady verdict (draws)
     ("analyses", ["validate", "sweep", "plan", "_saved", "ranking"]),  # ranking orders Results
     ("reports", ["report", "console"]),  # Markdown and figures; the command line's tables
