@@ -28,6 +28,9 @@ LIMITS = [1, 2, 4, 6, 8, 10, 12, 16, 24, 32, 64]
 QUICK_LIMITS = [2, 8, 16, 64]
 SHARE = 0.95  # the client limiter's share of the server's limits
 SERVER, LIMITER = "server 429s only", f"client limiter at {SHARE:.0%}"
+# client libraries compared on the same key (services.llm.client), at limits around and above the safe one
+CLIENTS = ["openai-python", "openai-python-1", "tenacity-random-exponential", "openai-cookbook-processor"]
+CLIENT_LIMITS, QUICK_CLIENT_LIMITS = [8, 16, 64], [16]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
                    f"{fmt_s(lim_best['floor_mean'])} floor.")
     else:
         answer += "."
+    libraries, library_lines = _libraries(raw, client, QUICK_CLIENT_LIMITS if args.quick else CLIENT_LIMITS, reps,
+                                          args)
+    answer = answer.rstrip(".") + "; " + library_lines[0] + "."
     command = ["python", "experiments/rate_limit_sweep.py", *(argv if argv is not None else sys.argv[1:])]
     meta = metadata(command, seed=args.seed)
     lines = header("Concurrency limit under a rate limit", meta=meta,
@@ -133,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         "⚠ loses tickets: its T_total and goodput cover only what it completed, so it is not ranked. Cost is "
         "gpt-4o-mini's list price on the tokens of every request the server accepted (a 429 costs nothing; an "
         "answer that then failed with a 5xx does).", "",
-        "The per-point summary (every service and bound column) is in [`summary.csv`](summary.csv).",
+        "The per-point summary (every service and bound column) is in [`summary.csv`](summary.csv).", "",
+        *library_lines[1:],
     ]
     floors = {SERVER: float(server["floor_mean"].mean()), LIMITER: float(limited["floor_mean"].mean())}
     figures = {
@@ -150,10 +157,51 @@ def main(argv: list[str] | None = None) -> int:
                     {"metric": "failed", "ylabel": "tickets lost (failed after retries)", "logy": "symlog"},
                     {"metric": "goodput", "ylabel": "goodput (tickets completed / s)", "mark_lossy": True}]),
     }
-    path = write_report(args.out, lines, figures, {"summary.csv": summary.to_csv(index=False)})
+    path = write_report(args.out, lines, figures, {"summary.csv": summary.to_csv(index=False),
+                                                   "clients.csv": libraries.to_csv(index=False)})
     print(f"wrote {path}")
     print(lines[3])
     return 0
+
+
+def _libraries(raw: dict, limiter: dict, limits: list[int], reps: int, args: argparse.Namespace) -> tuple:
+    """The same key and batch under each client library's retry rules (`services.llm.client`): which finishes
+    soonest without losing tickets. The cookbook processor brings its own limiter (at 95%, as its user sets
+    max_requests_per_minute) and pauses 15 s after a 429. Returns the summary and the report's lines (the
+    first: the answer's clause)."""
+    points = [{"strategy": f"asyncio:{k}", "services.llm.client": name,
+               **({"services.llm.client_limit": limiter} if name == "openai-cookbook-processor" else {})}
+              for name in CLIENTS for k in limits]
+    frame = _ai.run(raw, points, replications=reps, seed=args.seed, workers=args.workers)
+    frame["limit"] = frame["strategy"].str.removeprefix("asyncio:").astype(int)
+    frame["library"] = [points[p]["services.llm.client"] for p in frame["point"]]
+    frame["failed_max"] = frame.groupby("point")["failed"].transform("max")
+    summary = _ai.summarize(frame, ["library", "limit", "strategy"])
+    safe = summary[summary["failed_max_mean"] == 0]
+    best = safe.loc[safe["t_total_mean"].idxmin()] if len(safe) else None
+    lossy = sorted(set(summary[summary["failed_mean"] > 0]["library"]))
+    clause = (f"compared on the same key at limits {', '.join(map(str, limits))}, the {best['library']} client "
+              f"finishes the batch soonest without losing a ticket ({best['strategy']}, "
+              f"{fmt_s(best['t_total_mean'])})" if best is not None else
+              "no client library finishes the batch without losing tickets at the limits compared")
+    if lossy:
+        clause += f"; {', '.join(lossy)} lose tickets at the higher limits"
+    lines = ["## Client libraries on the same key", "",
+             f"`services.llm.client` set to each profile (their retry rules, read from each library's source: "
+             f"see the README) at limits {', '.join(map(str, limits))}; the cookbook processor with its own "
+             f"limiter at {SHARE:.0%}. {reps} replications per point.", "",
+             "| client library | limit | T_total | completed | failed | 429s | retries |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for _, r in summary.sort_values(["library", "limit"]).iterrows():
+        mark = " ⚠" if float(r["failed_mean"]) > 0 else ""
+        lines.append(f"| {r['library']} | {r['limit']}{mark} | {fmt_s(r['t_total_mean'])} | "
+                     f"{r['completed_mean']:,.0f} | {r['failed_mean']:,.0f} | {r['svc.llm.rate_limited_mean']:,.0f} | "
+                     f"{r['svc.llm.retries_mean']:,.0f} |")
+    lines += ["", "⚠ loses tickets. openai-python (3.60) honours a retry-after up to 120 s and openai-python-1 up "
+              "to 60 s, then both back off 0.5 s doubling (2 retries); tenacity waits 1 s to 60 s at random "
+              "(5 retries) and reads no retry-after; the cookbook processor pauses all sending for 15 s after a "
+              "429 and retries up to 4 times. The rows are in [`clients.csv`](clients.csv)."]
+    return summary, [clause, *lines]
 
 
 def _floor_name(frame: object, cols: list[str], rate: dict) -> str:

@@ -47,6 +47,10 @@ def test_rate_limit_sweep_quick_writes_its_report(tmp_path):
     assert "`asyncsim plan` finds asyncio:9 to be the fastest that loses none" in lines[3]
     assert "above the 12.1 min floor of the 200,000 TPM limit" in lines[3]
     assert "a client-side limiter at 95% of both limits leaves 0 429s" in lines[3]
+    # the client libraries on the same key: the cookbook processor's own limiter keeps every ticket
+    assert ("the openai-cookbook-processor client finishes the batch soonest without losing a ticket (asyncio:16"
+            in lines[3])
+    assert "| openai-python | 16 ⚠ |" in report
     assert "python experiments/rate_limit_sweep.py --quick" in report
     assert "seed 0" in report
     assert "asyncsim 0.1.0" in report
