@@ -188,6 +188,9 @@ class ClientProfile(Frozen):
 
 
 _ALL = list(RETRYABLE)
+# openai-python's back-off (_base_client.py: INITIAL_RETRY_DELAY 0.5, MAX_RETRY_DELAY 8, jitter 1 - 0.25 U)
+_OPENAI = {"policy": "exponential", "max_retries": 2, "initial": 0.5, "max_delay": 8.0, "multiplier": 2.0,
+           "jitter": 0.25, "honor_retry_after": True, "cooldown": 0.0, "retry_on": _ALL}
 CLIENT_PROFILES: dict[str, ClientProfile] = {
     "openai-python": ClientProfile(
         source="openai-python 3.60 (the current release), openai/_base_client.py: BaseClient."
@@ -195,17 +198,13 @@ CLIENT_PROFILES: dict[str, ClientProfile] = {
                "MAX_RETRY_AFTER_DELAY = 120 s, else min(0.5 * 2^n, 8) * (1 - 0.25 * U)), _should_retry (no retry "
                "when retry-after > 120 s; x-should-retry; 408, 409, 429, >= 500); _constants.py: "
                "DEFAULT_MAX_RETRIES = 2, DEFAULT_TIMEOUT = 600 s, 1000 connections",
-        retry={"policy": "exponential", "max_retries": 2, "initial": 0.5, "max_delay": 8.0, "multiplier": 2.0,
-               "jitter": 0.25, "honor_retry_after": True, "retry_after_window": (0.0, 120.0),
-               "beyond_window": "give_up", "cooldown": 0.0, "retry_on": _ALL}),
+        retry={**_OPENAI, "retry_after_window": (0.0, 120.0), "beyond_window": "give_up"}),
     "openai-python-1": ClientProfile(
         source="openai-python 1.x, src/openai/_base_client.py: BaseClient._calculate_retry_timeout (a "
                "retry-after-ms or retry-after header honoured when 0 < ra <= 60, else min(0.5 * 2^n, 8) * "
                "(1 - 0.25 * U), also above 60 s), _should_retry (408, 409, 429, >= 500, connection errors); "
                "_constants.py: DEFAULT_MAX_RETRIES = 2, DEFAULT_TIMEOUT = 600 s",
-        retry={"policy": "exponential", "max_retries": 2, "initial": 0.5, "max_delay": 8.0, "multiplier": 2.0,
-               "jitter": 0.25, "honor_retry_after": True, "retry_after_window": (0.0, 60.0),
-               "beyond_window": "backoff", "cooldown": 0.0, "retry_on": _ALL}),
+        retry={**_OPENAI, "retry_after_window": (0.0, 60.0), "beyond_window": "backoff"}),
     "openai-cookbook-processor": ClientProfile(
         source="openai-cookbook examples/api_request_parallel_processor.py: process_api_requests_from_file "
                "(seconds_to_pause_after_rate_limit_error = 15: after a 429 nothing is sent until 15 s after it; "

@@ -20,6 +20,8 @@ import math
 import multiprocessing
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from ..services import ATTEMPT_FIELDS, CALL_HEAD, ClientCpu, Service
 from ..spec import Batch, Workload, call
 from .cpuwork import CpuWork, measure_rate
 
-__all__ = ["HttpRun", "check_http", "measure_client_cpu", "run_http", "with_client_cpu"]
+__all__ = ["HttpRun", "check_http", "measure_client_cpu", "run_http", "serving", "with_client_cpu"]
 
 CLIENTS = ("openai",)
 
@@ -86,6 +88,32 @@ def _serve_main(workload: Any, seed: int, log: str, port: Any) -> None:  # pragm
         await task
 
     asyncio.run(main())
+
+
+@contextmanager
+def serving(workload: Workload, seed: int = 0) -> Iterator[tuple[str, Path]]:
+    """`serve` for `workload` in a forked child process on a free loopback port: yields its base URL and the
+    path of its request log, and stops it on leaving.
+
+    Raises:
+        ModelError: it did not start within 30 s.
+    """
+    ctx = multiprocessing.get_context("fork")
+    port = ctx.Value("i", 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "requests.jsonl"
+        server = ctx.Process(target=_serve_main, args=(workload, seed, str(log), port), daemon=True)
+        server.start()
+        try:
+            deadline = time.monotonic() + 30
+            while port.value == 0:
+                if not server.is_alive() or time.monotonic() > deadline:
+                    raise ModelError("serve did not start (see its error above)")
+                time.sleep(0.01)
+            yield f"http://127.0.0.1:{port.value}/v1", log
+        finally:
+            server.terminate()
+            server.join(5)
 
 
 def _hints(scenario: Scenario, i: int, node_id: int, col: int, attempts: int) -> dict[str, Any]:
@@ -167,23 +195,9 @@ def run_http(scenario: Scenario, *, client: str = "openai", seed: int = 0) -> Ht
     except ImportError as exc:
         raise ModelError("--client: needs the clients extra: pip install 'asyncsim[clients]'") from exc
     check_http(scenario)
-    ctx = multiprocessing.get_context("fork")
-    port = ctx.Value("i", 0)
-    with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "requests.jsonl"
-        server = ctx.Process(target=_serve_main, args=(scenario.workload, seed, str(log), port), daemon=True)
-        server.start()
-        try:
-            deadline = time.monotonic() + 30
-            while port.value == 0:
-                if not server.is_alive() or time.monotonic() > deadline:
-                    raise ModelError("serve did not start (see its error above)")
-                time.sleep(0.01)
-            cpu = CpuWork(measure_rate())
-            _, done, failed = asyncio.run(_clients(scenario, f"http://127.0.0.1:{port.value}/v1", cpu))
-        finally:
-            server.terminate()
-            server.join(5)
+    with serving(scenario.workload, seed) as (url, log):
+        cpu = CpuWork(measure_rate())
+        _, done, failed = asyncio.run(_clients(scenario, url, cpu))
         rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     statuses = [row["status"] for row in rows]
     t_total = float(np.nanmax(done)) if len(done) else 0.0
@@ -205,33 +219,18 @@ def measure_client_cpu(client: str = "openai", requests: int = 200) -> float:
 
     workload = Workload(name="client-cpu", arrivals=Batch(count=1), task=(call("llm"),),
                         services={"llm": Service(latency=0.0)})
-    ctx = multiprocessing.get_context("fork")
-    port = ctx.Value("i", 0)
-    with tempfile.TemporaryDirectory() as tmp:
-        server = ctx.Process(target=_serve_main, args=(workload, 0, str(Path(tmp) / "log.jsonl"), port),
-                             daemon=True)
-        server.start()
-        try:
-            deadline = time.monotonic() + 30
-            while port.value == 0:
-                if not server.is_alive() or time.monotonic() > deadline:
-                    raise ModelError("serve did not start (see its error above)")
-                time.sleep(0.01)
+    async def main(url: str) -> float:
+        c = openai.AsyncOpenAI(base_url=url, api_key="asyncsim")
+        for k in range(20 + requests):  # 20 to warm up: imports, the connection, CPU speed
+            if k == 20:
+                c0 = time.thread_time()
+            await c.chat.completions.create(model="llm", messages=[{"role": "user", "content": "hello"}])
+        spent = time.thread_time() - c0
+        await c.close()
+        return spent / requests
 
-            async def main() -> float:
-                c = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port.value}/v1", api_key="asyncsim")
-                for k in range(20 + requests):  # 20 to warm up: imports, the connection, CPU speed
-                    if k == 20:
-                        c0 = time.thread_time()
-                    await c.chat.completions.create(model="llm", messages=[{"role": "user", "content": "hello"}])
-                spent = time.thread_time() - c0
-                await c.close()
-                return spent / requests
-
-            return asyncio.run(main())
-        finally:
-            server.terminate()
-            server.join(5)
+    with serving(workload) as (url, _log):
+        return asyncio.run(main(url))
 
 
 def with_client_cpu(workload: Any, per_request: float) -> Any:
