@@ -283,6 +283,7 @@ def print_calibration(profile: MachineProfile, out: Console) -> None:
         table.add_row(f"{name}: timer granularity (waits rounded up to)", fmt_s(lp.timer_granularity_s))
     table.add_row("threads: time.sleep overshoot", fmt_s(profile.thread_sleep_overshoot_s))
     table.add_row("threads: hand-off", fmt_s(profile.thread_switch_s))
+    table.add_row("threads: start", fmt_s(profile.thread_start_s))
     table.add_row("processes: dispatch round trip", fmt_s(profile.process_dispatch_s))
     table.add_row("processes: starting a pool, per worker", fmt_s(profile.process_start_s))
     if profile.process_submit_s is not None and profile.process_return_s is not None:

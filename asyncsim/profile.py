@@ -50,6 +50,7 @@ class MachineProfile(Frozen):
     loops: dict[str, LoopProfile]
     thread_sleep_overshoot_s: float = Field(ge=0)
     thread_switch_s: float = Field(ge=0)
+    thread_start_s: float = Field(0.0, ge=0)  # threading.Thread.start() (0 in profiles made before)
     process_dispatch_s: float = Field(ge=0)
     # an offloaded CPU step's round trip from an event loop, in two legs (None in profiles made before them)
     process_submit_s: float | None = Field(None, ge=0)  # run_in_executor() to the worker starting the job
@@ -84,6 +85,7 @@ class MachineProfile(Frozen):
                                if emulated_waits else 0.0),
             timer_granularity_s=lp.timer_granularity_s / s if uses_loop and emulated_waits else 0.0,
             thread_switch_s=self.thread_switch_s / s if threaded else 0.0,
+            thread_start_s=self.thread_start_s / s if threaded or base.gil else 0.0,
             process_dispatch_s=self._dispatch(uses_loop) / s if dispatching else 0.0,
             process_return_s=(self.process_return_s or 0.0) / s if dispatching and uses_loop else 0.0,
             process_start_s=self.process_start_s / s if dispatching else 0.0,

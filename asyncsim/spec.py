@@ -344,6 +344,9 @@ class Machine(Frozen):
     loop_step_s: float = Field(0.0, ge=0)
     task_create_s: float = Field(0.0, ge=0)
     thread_switch_s: float = Field(0.0, ge=0)
+    # starting a thread: threading.Thread.start() blocks its caller (holding the GIL, then waiting for the
+    # child to run) this long; a parallel step's branch threads and a thread pool's workers pay it
+    thread_start_s: float = Field(0.0, ge=0)
     process_dispatch_s: float = Field(0.0, ge=0)
     # from a process finishing an offloaded CPU step to the awaiting coroutine running (the result's trip back
     # through the pool's management thread and the loop's wake-up); the worker is free meanwhile

@@ -15,6 +15,7 @@ import pytest
 import simpy
 
 import asyncsim as a
+from asyncsim.profile import LoopProfile
 from asyncsim.sim.cpu import Cores, Gil, SimThread, compute
 
 # K, n, c_eff (s), s (s), measured T_total (s), reference-DES error (measured/predicted - 1, %)
@@ -180,3 +181,20 @@ def test_starting_a_branch_thread_blocks_its_parent():
     assert cpu.loc[1, ["enqueue", "start", "end"]].tolist() == pytest.approx([0.0, 0.0, 0.015])
     assert cpu.loc[2, ["enqueue", "start", "end"]].tolist() == pytest.approx([0.005, 0.005, 0.020])
     assert r.t_total == pytest.approx(0.020)
+
+
+def test_starting_a_thread_costs_its_caller_the_calibrated_start_time():
+    """threads:1 with `thread_start_s` 0.1: the main thread starts the pool's worker (0.1), the worker starts the
+    two branch threads one after the other (0.2), each waits 10 ms: 0.31."""
+    w = a.Workload(arrivals=a.Batch(count=1), task=(a.parallel([a.io(0.01)], [a.io(0.01)]),),
+                   machine=a.Machine(thread_start_s=0.1))
+    r = a.simulate(w, strategy="threads:1", seed=0)
+    assert r.t_total == pytest.approx(0.31)
+    io = r.trace.to_frame().query("kind == 'io'")
+    assert sorted(io.start) == pytest.approx([0.2, 0.3])
+    # calibrated as Thread.start()'s blocking time, it reaches the simulated machine for threaded strategies
+    loop = LoopProfile(loop_step_s=0.0, sleep_overshoot_s=0.0, task_create_s=0.0, timer_floor_s=1e-3)
+    profile = a.MachineProfile(cpu_rate=1e7, loops={"asyncio": loop}, thread_sleep_overshoot_s=0.0,
+                               thread_switch_s=0.0, thread_start_s=7e-5, process_dispatch_s=0.0)
+    machine = profile.machine_for(a.parse_strategy("threads:8"), a.Machine(), time_scale=0.5)
+    assert machine.thread_start_s == pytest.approx(1.4e-4)

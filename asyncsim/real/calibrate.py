@@ -121,6 +121,25 @@ def _thread_switch(n: int = 2000) -> float:
     return elapsed / (2 * n)
 
 
+def _thread_start(repeats: int, n: int = 200) -> float:
+    """How long threading.Thread.start() blocks its caller (creating the OS thread, until the child runs),
+    per thread, after a warm-up; the median of `repeats` batches."""
+    def nothing() -> None:
+        pass
+
+    samples = []
+    for _ in range(repeats + 1):
+        threads = [threading.Thread(target=nothing) for _ in range(n)]
+        spent = 0.0
+        for t in threads:
+            t0 = time.perf_counter()
+            t.start()
+            spent += time.perf_counter() - t0
+            t.join()
+        samples.append(spent / n)
+    return _median(samples[1:])
+
+
 def _process_dispatch(repeats: int) -> float:
     with ProcessPoolExecutor(1, mp_context=_mp_context()) as ex:
         ex.submit(int).result()
@@ -184,9 +203,10 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
                 continue
         say(f"{name}: overshoot per wait, cost per resumption, task creation, timer floor")
         loops[name] = _loop_profile(name, repeats)
-    say("threads: sleep overshoot, hand-off cost")
+    say("threads: sleep overshoot, hand-off cost, start")
     thread_overshoot = _thread_sleep_overshoot(repeats)
     switch = _thread_switch()
+    thread_start = _thread_start(repeats)
     say("processes: dispatch round trip, and an offload's two legs from an event loop")
     dispatch = _process_dispatch(repeats)
     submit, back = _process_offload(repeats)
@@ -198,6 +218,7 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         platform=platform.platform(), cpu_count=os.cpu_count() or 1,
         gil=bool(getattr(sys, "_is_gil_enabled", lambda: True)()),
         cpu_rate=rate, switch_interval_s=sys.getswitchinterval(), loops=loops,
-        thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch, process_dispatch_s=dispatch,
+        thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch, thread_start_s=thread_start,
+        process_dispatch_s=dispatch,
         process_submit_s=submit, process_return_s=back, process_start_s=start,
     )

@@ -105,6 +105,7 @@ class Engine:
         env, tb = self.env, self.trace
         self.strand_overhead = 0.0
         self.task_create = 0.0
+        self.thread_start = m.thread_start_s  # Thread.start(): a branch thread, a pool's worker
         self.limit = strategy.admission
         off = strategy.executor
         if strategy.on_loop:
@@ -293,6 +294,8 @@ class Engine:
                     holding = True
                 self.unstarted -= 1
                 worker = SimThread(gil)
+                if self.thread_start:  # creating the OS thread, until it runs
+                    yield from compute(env, self.cores, main, self.thread_start)
                 gil.barge(main, worker)
                 self._arrive(i, at=t, thread=worker)
                 event = gil.acquire(main)
@@ -609,6 +612,10 @@ class Engine:
             # second branch starts 2-19 ms after its first while other threads compute)
             children_done = []
             for b, c in zip(branches, strands, strict=True):
+                if self.thread_start:  # creating the OS thread, until the child runs
+                    started = env.now
+                    yield from compute(env, self.cores, s.thread, self.thread_start)
+                    self.trace.add(i, node.id, K_RESUME, s.res, started, started, env.now, self.thread_start)
                 gil.barge(s.thread, c.thread)
                 c.holding = True
                 children_done.append(env.process(self._branch(i, b, c)))
@@ -662,6 +669,8 @@ class Engine:
         slots.capacity += 1
         thread = SimThread(self.gil)
         gil = self.gil
+        if self.thread_start:  # creating the OS thread, until it runs
+            yield from compute(self.env, self.cores, s.thread, self.thread_start)
         if gil is not None:  # the loop thread blocks in Thread.start(); the new thread, running, takes the GIL
             gil.barge(s.thread, thread)
         if slots.waiting():  # it takes the first queued job (the work queue is FIFO), keeping the GIL
