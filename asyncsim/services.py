@@ -188,7 +188,8 @@ class ClientProfile(Frozen):
 
 
 _ALL = list(RETRYABLE)
-# openai-python's back-off (_base_client.py: INITIAL_RETRY_DELAY 0.5, MAX_RETRY_DELAY 8, jitter 1 - 0.25 U)
+# the Stainless clients' back-off (openai-python, anthropic-python: _base_client.py, INITIAL_RETRY_DELAY 0.5,
+# MAX_RETRY_DELAY 8, jitter 1 - 0.25 U)
 _OPENAI = {"policy": "exponential", "max_retries": 2, "initial": 0.5, "max_delay": 8.0, "multiplier": 2.0,
            "jitter": 0.25, "honor_retry_after": True, "cooldown": 0.0, "retry_on": _ALL}
 CLIENT_PROFILES: dict[str, ClientProfile] = {
@@ -205,6 +206,12 @@ CLIENT_PROFILES: dict[str, ClientProfile] = {
                "(1 - 0.25 * U), also above 60 s), _should_retry (408, 409, 429, >= 500, connection errors); "
                "_constants.py: DEFAULT_MAX_RETRIES = 2, DEFAULT_TIMEOUT = 600 s",
         retry={**_OPENAI, "retry_after_window": (0.0, 60.0), "beyond_window": "backoff"}),
+    "anthropic-python": ClientProfile(
+        source="anthropic-python 2.10 (the current release), anthropic/_base_client.py: BaseClient."
+               "_calculate_retry_timeout (any retry-after-ms or retry-after header > 0 is honoured, capped only at "
+               "2^32 ms, else min(0.5 * 2^n, 8) * (1 - 0.25 * U)), _should_retry (x-should-retry; 408, 409, 429, "
+               ">= 500); _constants.py: DEFAULT_MAX_RETRIES = 2, DEFAULT_TIMEOUT = 600 s, 1000 connections",
+        retry={**_OPENAI, "retry_after_window": (0.0, 4_294_967.0), "beyond_window": "backoff"}),
     "openai-cookbook-processor": ClientProfile(
         source="openai-cookbook examples/api_request_parallel_processor.py: process_api_requests_from_file "
                "(seconds_to_pause_after_rate_limit_error = 15: after a 429 nothing is sent until 15 s after it; "

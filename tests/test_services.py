@@ -154,6 +154,9 @@ def test_a_client_profile_expands_to_its_documented_retry_rules_and_can_be_overr
     cookbook = Service.model_validate({"latency": 0.1, "client": "openai-cookbook-processor",
                                        "retry": {"max_retries": 2}})
     assert (cookbook.retry.cooldown, cookbook.retry.max_retries, cookbook.retry.honor_retry_after) == (15.0, 2, False)
+    anthropic = Service.model_validate({"latency": 0.1, "client": "anthropic-python"})
+    assert backoff_s(anthropic.retry, 0, 0.5, retry_after=600.0) == 600.0  # honoured however long
+    assert backoff_s(openai.retry, 0, 0.5, retry_after=600.0) is None  # openai-python 3.60 gives up above 120 s
     tenacity = Service.model_validate({"latency": 0.1, "client": "tenacity-random-exponential"})
     assert (tenacity.retry.policy, tenacity.retry.min_delay, tenacity.retry.attempts) == ("full_jitter", 1.0, 6)
     with pytest.raises(ValueError, match=r"unknown client profile 'openai' \(allowed: openai-python, "):
