@@ -49,3 +49,18 @@ def test_gil_contention_quick_writes_a_report_with_a_real_run(tmp_path):
     assert saved["rows"][0]["measured"] > 0
     for name in ("t_total.png", "active.png", "concurrency_split.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG", name
+
+
+def test_ai_clients_quick_writes_a_report_of_a_real_openai_run(tmp_path):
+    script = ROOT / "experiments" / "ai_clients.py"
+    subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True, cwd=ROOT,
+                   capture_output=True, timeout=300)
+    report = (tmp_path / "report.md").read_text()
+    lines = report.splitlines()
+    assert lines[0] == "# Real client libraries against asyncsim serve"
+    assert lines[3].startswith("**Answer:** T_total within 5% in ")
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert len(saved) == 1
+    assert saved[0]["client"] == "openai"
+    assert saved[0]["measured"]["completed"] == 60
+    assert saved[0]["client_cpu_s"] > 0
