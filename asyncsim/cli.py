@@ -284,13 +284,14 @@ def _serve(workload: Workload, args: argparse.Namespace) -> int:
 
 
 def _clients(workload: Workload) -> dict[str, Any]:
-    """Each service's client rules as the run used them (a named profile expanded, with its source) and its
-    server's behaviour, for `run --json`."""
+    """Each service's client rules as the run used them (a named profile expanded, with its source; its CPU
+    per request, from the model or a machine profile) and its server's behaviour, for `run --json`."""
     out = {}
     for name, svc in workload.services.items():
         profile = CLIENT_PROFILES.get(svc.client) if svc.client else None
         out[name] = {"client": svc.client or "custom", "source": profile.source if profile else None,
                      "retry": svc.retry.model_dump(mode="json"), "timeout": svc.timeout,
+                     "client_cpu": svc.client_cpu.model_dump(mode="json") if svc.client_cpu else None,
                      "server": svc.server.model_dump(mode="json")}
     return out
 
@@ -489,7 +490,7 @@ def _with_profile(workload: Workload, profile: MachineProfile, args: argparse.Na
         strategy = parse_strategy(names[0])
     else:
         strategy = parse_strategy(args.strategy) if args.strategy else workload.strategy
-    return workload.evolve(machine=profile.machine_for(strategy, workload.machine))
+    return profile.with_clients(workload).evolve(machine=profile.machine_for(strategy, workload.machine))
 
 
 def _calibrate(args: argparse.Namespace, out: Console) -> int:
@@ -501,11 +502,18 @@ def _calibrate(args: argparse.Namespace, out: Console) -> int:
         from .real.http import measure_client_cpu
 
         per = sorted(measure_client_cpu(args.client) for _ in range(args.repeats))[args.repeats // 2]
+        saved = Path(args.out).exists()  # a machine profile to add the client to (run/compare apply it)
+        if saved:
+            profile = MachineProfile.read(args.out)
+            profile.model_copy(update={"client_cpu_s": {**profile.client_cpu_s, args.client: per}}).save(args.out)
         if args.json:
             print(_json.dumps({"client": args.client, "cpu_per_request_s": per}))
         else:
             out.print(f"{args.client}: {per * 1e3:.2f} ms of CPU per request on the calling thread (median of "
-                      f"{args.repeats}); model it as client_cpu: {{before: {per / 2:.6f}, after: {per / 2:.6f}}}")
+                      f"{args.repeats}); " + (f"added to {args.out}: --machine-profile applies it to services "
+                      f"whose client is {args.client}'s" if saved else
+                      f"model it as client_cpu: {{before: {per / 2:.6f}, after: {per / 2:.6f}}}, or run "
+                      f"`asyncsim calibrate` first and this again to keep it in the profile"))
         return 0
     profile = calibrate(repeats=args.repeats, progress=lambda msg: out.print(f"[dim]measuring {msg}[/]"))
     profile.save(args.out)

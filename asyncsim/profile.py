@@ -17,7 +17,8 @@ from ._io import write_atomic
 from ._json import dumps
 from ._model import Frozen
 from .errors import ModelError
-from .spec import Machine, format_errors
+from .services import CLIENT_PROFILES, ClientCpu
+from .spec import Machine, Workload, format_errors
 from .strategies import Strategy
 
 __all__ = ["LoopProfile", "MachineProfile"]
@@ -56,6 +57,20 @@ class MachineProfile(Frozen):
     process_submit_s: float | None = Field(None, ge=0)  # run_in_executor() to the worker starting the job
     process_return_s: float | None = Field(None, ge=0)  # the worker ending it to the coroutine running
     process_start_s: float = Field(0.0, ge=0)  # per worker, starting a pool (0 in profiles made before)
+    # CPU seconds per request of a client library on its calling thread (`calibrate --client NAME`), by package
+    client_cpu_s: dict[str, float] = Field(default_factory=dict)
+
+    def with_clients(self, workload: Workload) -> Workload:
+        """`workload` whose services name a client profile of a measured library (and give no `client_cpu`)
+        spending its measured CPU per request, half before sending and half after the answer."""
+        services = {}
+        for name, svc in workload.services.items():
+            profile = CLIENT_PROFILES.get(svc.client) if svc.client else None
+            per = self.client_cpu_s.get(profile.library) if profile is not None and profile.library else None
+            if per is not None and svc.client_cpu is None:
+                svc = svc.model_copy(update={"client_cpu": ClientCpu(before=per / 2, after=per / 2)})
+            services[name] = svc
+        return workload.model_copy(update={"services": services})
 
     def loop(self, name: str = "asyncio") -> LoopProfile:
         """The overheads of loop `name` (asyncio or uvloop)."""

@@ -185,6 +185,7 @@ class ClientProfile(Frozen):
 
     source: str
     retry: dict[str, Any]
+    library: str | None = None  # the package whose CPU per request `calibrate --client` measures
 
 
 _ALL = list(RETRYABLE)
@@ -199,19 +200,20 @@ CLIENT_PROFILES: dict[str, ClientProfile] = {
                "MAX_RETRY_AFTER_DELAY = 120 s, else min(0.5 * 2^n, 8) * (1 - 0.25 * U)), _should_retry (no retry "
                "when retry-after > 120 s; x-should-retry; 408, 409, 429, >= 500); _constants.py: "
                "DEFAULT_MAX_RETRIES = 2, DEFAULT_TIMEOUT = 600 s, 1000 connections",
-        retry={**_OPENAI, "retry_after_window": (0.0, 120.0), "beyond_window": "give_up"}),
+        retry={**_OPENAI, "retry_after_window": (0.0, 120.0), "beyond_window": "give_up"}, library="openai"),
     "openai-python-1": ClientProfile(
         source="openai-python 1.x, src/openai/_base_client.py: BaseClient._calculate_retry_timeout (a "
                "retry-after-ms or retry-after header honoured when 0 < ra <= 60, else min(0.5 * 2^n, 8) * "
                "(1 - 0.25 * U), also above 60 s), _should_retry (408, 409, 429, >= 500, connection errors); "
                "_constants.py: DEFAULT_MAX_RETRIES = 2, DEFAULT_TIMEOUT = 600 s",
-        retry={**_OPENAI, "retry_after_window": (0.0, 60.0), "beyond_window": "backoff"}),
+        retry={**_OPENAI, "retry_after_window": (0.0, 60.0), "beyond_window": "backoff"}, library="openai"),
     "anthropic-python": ClientProfile(
         source="anthropic-python 2.10 (the current release), anthropic/_base_client.py: BaseClient."
                "_calculate_retry_timeout (any retry-after-ms or retry-after header > 0 is honoured, capped only at "
                "2^32 ms, else min(0.5 * 2^n, 8) * (1 - 0.25 * U)), _should_retry (x-should-retry; 408, 409, 429, "
                ">= 500); _constants.py: DEFAULT_MAX_RETRIES = 2, DEFAULT_TIMEOUT = 600 s, 1000 connections",
-        retry={**_OPENAI, "retry_after_window": (0.0, 4_294_967.0), "beyond_window": "backoff"}),
+        retry={**_OPENAI, "retry_after_window": (0.0, 4_294_967.0), "beyond_window": "backoff"},
+        library="anthropic"),
     "openai-cookbook-processor": ClientProfile(
         source="openai-cookbook examples/api_request_parallel_processor.py: process_api_requests_from_file "
                "(seconds_to_pause_after_rate_limit_error = 15: after a 429 nothing is sent until 15 s after it; "

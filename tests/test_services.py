@@ -322,3 +322,23 @@ def test_a_429_pauses_every_call_of_a_client_with_a_cooldown():
     assert commands == [(SLEEP, 15.0), (SERVE, 0.05)]  # no back-off of its own: the pause, then a retry
     assert [row[4] for row in log] == [RATE_LIMITED, OK]
     assert svc.state.paused_until == 15.0  # another call asking now would wait for it too
+
+
+def test_a_machine_profile_gives_a_named_clients_measured_cpu_to_its_services():
+    from asyncsim.profile import LoopProfile, MachineProfile
+
+    loop = LoopProfile(loop_step_s=0.0, sleep_overshoot_s=0.0, task_create_s=0.0, timer_floor_s=1e-3)
+    profile = MachineProfile(cpu_rate=1e7, loops={"asyncio": loop}, thread_sleep_overshoot_s=0.0,
+                             thread_switch_s=0.0, process_dispatch_s=0.0, client_cpu_s={"openai": 0.002})
+    import asyncsim as a
+
+    w = a.Workload(arrivals=a.Batch(count=1), task=(a.call("llm"),), services={
+        "llm": Service(latency=a_const(0.1), client="openai-python"),
+        "own": Service(latency=a_const(0.1), client="openai-python-1", client_cpu={"before": 0.01}),
+        "tenacity": Service(latency=a_const(0.1), client="tenacity-random-exponential"),
+        "plain": Service(latency=a_const(0.1))})
+    services = profile.with_clients(w).services
+    assert (services["llm"].client_cpu.before, services["llm"].client_cpu.after) == (0.001, 0.001)
+    assert services["own"].client_cpu.before == 0.01  # what the model says wins
+    assert services["tenacity"].client_cpu is None  # tenacity wraps whatever client the user calls
+    assert services["plain"].client_cpu is None
