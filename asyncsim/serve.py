@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import ModelError
 from .real.service import ServiceSchedule
-from .rules.calls import attempt_outcome, charged_tokens
+from .rules.calls import admit, attempt_outcome
 from .rules.limits import CallState, buckets
 from .services import RATE_LIMITED, SERVER_ERROR, TIMEOUT, Service
 from .spec import Workload
@@ -112,24 +112,13 @@ class EmulatedService:
     def decide(self, now: float, given: dict[str, Any], max_tokens: int | None = None) -> Answer:
         """The answer to a request arriving at model time `now` (the rules of `rules.calls.attempts`, server
         side). An accepted request is in flight until `finished()`."""
-        spec, server = self.spec, self.spec.server
+        spec = self.spec
         latency, t_in, t_out, u = self._draws(given, max_tokens)
-        limit = spec.rate_limit
-        short = 0.0
-        charges: tuple[float, float] = (1.0, 0.0)
-        if self.server is not None and limit is not None:
-            charges = (1.0, float(charged_tokens(spec, limit, t_in, t_out)) if limit.tpm is not None else 0.0)
-            short = max((b.shortfall_s(now, a) for b, a in zip(self.server, charges, strict=True)
-                         if b is not None and a), default=0.0)
-        if short > 0:
-            return Answer(429, RATE_LIMITED, 0.0, t_in, t_out, server.rate_limited_header(short), accepted=False)
-        if self.state.full(server.concurrent_limit):
-            return Answer(429, RATE_LIMITED, 0.0, t_in, t_out, server.over_cap_header(), accepted=False)
-        if self.server is not None and limit is not None:
-            for bucket, amount in zip(self.server, charges, strict=True):
-                if bucket is not None and amount:
-                    bucket.take(now, amount)
-        self.state.enter()
+        outcome, header, entered = admit(spec, self.server, self.state, now, t_in, t_out)
+        if outcome == RATE_LIMITED:
+            return Answer(429, RATE_LIMITED, 0.0, t_in, t_out, header, accepted=False)
+        if not entered:  # no cap: count it in flight all the same (the log, `finished`)
+            self.state.enter()
         outcome = attempt_outcome(spec.failures, u)
         if outcome == RATE_LIMITED:  # a drawn 429 carries no retry-after
             return Answer(429, outcome, 0.0, t_in, t_out)

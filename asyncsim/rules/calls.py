@@ -121,6 +121,33 @@ def backoff_s(retry: Retry, n: int, u: float, retry_after: float | None = None) 
     return ceiling * (1 - retry.jitter * u)
 
 
+def admit(spec: Service, server: Buckets | None, state: CallState, now: float, tokens_in: float,
+          tokens_out: float) -> tuple[int, float | None, bool]:
+    """The server's side of an attempt sent at `now`, shared by the simulator, the real runners and `serve`:
+    (RATE_LIMITED, the retry-after its `server.retry_after` mode sends, False) when the rate limit or the cap
+    on requests in flight refuses it, else (OK, None, entered) with its quota taken; `entered`: it counts
+    against `server.concurrent_limit` until `state.leave()`. The caller holds the lock guarding them."""
+    short = 0.0
+    charges = (1.0, 0.0)
+    limit = spec.rate_limit
+    if server is not None and limit is not None:
+        charges = _charges(spec, limit, tokens_in, tokens_out)
+        short = max((b.shortfall_s(now, a) for b, a in zip(server, charges, strict=True) if b is not None and a),
+                    default=0.0)
+    if short > 0:
+        return RATE_LIMITED, spec.server.rate_limited_header(short), False
+    cap = spec.server.concurrent_limit
+    if cap is not None and state.full(cap):
+        return RATE_LIMITED, spec.server.over_cap_header(), False
+    if server is not None and limit is not None:
+        for bucket, amount in zip(server, charges, strict=True):
+            if bucket is not None and amount:
+                bucket.take(now, amount)
+    if cap is not None:
+        state.enter()
+    return OK, None, cap is not None
+
+
 def _charges(spec: Service, limit: RateLimit, tokens_in: float, tokens_out: float) -> tuple[float, float]:
     """(requests, tokens) one attempt takes from `limit`'s buckets."""
     tokens = charged_tokens(spec, limit, tokens_in, tokens_out) if limit.tpm is not None else 0.0
@@ -154,7 +181,7 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
         StepFailedError: the call failed and may not be retried (out of attempts, or not retryable).
     """
     spec = svc.spec
-    server, cap, cooldown = spec.server, spec.server.concurrent_limit, spec.retry.cooldown
+    cooldown = spec.retry.cooldown
     client_cpu = spec.client_cpu
     here = StepRef(step) if client_cpu is not None else None
     tokens_in, tokens_out = (durs[col], durs[col + 1]) if col >= 0 else (0.0, 0.0)
@@ -190,26 +217,10 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
             yield from _pause(svc, task, step, clock, add, lock)
         if client_cpu is not None and client_cpu.before:  # building the request: the client's CPU
             yield LOCAL_CPU, client_cpu.before, here
-        outcome, retry_after, batch, entered = OK, None, size, False
+        batch = size
         with lock:
             sent = served = clock()
-            short = 0.0
-            if svc.server is not None and spec.rate_limit is not None:
-                charges = _charges(spec, spec.rate_limit, tokens_in, tokens_out)
-                short = max((b.shortfall_s(sent, a) for b, a in zip(svc.server, charges, strict=True)
-                             if b is not None and a), default=0.0)
-            if short > 0:
-                outcome, retry_after = RATE_LIMITED, server.rate_limited_header(short)
-            elif cap is not None and svc.state.full(cap):
-                outcome, retry_after = RATE_LIMITED, server.over_cap_header()
-            else:
-                if svc.server is not None and spec.rate_limit is not None:
-                    for bucket, amount in zip(svc.server, charges, strict=True):
-                        if bucket is not None and amount:
-                            bucket.take(sent, amount)
-                if cap is not None:
-                    svc.state.enter()
-                    entered = True
+            outcome, retry_after, entered = admit(spec, svc.server, svc.state, sent, tokens_in, tokens_out)
         if outcome == OK:
             outcome = attempt_outcome(spec.failures, u_fail)
         if outcome != RATE_LIMITED:
