@@ -8,28 +8,31 @@ within 5%, 429s and failed tasks within 10% or 3. A miss is measured again (up t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
 
-import asyncsim as a
 from asyncsim.cli import main
 from asyncsim.real.http import measure_client_cpu
 from asyncsim.validate import validate_http
+
+from ..conftest import ROOT
 
 pytestmark = pytest.mark.validation
 
 ATTEMPTS = 3
 
 
-def llm(rpm: float, retry_after: str) -> a.Workload:
-    """60 chat completions of ~0.3 s (ttft 150 ms + 2 ms per output token) against a key of `rpm` (burst 5)."""
-    spec = {"client": "openai-python", "ttft": {"lognormal": {"mean": 0.15, "cv": 0.3}}, "tpot": 0.002,
-            "tokens": {"input": 200, "output": {"lognormal": {"mean": 60, "cv": 0.4}}},
-            "rate_limit": {"rpm": rpm, "burst_requests": 5}, "retry": {"max_retries": 6},
-            "server": {"retry_after": retry_after}}
-    return a.Workload(name=f"llm-{rpm:g}rpm", arrivals=a.Batch(count=60), task=(a.call("llm"),),
-                      services={"llm": a.Service.model_validate(spec)})
+def _experiment():
+    """experiments/ai_clients.py (its `workload` is the one this test runs)."""
+    spec = importlib.util.spec_from_file_location("ai_clients", ROOT / "experiments" / "ai_clients.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+llm = _experiment().workload
 
 
 @pytest.fixture(scope="module")
