@@ -284,9 +284,7 @@ class Engine:
                     gil.release(main)
                     holding = False
                 yield env.timeout(t - env.now)
-            if self.idle_workers:
-                self.idle_workers -= 1
-            elif self.unstarted:
+            if self._starts_a_thread():
                 if not holding:
                     event = gil.acquire(main)
                     if event is not None:
@@ -482,9 +480,7 @@ class Engine:
                     if overhead or env.now > ready:
                         tb.add(i, subject.id, K_RESUME, s.res, ready, env.now - overhead, env.now, overhead)
                     job = self.executor[0].request()
-                    if self.idle_workers:
-                        self.idle_workers -= 1
-                    elif self.unstarted:  # the submit starts a worker thread; the job goes on meanwhile
+                    if self._starts_a_thread():  # the submit starts a worker thread; the job goes on meanwhile
                         offload = env.process(self._offload(i, subject.id, value, env.now, job))
                         yield from self._start_worker(s)
                         ended = cast(float, offload.value) if offload.triggered else env.now
@@ -654,15 +650,20 @@ class Engine:
             wait = math.ceil(wait / g - 1e-9) * g
         return wait + self.overshoot
 
-    def _start_worker(self, s: Strand) -> Generator[Any, Any, None]:
-        """A submit to a ThreadPoolExecutor starts a worker thread when none is idle and it has fewer than
-        max_workers (Lib/concurrent/futures/thread.py, 3.11: `_adjust_thread_count`).
+    def _starts_a_thread(self) -> bool:
+        """Whether a submit to a ThreadPoolExecutor starts a worker thread: when none is idle and it has fewer
+        than max_workers (Lib/concurrent/futures/thread.py, 3.11: `_adjust_thread_count`). `_idle_semaphore`
+        counts one more after every job a worker ends, whether or not it then finds another; a submit that
+        finds it above 0 counts it down and starts nothing."""
+        if self.idle_workers:
+            self.idle_workers -= 1
+            return False
+        return self.unstarted > 0
 
-        `_idle_semaphore` counts one more after every job a worker ends, whether or not it then finds another,
-        so a submit after a job ended may start no thread while all are busy. `Thread.start()` blocks the
-        submitting (loop) thread on `_started.wait()` until the new thread runs, which then keeps the GIL for
-        its job: the loop thread waits for it again, a switch interval when the job is CPU.
-        """
+    def _start_worker(self, s: Strand) -> Generator[Any, Any, None]:
+        """The loop thread starts an executor's worker thread: `Thread.start()` blocks it on `_started.wait()`
+        until the new thread runs, which then keeps the GIL for its job (the first queued one): the loop thread
+        waits for it again, a switch interval when the job is CPU."""
         assert self.executor is not None
         slots, workers, _ = self.executor
         self.unstarted -= 1
