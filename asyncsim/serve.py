@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ class Answer:
     tokens_out: int
     retry_after: float | None = None
     accepted: bool = True  # the server took it (its quota spent, in flight until answered)
+    limits: tuple[tuple[str, float, float, float], ...] = ()  # (requests|tokens, per minute, left, s to full)
 
 
 class EmulatedService:
@@ -115,18 +117,32 @@ class EmulatedService:
         spec = self.spec
         latency, t_in, t_out, u = self._draws(given, max_tokens)
         outcome, header, entered = admit(spec, self.server, self.state, now, t_in, t_out)
+        limits = self._limits(now)
         if outcome == RATE_LIMITED:
-            return Answer(429, RATE_LIMITED, 0.0, t_in, t_out, header, accepted=False)
+            return Answer(429, RATE_LIMITED, 0.0, t_in, t_out, header, accepted=False, limits=limits)
         if not entered:  # no cap: count it in flight all the same (the log, `finished`)
             self.state.enter()
         outcome = attempt_outcome(spec.failures, u)
         if outcome == RATE_LIMITED:  # a drawn 429 carries no retry-after
-            return Answer(429, outcome, 0.0, t_in, t_out)
+            return Answer(429, outcome, 0.0, t_in, t_out, limits=limits)
         if outcome == TIMEOUT:  # the request hangs: the client's timeout cuts it
             hang = 2 * spec.timeout if spec.timeout is not None else 600.0
-            return Answer(504, outcome, hang, t_in, t_out)
+            return Answer(504, outcome, hang, t_in, t_out, limits=limits)
         _start, end = self.schedule.reserve(now, latency)
-        return Answer(500 if outcome == SERVER_ERROR else 200, outcome, end - now, t_in, t_out)
+        return Answer(500 if outcome == SERVER_ERROR else 200, outcome, end - now, t_in, t_out, limits=limits)
+
+    def _limits(self, now: float) -> tuple[tuple[str, float, float, float], ...]:
+        """The rate limit's state after this request, for the `x-ratelimit-*` headers providers send."""
+        limit = self.spec.rate_limit
+        if self.server is None or limit is None:
+            return ()
+        out = []
+        kinds = (("requests", self.server[0], limit.rpm), ("tokens", self.server[1], limit.tpm))
+        for kind, bucket, per_minute in kinds:
+            if bucket is not None and per_minute is not None:
+                level = bucket.level(now)
+                out.append((kind, per_minute, max(0.0, level), (bucket.capacity - level) / bucket.rate))
+        return tuple(out)
 
     def finished(self, answer: Answer) -> None:
         """A request was answered: an accepted one leaves the server's count in flight."""
@@ -142,6 +158,10 @@ def _headers(answer: Answer, scale: float) -> dict[str, str]:
     """The answer's headers: its outcome, and a 429's retry-after in real seconds (and milliseconds, which
     openai-python reads first); a whole number of model seconds stays whole at time scale 1."""
     headers = {"x-asyncsim-outcome": str(answer.outcome)}
+    for kind, per_minute, left, to_full in answer.limits:  # as OpenAI sends them (reset: until the bucket is full)
+        headers[f"x-ratelimit-limit-{kind}"] = f"{per_minute:g}"
+        headers[f"x-ratelimit-remaining-{kind}"] = f"{math.floor(left):d}"
+        headers[f"x-ratelimit-reset-{kind}"] = f"{to_full * scale:.3f}s"
     if answer.retry_after is not None:
         real = answer.retry_after * scale
         headers["retry-after"] = f"{real:g}"

@@ -104,6 +104,9 @@ def test_chat_completions_answer_with_usage_and_a_429_with_retry_after(tmp_path:
     assert body["object"] == "chat.completion"
     assert body["usage"] == {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
     assert (status, headers["retry-after"], headers["retry-after-ms"]) == (429, "1", "1000")
+    # the bucket's state as providers report it: 60 per minute, none left, 1 s until full again
+    assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("60", "0")
+    assert float(headers["x-ratelimit-reset-requests"].removesuffix("s")) == pytest.approx(1.0, abs=0.05)
     assert error["error"]["code"] == "rate_limit_exceeded"
     assert "Rate limit" in error["error"]["message"]  # what the cookbook processor looks for
     lines = [json.loads(line) for line in log.read_text().splitlines()]

@@ -36,6 +36,10 @@ class TokenBucket:
         level, then = self.state[0], self.state[1]
         return min(self.capacity, level + (now - then) * self.rate) if now > then else level
 
+    def level(self, now: float) -> float:
+        """Units in the bucket at `now` (below 0 while reservations are owed)."""
+        return self._level(now)
+
     def shortfall_s(self, now: float, amount: float) -> float:
         """Seconds until `amount` is available (0 when it is now); inf when it never fits."""
         if amount > self.capacity:
