@@ -300,6 +300,10 @@ class Service(Frozen):
     price: Price | None = None
     client: str | None = None
     client_cpu: ClientCpu | None = None
+    # the client's connection pool (httpx, aiohttp): an attempt holds a connection from sending until its answer
+    # and waits for one, FIFO, when all are busy; released during back-off and limiter waits (unlike a
+    # `use: {pool}` around the call, which holds its slot across retries). The wait counts as queueing
+    connections: int | None = Field(None, ge=1)
     server: Server = Field(default_factory=Server)
 
     @model_validator(mode="before")

@@ -305,3 +305,13 @@ def test_a_clients_own_cpu_per_request_runs_on_the_loop_and_is_never_offloaded()
         cpu = r.trace.to_frame().query("kind == 'cpu'")
         assert len(cpu) == 128
         assert set(cpu.resource) == {"loop"}
+
+
+def test_the_clients_connection_pool_holds_a_connection_per_attempt():
+    """4 calls of 1 s at once through 2 connections: two wait a second for one, as queueing."""
+    w = a.Workload(arrivals=a.Batch(count=4), task=(a.call("api"),),
+                   services={"api": a.Service(latency=1.0, connections=2)})
+    for strategy in ("asyncio", "threads:4", "processes:4"):
+        r = a.simulate(w, strategy=strategy, seed=0)
+        assert sorted(r.done.tolist()) == pytest.approx([1.0, 1.0, 2.0, 2.0]), strategy
+        assert sorted(r.to_frame().queued.tolist()) == pytest.approx([0.0, 0.0, 1.0, 1.0]), strategy

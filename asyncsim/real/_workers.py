@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from ..errors import ModelError
-from ..rules.calls import BATCH, LIMIT, LOCAL_CPU, SERVE, SLEEP
+from ..rules.calls import BATCH, CONNECT, LIMIT, LOCAL_CPU, SERVE, SLEEP
 from ..rules.queues import Ticket
 from ..rules.task import ACQUIRE, CPU_WORK, FORK, INLINE, IO_WAIT, Context, steps
 from ..scenario import Node
@@ -112,6 +112,8 @@ def drive(ctx: SyncCtx, i: int, commands: Generator[Any, Any, None]) -> None:
             served, answered = subject.schedule.reserve(now(), value)
             time.sleep(max(0.0, answered - now()) * scale)
             reply = served
+        elif op == CONNECT:
+            subject.connections.acquire()
         elif op == ACQUIRE:
             sem, timeout = ctx.pools[value]
             asked = now()

@@ -12,7 +12,7 @@ from collections.abc import Generator
 from concurrent.futures import Executor
 from typing import Any
 
-from ..rules.calls import BATCH, LIMIT, LOCAL_CPU, SERVE, SLEEP
+from ..rules.calls import BATCH, CONNECT, LIMIT, LOCAL_CPU, SERVE, SLEEP
 from ..rules.task import ACQUIRE, CPU_WORK, FORK, IO_WAIT, steps
 from ..scenario import Node
 from ..strategies import Strategy
@@ -136,6 +136,8 @@ class AsyncRun:
                 served, answered = subject.schedule.reserve(run.now(), value)
                 await asyncio.sleep(max(0.0, answered - run.now()) * scale)
                 reply = served
+            elif op == CONNECT:
+                await subject.connections.acquire()
             elif op == ACQUIRE:
                 reply = await self._acquire(i, value)
             elif op == FORK:

@@ -11,6 +11,7 @@ then). Shared between threads with a lock and between processes through shared m
 from __future__ import annotations
 
 import asyncio
+import asyncio as asyncio_mod  # `asyncio` is also RealService's flag
 import heapq
 import math
 import pickle
@@ -262,6 +263,9 @@ class RealService:
         self.server: Buckets | None = buckets(spec.rate_limit, states())
         self.client: Buckets | None = buckets(spec.client_limit, states())
         self.state = CallState(None if mp is None else mp.Array("d", 2, lock=False))
+        n = spec.connections
+        self.connections: Any = (None if n is None else asyncio_mod.Semaphore(n) if asyncio
+                                 else threading.Semaphore(n) if mp is None else mp.Semaphore(n))
         self.schedule = (ServiceSchedule(spec.concurrency) if mp is None
                          else ServiceSchedule.for_processes(spec.concurrency, mp))
         self.batcher: Any = None

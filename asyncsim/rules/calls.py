@@ -13,6 +13,7 @@ yields a command for its driver, which waits with its own clock and sleep (a Sim
 | (BATCH, 0, svc)  | queues the request at `svc`'s batcher until its batch ends  | (start, size) or None  |
 | (LIMIT, c, svc)  | waits its turn for charges c at `svc`'s policy limiter      | None                   |
 | (LOCAL_CPU, s, ref) | runs s model seconds of the client's CPU on the task's thread (never offloaded) | None |
+| (CONNECT, 0, svc) | waits for a connection of `svc.connections` (the client's pool); `attempts` gives it back | None |
 
 BATCH's answer is the batch's start and size, or None when the batcher rejected the request; LIMIT is used
 for a client limiter whose policy is not FIFO (`rules.limits.PolicyLimiter`); LOCAL_CPU's subject is a `StepRef`
@@ -44,11 +45,11 @@ from ..services import (
 from ..trace import K_CALL, K_THROTTLE
 from .limits import Buckets, CallState
 
-__all__ = ["BATCH", "LIMIT", "LOCAL_CPU", "SERVE", "SLEEP", "UNLOCKED", "Endpoint", "StepFailedError", "StepRef",
-           "accepted", "attempt_outcome", "attempts", "backoff_s", "charged_tokens"]
+__all__ = ["BATCH", "CONNECT", "LIMIT", "LOCAL_CPU", "SERVE", "SLEEP", "UNLOCKED", "Endpoint", "StepFailedError",
+           "StepRef", "accepted", "attempt_outcome", "attempts", "backoff_s", "charged_tokens"]
 
 SLEEP, SERVE, BATCH, LIMIT = range(4)
-LOCAL_CPU = 10  # after rules.task's commands (4..9)
+LOCAL_CPU, CONNECT = 10, 11  # after rules.task's commands (4..9)
 
 
 class StepRef:
@@ -75,6 +76,7 @@ class Endpoint(Protocol):
     server: Buckets | None
     client: Buckets | None
     state: CallState  # requests in flight at the server, the client's pause after a 429
+    connections: Any  # the client's connection pool (None without one): its driver waits for CONNECT, we release
     lock: AbstractContextManager[Any]  # guards the buckets and the state when threads or processes share them
 
 
@@ -218,9 +220,12 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
         if client_cpu is not None and client_cpu.before:  # building the request: the client's CPU
             yield LOCAL_CPU, client_cpu.before, here
         batch = size
+        sent = clock()
+        if spec.connections is not None:  # the client's pool: a connection for this attempt (its wait is queueing)
+            yield CONNECT, 0, svc
         with lock:
-            sent = served = clock()
-            outcome, retry_after, entered = admit(spec, svc.server, svc.state, sent, tokens_in, tokens_out)
+            served = clock()
+            outcome, retry_after, entered = admit(spec, svc.server, svc.state, served, tokens_in, tokens_out)
         if outcome == OK:
             outcome = attempt_outcome(spec.failures, u_fail)
         if outcome != RATE_LIMITED:
@@ -236,6 +241,8 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
                     outcome, service_time = TIMEOUT, spec.timeout
                 served = yield SERVE, service_time, svc
         end = clock()
+        if spec.connections is not None:
+            svc.connections.release()
         if entered:
             with lock:
                 svc.state.leave()

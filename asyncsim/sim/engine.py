@@ -19,7 +19,7 @@ import numpy as np
 import simpy
 
 from ..errors import DeadlockError, RunLimitError
-from ..rules.calls import LIMIT, LOCAL_CPU, SERVE, SLEEP, StepFailedError
+from ..rules.calls import CONNECT, LIMIT, LOCAL_CPU, SERVE, SLEEP, StepFailedError
 from ..rules.queues import Ticket, Tickets, WaitQueue
 from ..rules.task import ACQUIRE, BLOCK, CPU_WORK, FORK, INLINE, IO_WAIT, RESUME, Context, no_calls, steps
 from ..scenario import Node, Scenario
@@ -528,6 +528,13 @@ class Engine:
                     yield from self._enter(s, i, subject.id)
             elif op == FORK:
                 reply = yield from self._fork_branches(i, value, subject, s)
+            elif op == CONNECT:
+                if s.holding:
+                    self._leave(s)
+                event = subject.connections.request()
+                if event is not None:
+                    s.woke = SOON  # a released connection's waiter (the pool's semaphore) is call_soon'ed
+                    yield event
             elif op == LIMIT:
                 if s.holding:
                     self._leave(s)

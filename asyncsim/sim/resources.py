@@ -255,4 +255,5 @@ class SimService:
         self.limiter_res = tb.resource_id(f"limiter:{name}") if spec.client_limit else -1
         self.backoff_res = tb.resource_id(f"backoff:{name}") if spec.waits_to_retry else -1
         self.state = CallState()
+        self.connections = Slots(env, spec.connections) if spec.connections is not None else None
         self.lock = UNLOCKED  # one thread: the simulation

@@ -2,8 +2,9 @@
 
 Each case runs a service element for real (client limiter by requests and by tokens, a server rate limit
 answering 429 with an exact or a whole-second retry-after, a cap on requests in flight answering 429, a
-client-wide pause after a 429, random 5xx with exponential back-off, timeouts, token-based latency, a
-dynamic batcher under saturation, a pool whose timeout fires) under asyncio, threads and processes. Bar: as
+client-wide pause after a 429, the client's connection pool, the client's CPU per request, random 5xx with
+exponential back-off, timeouts, token-based latency, a dynamic batcher under saturation, a pool whose
+timeout fires) under asyncio, threads and processes. Bar: as
 in test_suite (replayed T_total within 5%, mean concurrency within 10%), and the call log agrees: requests,
 failures by kind, retries and failed tasks are equal — they follow from the draws — except where the
 outcome depends on timing at a bucket's edge (KNOWN_COUNT_LIMITS, with the measured spread).
@@ -83,6 +84,12 @@ def client_cpu() -> a.Workload:
                                                client_cpu={"before": 0.0014, "after": 0.0014})})
 
 
+def connection_pool() -> a.Workload:
+    """40 calls at once through the client's 8 connections (100 ms each): five waves."""
+    return a.Workload(name="connection-pool", arrivals=a.Batch(count=40), task=(a.call("api"),),
+                      services={"api": Service(latency=a.Lognormal(mean=0.1, cv=0.2), connections=8)})
+
+
 def flaky() -> a.Workload:
     """20% 5xx answers retried with openai-python's exponential back-off (3 retries, from 20 ms)."""
     return a.Workload(name="5xx-backoff", arrivals=a.Batch(count=80), task=(a.cpu(0.001), a.call("api")),
@@ -138,6 +145,7 @@ CASES = [
     (server_limit, "asyncio", 1.0), (server_limit, "threads:16", 1.0),
     (server_ceil, "asyncio", 1.0), (concurrency_cap, "asyncio", 1.0), (concurrency_cap, "threads:16", 1.0),
     (cooldown, "asyncio:4", 1.0), (client_cpu, "asyncio", 1.0), (client_cpu, "asyncio:16", 1.0),
+    (connection_pool, "asyncio", 1.0), (connection_pool, "threads:16", 1.0), (connection_pool, "processes:4", 1.0),
     (flaky, "asyncio", 1.0), (flaky, "asyncio:20", 1.0), (flaky, "threads:8", 1.0), (flaky, "processes:4", 1.0),
     (timeouts, "asyncio", 1.0), (timeouts, "threads:8", 1.0),
     (token_latency, "asyncio", 1.0), (token_latency, "threads:12", 1.0), (token_latency, "processes:4", 1.0),
