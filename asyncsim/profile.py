@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import Field, ValidationError
@@ -17,7 +18,7 @@ from ._io import write_atomic
 from ._json import dumps
 from ._model import Frozen
 from .errors import ModelError
-from .services import CLIENT_PROFILES, ClientCpu
+from .services import CLIENT_PROFILES, ClientCpu, Service
 from .spec import Machine, Workload, format_errors
 from .strategies import Strategy
 
@@ -63,14 +64,11 @@ class MachineProfile(Frozen):
     def with_clients(self, workload: Workload) -> Workload:
         """`workload` whose services name a client profile of a measured library (and give no `client_cpu`)
         spending its measured CPU per request, half before sending and half after the answer."""
-        services = {}
-        for name, svc in workload.services.items():
+        def measured(svc: Service) -> float | None:
             profile = CLIENT_PROFILES.get(svc.client) if svc.client else None
-            per = self.client_cpu_s.get(profile.library) if profile is not None and profile.library else None
-            if per is not None and svc.client_cpu is None:
-                svc = svc.model_copy(update={"client_cpu": ClientCpu(before=per / 2, after=per / 2)})
-            services[name] = svc
-        return workload.model_copy(update={"services": services})
+            return self.client_cpu_s.get(profile.library) if profile is not None and profile.library else None
+
+        return with_client_cpu(workload, measured)
 
     def loop(self, name: str = "asyncio") -> LoopProfile:
         """The overheads of loop `name` (asyncio or uvloop)."""
@@ -138,3 +136,15 @@ class MachineProfile(Frozen):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise ModelError(format_errors(exc), source=str(path)) from None
+
+
+def with_client_cpu(workload: Workload, per_request: Callable[[Service], float | None]) -> Workload:
+    """`workload` with each service that gives no `client_cpu` spending `per_request(service)` CPU seconds per
+    attempt (None: none), half before sending and half after the answer."""
+    services = {}
+    for name, svc in workload.services.items():
+        per = per_request(svc) if svc.client_cpu is None else None
+        if per is not None:
+            svc = svc.model_copy(update={"client_cpu": ClientCpu(before=per / 2, after=per / 2)})
+        services[name] = svc
+    return workload.model_copy(update={"services": services})

@@ -23,10 +23,10 @@ import numpy as np
 from .api import result_of, simulate
 from .bounds import used
 from .errors import ModelError
-from .profile import MachineProfile
+from .profile import MachineProfile, with_client_cpu
 from .real import run_real
 from .real.calibrate import calibrate
-from .real.http import HttpRun, check_http, measure_client_cpu, run_http, with_client_cpu
+from .real.http import HttpRun, check_http, measure_client_cpu, run_http
 from .results import Result
 from .scenario import CPU, Scenario, build_scenario
 from .services import Service
@@ -422,7 +422,7 @@ def validate_http(workload: Workload, strategy: Strategy | str, *, client: str =
     measured now), then run it with the real client against `serve` and compare."""
     strat = parse_strategy(strategy) if isinstance(strategy, str) else strategy
     per = measure_client_cpu(client) if client_cpu is None else client_cpu
-    model = with_client_cpu(workload, per)
+    model = with_client_cpu(workload, lambda _svc: per)
     scenario = build_scenario(model, seed=seed, strategy=strat)
     check_http(scenario)
     p = simulate(scenario)

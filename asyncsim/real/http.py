@@ -31,11 +31,11 @@ import numpy as np
 from ..errors import ModelError
 from ..scenario import CALL, CPU, IO, Scenario
 from ..serve import ServeOptions, serve
-from ..services import ATTEMPT_FIELDS, CALL_HEAD, ClientCpu, Service
+from ..services import ATTEMPT_FIELDS, CALL_HEAD, Service
 from ..spec import Batch, Workload, call
 from .cpuwork import CpuWork, measure_rate
 
-__all__ = ["HttpRun", "check_http", "measure_client_cpu", "run_http", "serving", "with_client_cpu"]
+__all__ = ["HttpRun", "check_http", "measure_client_cpu", "run_http", "serving"]
 
 CLIENTS = ("openai",)
 
@@ -127,7 +127,7 @@ def _hints(scenario: Scenario, i: int, node_id: int, col: int, attempts: int) ->
             "attempts": [[float(durs[at]), float(durs[at + 1])] for at in heads]}
 
 
-async def _clients(scenario: Scenario, base_url: str, cpu: CpuWork) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+async def _clients(scenario: Scenario, base_url: str, cpu: CpuWork) -> tuple[np.ndarray, np.ndarray]:
     import openai
 
     services = scenario.workload.services
@@ -136,7 +136,7 @@ async def _clients(scenario: Scenario, base_url: str, cpu: CpuWork) -> tuple[np.
                                         timeout=svc.timeout if svc.timeout is not None else 600.0)
                for name, svc in services.items()}
     n = scenario.n_tasks
-    arrival, done, failed = np.full(n, math.nan), np.full(n, math.nan), np.zeros(n, dtype=bool)
+    done, failed = np.full(n, math.nan), np.zeros(n, dtype=bool)
     limit = scenario.strategy.admission
     gate = asyncio.Semaphore(limit) if limit is not None else None
     loop = asyncio.get_running_loop()
@@ -173,12 +173,11 @@ async def _clients(scenario: Scenario, base_url: str, cpu: CpuWork) -> tuple[np.
         delay = t - (loop.time() - t0)
         if delay > 0:
             await asyncio.sleep(delay)
-        arrival[i] = max(t, 0.0)
         tasks.append(asyncio.create_task(task(i)))
     await asyncio.gather(*tasks)
     for c in clients.values():
         await c.close()
-    return arrival, done, failed
+    return done, failed
 
 
 def run_http(scenario: Scenario, *, client: str = "openai", seed: int = 0) -> HttpRun:
@@ -197,7 +196,7 @@ def run_http(scenario: Scenario, *, client: str = "openai", seed: int = 0) -> Ht
     check_http(scenario)
     with serving(scenario.workload, seed) as (url, log):
         cpu = CpuWork(measure_rate())
-        _, done, failed = asyncio.run(_clients(scenario, url, cpu))
+        done, failed = asyncio.run(_clients(scenario, url, cpu))
         rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     statuses = [row["status"] for row in rows]
     t_total = float(np.nanmax(done)) if len(done) else 0.0
@@ -231,12 +230,3 @@ def measure_client_cpu(client: str = "openai", requests: int = 200) -> float:
 
     with serving(workload) as (url, _log):
         return asyncio.run(main(url))
-
-
-def with_client_cpu(workload: Any, per_request: float) -> Any:
-    """`workload` with each service that gives no `client_cpu` spending `per_request` CPU seconds per attempt,
-    half before sending and half after the answer."""
-    services = {name: svc if svc.client_cpu is not None else
-                svc.model_copy(update={"client_cpu": ClientCpu(before=per_request / 2, after=per_request / 2)})
-                for name, svc in workload.services.items()}
-    return workload.model_copy(update={"services": services})
