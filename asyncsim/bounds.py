@@ -189,6 +189,9 @@ def _rate_bounds(name: str, side: str, limit: RateLimit, requests: float, tokens
         rate, burst = tok
         out.append(Bound(f"service {name} tpm ({where})", max(0.0, tokens - burst) / rate,
                          f"{tokens:.0f} tokens at {limit.tpm:g}/min after a burst of {burst:g}"))
+    if limit.interval and requests > 1:
+        out.append(Bound(f"service {name} dispatch ({where})", (requests - 1) * limit.interval,
+                         f"{requests:.0f} requests sent one per {limit.interval:g} s"))
     return out
 
 

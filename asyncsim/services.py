@@ -33,7 +33,10 @@ class RateLimit(Frozen):
 
     A bucket holds `window` seconds of refill (60: a minute's worth may burst; 1 or 10: the limit enforced over
     short windows, as Azure does), or `burst_requests` / `burst_tokens` when given. As a client-side limiter,
-    `policy` is the order in which waiting requests get their tokens (fifo: aiolimiter's; a server has no queue).
+    `policy` is the order in which waiting requests get their tokens (fifo: aiolimiter's; a server has no queue);
+    `interval` makes it a dispatcher that grants at most one request per `interval` seconds (the OpenAI
+    cookbook's processor sends one per turn of its loop, which sleeps 1 ms) and sends nothing during the
+    client's pause after a 429 (`retry.cooldown`): requests wait in its queue, in policy order.
     """
 
     rpm: float | None = Field(None, gt=0)
@@ -43,6 +46,7 @@ class RateLimit(Frozen):
     burst_tokens: float | None = Field(None, gt=0)
     count_max_tokens: bool = False
     policy: Policy = Field(default_factory=Policy)
+    interval: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _some_limit(self) -> RateLimit:
@@ -53,6 +57,12 @@ class RateLimit(Frozen):
         if self.burst_tokens is not None and self.tpm is None:
             raise ValueError("burst_tokens needs tpm")
         return self
+
+    @property
+    def dispatches(self) -> bool:
+        """Whether waiting requests are granted in order by a dispatcher (`PolicyLimiter`), not by reserving
+        their place in the buckets (FIFO, no pacing)."""
+        return self.policy.kind != "fifo" or self.interval > 0
 
     def buckets(self) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
         """(rate per second, capacity) of the request bucket and of the token bucket (None when unlimited)."""
@@ -186,6 +196,19 @@ class ClientProfile(Frozen):
     source: str
     retry: dict[str, Any]
     library: str | None = None  # the package whose CPU per request `calibrate --client` measures
+    # the client's own limiter: its fixed rules (merged under the service's client_limit, which then must be
+    # given: its rates are the user's settings); None: the library has no limiter
+    client_limit: dict[str, Any] | None = None
+
+
+def _merged(preset: dict[str, Any], given: Any, model: type[Frozen]) -> Any:
+    """A preset's fields under what the model gives (a dict or a validated `model`); anything else is left for
+    the field's own validation to report."""
+    if isinstance(given, model):
+        given = given.model_dump(exclude_unset=True)
+    if given is not None and not isinstance(given, dict):
+        return given
+    return {**preset, **(given or {})}
 
 
 _ALL = list(RETRYABLE)
@@ -218,10 +241,14 @@ CLIENT_PROFILES: dict[str, ClientProfile] = {
         source="openai-cookbook examples/api_request_parallel_processor.py: process_api_requests_from_file "
                "(seconds_to_pause_after_rate_limit_error = 15: after a 429 nothing is sent until 15 s after it; "
                "a failed request goes back on queue_of_requests_to_retry and is sent again at once, up to "
-               "max_attempts = 5); give its own limiter as client_limit (a minute's capacity, starting full, "
-               "refilled continuously)",
+               "max_attempts = 5; its main loop takes a request from the retry queue first, else the next one, "
+               "sends it when its limiter has a request and the request's tokens, sleeps "
+               "seconds_to_sleep_each_loop = 0.001, then waits out any pause); its limiter (client_limit: give "
+               "max_requests_per_minute and max_tokens_per_minute as rpm and tpm) holds a minute's capacity, "
+               "starts full and refills continuously",
         retry={"policy": "exponential", "max_retries": 4, "initial": 0.0, "max_delay": 0.0, "jitter": 0.0,
-               "honor_retry_after": False, "cooldown": 15.0, "retry_on": _ALL}),
+               "honor_retry_after": False, "cooldown": 15.0, "retry_on": _ALL},
+        client_limit={"window": 60.0, "interval": 0.001}),
     "tenacity-random-exponential": ClientProfile(
         source="tenacity 8.x, tenacity/wait.py: wait_random_exponential(min=1, max=60) waits uniform(min, "
                "clamp(2^(attempt - 1), min, max)); stop_after_attempt(6), as the OpenAI cookbook's "
@@ -316,12 +343,13 @@ class Service(Frozen):
         profile = CLIENT_PROFILES.get(name) if isinstance(name, str) else None
         if profile is None:
             raise ValueError(f"client: unknown client profile {name!r} (allowed: {', '.join(CLIENT_PROFILES)})")
-        given = data.get("retry")
-        if isinstance(given, Retry):
-            given = given.model_dump(exclude_unset=True)
-        if given is not None and not isinstance(given, dict):
-            return data  # the field's own validation reports it
-        return {**data, "retry": {**profile.retry, **(given or {})}}
+        data = {**data, "retry": _merged(profile.retry, data.get("retry"), Retry)}
+        if profile.client_limit is not None:
+            if data.get("client_limit") is None:
+                raise ValueError(f"client: {name} has a limiter of its own: give client_limit (its requests and "
+                                 "tokens per minute, e.g. {rpm: 1500, tpm: 125000})")
+            data["client_limit"] = _merged(profile.client_limit, data["client_limit"], RateLimit)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Service:
@@ -344,6 +372,9 @@ class Service(Frozen):
         if self.rate_limit is not None and self.rate_limit.policy.kind != "fifo":
             raise ValueError("rate_limit.policy: a server-side limit answers 429 at once and queues nothing; "
                              "order the waiters of a client_limit instead")
+        if self.rate_limit is not None and self.rate_limit.interval:
+            raise ValueError("rate_limit.interval: a server-side limit answers 429 at once and paces nothing; "
+                             "pace the client's sends with client_limit.interval")
         if self.client_limit is not None and self.client_limit.policy.preemptive:
             raise ValueError("client_limit.policy: tokens already granted cannot be taken back (not preemptive)")
         if self.batching is not None and self.server.concurrent_limit is not None:

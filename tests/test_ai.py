@@ -12,6 +12,7 @@ import asyncsim as a
 from asyncsim.bounds import bounds
 from asyncsim.plan import parse_slo, parse_vary, plan
 from asyncsim.scenario import build_scenario
+from asyncsim.services import CLIENT_PROFILES
 from asyncsim.trace import ResourceId
 
 
@@ -282,14 +283,31 @@ def test_a_concurrency_cap_answers_429_to_what_exceeds_it():
 def test_a_client_wide_cooldown_holds_back_every_call_after_a_429():
     """The cookbook processor's rule, with a 1 s pause: the second call's 429 stops the third from being sent
     until the pause ends; at 1 s the bucket holds one request, so the third is refused once more."""
-    svc = a.Service(latency=0.05, rate_limit=a.RateLimit(rpm=120, burst_requests=1),
-                    client="openai-cookbook-processor", retry={"cooldown": 1.0})
+    rules = {**CLIENT_PROFILES["openai-cookbook-processor"].retry, "cooldown": 1.0}
+    svc = a.Service(latency=0.05, rate_limit=a.RateLimit(rpm=120, burst_requests=1), retry=rules)
     w = a.Workload(arrivals=a.Batch(count=3), task=(a.call("api"),), services={"api": svc})
     r = a.simulate(w, strategy="asyncio", seed=0)
     assert sorted(r.done.tolist()) == pytest.approx([0.05, 1.05, 2.05])
     assert r.services["api"].rate_limited == 2
     throttled = r.trace.to_frame().query("kind == 'throttle'")
     assert set(throttled.resource) == {"backoff:api"}  # the pause is recorded as backing off
+
+
+def test_the_cookbook_processor_dispatches_one_request_per_loop_turn_and_none_while_paused():
+    """Its own limiter (600 RPM) sends one request per 1 ms turn: the server's burst of 3 takes the first three
+    (0, 1, 2 ms); the fourth, at 3 ms, gets a 429 and the processor sends nothing for 1 s (its pause, shortened
+    here). The refused request waits behind the two not yet sent; at 1.003 s and 1.004 s the server has refilled
+    two (2/s), so the third after the pause (1.005 s) is refused and pauses it again until 2.005 s."""
+    svc = a.Service(latency=0.05, rate_limit=a.RateLimit(rpm=120, burst_requests=3),
+                    client="openai-cookbook-processor", client_limit={"rpm": 600}, retry={"cooldown": 1.0})
+    w = a.Workload(arrivals=a.Batch(count=6), task=(a.call("api"),), services={"api": svc})
+    r = a.simulate(w, strategy="asyncio", seed=0)
+    assert r.done.tolist() == pytest.approx([0.05, 0.051, 0.052, 2.055, 1.053, 1.054])
+    assert r.services["api"].rate_limited == 2
+    throttled = r.trace.to_frame().query("kind == 'throttle'")
+    assert set(throttled.resource) == {"limiter:api"}  # its dispatcher holds the requests back, pause included
+    dispatch = [b for b in bounds(build_scenario(w, strategy="asyncio", seed=0)) if "dispatch" in b.name]  # 6 sends
+    assert [b.seconds for b in dispatch] == pytest.approx([0.005])
 
 
 def test_a_clients_own_cpu_per_request_runs_on_the_loop_and_is_never_offloaded():

@@ -21,6 +21,7 @@ from asyncsim.rules.calls import (
 from asyncsim.rules.limits import CallState, TokenBucket, buckets
 from asyncsim.rules.queues import BatchQueue
 from asyncsim.services import (
+    CLIENT_PROFILES,
     OK,
     RATE_LIMITED,
     SERVER_ERROR,
@@ -152,8 +153,11 @@ def test_a_client_profile_expands_to_its_documented_retry_rules_and_can_be_overr
     assert (first.retry.retry_after_window, first.retry.beyond_window) == ((0.0, 60.0), "backoff")  # 1.x
     assert openai.timeout is None  # its 600 s is in the profile's source; a model gives timeout to use it
     cookbook = Service.model_validate({"latency": 0.1, "client": "openai-cookbook-processor",
-                                       "retry": {"max_retries": 2}})
+                                       "retry": {"max_retries": 2}, "client_limit": {"rpm": 600, "window": 10}})
     assert (cookbook.retry.cooldown, cookbook.retry.max_retries, cookbook.retry.honor_retry_after) == (15.0, 2, False)
+    assert (cookbook.client_limit.interval, cookbook.client_limit.window) == (0.001, 10.0)  # the user's window wins
+    with pytest.raises(ValueError, match=r"openai-cookbook-processor has a limiter of its own: give client_limit"):
+        Service.model_validate({"latency": 0.1, "client": "openai-cookbook-processor"})
     anthropic = Service.model_validate({"latency": 0.1, "client": "anthropic-python"})
     assert backoff_s(anthropic.retry, 0, 0.5, retry_after=600.0) == 600.0  # honoured however long
     assert backoff_s(openai.retry, 0, 0.5, retry_after=600.0) is None  # openai-python 3.60 gives up above 120 s
@@ -304,7 +308,7 @@ def test_a_request_over_the_servers_concurrency_cap_gets_a_429_at_once():
 
 def test_a_429_pauses_every_call_of_a_client_with_a_cooldown():
     spec = Service(latency=a_const(0.05), rate_limit=RateLimit(rpm=60, burst_requests=1),
-                   client="openai-cookbook-processor")
+                   retry=CLIENT_PROFILES["openai-cookbook-processor"].retry)  # its rules, without its dispatcher
     svc = _Svc(spec)
     svc.server[0].take(0.0, 1.0)  # the bucket is empty: the first attempt gets a 429 and the client pauses 15 s
     commands, _, log = [], [], []

@@ -272,16 +272,18 @@ class RealService:
         if spec.batching is not None:
             self.batcher = AsyncBatchServer(spec.batching) if asyncio else BatchServer(spec.batching, mp=mp)
         queued = spec.concurrency is not None and spec.policy.kind != "fifo"
-        limited = spec.client_limit is not None and spec.client_limit.policy.kind != "fifo"
+        limited = spec.client_limit is not None and spec.client_limit.dispatches
         if mp is not None and (queued or limited):
-            where = "policy" if queued else "client_limit.policy"
-            raise ModelError(f"services.{name}.{where}: the real runner orders waiters by policy under asyncio, "
-                             "threads and sequential, not between processes; validate it with threads:N")
+            paced = spec.client_limit is not None and spec.client_limit.interval > 0
+            where = "policy" if queued else "client_limit.interval" if paced else "client_limit.policy"
+            raise ModelError(f"services.{name}.{where}: the real runner orders waiters (by policy, or through a "
+                             "dispatcher) under asyncio, threads and sequential, not between processes; validate "
+                             "it with threads:N")
         self.queue: Any = None
         if queued:
             assert spec.concurrency is not None  # a policy orders a server's queue only with concurrency
             self.queue = (AsyncQueueServer if asyncio else QueueServer)(spec.concurrency, spec.policy)
         self.limiter: Any = None
         if limited and self.client is not None and spec.client_limit is not None:
-            rule = PolicyLimiter(self.client, spec.client_limit.policy)
+            rule = PolicyLimiter(self.client, spec.client_limit.policy, spec.client_limit.interval, self.state)
             self.limiter = (AsyncPolicyLimiter if asyncio else ThreadPolicyLimiter)(rule, self.lock)

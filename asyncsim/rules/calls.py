@@ -16,8 +16,8 @@ yields a command for its driver, which waits with its own clock and sleep (a Sim
 | (CONNECT, 0, svc) | waits for a connection of `svc.connections` (the client's pool); `attempts` gives it back | None |
 
 BATCH's answer is the batch's start and size, or None when the batcher rejected the request; LIMIT is used
-for a client limiter whose policy is not FIFO (`rules.limits.PolicyLimiter`); LOCAL_CPU's subject is a `StepRef`
-(its cpu record belongs to the call's step).
+for a client limiter that dispatches (a policy other than FIFO, or an `interval`: `rules.limits.PolicyLimiter`);
+LOCAL_CPU's subject is a `StepRef` (its cpu record belongs to the call's step).
 (*) or, for a request preempted by a higher priority, its service slices [(start, end), ...]: the gaps
 between them are recorded as queueing again. A call out of attempts raises `StepFailedError`.
 """
@@ -193,10 +193,11 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
             latency, u_fail, u_jitter = durs[at], durs[at + 1], durs[at + 2]
         else:
             latency, u_fail, u_jitter = durs[step], 1.0, 0.0
-        if cooldown:  # the client takes no limiter capacity while it pauses after a 429
-            yield from _pause(svc, task, step, clock, add, lock)
         client = spec.client_limit
-        if svc.client is not None and client is not None and client.policy.kind != "fifo":
+        dispatched = client is not None and client.dispatches  # the dispatcher itself holds back during a pause
+        if cooldown and not dispatched:  # the client takes no limiter capacity while it pauses after a 429
+            yield from _pause(svc, task, step, clock, add, lock)
+        if svc.client is not None and client is not None and dispatched:
             charges = _charges(spec, client, tokens_in, tokens_out)
             asked = clock()
             yield LIMIT, charges, svc
@@ -215,7 +216,7 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
                 yield SLEEP, wait, svc
                 now = clock()
                 add(task, step, K_THROTTLE, svc.limiter_res, asked, now, now)
-        if cooldown:  # a pause that began while it waited for the limiter holds it too
+        if cooldown and not dispatched:  # a pause that began while it waited for the limiter holds it too
             yield from _pause(svc, task, step, clock, add, lock)
         if client_cpu is not None and client_cpu.before:  # building the request: the client's CPU
             yield LOCAL_CPU, client_cpu.before, here

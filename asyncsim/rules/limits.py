@@ -66,14 +66,26 @@ class PolicyLimiter:
     `offer` grants at once when nobody waits and the buckets hold enough; otherwise the request waits.
     `grant(now)` takes tokens for waiting requests in policy order while the next one fits, and returns them
     with the time the next one will fit (None when nobody waits). Head-of-line: a large request at the head
-    holds back smaller ones behind it, as aiolimiter's FIFO does.
+    holds back smaller ones behind it (aiolimiter 1.3 instead wakes the smallest waiting amount first:
+    exact for request limiters, where every amount is 1). As a dispatcher (the OpenAI cookbook's
+    processor) it grants at most one request per `interval` s and none before `state.paused_until` (the
+    client's pause after a 429): a paused dispatcher takes no tokens, so its buckets refill meanwhile.
     """
 
-    __slots__ = ("buckets", "queue")
+    __slots__ = ("buckets", "interval", "last", "queue", "state")
 
-    def __init__(self, buckets: tuple[TokenBucket | None, TokenBucket | None], policy: Policy) -> None:
+    def __init__(self, buckets: tuple[TokenBucket | None, TokenBucket | None], policy: Policy,
+                 interval: float = 0.0, state: CallState | None = None) -> None:
         self.buckets = buckets
         self.queue = WaitQueue(policy)
+        self.interval = interval
+        self.state = state
+        self.last = -math.inf  # when it last granted
+
+    def _held(self, now: float) -> float:
+        """When it may grant next (at or before `now`: it may grant now)."""
+        paused = self.state.paused_until if self.state is not None else 0.0
+        return max(paused, self.last + self.interval)
 
     def _short(self, now: float, charges: tuple[float, float]) -> float:
         return max((b.shortfall_s(now, a) for b, a in zip(self.buckets, charges, strict=True) if b is not None and a),
@@ -86,8 +98,9 @@ class PolicyLimiter:
 
     def offer(self, request: Any, charges: tuple[float, float], ticket: Any, now: float) -> bool:
         """True: granted now; False: `request` waits for `grant`."""
-        if not len(self.queue) and self._short(now, charges) == 0:
+        if not len(self.queue) and self._held(now) <= now and self._short(now, charges) == 0:
             self._take(now, charges)
+            self.last = now
             return True
         self.queue.push((request, charges), ticket)
         return False
@@ -96,12 +109,16 @@ class PolicyLimiter:
         """The waiting requests granted now (in order), and when to look again."""
         granted: list[Any] = []
         while len(self.queue):
+            held = self._held(now)
+            if held > now:
+                return granted, held
             (request, charges), _ = self.queue.peek()
             short = self._short(now, charges)
             if short > 0:
                 return granted, now + short if math.isfinite(short) else None
             self.queue.pop()
             self._take(now, charges)
+            self.last = now
             granted.append(request)
         return granted, None
 

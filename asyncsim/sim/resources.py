@@ -250,10 +250,10 @@ class SimService:
         self.server = buckets(spec.rate_limit)
         self.client = buckets(spec.client_limit)
         client = spec.client_limit
-        self.limiter = (SimLimiter(env, PolicyLimiter(self.client, client.policy))
-                        if self.client is not None and client is not None and client.policy.kind != "fifo" else None)
+        self.state = CallState()
+        self.limiter = (SimLimiter(env, PolicyLimiter(self.client, client.policy, client.interval, self.state))
+                        if self.client is not None and client is not None and client.dispatches else None)
         self.limiter_res = tb.resource_id(f"limiter:{name}") if spec.client_limit else -1
         self.backoff_res = tb.resource_id(f"backoff:{name}") if spec.waits_to_retry else -1
-        self.state = CallState()
         self.connections = Slots(env, spec.connections) if spec.connections is not None else None
         self.lock = UNLOCKED  # one thread: the simulation
