@@ -35,9 +35,10 @@ from .api import compare, replicate, simulate
 from .bounds import Bound, bounds
 from .errors import AsyncSimError, ModelError
 from .profile import MachineProfile
+from .real.http import CLIENTS as HTTP_CLIENTS
 from .results import Result
 from .scenario import build_scenario
-from .services import CLIENT_PROFILES
+from .services import client_profiles
 from .spec import Workload, load
 from .strategies import parse_strategy
 
@@ -88,10 +89,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="run every duration × this factor (results are reported in model seconds); "
                           "'auto' picks the smallest scale this machine's timers honour with margin")
     val.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop for asyncio runs")
-    val.add_argument("--client", choices=("openai",),
+    val.add_argument("--client", choices=HTTP_CLIENTS,
                      help="run the tasks with this REAL client library against `asyncsim serve` (real seconds; "
                           "needs pip install 'asyncsim[clients]') and compare with the prediction, which uses the "
-                          "library's CPU per request measured first")
+                          "library's CPU per request measured first: openai (the package, its own retries), httpx "
+                          "or aiohttp (a retry loop following the model's retry rules), cookbook (the OpenAI "
+                          "cookbook's parallel processor, with its limiter and pause)")
     val.add_argument("--out", metavar="FILE", help="also save the results as JSON (written atomically, kept if "
                                                   "the run is interrupted)")
     _common(val)
@@ -142,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", "-o", default="machine-profile.json", help="where to write the profile (JSON)")
     cal.add_argument("--repeats", type=int, default=3, help="repetitions per measurement (median)")
     cal.add_argument("--json", action="store_true", help="print the profile as JSON")
-    cal.add_argument("--client", choices=("openai",),
+    cal.add_argument("--client", choices=HTTP_CLIENTS,
                      help="instead: measure this client library's CPU per request against `asyncsim serve`")
 
     for p in (run, cmp, val):
@@ -288,8 +291,9 @@ def _clients(workload: Workload) -> dict[str, Any]:
     per request, from the model or a machine profile) and its server's behaviour, for `run --json`."""
     out = {}
     for name, svc in workload.services.items():
-        profile = CLIENT_PROFILES.get(svc.client) if svc.client else None
-        out[name] = {"client": svc.client or "custom", "source": profile.source if profile else None,
+        profiles = client_profiles(svc.client) if svc.client else []
+        out[name] = {"client": svc.client or "custom",
+                     "source": " + ".join(p.source for p in profiles) if profiles else None,
                      "retry": svc.retry.model_dump(mode="json"), "timeout": svc.timeout,
                      "client_cpu": svc.client_cpu.model_dump(mode="json") if svc.client_cpu else None,
                      "server": svc.server.model_dump(mode="json")}
@@ -499,19 +503,20 @@ def _calibrate(args: argparse.Namespace, out: Console) -> int:
     if args.repeats < 1:
         raise ModelError(f"--repeats: must be >= 1 (got {args.repeats})")
     if args.client:
-        from .real.http import measure_client_cpu
+        from .real.http import library_of, measure_client_cpu
 
         per = sorted(measure_client_cpu(args.client) for _ in range(args.repeats))[args.repeats // 2]
+        library = library_of(args.client)  # the cookbook processor sends with aiohttp
         saved = Path(args.out).exists()  # a machine profile to add the client to (run/compare apply it)
         if saved:
             profile = MachineProfile.read(args.out)
-            profile.model_copy(update={"client_cpu_s": {**profile.client_cpu_s, args.client: per}}).save(args.out)
+            profile.model_copy(update={"client_cpu_s": {**profile.client_cpu_s, library: per}}).save(args.out)
         if args.json:
-            print(_json.dumps({"client": args.client, "cpu_per_request_s": per}))
+            print(_json.dumps({"client": args.client, "library": library, "cpu_per_request_s": per}))
         else:
             out.print(f"{args.client}: {per * 1e3:.2f} ms of CPU per request on the calling thread (median of "
-                      f"{args.repeats}); " + (f"added to {args.out}: --machine-profile applies it to services "
-                      f"whose client is {args.client}'s" if saved else
+                      f"{args.repeats}); " + (f"added to {args.out} as {library}'s: --machine-profile applies it "
+                      f"to services whose client profile uses {library}" if saved else
                       f"model it as client_cpu: {{before: {per / 2:.6f}, after: {per / 2:.6f}}}, or run "
                       f"`asyncsim calibrate` first and this again to keep it in the profile"))
         return 0

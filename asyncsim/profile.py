@@ -18,7 +18,7 @@ from ._io import write_atomic
 from ._json import dumps
 from ._model import Frozen
 from .errors import ModelError
-from .services import CLIENT_PROFILES, ClientCpu, Service
+from .services import ClientCpu, Service, client_profiles
 from .spec import Machine, Workload, format_errors
 from .strategies import Strategy
 
@@ -65,8 +65,8 @@ class MachineProfile(Frozen):
         """`workload` whose services name a client profile of a measured library (and give no `client_cpu`)
         spending its measured CPU per request, half before sending and half after the answer."""
         def measured(svc: Service) -> float | None:
-            profile = CLIENT_PROFILES.get(svc.client) if svc.client else None
-            return self.client_cpu_s.get(profile.library) if profile is not None and profile.library else None
+            libraries = [p.library for p in client_profiles(svc.client) if p.library] if svc.client else []
+            return self.client_cpu_s.get(libraries[0]) if libraries else None
 
         return with_client_cpu(workload, measured)
 

@@ -180,7 +180,7 @@ def _attempt_draws(hints: dict[str, Any], headers: Any, tried: dict[tuple[Any, A
     header = headers.get("x-stainless-retry-count")
     k = int(header) if header is not None and header.isdigit() else tried.get(key, 0)
     tried[key] = k + 1
-    latency, u = attempts[min(k, len(attempts) - 1)]
+    latency, u = attempts[min(k, len(attempts) - 1)][:2]  # a third number, the client's jitter, is not ours
     return {**hints, "latency": latency, "u": u}
 
 

@@ -19,7 +19,7 @@ from .policies import Policy
 
 __all__ = [
     "ATTEMPT_FIELDS", "Batching", "CALL_HEAD", "CLIENT_PROFILES", "ClientCpu", "ClientProfile", "Failures",
-    "OUTCOMES", "Price", "RateLimit", "Retry", "Server", "Service", "Tokens", "call_width",
+    "OUTCOMES", "Price", "RateLimit", "Retry", "Server", "Service", "Tokens", "call_width", "client_profiles",
 ]
 
 OK, RATE_LIMITED, SERVER_ERROR, TIMEOUT, REJECTED = range(5)
@@ -36,7 +36,9 @@ class RateLimit(Frozen):
     `policy` is the order in which waiting requests get their tokens (fifo: aiolimiter's; a server has no queue);
     `interval` makes it a dispatcher that grants at most one request per `interval` seconds (the OpenAI
     cookbook's processor sends one per turn of its loop, which sleeps 1 ms) and sends nothing during the
-    client's pause after a 429 (`retry.cooldown`): requests wait in its queue, in policy order.
+    client's pause after a 429 (`retry.cooldown`): requests wait in its queue, in policy order. `per: call`:
+    a client-side limiter taken once per call, around the client's own retries (`async with limiter: await
+    client.chat.completions.create(...)`); `attempt`: before every attempt, retries included.
     """
 
     rpm: float | None = Field(None, gt=0)
@@ -47,6 +49,7 @@ class RateLimit(Frozen):
     count_max_tokens: bool = False
     policy: Policy = Field(default_factory=Policy)
     interval: float = Field(0.0, ge=0)
+    per: Literal["attempt", "call"] = "attempt"
 
     @model_validator(mode="after")
     def _some_limit(self) -> RateLimit:
@@ -110,7 +113,9 @@ class Retry(Frozen):
     retry-after inside `retry_after_window` (lo < ra <= hi) is waited instead; outside it the client backs off
     as above, or with `beyond_window: give_up` stops retrying when it is above the window. `cooldown`: after
     any 429 the client sends nothing at all for that many seconds (a client-wide pause, as the OpenAI
-    cookbook's parallel processor does).
+    cookbook's parallel processor does). `added_jitter`: up to that many seconds added to every wait, a
+    retry-after's included (litellm's JITTER; the same uniform draw as `jitter`); `retry_after_whole`: only a
+    whole number of seconds is read as a retry-after (litellm parses an integer; "1.5" falls back to back-off).
     """
 
     policy: Literal["none", "exponential", "full_jitter"] = "exponential"
@@ -120,7 +125,9 @@ class Retry(Frozen):
     min_delay: float = Field(0.0, ge=0)
     multiplier: float = Field(2.0, ge=1)
     jitter: float = Field(0.25, ge=0, le=1)
+    added_jitter: float = Field(0.0, ge=0)
     honor_retry_after: bool = True
+    retry_after_whole: bool = False
     retry_after_window: tuple[float, float] = (0.0, 60.0)
     beyond_window: Literal["backoff", "give_up"] = "backoff"
     cooldown: float = Field(0.0, ge=0)
@@ -194,11 +201,26 @@ class ClientProfile(Frozen):
     the profile (the source says what it is): give the service a `timeout` to model it."""
 
     source: str
-    retry: dict[str, Any]
+    retry: dict[str, Any] | None  # None: a limiter, which leaves the retry rules to the client it is used with
     library: str | None = None  # the package whose CPU per request `calibrate --client` measures
     # the client's own limiter: its fixed rules (merged under the service's client_limit, which then must be
     # given: its rates are the user's settings); None: the library has no limiter
     client_limit: dict[str, Any] | None = None
+
+
+def client_profiles(name: Any) -> list[ClientProfile]:
+    """The profiles `client: NAME` names: one, or several joined by `+` (a retrying client and a limiter in
+    front of it: `openai-python+aiolimiter`), whose rules apply left to right.
+
+    Raises:
+        ValueError: a name that is not a profile.
+    """
+    parts = name.split("+") if isinstance(name, str) else [name]
+    unknown = [p for p in parts if not isinstance(p, str) or p.strip() not in CLIENT_PROFILES]
+    if unknown:
+        raise ValueError(f"client: unknown client profile {unknown[0]!r} (allowed: {', '.join(CLIENT_PROFILES)}, "
+                         "or several joined by +)")
+    return [CLIENT_PROFILES[p.strip()] for p in parts]
 
 
 def _merged(preset: dict[str, Any], given: Any, model: type[Frozen]) -> Any:
@@ -248,13 +270,36 @@ CLIENT_PROFILES: dict[str, ClientProfile] = {
                "starts full and refills continuously",
         retry={"policy": "exponential", "max_retries": 4, "initial": 0.0, "max_delay": 0.0, "jitter": 0.0,
                "honor_retry_after": False, "cooldown": 15.0, "retry_on": _ALL},
-        client_limit={"window": 60.0, "interval": 0.001}),
+        client_limit={"window": 60.0, "interval": 0.001}, library="aiohttp"),
     "tenacity-random-exponential": ClientProfile(
-        source="tenacity 8.x, tenacity/wait.py: wait_random_exponential(min=1, max=60) waits uniform(min, "
-               "clamp(2^(attempt - 1), min, max)); stop_after_attempt(6), as the OpenAI cookbook's "
-               "How_to_handle_rate_limits uses it around the client; it reads no retry-after header",
+        source="tenacity 9.x (9.2.1), tenacity/wait.py: wait_random_exponential(min=1, max=60) waits "
+               "uniform(min, max(min, min(2^(attempt - 1), max))) (8.x drew uniform(0, ...): waits below min); "
+               "stop_after_attempt(6), as the OpenAI cookbook's How_to_handle_rate_limits uses it around the "
+               "client; it reads no retry-after header",
         retry={"policy": "full_jitter", "max_retries": 5, "initial": 1.0, "multiplier": 2.0, "max_delay": 60.0,
                "min_delay": 1.0, "jitter": 0.0, "honor_retry_after": False, "cooldown": 0.0, "retry_on": _ALL}),
+    "litellm-router": ClientProfile(
+        source="litellm 1.84 (the last release in Python; 1.110 keeps the constants), router.py: Router.__init__ "
+               "(num_retries = openai's DEFAULT_MAX_RETRIES = 2; the inner openai client's max_retries = 0), "
+               "should_retry_this_error (utils._should_retry: 408, 409, 429, >= 500), "
+               "_time_to_sleep_before_retry -> utils._calculate_retry_after (a retry-after header parsed as a "
+               "whole number of seconds, 0 < ra <= 60, waited + JITTER 0.75 * U; else min(0.5 * 2^n, "
+               "MAX_RETRY_DELAY 8) + 0.75 * U; retry-after-ms is not read). Its cooldown "
+               "(router_utils/cooldown_handlers.py: _should_cooldown_deployment) never cools a model group of one "
+               "deployment on 429s or 5xx (only at 100% failures over >= 1000 requests), so none is modelled. "
+               "Not modelled: it sleeps once more after the last failed attempt before raising",
+        retry={"policy": "exponential", "max_retries": 2, "initial": 0.5, "max_delay": 8.0, "multiplier": 2.0,
+               "jitter": 0.0, "added_jitter": 0.75, "honor_retry_after": True, "retry_after_whole": True,
+               "retry_after_window": (0.0, 60.0), "beyond_window": "backoff", "cooldown": 0.0, "retry_on": _ALL}),
+    "aiolimiter": ClientProfile(
+        source="aiolimiter 1.3, leakybucket.py: AsyncLimiter(max_rate, time_period) — give client_limit with "
+               "rpm = max_rate * 60 / time_period and window = time_period: it starts empty, so max_rate pass at "
+               "once (_level = 0), leaks continuously (_leak), admits while level + amount <= max_rate "
+               "(has_capacity) and wakes waiters one at a time from a heap of (amount, arrival) (_wake_next): "
+               "FIFO for a request limiter (amount 1); taken once per call (async with limiter: around the "
+               "client's call, whose own retries it does not see). A limiter, not a client: it retries "
+               "nothing — put it in front of one, e.g. client: openai-python+aiolimiter",
+        retry=None, client_limit={"policy": "fifo", "per": "call"}),
 }
 
 
@@ -340,15 +385,19 @@ class Service(Frozen):
         if not isinstance(data, dict) or data.get("client") is None:
             return data
         name = data["client"]
-        profile = CLIENT_PROFILES.get(name) if isinstance(name, str) else None
-        if profile is None:
-            raise ValueError(f"client: unknown client profile {name!r} (allowed: {', '.join(CLIENT_PROFILES)})")
-        data = {**data, "retry": _merged(profile.retry, data.get("retry"), Retry)}
-        if profile.client_limit is not None:
+        profiles = client_profiles(name)
+        rules = [p.retry for p in profiles if p.retry is not None]
+        retry: dict[str, Any] = {} if rules else {"policy": "none"}  # a limiter alone retries nothing
+        for rule in rules:
+            retry.update(rule)
+        data = {**data, "retry": _merged(retry, data.get("retry"), Retry)}
+        limits = [p.client_limit for p in profiles if p.client_limit is not None]
+        if limits:
             if data.get("client_limit") is None:
                 raise ValueError(f"client: {name} has a limiter of its own: give client_limit (its requests and "
                                  "tokens per minute, e.g. {rpm: 1500, tpm: 125000})")
-            data["client_limit"] = _merged(profile.client_limit, data["client_limit"], RateLimit)
+            data["client_limit"] = _merged({k: v for lim in limits for k, v in lim.items()}, data["client_limit"],
+                                           RateLimit)
         return data
 
     @model_validator(mode="after")
@@ -372,6 +421,8 @@ class Service(Frozen):
         if self.rate_limit is not None and self.rate_limit.policy.kind != "fifo":
             raise ValueError("rate_limit.policy: a server-side limit answers 429 at once and queues nothing; "
                              "order the waiters of a client_limit instead")
+        if self.rate_limit is not None and self.rate_limit.per != "attempt":
+            raise ValueError("rate_limit.per: a server-side limit counts every attempt it receives")
         if self.rate_limit is not None and self.rate_limit.interval:
             raise ValueError("rate_limit.interval: a server-side limit answers 429 at once and paces nothing; "
                              "pace the client's sends with client_limit.interval")

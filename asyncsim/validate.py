@@ -424,7 +424,7 @@ def validate_http(workload: Workload, strategy: Strategy | str, *, client: str =
     per = measure_client_cpu(client) if client_cpu is None else client_cpu
     model = with_client_cpu(workload, lambda _svc: per)
     scenario = build_scenario(model, seed=seed, strategy=strat)
-    check_http(scenario)
+    check_http(scenario, client)
     p = simulate(scenario)
     stats = list(p.services.values())
     predicted = HttpRun(t_total=p.t_total, completed=p.completed, failed=p.failed,

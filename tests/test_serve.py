@@ -157,3 +157,22 @@ def test_serve_listens_on_loopback_only_unless_told_and_stops_by_itself():
         return "ok"
 
     assert _serving(w, client, max_requests=2) == "ok"
+
+
+def test_http_validation_refuses_what_a_client_cannot_run_naming_the_field():
+    from asyncsim.real.http import check_http
+    from asyncsim.scenario import build_scenario
+
+    limited = a.Service(latency=0.1, client_limit=a.RateLimit(rpm=60))
+    w = a.Workload(arrivals=a.Batch(count=2), task=(a.call("llm"),), services={"llm": limited})
+    with pytest.raises(ModelError, match=r"services.llm.client_limit: the httpx client has no limiter"):
+        check_http(build_scenario(w, strategy="asyncio"), "httpx")
+    check_http(build_scenario(w, strategy="asyncio"), "cookbook")  # the cookbook processor has one
+    with pytest.raises(ModelError, match=r"cookbook processor sends a file of requests .* strategy asyncio"):
+        check_http(build_scenario(w, strategy="asyncio:4"), "cookbook")
+    plain = w.model_copy(update={"services": {"llm": a.Service(latency=0.1)}})
+    with pytest.raises(ModelError, match=r"services.llm.client_limit: the cookbook processor has its own limiter"):
+        check_http(build_scenario(plain, strategy="asyncio"), "cookbook")
+    two = plain.model_copy(update={"task": (a.call("llm"), a.io(0.1))})
+    with pytest.raises(ModelError, match=r"tasks of one call step"):
+        check_http(build_scenario(two, strategy="asyncio"), "cookbook")

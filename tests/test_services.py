@@ -346,3 +346,54 @@ def test_a_machine_profile_gives_a_named_clients_measured_cpu_to_its_services():
     assert services["own"].client_cpu.before == 0.01  # what the model says wins
     assert services["tenacity"].client_cpu is None  # tenacity wraps whatever client the user calls
     assert services["plain"].client_cpu is None
+
+
+def test_litellm_router_adds_its_jitter_and_reads_only_whole_second_retry_afters():
+    """litellm 1.84's _calculate_retry_after: a whole-second retry-after in (0, 60] + 0.75 U; anything else (a
+    fraction, which its int() parse refuses, or above 60 s) min(0.5 * 2^n, 8) + 0.75 U."""
+    litellm = Service.model_validate({"latency": 0.1, "client": "litellm-router"}).retry
+    assert litellm.attempts == 3
+    assert backoff_s(litellm, 0, 0.5) == pytest.approx(0.5 + 0.375)
+    assert backoff_s(litellm, 2, 0.0) == pytest.approx(2.0)
+    assert backoff_s(litellm, 0, 0.5, retry_after=2.0) == pytest.approx(2.375)
+    assert backoff_s(litellm, 1, 0.5, retry_after=1.5) == pytest.approx(1.0 + 0.375)  # not a whole number
+    assert backoff_s(litellm, 1, 0.0, retry_after=90.0) == pytest.approx(1.0)  # above its window: back-off
+
+
+def test_a_limiter_profile_brings_its_rules_and_composes_with_a_client():
+    alone = Service.model_validate({"latency": 0.1, "client": "aiolimiter", "client_limit": {"rpm": 60,
+                                                                                             "window": 10}})
+    assert (alone.retry.policy, alone.client_limit.policy.kind) == ("none", "fifo")  # it retries nothing
+    both = Service.model_validate({"latency": 0.1, "client": "openai-python+aiolimiter",
+                                   "client_limit": {"rpm": 60, "window": 10}})
+    openai = Service.model_validate({"latency": 0.1, "client": "openai-python"})
+    assert both.retry == openai.retry
+    with pytest.raises(ValueError, match=r"openai-python\+aiolimiter has a limiter of its own: give client_limit"):
+        Service.model_validate({"latency": 0.1, "client": "openai-python+aiolimiter"})
+    with pytest.raises(ValueError, match=r"unknown client profile 'aiolimit' .* or several joined by \+"):
+        Service.model_validate({"latency": 0.1, "client": "openai-python+aiolimit"})
+    # AsyncLimiter(10, 10): ten pass at once (it starts empty), then one a second as it leaks
+    import asyncsim as a
+
+    w = a.Workload(arrivals=a.Batch(count=12), task=(a.call("api"),), services={"api": alone})
+    r = a.simulate(w, strategy="asyncio", seed=0)
+    assert sorted(r.done.tolist()) == pytest.approx([0.1] * 10 + [1.1, 2.1])
+
+
+def test_a_limiter_taken_per_call_does_not_hold_back_the_clients_own_retries():
+    """Two calls take the limiter's two tokens (refilled at 0.1/s); the second is refused by the server (one a
+    second) and retried after its 1 s retry-after. Around the call (aiolimiter's use) the retry goes at once;
+    taken per attempt it waits 10 s for a token."""
+    import asyncsim as a
+
+    def done(per: str) -> list[float]:
+        svc = Service.model_validate({"latency": 0.1, "client": "openai-python",
+                                      "rate_limit": {"rpm": 60, "burst_requests": 1},
+                                      "client_limit": {"rpm": 6, "window": 20, "per": per}})
+        w = a.Workload(arrivals=a.Batch(count=2), task=(a.call("api"),), services={"api": svc})
+        return sorted(a.simulate(w, strategy="asyncio", seed=0).done.tolist())
+
+    assert done("call") == pytest.approx([0.1, 1.1])
+    assert done("attempt") == pytest.approx([0.1, 10.1])
+    with pytest.raises(ValueError, match=r"rate_limit\.per: a server-side limit counts every attempt"):
+        Service.model_validate({"latency": 0.1, "rate_limit": {"rpm": 60, "per": "call"}})

@@ -110,17 +110,20 @@ def accepted(outcome: Any) -> Any:
 def backoff_s(retry: Retry, n: int, u: float, retry_after: float | None = None) -> float | None:
     """Seconds to wait before retry `n` (0 for the first), from a jitter uniform `u` in [0, 1); None when the
     client gives up (a retry-after above its window, with `beyond_window: give_up`)."""
+    added = retry.added_jitter * u
+    if retry.retry_after_whole and retry_after is not None and retry_after != int(retry_after):
+        retry_after = None  # litellm's int() parse fails on "1.5": it backs off instead
     if retry_after is not None and retry.honor_retry_after:
         lo, hi = retry.retry_after_window
         if lo < retry_after <= hi:
-            return retry_after
+            return retry_after + added
         if retry_after > hi and retry.beyond_window == "give_up":
             return None
     ceiling = min(retry.initial * retry.multiplier**n, retry.max_delay)
     if retry.policy == "full_jitter":
         low = retry.min_delay
-        return low + u * max(0.0, ceiling - low)
-    return ceiling * (1 - retry.jitter * u)
+        return low + u * max(0.0, ceiling - low) + added
+    return ceiling * (1 - retry.jitter * u) + added
 
 
 def admit(spec: Service, server: Buckets | None, state: CallState, now: float, tokens_in: float,
@@ -194,6 +197,8 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
         else:
             latency, u_fail, u_jitter = durs[step], 1.0, 0.0
         client = spec.client_limit
+        if client is not None and attempt and client.per == "call":
+            client = None  # taken once, around the client's own retries
         dispatched = client is not None and client.dispatches  # the dispatcher itself holds back during a pause
         if cooldown and not dispatched:  # the client takes no limiter capacity while it pauses after a 429
             yield from _pause(svc, task, step, clock, add, lock)

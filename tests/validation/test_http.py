@@ -1,9 +1,11 @@
-"""A REAL client library against `asyncsim serve`, compared with the prediction (issue 13's HTTP validation).
+"""REAL client code against `asyncsim serve`, compared with the prediction (issue 13's HTTP validation).
 
-The openai package (its own retries, back-off and retry-after rules) runs 60 chat completions under
-`asyncio.Semaphore(K)` against the emulated API, which takes the simulator's draws for each attempt. The
-prediction uses the library's CPU per request, measured first (`calibrate --client openai`). Bar: T_total
-within 5%, 429s and failed tasks within 10% or 3. A miss is measured again (up to ATTEMPTS times).
+The openai package (its own retries, back-off and retry-after rules), httpx and aiohttp (their pools, a retry
+loop as users write one) run 60 chat completions under `asyncio.Semaphore(K)` against the emulated API, which
+takes the simulator's draws for each attempt; the OpenAI cookbook's parallel processor (its algorithm) sends
+100 with its own limiter above the key's, so its pause after a 429 fires. The prediction uses the library's
+CPU per request, measured first (`calibrate --client NAME`). Bar: T_total within 5%, requests, 429s and failed
+tasks within 10% or 3. A miss is measured again (up to ATTEMPTS times).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def _experiment():
     return module
 
 
-llm = _experiment().workload
+experiment = _experiment()
+llm = experiment.workload
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +47,41 @@ def _close(a_: int, b_: int) -> bool:
     return abs(a_ - b_) <= max(3, 0.10 * b_)
 
 
-@pytest.mark.parametrize(("rpm", "strategy", "retry_after", "limited"), [
-    (1200, "asyncio:4", "exact", False),  # below the limit: no 429
-    (600, "asyncio:32", "ceil_seconds", True),  # far above it: whole-second retry-afters, retries, failures
-])
-def test_the_openai_client_against_serve_matches_the_prediction(rpm, strategy, retry_after, limited, client_cpu):
+def _holds(workload, strategy: str, client: str, per: float, *, limited: bool) -> None:
     attempts = []
     for _ in range(ATTEMPTS):
-        v = validate_http(llm(rpm, retry_after), strategy, client_cpu=client_cpu)
+        v = validate_http(workload, strategy, client=client, client_cpu=per)
         p, m = v.predicted, v.measured
         attempts.append(v.error)
         assert (p.rate_limited > 0) == limited
         if (abs(v.error["t_total"]) <= 0.05 and _close(m.rate_limited, p.rate_limited)
                 and _close(m.failed, p.failed) and _close(m.requests, p.requests)):
             return
-    pytest.fail(f"openai client under {strategy}: off in every attempt: {attempts}")
+    pytest.fail(f"{client} under {strategy}: off in every attempt: {attempts}")
+
+
+@pytest.mark.parametrize(("rpm", "strategy", "retry_after", "limited"), [
+    (1200, "asyncio:4", "exact", False),  # below the limit: no 429
+    (600, "asyncio:32", "ceil_seconds", True),  # far above it: whole-second retry-afters, retries, failures
+])
+def test_the_openai_client_against_serve_matches_the_prediction(rpm, strategy, retry_after, limited, client_cpu):
+    _holds(llm(rpm, retry_after), strategy, "openai", client_cpu, limited=limited)
+
+
+@pytest.mark.parametrize("client", ["httpx", "aiohttp"])
+@pytest.mark.parametrize(("rpm", "connections", "limited"), [
+    (600, None, True),  # far above the limit: whole-second retry-afters read by the user's loop
+    (None, 4, False),  # 32 tasks through a pool of 4 connections
+])
+def test_httpx_and_aiohttp_against_serve_match_the_prediction(client, rpm, connections, limited):
+    _holds(llm(rpm, "ceil_seconds", connections), "asyncio:32", client, measure_client_cpu(client), limited=limited)
+
+
+def test_the_cookbook_processor_against_serve_matches_the_prediction():
+    """Its limiter at twice the key's RPM: 20 get through, the 21st is refused and it pauses (2 s here, 15 in
+    the cookbook), then sends what the key has refilled — a few pauses, a 429 each."""
+    w = experiment.cookbook_workload(600, 1200, 2.0, 100)
+    _holds(w, "asyncio", "cookbook", measure_client_cpu("cookbook"), limited=True)
 
 
 def test_validate_client_from_the_command_line(tmp_path, capsys):
@@ -71,3 +94,11 @@ def test_validate_client_from_the_command_line(tmp_path, capsys):
     assert (out["client"], out["measured"]["completed"], out["measured"]["requests"]) == ("openai", 12, 12)
     assert out["client_cpu_s"] > 0
     assert abs(out["error"]["t_total"]) < 0.25  # 12 calls of 50 ms: a smoke test of the path, not a bar
+
+
+@pytest.mark.parametrize("client", ["openai", "aiohttp"])
+def test_aiolimiter_around_the_call_against_serve_matches_the_prediction(client):
+    """AsyncLimiter(9, 1) taken around each call, in front of a key of 10/s (burst 5): its first burst of 9
+    meets the key's 5, so a few 429s, retried inside the call without the limiter."""
+    _holds(llm(600, "ceil_seconds", limiter=(9, 1.0)), "asyncio:32", client, measure_client_cpu(client),
+           limited=True)
