@@ -170,6 +170,15 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--duration", type=_finite, metavar="SECONDS", help="stop after this many seconds")
     srv.add_argument("--max-requests", type=int, metavar="N", help="stop after answering N requests")
 
+    tw = sub.add_parser("twin", help="run your own asyncio program in virtual time, charging its real CPU, and "
+                                     "report it as a run (asyncsim twin PROGRAM.py -- ARGS)")
+    tw.add_argument("program", help="a Python program that runs its work with asyncio.run(...); its own "
+                                    "arguments follow a --")
+    tw.add_argument("--cpu-scale", type=_finite, default=1.0,
+                    help="× each callback's measured CPU (0.5: a machine twice as fast)")
+    tw.add_argument("--out", metavar="FILE", help="also save the run as JSON (for `asyncsim report`)")
+    _common(tw)
+
     rep = sub.add_parser("report", help="turn a saved run / compare / sweep / validate output into a report")
     rep.add_argument("results", help="run/compare --json output, sweep --out table, or validate --out/--json output")
     rep.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for report.md and its figures")
@@ -220,7 +229,13 @@ def _limits(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `asyncsim` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    program_args: list[str] = []
+    if argv[:1] == ["twin"] and "--" in argv:  # the program's own arguments are not ours
+        cut = argv.index("--")
+        argv, program_args = argv[:cut], argv[cut + 1:]
     args = _parser().parse_args(argv)
+    args.program_args = program_args
     # piped output gets a width that fits the tables instead of rich's 80-column default
     out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     try:
@@ -228,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _calibrate(args, out)
         if args.command == "report":
             return _report(args, out)
+        if args.command == "twin":
+            return _twin(args, out)
         workload = load(args.model)  # validates the model before anything else (a sweep too)
         if args.command == "serve":
             return _serve(workload, args)
@@ -252,6 +269,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AsyncSimError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _twin(args: argparse.Namespace, out: Console) -> int:
+    import contextlib
+
+    from . import twin
+
+    # with --json the program's own prints go to stderr, so stdout stays one JSON document
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet:
+        result = twin.run_program(args.program, args.program_args, cpu_scale=args.cpu_scale, seed=args.seed)
+    data = result.to_dict()
+    if args.out:
+        write_atomic(args.out, _json.dumps(data))
+    if args.json:
+        print(_json.dumps(data))
+        return 0
+    console.print_run(SavedRun(result), f"{args.program} in virtual time (asyncsim twin)", out)
+    return 0
 
 
 def _serve(workload: Workload, args: argparse.Namespace) -> int:
@@ -328,7 +364,7 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
         print(_json.dumps(_null_reasons(data)))
     else:
         shown = SavedRun.from_dict(data)  # what the JSON holds (with replications, their means), as report reads it
-        console.print_run(shown, workload, out)
+        console.print_run(shown, workload.description, out)
         console.print_limits(shown.result, limits, out, whole="bounds_completed" in data)
         console.print_lost_bounds(first, limits, done, out)
         if shown.result.steady is not None:

@@ -20,7 +20,6 @@ from .plan import PlanResult
 from .profile import MachineProfile
 from .ranking import best_point, complete, speedups
 from .results import Result
-from .spec import Workload
 from .steady import Steady
 from .validate import Validation
 
@@ -32,12 +31,12 @@ __all__ = ["OUTCOME_KEYS", "diff", "marked", "outcome_cells", "outcome_columns",
            "steady_line"]
 
 
-def print_run(run: SavedRun, workload: Workload, out: Console) -> None:
+def print_run(run: SavedRun, description: str | None, out: Console) -> None:
     r = run.result
     reps = f", {run.replications} replications (mean ± 95% CI)" if run.replications is not None else ""
     out.print(f"[bold]{r.model}[/] under [bold]{r.strategy}[/], seed {r.seed}{reps}")
-    if workload.description:
-        out.print(workload.description.strip())
+    if description:
+        out.print(description.strip())
     c, split = r.concurrency, r.time_split
     lost = r.tasks - r.completed
     tasks = f"{fmt_count(r.completed)} completed, {fmt_count(r.failed)} failed of {fmt_count(r.tasks)}"

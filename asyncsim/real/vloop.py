@@ -57,8 +57,8 @@ class _Selector(selectors.DefaultSelector):
 class VirtualLoop(asyncio.SelectorEventLoop):
     """A stdlib selector event loop whose `time()` is a `VirtualClock`."""
 
-    def __init__(self, clock: VirtualClock) -> None:
-        super().__init__(_Selector(clock))
+    def __init__(self, clock: VirtualClock, selector: selectors.BaseSelector | None = None) -> None:
+        super().__init__(selector or _Selector(clock))
         self.clock = clock
         self._clock_resolution = 1e-12
 
