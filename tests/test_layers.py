@@ -48,7 +48,8 @@ LAYERS = [
     ("rules", ["rules"]),
     ("executors", ["sim", "real", "serve"]),  # serve: the emulated API, an executor of services' rules
     ("metrics", ["results", "metrics", "bounds", "api"]),  # results holds a Steady verdict (draws)
-    ("analyses", ["validate", "sweep", "plan", "_saved", "ranking"]),  # ranking orders Results
+    ("analyses", ["validate", "sweep", "plan", "_saved", "ranking", "twin"]),  # ranking orders Results; twin runs
+    # a program and computes its Result
     ("reports", ["report", "console"]),  # Markdown and figures; the command line's tables
     ("front", ["cli", "__main__", ""]),
 ]
