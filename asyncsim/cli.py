@@ -174,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
                                      "report it as a run (asyncsim twin PROGRAM.py -- ARGS)")
     tw.add_argument("program", help="a Python program that runs its work with asyncio.run(...); its own "
                                     "arguments follow a --")
+    tw.add_argument("--services", metavar="FILE",
+                    help="a YAML file whose services declare their host: the program's requests to those hosts are "
+                         "answered by the simulated APIs (any other host fails at once)")
     tw.add_argument("--cpu-scale", type=_finite, default=1.0,
                     help="× each callback's measured CPU (0.5: a machine twice as fast)")
     tw.add_argument("--out", metavar="FILE", help="also save the run as JSON (for `asyncsim report`)")
@@ -279,7 +282,8 @@ def _twin(args: argparse.Namespace, out: Console) -> int:
     # with --json the program's own prints go to stderr, so stdout stays one JSON document
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with quiet:
-        result = twin.run_program(args.program, args.program_args, cpu_scale=args.cpu_scale, seed=args.seed)
+        result = twin.run_program(args.program, args.program_args, cpu_scale=args.cpu_scale,
+                                  services=args.services, seed=args.seed)
     data = result.to_dict()
     if args.out:
         write_atomic(args.out, _json.dumps(data))

@@ -34,7 +34,7 @@ from .rules.limits import CallState, buckets
 from .services import RATE_LIMITED, SERVER_ERROR, TIMEOUT, Service
 from .spec import Workload
 
-__all__ = ["Answer", "EmulatedService", "ServeOptions", "make_app", "serve"]
+__all__ = ["Answer", "Api", "EmulatedService", "Reply", "ServeOptions", "make_app", "serve"]
 
 
 @dataclass(frozen=True)
@@ -193,6 +193,111 @@ def _loopback(host: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Reply:
+    """What the API answers one request: after `wait` model seconds, `status` with `headers` (real seconds at
+    the time scale) and the JSON `payload`; `answer` (None for a malformed request) and the service's name."""
+
+    status: int
+    headers: dict[str, str]
+    payload: dict[str, Any]
+    wait: float = 0.0
+    answer: Answer | None = None
+    service: str | None = None
+
+
+class Api:
+    """The emulated API of a workload's services, answering OpenAI-shaped requests in model seconds — one
+    implementation for `serve` (on a real clock) and `asyncsim twin` (on a virtual one).
+
+    Raises:
+        ModelError: no service to serve, an unknown default `service`, or a service it cannot emulate.
+    """
+
+    def __init__(self, workload: Workload, *, seed: int = 0, service: str | None = None,
+                 time_scale: float = 1.0) -> None:
+        if not workload.services:
+            raise ModelError("serve: the model has no services to answer as")
+        if service is not None and service not in workload.services:
+            raise ModelError(f"--service: no service {service!r} (the model has: {', '.join(workload.services)})")
+        rng = np.random.default_rng(seed)
+        self.services = {name: EmulatedService(name, spec, rng) for name, spec in workload.services.items()}
+        self.default = service or (next(iter(self.services)) if len(self.services) == 1 else None)
+        self.scale = time_scale
+        self.answered = 0
+        self.tried: dict[tuple[Any, Any], int] = {}  # attempts per (task, step), for clients that do not number
+
+    def models(self) -> dict[str, Any]:
+        """`GET /v1/models`."""
+        return {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "asyncsim"}
+                                           for n in self.services]}
+
+    def handle(self, kind: str, raw: bytes, headers: Any, now: float, default: str | None = None) -> Reply:
+        """The reply to a `chat` or `embeddings` request with body `raw` arriving at model time `now` (or, kind
+        `other`, any request to the `default` service: a page a crawler fetches); an accepted request stays in
+        flight until `finished(reply)`. A bad request gets an OpenAI-shaped 4xx."""
+        if kind == "other":
+            name = default or self.default
+            if name is None:
+                return Reply(404, {}, _error("no service answers this host", "invalid_request_error"))
+            return self._decided(kind, name, name, {}, {}, None, now)
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return Reply(400, {}, _error("the body is not JSON", "invalid_request_error"))
+        if not isinstance(body, dict):
+            return Reply(400, {}, _error("the body must be a JSON object", "invalid_request_error"))
+        model = body.get("model")
+        needs = "messages" if kind == "chat" else "input"
+        if not isinstance(model, str) or needs not in body:
+            return Reply(400, {}, _error(f"give 'model' (a string) and '{needs}'", "invalid_request_error"))
+        name = model if model in self.services else (default or self.default)
+        if name is None:
+            return Reply(404, {}, _error(f"The model '{model}' does not exist (serving: {', '.join(self.services)})",
+                                         "invalid_request_error", "model_not_found"))
+        hints = body.get("asyncsim")
+        given: dict[str, Any] = _attempt_draws(hints, headers, self.tried) if isinstance(hints, dict) else {}
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        return self._decided(kind, name, model, body, given, max_tokens if isinstance(max_tokens, int) else None,
+                             now)
+
+    def _decided(self, kind: str, name: str, model: str, body: dict[str, Any], given: dict[str, Any],
+                 max_tokens: int | None, now: float) -> Reply:
+        answer = self.services[name].decide(now, given, max_tokens)
+        self.answered += 1
+        out = _headers(answer, self.scale)
+        if answer.status == 429:
+            payload = _error(f"Rate limit reached for {name}: try again later", "requests", "rate_limit_exceeded")
+        elif answer.status >= 500:
+            payload = _error("The server had an error while processing your request", "server_error")
+        elif kind == "other":
+            payload = {"object": "asyncsim.page", "service": name, "tokens": answer.tokens_out}
+        elif kind == "embeddings":
+            items = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            payload = {"object": "list", "model": model, "usage": _usage(answer, chat=False),
+                       "data": [{"object": "embedding", "index": k, "embedding": [0.0] * 8}
+                                for k in range(len(items))]}
+        else:
+            payload = {
+                "id": f"chatcmpl-asyncsim-{self.answered}", "object": "chat.completion", "created": int(time.time()),
+                "model": model, "usage": _usage(answer, chat=True),
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                    "role": "assistant", "content": "ok " * max(1, min(answer.tokens_out, 64))}}]}
+        return Reply(answer.status, out, payload, answer.wait, answer, name)
+
+    def finished(self, reply: Reply) -> None:
+        """A reply was sent (or its client went away): an accepted request is no longer in flight."""
+        if reply.answer is not None and reply.service is not None:
+            self.services[reply.service].finished(reply.answer)
+
+
+def _usage(answer: Answer, *, chat: bool) -> dict[str, int]:
+    usage = {"prompt_tokens": answer.tokens_in, "total_tokens": answer.tokens_in + answer.tokens_out}
+    if chat:
+        usage["completion_tokens"] = answer.tokens_out
+    return usage
+
+
 def make_app(workload: Workload, options: ServeOptions, stop: asyncio.Event | None = None) -> Any:
     """The aiohttp application serving `workload`'s services (`stop` is set when it should shut down).
 
@@ -201,81 +306,32 @@ def make_app(workload: Workload, options: ServeOptions, stop: asyncio.Event | No
     """
     from aiohttp import web
 
-    if not workload.services:
-        raise ModelError("serve: the model has no services to answer as")
-    if options.service is not None and options.service not in workload.services:
-        raise ModelError(f"--service: no service {options.service!r} (the model has: "
-                         f"{', '.join(workload.services)})")
-    rng = np.random.default_rng(options.seed)
-    services = {name: EmulatedService(name, spec, rng) for name, spec in workload.services.items()}
-    default = options.service or (next(iter(services)) if len(services) == 1 else None)
+    api = Api(workload, seed=options.seed, service=options.service, time_scale=options.time_scale)
     scale = options.time_scale
     t0 = time.perf_counter()
     log_file = options.log.open("a", encoding="utf-8") if options.log is not None else None
-    answered = [0]
-    tried: dict[tuple[Any, Any], int] = {}  # attempts seen per (task, step), for clients that do not number them
 
     def model_now() -> float:
         return (time.perf_counter() - t0) / scale
 
     async def handle(request: web.Request, kind: str) -> web.Response:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return web.json_response(_error("the body is not JSON", "invalid_request_error"), status=400)
-        if not isinstance(body, dict):
-            return web.json_response(_error("the body must be a JSON object", "invalid_request_error"),
-                                     status=400)
-        model = body.get("model")
-        needs = "messages" if kind == "chat" else "input"
-        if not isinstance(model, str) or needs not in body:
-            return web.json_response(_error(f"give 'model' (a string) and '{needs}'", "invalid_request_error"),
-                                     status=400)
-        name = model if model in services else default
-        if name is None:
-            return web.json_response(_error(f"The model '{model}' does not exist (serving: "
-                                                 f"{', '.join(services)})", "invalid_request_error",
-                                            "model_not_found"), status=404)
-        hints = body.get("asyncsim")
-        given: dict[str, Any] = _attempt_draws(hints, request.headers, tried) if isinstance(hints, dict) else {}
-        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
-        svc = services[name]
         arrived = model_now()
-        answer = svc.decide(arrived, given, max_tokens if isinstance(max_tokens, int) else None)
+        reply = api.handle(kind, await request.read(), request.headers, arrived)
         try:
-            if answer.wait > 0:
-                await asyncio.sleep(answer.wait * scale)
+            if reply.wait > 0:
+                await asyncio.sleep(reply.wait * scale)
         finally:  # answered, or the client went away: either way it is no longer in flight
-            svc.finished(answer)
-        done = model_now()
-        if log_file is not None:
-            log_file.write(json.dumps({"t": round(arrived, 6), "end": round(done, 6), "service": name,
-                                       "status": answer.status, "tokens_in": answer.tokens_in,
-                                       "tokens_out": answer.tokens_out, "retry_after": answer.retry_after}) + "\n")
+            api.finished(reply)
+        if log_file is not None and reply.answer is not None:
+            answer = reply.answer
+            log_file.write(json.dumps({"t": round(arrived, 6), "end": round(model_now(), 6),
+                                       "service": reply.service, "status": answer.status,
+                                       "tokens_in": answer.tokens_in, "tokens_out": answer.tokens_out,
+                                       "retry_after": answer.retry_after}) + "\n")
             log_file.flush()
-        answered[0] += 1
-        if stop is not None and options.max_requests is not None and answered[0] >= options.max_requests:
+        if stop is not None and options.max_requests is not None and api.answered >= options.max_requests:
             stop.set()
-        headers = _headers(answer, scale)
-        if answer.status == 429:
-            return web.json_response(_error(f"Rate limit reached for {name}: try again later", "requests",
-                                            "rate_limit_exceeded"), status=429, headers=headers)
-        if answer.status >= 500:
-            return web.json_response(_error("The server had an error while processing your request",
-                                            "server_error"), status=answer.status, headers=headers)
-        usage = {"prompt_tokens": answer.tokens_in, "total_tokens": answer.tokens_in + answer.tokens_out}
-        if kind == "embeddings":
-            items = body["input"] if isinstance(body["input"], list) else [body["input"]]
-            data = [{"object": "embedding", "index": k, "embedding": [0.0] * 8} for k in range(len(items))]
-            return web.json_response({"object": "list", "data": data, "model": model, "usage": usage},
-                                     headers=headers)
-        usage["completion_tokens"] = answer.tokens_out
-        return web.json_response({
-            "id": f"chatcmpl-asyncsim-{answered[0]}", "object": "chat.completion", "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": "ok " * max(1, min(answer.tokens_out, 64))}}],
-            "usage": usage}, headers=headers)
+        return web.json_response(reply.payload, status=reply.status, headers=reply.headers)
 
     async def chat(request: web.Request) -> web.Response:
         return await handle(request, "chat")
@@ -284,8 +340,7 @@ def make_app(workload: Workload, options: ServeOptions, stop: asyncio.Event | No
         return await handle(request, "embeddings")
 
     async def models(_request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": n, "object": "model", "owned_by": "asyncsim"}
-                                                             for n in services]})
+        return web.json_response(api.models())
 
     async def closing(_app: web.Application) -> None:
         if log_file is not None:

@@ -377,6 +377,8 @@ class Service(Frozen):
     # `use: {pool}` around the call, which holds its slot across retries). The wait counts as queueing
     connections: int | None = Field(None, ge=1)
     server: Server = Field(default_factory=Server)
+    # the API's host name (api.openai.com): `asyncsim twin` answers a program's requests to it as this service
+    host: str | None = Field(None, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 
     @model_validator(mode="before")
     @classmethod

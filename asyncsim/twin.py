@@ -22,30 +22,50 @@ Not yet (each fails at once with an error that says so, never a silently wrong r
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import heapq
+import os
+import random
 import runpy
+import ssl
 import sys
+import sysconfig
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
-from .errors import AsyncSimError
+from .api import pricing
+from .errors import AsyncSimError, ModelError
 from .metrics import compute_result
 from .real.vloop import VirtualClock, VirtualLoop
 from .real.vloop import _Selector as _VirtualSelector
+from .real.vnet import Network, PlainTls
 from .results import Result
-from .trace import K_CPU, K_IO, K_RESUME, Trace, TraceBuilder
+from .serve import Api, Reply
+from .services import OK, TIMEOUT
+from .spec import Workload
+from .trace import K_CALL, K_CPU, K_IO, K_RESUME, CallLog, CallTable, Trace, TraceBuilder
 
 __all__ = ["TwinError", "TwinLoop", "run", "run_program"]
 
 
-_LOOP_OWN = frozenset(("BaseEventLoop.shutdown_asyncgens", "BaseEventLoop.shutdown_default_executor"))
+_LIBRARIES = tuple(sorted({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}))
+
+
+def _programs(task: asyncio.Task[Any]) -> bool:
+    """Whether a task is the program's (its coroutine written outside the standard library and installed
+    packages), not a library's own (anyio's connection attempts, asyncio.run's clean-up)."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is None or not code.co_filename.startswith(_LIBRARIES)
 
 
 class TwinError(AsyncSimError):
@@ -62,6 +82,16 @@ class _Task:
     steps: int = 0
     done: float = float("nan")
     failed: bool = False
+    covered: float = 0.0  # the end of its latest call record (the wait before it is a call, not io)
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
 
 
 class _Selector(_VirtualSelector):
@@ -85,19 +115,29 @@ class TwinLoop(VirtualLoop):
     """An asyncio selector loop on a virtual clock that advances by each callback's thread CPU × `cpu_scale`
     (and by `time.sleep` on the loop), recording each task's steps into a trace."""
 
-    def __init__(self, cpu_scale: float = 1.0, clock: VirtualClock | None = None) -> None:
-        if not cpu_scale > 0:
-            raise TwinError(f"--cpu-scale: must be > 0 (got {cpu_scale})")
+    def __init__(self, cpu_scale: float = 1.0, clock: VirtualClock | None = None,
+                 services: Workload | None = None, seed: int = 0) -> None:
+        if not cpu_scale >= 0:
+            raise TwinError(f"--cpu-scale: must be >= 0 (got {cpu_scale}; 0: CPU costs nothing, and the same seed "
+                            "gives the same run exactly)")
         clock = clock or VirtualClock()
         super().__init__(clock, _Selector(clock, self))
         self.cpu_scale = cpu_scale
+        self.services = services
+        self.calls = CallLog()
+        self._last_failed: dict[tuple[int, int], int] = {}  # (task, service) -> attempts so far while failing
         self.tb = TraceBuilder()
         self.loop_res = self.tb.resource_id("loop")
         self.tasks: dict[asyncio.Task[Any], _Task] = {}
         self._cpu0: float | None = None  # thread CPU clock when the running callback started
         self._blocked = 0.0  # seconds the running callback has slept (time.sleep) so far
         self._due: float | None = None  # the deadline of the running timer callback
+        self._job: list[float] | None = None  # while an executor job runs: [its CPU start, its blocked seconds]
+        self._workers: dict[int, list[float]] = {}  # per executor: when each of its workers is free (a heap)
+        self._library: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()  # tasks of libraries, not counted
         self._thread = threading.get_ident()
+        self._sockets: dict[Any, tuple[str, int]] = {}  # sockets "connected" to a declared host (sock_connect)
+        self.net = self._network(services, seed) if services is not None else None
 
     # ------------------------------------------------------------------ the clock
     def time(self) -> float:
@@ -112,7 +152,10 @@ class TwinLoop(VirtualLoop):
         in virtual time (True); elsewhere it is not ours (False)."""
         if threading.get_ident() != self._thread or self._cpu0 is None:
             return False
-        self._blocked += max(0.0, seconds)
+        if self._job is not None:  # inside an executor job: the job's time, not the loop's
+            self._job[1] += max(0.0, seconds)
+        else:
+            self._blocked += max(0.0, seconds)
         return True
 
     # ------------------------------------------------------------------ every callback is charged
@@ -134,8 +177,9 @@ class TwinLoop(VirtualLoop):
         # what a timer's callback makes ready was due at the timer's deadline: the lag since is the loop's
         scheduled = self.time() if self._due is None else min(self._due, self.time())
         if task is not None and task not in self.tasks:
-            if getattr(task.get_coro(), "__qualname__", "") in _LOOP_OWN:
-                task = None  # asyncio.run's own clean-up, not the program's work
+            if task in self._library or not _programs(task):
+                self._library.add(task)  # a library's own task (anyio's connect, asyncio.run's clean-up)
+                task = None
             else:
                 self.tasks[task] = _Task(len(self.tasks), scheduled, scheduled)
 
@@ -156,8 +200,9 @@ class TwinLoop(VirtualLoop):
     def _record(self, task: asyncio.Task[Any], scheduled: float, start: float, spent: float) -> None:
         rec = self.tasks[task]
         step = rec.steps
-        if scheduled > rec.last_end and step:  # it waited for something outside the loop
-            self.tb.add(rec.index, step, K_IO, -1, rec.last_end, rec.last_end, scheduled)
+        since = max(rec.last_end, rec.covered)
+        if scheduled > since and step:  # it waited for something outside the loop
+            self.tb.add(rec.index, step, K_IO, -1, since, since, scheduled)
         if start > scheduled:
             self.tb.add(rec.index, step, K_RESUME, self.loop_res, scheduled, start, start)
         self.tb.add(rec.index, step, K_CPU, self.loop_res, start, start, start + spent, spent)
@@ -172,16 +217,70 @@ class TwinLoop(VirtualLoop):
                          "calls will be answered by simulated services (asyncsim twin --services), executors "
                          "and subprocesses later")
 
-    async def create_connection(self, *args: Any, **kwargs: Any) -> Any:
-        host = args[1] if len(args) > 1 else kwargs.get("host")
-        port = args[2] if len(args) > 2 else kwargs.get("port")
-        raise self._refuse(f"a network connection (to {host}:{port})")
+    def _network(self, services: Workload, seed: int) -> Network:
+        hosts: dict[str, str | None] = {}
+        for name, svc in services.services.items():
+            if svc.host is not None:  # a host's first service answers requests whose model names none
+                hosts.setdefault(svc.host, name)
+        if not hosts:
+            raise TwinError("twin --services: no service declares its host (give e.g. host: api.openai.com)")
+        api = Api(services, seed=seed)
+        return Network(api, hosts, now=self.time, free=self._free, charged=self.call_soon,
+                       current_task=lambda: asyncio.current_task(self), answered=self._answered)
+
+    def _free(self, delay: float, callback: Callable[..., Any], *args: Any) -> asyncio.TimerHandle:
+        """Server work on the loop, not charged to the program."""
+        return VirtualLoop.call_at(self, self.time() + delay, callback, *args)
+
+    def _unknown_host(self, host: Any, port: Any) -> TwinError:
+        known = ", ".join(self.net.hosts) if self.net is not None else ""
+        return TwinError(f"twin: the program connects to {host}:{port}, which no service declares; the twin never "
+                         f"touches the real network. Declare it in the services file (services: {{NAME: {{host: "
+                         f"{host}, latency: ...}}}})" + (f"; declared: {known}" if known else ""))
+
+    async def create_connection(self, protocol_factory: Any, host: Any = None,
+                                port: Any = None, **kwargs: Any) -> Any:
+        sock = kwargs.get("sock")
+        if sock is not None and sock in self._sockets and self.net is not None:
+            ours, port = self._sockets.pop(sock)
+            sock.close()  # never connected: the connection is in memory
+            return self.net.connect(ours, port, protocol_factory)
+        name = self.net.host_of(host) if self.net is not None else None
+        if name is None or self.net is None:
+            raise self._unknown_host(host, port)
+        return self.net.connect(name, port, protocol_factory)
 
     async def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        raise self._refuse(f"a network connection (resolving {host}:{port})")
+        ours = self.net.host_of(host) if self.net is not None else None
+        if ours is None or self.net is None:
+            raise self._unknown_host(host, port)
+        return self.net.getaddrinfo(ours, port)
+
+    def _answered(self, task: Any, sent: float, reply: Reply, abandoned: bool) -> None:
+        """A request the program sent was answered (or given up): a call record and a call-log row for the
+        task that sent it."""
+        rec = self.tasks.get(task) if task is not None else None
+        if rec is None or reply.answer is None or reply.service is None:
+            return
+        end = self.time()
+        res = self.tb.resource_id(f"service:{reply.service}")
+        self.tb.add(rec.index, rec.steps, K_CALL, res, sent, sent, end)
+        rec.covered = max(rec.covered, end)
+        outcome = TIMEOUT if abandoned else reply.answer.outcome
+        key = (rec.index, res)
+        attempt = self._last_failed.pop(key, 0)
+        if outcome != OK:
+            self._last_failed[key] = attempt + 1
+        self.calls.add(rec.index, rec.steps, res, attempt, outcome, sent, end, reply.answer.tokens_in,
+                       reply.answer.tokens_out, 1)
 
     async def sock_connect(self, sock: Any, address: Any) -> None:
-        raise self._refuse(f"a raw socket (connecting to {address})")
+        """A socket connected to a declared host's address (aiohttp's happy eyeballs): remembered, so that
+        `create_connection(sock=...)` knows where it goes; the socket itself is never used."""
+        ours = self.net.host_of(address[0]) if self.net is not None and isinstance(address, tuple) else None
+        if ours is None:
+            raise self._refuse(f"a raw socket (connecting to {address})")
+        self._sockets[sock] = (ours, address[1])
 
     async def create_datagram_endpoint(self, *args: Any, **kwargs: Any) -> Any:
         raise self._refuse("a datagram endpoint")
@@ -197,8 +296,33 @@ class TwinLoop(VirtualLoop):
 
     def run_in_executor(self, executor: Any, func: Callable[..., Any],  # type: ignore[override]
                         *args: Any) -> asyncio.Future[Any]:
-        raise self._refuse(f"an executor job ({getattr(func, '__qualname__', func)!s}: run_in_executor or "
-                           "asyncio.to_thread)")
+        """A thread pool job: it runs now, on this thread, its CPU (and sleeps) measured but not charged to the
+        loop, and completes at the virtual time a worker of the pool (FIFO, `max_workers` of them) would end it.
+        No GIL contention with the loop is modelled: right for work that releases the GIL (I/O, numpy), short
+        for pure-Python CPU."""
+        if isinstance(executor, concurrent.futures.ProcessPoolExecutor):
+            raise self._refuse("a process pool job (run_in_executor with a ProcessPoolExecutor)")
+        future = self.create_future()
+        now = self.time()
+        outer = self._cpu0
+        self._job = [time.thread_time(), 0.0]
+        try:
+            value, error = func(*args), None
+        except BaseException as exc:  # the job's error is its future's, as in a real pool
+            value, error = None, exc
+        finally:
+            started, blocked = self._job
+            spent = time.thread_time() - started
+            self._job = None
+        if outer is not None and self._cpu0 is not None:
+            self._cpu0 += spent  # the loop's callback is not charged for the job's CPU
+        workers = executor._max_workers if executor is not None else min(32, (os.cpu_count() or 1) + 4)  # noqa: SLF001
+        free = self._workers.setdefault(id(executor), [0.0] * workers)
+        start = max(now, heapq.heappop(free))
+        end = start + spent * self.cpu_scale + blocked
+        heapq.heappush(free, end)
+        self.call_at(end, _settle, future, value, error)
+        return future
 
     # ------------------------------------------------------------------ the run as a Result
     def result(self, name: str, *, seed: int | None = None) -> Result:
@@ -206,19 +330,27 @@ class TwinLoop(VirtualLoop):
         first task, the program's main coroutine, only when it created no other)."""
         tasks = list(self.tasks.values())
         trace = self.tb.build()
+        calls = self.calls.build()
         if len(tasks) > 1:  # leave out the main task, renumber the others from 0
             tasks = tasks[1:]
             keep = trace.task != 0
             trace = Trace(task=trace.task[keep] - 1, step=trace.step[keep], kind=trace.kind[keep],
                           resource=trace.resource[keep], enqueue=trace.enqueue[keep], start=trace.start[keep],
                           end=trace.end[keep], cpu_s=trace.cpu_s[keep], resources=trace.resources)
+            mine = calls.task != 0
+            calls = CallTable(**{f.name: getattr(calls, f.name)[mine] for f in fields(CallTable)})
+            calls = replace(calls, task=calls.task - 1)
         n = len(tasks)
         arrival = np.array([t.created for t in tasks], dtype=float)
         done = np.array([t.done for t in tasks], dtype=float)
         failed = np.array([t.failed for t in tasks], dtype=bool)
+        caps: dict[str, int | None] = {"loop": 1}
+        if self.services is not None:
+            caps |= {f"service:{k}": s.concurrency for k, s in self.services.services.items()}
         return compute_result(trace, arrival, done, np.zeros(n, dtype=np.int64), failed, model=name,
-                              strategy=f"twin (cpu × {self.cpu_scale:g})", seed=seed,
-                              capacities={"loop": 1}, parallel_types=np.array([False]))
+                              strategy=f"twin (cpu × {self.cpu_scale:g})", seed=seed, capacities=caps,
+                              parallel_types=np.array([True]), calls=calls if len(calls) else None,
+                              pricing=pricing(self.services) if self.services is not None else None)
 
 
 @contextlib.contextmanager
@@ -233,34 +365,82 @@ def _virtual_time(loop: TwinLoop) -> Iterator[None]:
         if not loop.sleep_on_loop(float(seconds)):
             real_sleep(seconds)
 
+    original_wrap_bio = ssl.SSLContext.wrap_bio
+
+    def wrap_bio(self: ssl.SSLContext, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool = False,
+                 server_hostname: str | None = None, session: Any = None) -> Any:
+        net = loop.net
+        if net is not None and not server_side and net.host_of(server_hostname) is not None:
+            return PlainTls(incoming, outgoing, server_hostname, self)  # the other end is ours: no TLS
+        return original_wrap_bio(self, incoming, outgoing, server_side, server_hostname, session)
+
     time.time = lambda: epoch + loop.time()
     time.monotonic = loop.time
     time.perf_counter = loop.time
     time.sleep = sleep
+    ssl.SSLContext.wrap_bio = wrap_bio  # type: ignore[method-assign, assignment]
     try:
         yield
     finally:
         for name, fn in saved.items():
             setattr(time, name, fn)
+        ssl.SSLContext.wrap_bio = original_wrap_bio  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """The `random` module seeded while the program runs (client libraries draw their back-off jitter from
+    it): same seed, same run; the caller's generator state is put back after."""
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 class _Policy(asyncio.DefaultEventLoopPolicy):
     """Gives the program's `asyncio.run` (or `new_event_loop`) a twin loop, and remembers it."""
 
-    def __init__(self, cpu_scale: float) -> None:
+    def __init__(self, cpu_scale: float, services: Workload | None, seed: int) -> None:
         super().__init__()
-        self.cpu_scale = cpu_scale
+        self.cpu_scale, self.services, self.seed = cpu_scale, services, seed
         self.loops: list[TwinLoop] = []
 
     def new_event_loop(self) -> TwinLoop:
-        loop = TwinLoop(self.cpu_scale)
+        loop = TwinLoop(self.cpu_scale, services=self.services, seed=self.seed)
         self.loops.append(loop)
         return loop
 
 
+def load_services(services: Workload | str | Path) -> Workload:
+    """The services a twin answers: a Workload, or a YAML file whose `services` declare their `host` (a model
+    file, or one with services alone).
+
+    Raises:
+        ModelError: the file cannot be read or a service is invalid (the YAML path named).
+    """
+    if isinstance(services, Workload):
+        return services
+    path = Path(services)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ModelError(f"cannot read the services file: {exc.strerror}", source=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise ModelError(f"not valid YAML: {exc}", source=str(path)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("services"), dict) or not data["services"]:
+        raise ModelError("services: give a mapping of services, each with its host (services: {llm: {host: "
+                         "api.openai.com, latency: 0.5}})", source=str(path))
+    if "task" not in data and "tasks" not in data and "stages" not in data:  # services alone: a placeholder task
+        data = {"arrivals": {"batch": {"count": 1}}, "task": [{"io": 0.0}], **data}
+    return Workload.from_dict(data, base_dir=path.parent, source=str(path))
+
+
 def run(main: Callable[[], Coroutine[Any, Any, Any]] | Coroutine[Any, Any, Any], *, cpu_scale: float = 1.0,
-        seed: int | None = None, name: str = "twin") -> Result:
-    """Run `main` (an async function or a coroutine) on a twin loop and return its metrics.
+        services: Workload | str | Path | None = None, seed: int = 0, name: str = "twin") -> Result:
+    """Run `main` (an async function or a coroutine) on a twin loop, its requests to the hosts of `services`
+    answered by their simulated APIs (with `seed`'s draws), and return its metrics.
 
     Raises:
         TwinError: the program did something the twin cannot run (a network connection, an executor job...).
@@ -268,9 +448,9 @@ def run(main: Callable[[], Coroutine[Any, Any, Any]] | Coroutine[Any, Any, Any],
     coro = main() if callable(main) else main
     if not asyncio.iscoroutine(coro):
         raise TwinError(f"twin.run: give an async function or a coroutine, got {type(coro).__name__}")
-    loop = TwinLoop(cpu_scale)
+    loop = TwinLoop(cpu_scale, services=load_services(services) if services is not None else None, seed=seed)
     try:
-        with _virtual_time(loop):
+        with _virtual_time(loop), _seeded(seed):
             task = loop.create_task(coro)
             loop.run_until_complete(task)
         return loop.result(name, seed=seed)
@@ -279,7 +459,7 @@ def run(main: Callable[[], Coroutine[Any, Any, Any]] | Coroutine[Any, Any, Any],
 
 
 def run_program(path: str | Path, argv: Sequence[str] = (), *, cpu_scale: float = 1.0,
-                seed: int | None = None) -> Result:
+                services: Workload | str | Path | None = None, seed: int = 0) -> Result:
     """Run the Python program at `path` as `__main__` (with `argv` as its arguments), every event loop it makes
     being a twin loop; the metrics of its last loop's run.
 
@@ -289,13 +469,13 @@ def run_program(path: str | Path, argv: Sequence[str] = (), *, cpu_scale: float 
     path = Path(path)
     if not path.is_file():
         raise TwinError(f"twin: no program at {path}")
-    policy = _Policy(cpu_scale)
+    policy = _Policy(cpu_scale, load_services(services) if services is not None else None, seed)
     saved_policy, saved_argv = asyncio.get_event_loop_policy(), sys.argv
     sys.argv = [str(path), *argv]
     asyncio.set_event_loop_policy(policy)
     clocks = _LazyLoop(policy)
     try:
-        with _virtual_time(clocks):  # type: ignore[arg-type]
+        with _virtual_time(clocks), _seeded(seed):  # type: ignore[arg-type]
             try:
                 runpy.run_path(str(path), run_name="__main__")
             except SystemExit as exc:
@@ -325,3 +505,7 @@ class _LazyLoop:
 
     def sleep_on_loop(self, seconds: float) -> bool:
         return self.policy.loops[-1].sleep_on_loop(seconds) if self.policy.loops else False
+
+    @property
+    def net(self) -> Network | None:
+        return self.policy.loops[-1].net if self.policy.loops else None

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import asyncsim as a
-from asyncsim.services import OUTCOMES, Batching, Failures, RateLimit, Retry, Server, Service, Tokens
+from asyncsim.services import CLIENT_PROFILES, OUTCOMES, Batching, Failures, RateLimit, Retry, Server, Service, Tokens
 
 from .conftest import validated
 
@@ -71,7 +71,19 @@ def cooldown() -> a.Workload:
     script). Four calls in flight against a server limit of 40/s (burst 4): each round of four gets through,
     the next four are refused, and everyone waits out the pause."""
     return a.Workload(name="cooldown", arrivals=a.Batch(count=40), task=(a.call("api"),),
-                      services={"api": Service(latency=a.Constant(0.02), client="openai-cookbook-processor",
+                      services={"api": Service(latency=a.Constant(0.02),
+                                               rate_limit=RateLimit(rpm=2400, burst_requests=4),
+                                               retry={**CLIENT_PROFILES["openai-cookbook-processor"].retry,
+                                                      "cooldown": 0.25, "max_retries": 10})})
+
+
+def dispatcher() -> a.Workload:
+    """The cookbook processor whole: its own limiter (100/s) sends one request per 5 ms turn, nothing during
+    its pause (0.25 s) after a 429, against a key of 40/s (burst 4)."""
+    return a.Workload(name="dispatcher", arrivals=a.Batch(count=40), task=(a.call("api"),),
+                      services={"api": Service(latency=a.Lognormal(mean=0.05, cv=0.3),
+                                               client="openai-cookbook-processor",
+                                               client_limit={"rpm": 6000, "interval": 0.005},
                                                retry={"cooldown": 0.25, "max_retries": 10},
                                                rate_limit=RateLimit(rpm=2400, burst_requests=4))})
 
@@ -144,7 +156,8 @@ CASES = [
     (client_tpm, "asyncio", 0.5), (client_tpm, "threads:8", 0.5),
     (server_limit, "asyncio", 1.0), (server_limit, "threads:16", 1.0),
     (server_ceil, "asyncio", 1.0), (concurrency_cap, "asyncio", 1.0), (concurrency_cap, "threads:16", 1.0),
-    (cooldown, "asyncio:4", 1.0), (client_cpu, "asyncio", 1.0), (client_cpu, "asyncio:16", 1.0),
+    (cooldown, "asyncio:4", 1.0), (dispatcher, "asyncio", 1.0), (dispatcher, "threads:8", 1.0),
+    (client_cpu, "asyncio", 1.0), (client_cpu, "asyncio:16", 1.0),
     (connection_pool, "asyncio", 1.0), (connection_pool, "threads:16", 1.0), (connection_pool, "processes:4", 1.0),
     (flaky, "asyncio", 1.0), (flaky, "asyncio:20", 1.0), (flaky, "threads:8", 1.0), (flaky, "processes:4", 1.0),
     (timeouts, "asyncio", 1.0), (timeouts, "threads:8", 1.0),
