@@ -177,6 +177,9 @@ def _parser() -> argparse.ArgumentParser:
     tw.add_argument("--services", metavar="FILE",
                     help="a YAML file whose services declare their host: the program's requests to those hosts are "
                          "answered by the simulated APIs (any other host fails at once)")
+    tw.add_argument("--set", dest="sets", action="append", default=[], metavar="PATH=VALUE",
+                    help="services.NAME.FIELD=VALUE changes a simulated API (services.llm.rate_limit.rpm=200); "
+                         "env.NAME=VALUE sets the program's environment (its own knobs); repeatable")
     tw.add_argument("--cpu-scale", type=_finite, default=1.0,
                     help="× each callback's measured CPU (0.5: a machine twice as fast)")
     tw.add_argument("--out", metavar="FILE", help="also save the run as JSON (for `asyncsim report`)")
@@ -278,12 +281,19 @@ def _twin(args: argparse.Namespace, out: Console) -> int:
     import contextlib
 
     from . import twin
+    from .sweep import parse_set
 
+    sets = {}
+    for text in args.sets:
+        path, values = parse_set(text)
+        if len(values) != 1:
+            raise ModelError(f"--set {path}: a twin runs one setting (got {len(values)} values)")
+        sets[path] = values[0]
     # with --json the program's own prints go to stderr, so stdout stays one JSON document
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with quiet:
         result = twin.run_program(args.program, args.program_args, cpu_scale=args.cpu_scale,
-                                  services=args.services, seed=args.seed)
+                                  services=args.services, seed=args.seed, sets=sets)
     data = result.to_dict()
     if args.out:
         write_atomic(args.out, _json.dumps(data))

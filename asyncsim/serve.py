@@ -251,6 +251,9 @@ class Api:
         needs = "messages" if kind == "chat" else "input"
         if not isinstance(model, str) or needs not in body:
             return Reply(400, {}, _error(f"give 'model' (a string) and '{needs}'", "invalid_request_error"))
+        if body.get("stream"):
+            return Reply(400, {}, _error("stream: true is not answered yet (asyncsim models a response as a whole); "
+                                         "ask without streaming", "invalid_request_error", "stream_unsupported"))
         name = model if model in self.services else (default or self.default)
         if name is None:
             return Reply(404, {}, _error(f"The model '{model}' does not exist (serving: {', '.join(self.services)})",
@@ -342,6 +345,9 @@ def make_app(workload: Workload, options: ServeOptions, stop: asyncio.Event | No
     async def models(_request: web.Request) -> web.Response:
         return web.json_response(api.models())
 
+    async def other(request: web.Request) -> web.Response:  # a page: the default service answers it
+        return await handle(request, "other")
+
     async def closing(_app: web.Application) -> None:
         if log_file is not None:
             log_file.close()
@@ -350,6 +356,7 @@ def make_app(workload: Workload, options: ServeOptions, stop: asyncio.Event | No
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", models)
+    app.router.add_route("*", "/{path:.*}", other)
     app.on_cleanup.append(closing)
     return app
 

@@ -35,7 +35,7 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from .results import Result
 from .serve import Api, Reply
 from .services import OK, TIMEOUT
 from .spec import Workload
+from .sweep import apply
 from .trace import K_CALL, K_CPU, K_IO, K_RESUME, CallLog, CallTable, Trace, TraceBuilder
 
 __all__ = ["TwinError", "TwinLoop", "run", "run_program"]
@@ -413,14 +414,18 @@ class _Policy(asyncio.DefaultEventLoopPolicy):
         return loop
 
 
-def load_services(services: Workload | str | Path) -> Workload:
+def load_services(services: Workload | str | Path, sets: Mapping[str, Any] | None = None) -> Workload:
     """The services a twin answers: a Workload, or a YAML file whose `services` declare their `host` (a model
-    file, or one with services alone).
+    file, or one with services alone), with each `services.…` path of `sets` set to its value.
 
     Raises:
-        ModelError: the file cannot be read or a service is invalid (the YAML path named).
+        ModelError: the file cannot be read, a path of `sets` does not exist, or a service is invalid (the
+            YAML path named).
     """
+    sets = {k: v for k, v in (sets or {}).items() if k.split(".")[0] == "services"}
     if isinstance(services, Workload):
+        if sets:
+            raise TwinError("--set services...: give the services as a file (a Workload: change it itself)")
         return services
     path = Path(services)
     try:
@@ -434,7 +439,7 @@ def load_services(services: Workload | str | Path) -> Workload:
                          "api.openai.com, latency: 0.5}})", source=str(path))
     if "task" not in data and "tasks" not in data and "stages" not in data:  # services alone: a placeholder task
         data = {"arrivals": {"batch": {"count": 1}}, "task": [{"io": 0.0}], **data}
-    return Workload.from_dict(data, base_dir=path.parent, source=str(path))
+    return Workload.from_dict(apply(data, sets), base_dir=path.parent, source=str(path))
 
 
 def run(main: Callable[[], Coroutine[Any, Any, Any]] | Coroutine[Any, Any, Any], *, cpu_scale: float = 1.0,
@@ -459,9 +464,11 @@ def run(main: Callable[[], Coroutine[Any, Any, Any]] | Coroutine[Any, Any, Any],
 
 
 def run_program(path: str | Path, argv: Sequence[str] = (), *, cpu_scale: float = 1.0,
-                services: Workload | str | Path | None = None, seed: int = 0) -> Result:
+                services: Workload | str | Path | None = None, seed: int = 0,
+                sets: Mapping[str, Any] | None = None) -> Result:
     """Run the Python program at `path` as `__main__` (with `argv` as its arguments), every event loop it makes
-    being a twin loop; the metrics of its last loop's run.
+    being a twin loop; the metrics of its last loop's run. `sets` changes the services (`services.llm.
+    rate_limit.rpm`) and the program's environment (`env.CONCURRENCY`: its own knobs) for the run.
 
     Raises:
         TwinError: no such program, it made no event loop, or it did something the twin cannot run.
@@ -469,7 +476,17 @@ def run_program(path: str | Path, argv: Sequence[str] = (), *, cpu_scale: float 
     path = Path(path)
     if not path.is_file():
         raise TwinError(f"twin: no program at {path}")
-    policy = _Policy(cpu_scale, load_services(services) if services is not None else None, seed)
+    sets = dict(sets or {})
+    unknown = [k for k in sets if k.split(".")[0] not in ("services", "env") or k == "env"]
+    if unknown:
+        raise TwinError(f"--set {unknown[0]}: a twin sets services.NAME.FIELD (the simulated APIs) or env.NAME "
+                        "(the program's environment)")
+    if services is None and any(k.startswith("services.") for k in sets):
+        raise TwinError("--set services...: give the services file (--services)")
+    policy = _Policy(cpu_scale, load_services(services, sets) if services is not None else None, seed)
+    environ = {k.split(".", 1)[1]: str(v) for k, v in sets.items() if k.startswith("env.")}
+    saved_env = {k: os.environ.get(k) for k in environ}
+    os.environ.update(environ)
     saved_policy, saved_argv = asyncio.get_event_loop_policy(), sys.argv
     sys.argv = [str(path), *argv]
     asyncio.set_event_loop_policy(policy)
@@ -489,6 +506,11 @@ def run_program(path: str | Path, argv: Sequence[str] = (), *, cpu_scale: float 
     finally:
         asyncio.set_event_loop_policy(saved_policy)
         sys.argv = saved_argv
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     if not policy.loops:
         raise TwinError(f"twin: {path.name} made no asyncio event loop (run its work with asyncio.run(main()))")
     return policy.loops[-1].result(path.stem, seed=seed)

@@ -1,0 +1,56 @@
+"""Users' programs in virtual time against their real runs (issue 14's proof).
+
+Each unmodified program of experiments/programs/ runs for real against `asyncsim serve` (its own process) and
+in `asyncsim twin` with the same services file: the elapsed time the program measures itself within 5%,
+429s and failures within 10% or 3. A miss is measured again (up to ATTEMPTS times).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from ..conftest import ROOT
+
+pytestmark = pytest.mark.validation
+
+ATTEMPTS = 3
+
+
+def _experiment():
+    spec = importlib.util.spec_from_file_location("twin_programs", ROOT / "experiments" / "twin_programs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+experiment = _experiment()
+
+
+def _close(a_: float, b_: float) -> bool:
+    return abs(a_ - b_) <= max(3, 0.10 * b_)
+
+
+@pytest.mark.parametrize(("name", "env"), [(name, env) for name, env, _ in experiment.CASES])
+def test_a_program_in_the_twin_takes_as_long_as_its_real_run(name, env):
+    pytest.importorskip("openai")
+    pytest.importorskip("aiohttp")
+    seen = []
+    for k in range(ATTEMPTS):
+        found = experiment.compare(name, env, seed=k)
+        real, virtual = found["real"], found["twin"]
+        seen.append((round(found["error"], 4), real["rate_limited"], virtual["rate_limited"]))
+        assert virtual["done"] + virtual["failed"] == real["done"] + real["failed"]  # the same work
+        if (abs(found["error"]) <= 0.05 and _close(virtual["rate_limited"], real["rate_limited"])
+                and _close(virtual["failed"], real["failed"])):
+            return
+    pytest.fail(f"{name}: off in every attempt (error, real 429s, twin 429s): {seen}")
+
+
+def test_the_experiment_quick_writes_its_report(tmp_path):
+    pytest.importorskip("openai")
+    assert experiment.main(["--quick", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "python experiments/twin_programs.py --quick" in report
+    assert "`summarise.py` (DOCS=60, CONCURRENCY=16)" in report
