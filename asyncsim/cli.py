@@ -99,8 +99,13 @@ def _parser() -> argparse.ArgumentParser:
                                                   "the run is interrupted)")
     _common(val)
 
-    sw = sub.add_parser("sweep", help="simulate a grid of model variants, each with replications")
-    sw.add_argument("model", help="a model file (YAML)")
+    sw = sub.add_parser("sweep", help="simulate a grid of model variants (or run a program in the twin over a "
+                                      "grid of its knobs), each with replications")
+    sw.add_argument("model", nargs="?", help="a model file (YAML); or give --program")
+    sw.add_argument("--program", metavar="FILE",
+                    help="instead of a model: an asyncio program run in the twin at each point (--set env.NAME=... "
+                         "and services.NAME.FIELD=...), one run after another")
+    sw.add_argument("--services", metavar="FILE", help="with --program: the services file its hosts are answered by")
     sw.add_argument("--set", dest="sets", action="append", required=True, metavar="PATH=VALUES",
                     help="vary a model field: strategy=asyncio:{1,2,4} or pools.db=5,10,20 (repeat for a grid)")
     sw.add_argument("--replications", "-r", type=int, default=1, help="independent runs per grid point")
@@ -251,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args, out)
         if args.command == "twin":
             return _twin(args, out)
+        if args.command == "sweep" and args.program:
+            return _sweep_program(args, out)
+        if args.command == "sweep" and not args.model:
+            raise ModelError("sweep: give a model file, or --program (an asyncio program run in the twin)")
         workload = load(args.model)  # validates the model before anything else (a sweep too)
         if args.command == "serve":
             return _serve(workload, args)
@@ -441,6 +450,34 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
                         f"{args.replications} replication(s), seed {args.seed}", out)
     if args.out:
         out.print(f"wrote {args.out} ({len(frame)} runs) and {summary_path}")
+    return 0
+
+
+def _sweep_program(args: argparse.Namespace, out: Console) -> int:
+    from . import twin
+    from .sweep import grid, parse_set, summarize
+
+    if args.model:
+        raise ModelError("sweep: give a model file or --program, not both")
+    if args.replications < 1:
+        raise ModelError(f"--replications: must be >= 1 (got {args.replications})")
+    sets = [parse_set(text) for text in args.sets]
+    points = grid(sets)
+    params = [path for path, _ in sets]
+    bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("twin runs"),
+                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), disable=args.json)
+    job = bar.add_task("sweep", total=len(points) * args.replications)
+    with bar:
+        frame = twin.sweep_program(args.program, points, services=args.services, replications=args.replications,
+                                   seed=args.seed, progress=lambda done, total: bar.update(job, completed=done))
+    summary = summarize(frame, params)
+    if args.out:
+        write_atomic(args.out, frame.to_csv(index=False))
+    if args.json:
+        print(_json.dumps(summary.to_dict(orient="records")))
+        return 0
+    console.print_sweep(summary, params, f"{args.program} in the twin: {len(points)} grid points × "
+                        f"{args.replications} replication(s), seed {args.seed}", out)
     return 0
 
 

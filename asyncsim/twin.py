@@ -25,6 +25,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import heapq
+import io
 import os
 import random
 import runpy
@@ -43,20 +44,20 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .api import pricing
+from .api import pricing, replication_seeds
 from .errors import AsyncSimError, ModelError
 from .metrics import compute_result
 from .real.vloop import VirtualClock, VirtualLoop
 from .real.vloop import _Selector as _VirtualSelector
 from .real.vnet import Network, PlainTls
-from .results import Result
+from .results import METRICS, Result
 from .serve import Api, Reply
 from .services import OK, TIMEOUT
 from .spec import Workload
 from .sweep import apply
 from .trace import K_CALL, K_CPU, K_IO, K_RESUME, CallLog, CallTable, Trace, TraceBuilder
 
-__all__ = ["TwinError", "TwinLoop", "run", "run_program"]
+__all__ = ["TwinError", "TwinLoop", "load_services", "run", "run_program", "sweep_program"]
 
 
 _LIBRARIES = tuple(sorted({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}))
@@ -514,6 +515,36 @@ def run_program(path: str | Path, argv: Sequence[str] = (), *, cpu_scale: float 
     if not policy.loops:
         raise TwinError(f"twin: {path.name} made no asyncio event loop (run its work with asyncio.run(main()))")
     return policy.loops[-1].result(path.stem, seed=seed)
+
+
+def sweep_program(path: str | Path, points: list[dict[str, Any]], *, services: str | Path | None = None,
+                  argv: Sequence[str] = (), replications: int = 1, seed: int = 0, cpu_scale: float = 1.0,
+                  progress: Callable[[int, int], None] | None = None) -> Any:
+    """Run the program in the twin at every point of a grid (`services.…` and `env.…` settings),
+    `replications` times each, one after another (measured CPU is not shared with other runs); one row per
+    run with the columns of `sweep.sweep` (its `summarize` reads them). The program's own prints are dropped.
+
+    Raises:
+        TwinError, ModelError: as `run_program`, for the first point that fails.
+    """
+    import pandas as pd
+
+    params = list(dict.fromkeys(k for p in points for k in p))
+    seeds = replication_seeds(seed, replications)
+    rows = []
+    total = len(points) * replications
+    if progress is not None:
+        progress(0, total)
+    for index, point in enumerate(points):
+        for replication, run_seed in enumerate(seeds):
+            with contextlib.redirect_stdout(io.StringIO()):
+                metrics = run_program(path, argv, cpu_scale=cpu_scale, services=services, seed=run_seed,
+                                      sets=point).metrics()
+            rows.append({"point": index, **point, "replication": replication, "seed": run_seed,
+                         **{key: metrics[key] for key in METRICS}})
+            if progress is not None:
+                progress(len(rows), total)
+    return pd.DataFrame.from_records(rows, columns=["point", *params, "replication", "seed", *METRICS])
 
 
 class _LazyLoop:

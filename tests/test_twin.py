@@ -284,3 +284,47 @@ def test_an_aiohttp_crawler_parsing_on_the_loop_is_answered_and_its_cpu_charged(
     r = twin.run(program, services=services, cpu_scale=0.001)
     assert (r.completed, r.services["llm"].requests) == (20, 20)
     assert r.t_total == pytest.approx(0.4, abs=EPS)
+
+
+KNOBS = '''
+import asyncio, os, sys, time
+
+async def main():
+    sem = asyncio.Semaphore(int(os.environ["LIMIT"]))
+    async def one():
+        async with sem:
+            await asyncio.sleep(1.0)
+    await asyncio.gather(*(one() for _ in range(8)))
+
+asyncio.run(main())
+'''
+
+
+def test_a_sweep_runs_the_program_in_the_twin_over_its_own_knobs(tmp_path, capsys):
+    """Eight 1 s waits under Semaphore(LIMIT): 8, 4, 2 and 1 s for LIMIT 1, 2, 4, 8 (the program's knob, set
+    through its environment); the fastest setting that loses nothing is 8."""
+    path = tmp_path / "knobs.py"
+    path.write_text(KNOBS)
+    assert main(["sweep", "--program", str(path), "--set", "env.LIMIT={1,2,4,8}", "-r", "2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["t_total_mean"] for r in rows] == pytest.approx([8, 4, 2, 1], abs=EPS)
+    assert main(["sweep", "--program", str(path), str(path), "--set", "env.LIMIT=1"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["twin", str(path), "--set", "env.LIMIT=1,2"]) == 2
+    assert "a twin runs one setting (got 2 values)" in capsys.readouterr().err
+
+
+def test_set_changes_the_services_of_a_twin_run(tmp_path, capsys):
+    services = tmp_path / "api.yaml"
+    services.write_text("services:\n  site:\n    host: example.com\n    latency: 0.5\n")
+    program = tmp_path / "get.py"
+    program.write_text("import asyncio, aiohttp\n\nasync def main():\n    async with aiohttp.ClientSession() as s:\n"
+                       "        async with s.get('http://example.com/') as r:\n            await r.read()\n\n"
+                       "asyncio.run(main())\n")
+    pytest.importorskip("aiohttp")
+    for latency, expected in (("0.5", 0.5), ("2", 2.0)):
+        assert main(["twin", str(program), "--services", str(services), "--cpu-scale", "0",
+                     "--set", f"services.site.latency={latency}", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["t_total"] == pytest.approx(expected, abs=EPS)
+    assert main(["twin", str(program), "--services", str(services), "--set", "services.site.nope=1"]) == 2
+    assert "services.site.nope: unknown key" in capsys.readouterr().err
