@@ -39,7 +39,7 @@ from .real.http import CLIENTS as HTTP_CLIENTS
 from .results import Result
 from .scenario import build_scenario
 from .services import client_profiles
-from .spec import Workload, load
+from .spec import Machine, Workload, load
 from .strategies import parse_strategy
 
 __all__ = ["main"]
@@ -188,6 +188,8 @@ def _parser() -> argparse.ArgumentParser:
     tw.add_argument("--cpu-scale", type=_finite, default=1.0,
                     help="× each callback's measured CPU (0.5: a machine twice as fast)")
     tw.add_argument("--out", metavar="FILE", help="also save the run as JSON (for `asyncsim report`)")
+    tw.add_argument("--machine-profile", metavar="FILE",
+                    help="a profile from `asyncsim calibrate`: process pools start, dispatch and return at its cost")
     _common(tw)
 
     rep = sub.add_parser("report", help="turn a saved run / compare / sweep / validate output into a report")
@@ -302,7 +304,7 @@ def _twin(args: argparse.Namespace, out: Console) -> int:
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with quiet:
         result = twin.run_program(args.program, args.program_args, cpu_scale=args.cpu_scale,
-                                  services=args.services, seed=args.seed, sets=sets)
+                                  services=args.services, seed=args.seed, sets=sets, machine=_twin_machine(args))
     data = result.to_dict()
     if args.out:
         write_atomic(args.out, _json.dumps(data))
@@ -451,6 +453,13 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
     if args.out:
         out.print(f"wrote {args.out} ({len(frame)} runs) and {summary_path}")
     return 0
+
+
+def _twin_machine(args: argparse.Namespace) -> Machine | None:
+    """The machine costs a twin takes from `--machine-profile` (process pools'), None without one."""
+    if not getattr(args, "machine_profile", None):
+        return None
+    return MachineProfile.read(args.machine_profile).machine_for(parse_strategy("asyncio+processes:1"), Machine())
 
 
 def _sweep_program(args: argparse.Namespace, out: Console) -> int:

@@ -27,6 +27,7 @@ import contextlib
 import heapq
 import io
 import os
+import pickle
 import random
 import runpy
 import ssl
@@ -35,6 +36,7 @@ import sysconfig
 import threading
 import time
 import traceback
+import warnings
 import weakref
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -53,11 +55,11 @@ from .real.vnet import Network, PlainTls
 from .results import METRICS, Result
 from .serve import Api, Reply
 from .services import OK, TIMEOUT
-from .spec import Workload
+from .spec import Machine, Workload
 from .sweep import apply
 from .trace import K_CALL, K_CPU, K_IO, K_RESUME, CallLog, CallTable, Trace, TraceBuilder
 
-__all__ = ["TwinError", "TwinLoop", "load_services", "run", "run_program", "sweep_program"]
+__all__ = ["TwinError", "TwinLoop", "TwinWarning", "load_services", "run", "run_program", "sweep_program"]
 
 
 _LIBRARIES = tuple(sorted({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}))
@@ -118,7 +120,7 @@ class TwinLoop(VirtualLoop):
     (and by `time.sleep` on the loop), recording each task's steps into a trace."""
 
     def __init__(self, cpu_scale: float = 1.0, clock: VirtualClock | None = None,
-                 services: Workload | None = None, seed: int = 0) -> None:
+                 services: Workload | None = None, seed: int = 0, machine: Machine | None = None) -> None:
         if not cpu_scale >= 0:
             raise TwinError(f"--cpu-scale: must be >= 0 (got {cpu_scale}; 0: CPU costs nothing, and the same seed "
                             "gives the same run exactly)")
@@ -126,6 +128,8 @@ class TwinLoop(VirtualLoop):
         super().__init__(clock, _Selector(clock, self))
         self.cpu_scale = cpu_scale
         self.services = services
+        self.machine = machine or Machine()
+        self.executor_cpu_s = 0.0  # CPU of thread-pool jobs (their GIL contention with the loop is not modelled)
         self.calls = CallLog()
         self._last_failed: dict[tuple[int, int], int] = {}  # (task, service) -> attempts so far while failing
         self.tb = TraceBuilder()
@@ -298,14 +302,20 @@ class TwinLoop(VirtualLoop):
 
     def run_in_executor(self, executor: Any, func: Callable[..., Any],  # type: ignore[override]
                         *args: Any) -> asyncio.Future[Any]:
-        """A thread pool job: it runs now, on this thread, its CPU (and sleeps) measured but not charged to the
+        """An executor job: it runs now, on this thread, its CPU (and sleeps) measured but not charged to the
         loop, and completes at the virtual time a worker of the pool (FIFO, `max_workers` of them) would end it.
-        No GIL contention with the loop is modelled: right for work that releases the GIL (I/O, numpy), short
-        for pure-Python CPU."""
-        if isinstance(executor, concurrent.futures.ProcessPoolExecutor):
-            raise self._refuse("a process pool job (run_in_executor with a ProcessPoolExecutor)")
+        A thread pool's job does not contend with the loop for the GIL here (right for work that releases it:
+        I/O, numpy; short for pure-Python CPU: `executor_cpu_s` says how much there was). A process pool's
+        job must pickle, as it would; the pool's start (`process_start_s` per worker, blocking the loop at the
+        first submit), the dispatch and the result's trip back (`process_dispatch_s`, `process_return_s`) come
+        from the machine (a calibrated profile); each worker has a core of its own."""
+        processes = isinstance(executor, concurrent.futures.ProcessPoolExecutor)
+        if processes:
+            pickle.dumps((func, args))  # what cannot cross to a worker fails here as it would there
+            if id(executor) not in self._workers:  # the first submit starts the pool and blocks the caller
+                self._blocked += self.machine.process_start_s * executor._max_workers  # noqa: SLF001
         future = self.create_future()
-        now = self.time()
+        now = self.time() + (self.machine.process_dispatch_s if processes else 0.0)
         outer = self._cpu0
         self._job = [time.thread_time(), 0.0]
         try:
@@ -318,12 +328,14 @@ class TwinLoop(VirtualLoop):
             self._job = None
         if outer is not None and self._cpu0 is not None:
             self._cpu0 += spent  # the loop's callback is not charged for the job's CPU
+        if not processes:
+            self.executor_cpu_s += spent * self.cpu_scale
         workers = executor._max_workers if executor is not None else min(32, (os.cpu_count() or 1) + 4)  # noqa: SLF001
         free = self._workers.setdefault(id(executor), [0.0] * workers)
         start = max(now, heapq.heappop(free))
         end = start + spent * self.cpu_scale + blocked
         heapq.heappush(free, end)
-        self.call_at(end, _settle, future, value, error)
+        self.call_at(end + (self.machine.process_return_s if processes else 0.0), _settle, future, value, error)
         return future
 
     # ------------------------------------------------------------------ the run as a Result
@@ -355,17 +367,31 @@ class TwinLoop(VirtualLoop):
                               pricing=pricing(self.services) if self.services is not None else None)
 
 
+class _Sleep:
+    """`time.sleep` while a twin runs: on the loop it blocks the loop in virtual time; elsewhere it sleeps.
+    It pickles as `time.sleep` (a process pool job may be `time.sleep` itself)."""
+
+    __module__ = "time"
+    __qualname__ = "sleep"
+
+    def __init__(self, loop: Any, real: Callable[[float], None]) -> None:
+        self.loop, self.real = loop, real
+
+    def __call__(self, seconds: Any) -> None:
+        if not self.loop.sleep_on_loop(float(seconds)):
+            self.real(seconds)
+
+    def __reduce__(self) -> str:
+        return "sleep"
+
+
 @contextlib.contextmanager
 def _virtual_time(loop: TwinLoop) -> Iterator[None]:
     """While the program runs: its clocks read virtual time and its `time.sleep` on the loop blocks the loop in
     virtual time."""
     saved = {name: getattr(time, name) for name in ("time", "monotonic", "perf_counter", "sleep")}
     epoch = saved["time"]()
-    real_sleep = saved["sleep"]
-
-    def sleep(seconds: Any) -> None:
-        if not loop.sleep_on_loop(float(seconds)):
-            real_sleep(seconds)
+    sleep = _Sleep(loop, saved["sleep"])
 
     original_wrap_bio = ssl.SSLContext.wrap_bio
 
@@ -404,13 +430,13 @@ def _seeded(seed: int) -> Iterator[None]:
 class _Policy(asyncio.DefaultEventLoopPolicy):
     """Gives the program's `asyncio.run` (or `new_event_loop`) a twin loop, and remembers it."""
 
-    def __init__(self, cpu_scale: float, services: Workload | None, seed: int) -> None:
+    def __init__(self, cpu_scale: float, services: Workload | None, seed: int, machine: Machine | None) -> None:
         super().__init__()
-        self.cpu_scale, self.services, self.seed = cpu_scale, services, seed
+        self.cpu_scale, self.services, self.seed, self.machine = cpu_scale, services, seed, machine
         self.loops: list[TwinLoop] = []
 
     def new_event_loop(self) -> TwinLoop:
-        loop = TwinLoop(self.cpu_scale, services=self.services, seed=self.seed)
+        loop = TwinLoop(self.cpu_scale, services=self.services, seed=self.seed, machine=self.machine)
         self.loops.append(loop)
         return loop
 
@@ -444,7 +470,8 @@ def load_services(services: Workload | str | Path, sets: Mapping[str, Any] | Non
 
 
 def run(main: Callable[[], Coroutine[Any, Any, Any]] | Coroutine[Any, Any, Any], *, cpu_scale: float = 1.0,
-        services: Workload | str | Path | None = None, seed: int = 0, name: str = "twin") -> Result:
+        services: Workload | str | Path | None = None, seed: int = 0, name: str = "twin",
+        machine: Machine | None = None) -> Result:
     """Run `main` (an async function or a coroutine) on a twin loop, its requests to the hosts of `services`
     answered by their simulated APIs (with `seed`'s draws), and return its metrics.
 
@@ -454,19 +481,20 @@ def run(main: Callable[[], Coroutine[Any, Any, Any]] | Coroutine[Any, Any, Any],
     coro = main() if callable(main) else main
     if not asyncio.iscoroutine(coro):
         raise TwinError(f"twin.run: give an async function or a coroutine, got {type(coro).__name__}")
-    loop = TwinLoop(cpu_scale, services=load_services(services) if services is not None else None, seed=seed)
+    loop = TwinLoop(cpu_scale, services=load_services(services) if services is not None else None, seed=seed,
+                    machine=machine)
     try:
         with _virtual_time(loop), _seeded(seed):
             task = loop.create_task(coro)
             loop.run_until_complete(task)
-        return loop.result(name, seed=seed)
+        return _noted(loop, loop.result(name, seed=seed))
     finally:
         loop.close()
 
 
 def run_program(path: str | Path, argv: Sequence[str] = (), *, cpu_scale: float = 1.0,
                 services: Workload | str | Path | None = None, seed: int = 0,
-                sets: Mapping[str, Any] | None = None) -> Result:
+                sets: Mapping[str, Any] | None = None, machine: Machine | None = None) -> Result:
     """Run the Python program at `path` as `__main__` (with `argv` as its arguments), every event loop it makes
     being a twin loop; the metrics of its last loop's run. `sets` changes the services (`services.llm.
     rate_limit.rpm`) and the program's environment (`env.CONCURRENCY`: its own knobs) for the run.
@@ -484,7 +512,7 @@ def run_program(path: str | Path, argv: Sequence[str] = (), *, cpu_scale: float 
                         "(the program's environment)")
     if services is None and any(k.startswith("services.") for k in sets):
         raise TwinError("--set services...: give the services file (--services)")
-    policy = _Policy(cpu_scale, load_services(services, sets) if services is not None else None, seed)
+    policy = _Policy(cpu_scale, load_services(services, sets) if services is not None else None, seed, machine)
     environ = {k.split(".", 1)[1]: str(v) for k, v in sets.items() if k.startswith("env.")}
     saved_env = {k: os.environ.get(k) for k in environ}
     os.environ.update(environ)
@@ -514,12 +542,26 @@ def run_program(path: str | Path, argv: Sequence[str] = (), *, cpu_scale: float 
                 os.environ[k] = v
     if not policy.loops:
         raise TwinError(f"twin: {path.name} made no asyncio event loop (run its work with asyncio.run(main()))")
-    return policy.loops[-1].result(path.stem, seed=seed)
+    return _noted(policy.loops[-1], policy.loops[-1].result(path.stem, seed=seed))
+
+
+class TwinWarning(UserWarning):
+    """Something the twin ran that its figures do not fully account for (the message says what)."""
+
+
+def _noted(loop: TwinLoop, result: Result) -> Result:
+    """`result`, with a warning when thread-pool jobs burnt CPU the twin ran beside the loop (their GIL
+    contention is not modelled: right for work that releases the GIL, short for pure-Python CPU)."""
+    if result.t_total > 0 and loop.executor_cpu_s > 0.01 * result.t_total:
+        warnings.warn(f"thread-pool jobs used {loop.executor_cpu_s:.3g} s of CPU; the twin ran them beside the "
+                      "loop without GIL contention: right if they release the GIL (I/O, numpy), optimistic for "
+                      "pure-Python work", TwinWarning, stacklevel=3)
+    return result
 
 
 def sweep_program(path: str | Path, points: list[dict[str, Any]], *, services: str | Path | None = None,
                   argv: Sequence[str] = (), replications: int = 1, seed: int = 0, cpu_scale: float = 1.0,
-                  progress: Callable[[int, int], None] | None = None) -> Any:
+                  progress: Callable[[int, int], None] | None = None, machine: Machine | None = None) -> Any:
     """Run the program in the twin at every point of a grid (`services.…` and `env.…` settings),
     `replications` times each, one after another (measured CPU is not shared with other runs); one row per
     run with the columns of `sweep.sweep` (its `summarize` reads them). The program's own prints are dropped.
@@ -539,7 +581,7 @@ def sweep_program(path: str | Path, points: list[dict[str, Any]], *, services: s
         for replication, run_seed in enumerate(seeds):
             with contextlib.redirect_stdout(io.StringIO()):
                 metrics = run_program(path, argv, cpu_scale=cpu_scale, services=services, seed=run_seed,
-                                      sets=point).metrics()
+                                      sets=point, machine=machine).metrics()
             rows.append({"point": index, **point, "replication": replication, "seed": run_seed,
                          **{key: metrics[key] for key in METRICS}})
             if progress is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import pickle
 import time
 
 import pytest
@@ -89,7 +90,8 @@ def test_cpu_work_is_charged_and_scaled_and_the_records_account_for_it():
 
     one = twin.run(program)
     cpu = one.trace.to_frame().query("kind == 'cpu'")
-    assert one.t_total == pytest.approx(cpu.cpu_s.sum(), rel=1e-6, abs=1e-4)
+    # (to the microseconds of the loop's own callbacks between them: gather's, the tasks' wake-ups)
+    assert one.t_total == pytest.approx(cpu.cpu_s.sum(), rel=0.02)
     assert one.t_total > 0.001  # it did charge the work
     halves = [twin.run(program, cpu_scale=0.5).t_total / twin.run(program).t_total for _ in range(3)]
     assert min(abs(h - 0.5) for h in halves) < 0.1  # a measurement: one of three within 20%
@@ -118,8 +120,6 @@ def test_a_failed_task_counts_as_failed_and_a_lone_main_is_the_task():
 
 @pytest.mark.parametrize(("body", "what"), [
     ("await asyncio.create_subprocess_exec('true')", "a subprocess"),
-    ("await asyncio.get_running_loop().run_in_executor(concurrent.futures.ProcessPoolExecutor(1), sum, [1])",
-     "a process pool job"),
     ("await asyncio.get_running_loop().sock_connect(None, ('10.0.0.1', 80))", "a raw socket"),
 ])
 def test_what_the_twin_cannot_run_yet_fails_at_once_saying_so(body, what):
@@ -328,3 +328,32 @@ def test_set_changes_the_services_of_a_twin_run(tmp_path, capsys):
         assert json.loads(capsys.readouterr().out)["t_total"] == pytest.approx(expected, abs=EPS)
     assert main(["twin", str(program), "--services", str(services), "--set", "services.site.nope=1"]) == 2
     assert "services.site.nope: unknown key" in capsys.readouterr().err
+
+
+def test_a_process_pool_job_pays_the_pools_start_dispatch_and_return_and_must_pickle():
+    """Four 1 s jobs on a pool of 2: the first submit blocks the loop while the two workers start (50 ms each),
+    each job goes out in 10 ms and comes back in 5 ms, so they end at 1.115 s and 2.115 s."""
+    machine = a.Machine(process_start_s=0.05, process_dispatch_s=0.01, process_return_s=0.005)
+
+    async def program() -> None:
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ProcessPoolExecutor(2) as pool:
+            await asyncio.gather(*(loop.run_in_executor(pool, time.sleep, 1.0) for _ in range(4)))
+
+    r = twin.run(program, machine=machine, cpu_scale=0)
+    assert r.t_total == pytest.approx(2.115, abs=EPS)
+
+    async def unpicklable() -> None:
+        with concurrent.futures.ProcessPoolExecutor(1) as pool:
+            await asyncio.get_running_loop().run_in_executor(pool, lambda: 1)
+
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        twin.run(unpicklable)
+
+
+def test_cpu_in_thread_jobs_is_flagged_as_not_contending_for_the_gil():
+    async def program() -> None:
+        await asyncio.gather(*(asyncio.to_thread(burn, 300_000) for _ in range(4)))
+
+    with pytest.warns(twin.TwinWarning, match="without GIL contention"):
+        twin.run(program)
