@@ -447,16 +447,7 @@ class Workload(Frozen):
     def from_yaml(cls, path: str | os.PathLike[str]) -> Workload:
         """Read and validate a model file."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise ModelError(f"cannot read the model file: {exc.strerror}", source=str(path)) from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}: " if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ModelError(f"{where}not valid YAML: {problem}", source=str(path)) from None
-        return cls.from_dict(data, base_dir=path.parent, source=str(path))
+        return cls.from_dict(read_yaml(path, "model file"), base_dir=path.parent, source=str(path))
 
 
 def _arrival_problems(w: Workload) -> list[str]:
@@ -519,6 +510,23 @@ def pipeline_strategy_problems(strategy: Any, stages: dict[str, Stage] | None = 
     return [f"{where}: under {strategy} at most {strategy.limit} items are in the pipeline, and workers waiting "
             f"to fill their batches (workers x (batch - 1)) can hold {held} of them with none left to admit: a "
             f"deadlock; give a max_wait or a limit above {held}"]
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """The YAML document at `path` (a `what`: "model file").
+
+    Raises:
+        ModelError: the file cannot be read, or is not YAML (its line named).
+    """
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ModelError(f"cannot read the {what}: {exc.strerror}", source=str(path)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ModelError(f"{where}not valid YAML: {problem}", source=str(path)) from None
 
 
 def load(path: str | os.PathLike[str]) -> Workload:

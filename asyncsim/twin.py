@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from .api import pricing, replication_seeds
 from .errors import AsyncSimError, ModelError
@@ -55,7 +54,7 @@ from .real.vnet import Network, PlainTls
 from .results import METRICS, Result
 from .serve import Api, Reply
 from .services import OK, TIMEOUT
-from .spec import Machine, Workload
+from .spec import Machine, Workload, read_yaml
 from .sweep import apply
 from .trace import K_CALL, K_CPU, K_IO, K_RESUME, CallLog, CallTable, Trace, TraceBuilder
 
@@ -455,12 +454,7 @@ def load_services(services: Workload | str | Path, sets: Mapping[str, Any] | Non
             raise TwinError("--set services...: give the services as a file (a Workload: change it itself)")
         return services
     path = Path(services)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ModelError(f"cannot read the services file: {exc.strerror}", source=str(path)) from None
-    except yaml.YAMLError as exc:
-        raise ModelError(f"not valid YAML: {exc}", source=str(path)) from None
+    data = read_yaml(path, "services file")
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict) or not data["services"]:
         raise ModelError("services: give a mapping of services, each with its host (services: {llm: {host: "
                          "api.openai.com, latency: 0.5}})", source=str(path))
