@@ -26,6 +26,7 @@ import concurrent.futures
 import contextlib
 import heapq
 import io
+import itertools
 import os
 import pickle
 import random
@@ -38,6 +39,7 @@ import time
 import traceback
 import warnings
 import weakref
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -86,6 +88,77 @@ class _Task:
     done: float = float("nan")
     failed: bool = False
     covered: float = 0.0  # the end of its latest call record (the wait before it is a call, not io)
+
+
+class _Gil:
+    """Thread-pool jobs' CPU under one GIL: the jobs holding CPU work share it equally (processor sharing, as
+    5 ms switch intervals average out), on the loop's clock; `done(job)` is called when a job's CPU is through."""
+
+    def __init__(self, loop: TwinLoop) -> None:
+        self.loop = loop
+        self.running: dict[int, list[Any]] = {}  # job id -> [CPU left, its done callback]
+        self.since = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.ids = itertools.count()
+
+    def run(self, cpu: float, done: Callable[[], None]) -> None:
+        """Start a job's CPU now."""
+        self._advance()
+        self.running[next(self.ids)] = [cpu, done]
+        self._schedule()
+
+    def _advance(self) -> None:
+        now = self.loop.time()
+        if self.running:
+            share = (now - self.since) / len(self.running)
+            for job in self.running.values():
+                job[0] -= share
+        self.since = now
+
+    def _schedule(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.running:
+            first = min(job[0] for job in self.running.values())
+            self.timer = self.loop._free(max(0.0, first) * len(self.running), self._tick)  # noqa: SLF001
+
+    def _tick(self) -> None:
+        self.timer = None
+        self._advance()
+        through = [k for k, job in self.running.items() if job[0] <= 1e-12]
+        for k in through:
+            self.running.pop(k)[1]()
+        self._schedule()
+
+
+class _ThreadPool:
+    """A ThreadPoolExecutor's `workers` on the twin's clock: a job waits (FIFO) for a free worker, then its CPU
+    runs under the GIL (`_Gil`) and its sleeps after, and its future is settled."""
+
+    def __init__(self, loop: TwinLoop, workers: int, gil: _Gil) -> None:
+        self.loop, self.free, self.gil = loop, workers, gil
+        self.queue: deque[tuple[Any, ...]] = deque()
+
+    def submit(self, cpu: float, blocked: float, *settle: Any) -> None:
+        if self.free:
+            self.free -= 1
+            self._start(cpu, blocked, settle)
+        else:
+            self.queue.append((cpu, blocked, settle))
+
+    def _start(self, cpu: float, blocked: float, settle: tuple[Any, ...]) -> None:
+        def cpu_done() -> None:
+            self.loop._free(blocked, self._finish, settle)  # noqa: SLF001 - its waits need no GIL
+
+        self.gil.run(cpu, cpu_done)
+
+    def _finish(self, settle: tuple[Any, ...]) -> None:
+        self.loop.call_soon(_settle, *settle)
+        if self.queue:
+            self._start(*self.queue.popleft())
+        else:
+            self.free += 1
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
@@ -138,7 +211,9 @@ class TwinLoop(VirtualLoop):
         self._blocked = 0.0  # seconds the running callback has slept (time.sleep) so far
         self._due: float | None = None  # the deadline of the running timer callback
         self._job: list[float] | None = None  # while an executor job runs: [its CPU start, its blocked seconds]
-        self._workers: dict[int, list[float]] = {}  # per executor: when each of its workers is free (a heap)
+        self._workers: dict[int, list[float]] = {}  # per process pool: when each of its workers is free (a heap)
+        self._threads: dict[int, _ThreadPool] = {}  # per thread pool: its workers and queue
+        self._gil = _Gil(self)  # the thread-pool jobs' CPU, one at a time
         self._library: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()  # tasks of libraries, not counted
         self._thread = threading.get_ident()
         self._sockets: dict[Any, tuple[str, int]] = {}  # sockets "connected" to a declared host (sock_connect)
@@ -182,7 +257,7 @@ class TwinLoop(VirtualLoop):
         # what a timer's callback makes ready was due at the timer's deadline: the lag since is the loop's
         scheduled = self.time() if self._due is None else min(self._due, self.time())
         if task is not None and task not in self.tasks:
-            if task in self._library or not _programs(task):
+            if self.tasks and (task in self._library or not _programs(task)):  # the first is the program's main
                 self._library.add(task)  # a library's own task (anyio's connect, asyncio.run's clean-up)
                 task = None
             else:
@@ -302,12 +377,14 @@ class TwinLoop(VirtualLoop):
     def run_in_executor(self, executor: Any, func: Callable[..., Any],  # type: ignore[override]
                         *args: Any) -> asyncio.Future[Any]:
         """An executor job: it runs now, on this thread, its CPU (and sleeps) measured but not charged to the
-        loop, and completes at the virtual time a worker of the pool (FIFO, `max_workers` of them) would end it.
-        A thread pool's job does not contend with the loop for the GIL here (right for work that releases it:
-        I/O, numpy; short for pure-Python CPU: `executor_cpu_s` says how much there was). A process pool's
-        job must pickle, as it would; the pool's start (`process_start_s` per worker, blocking the loop at the
-        first submit), the dispatch and the result's trip back (`process_dispatch_s`, `process_return_s`) come
-        from the machine (a calibrated profile); each worker has a core of its own."""
+        loop, and completes at the virtual time a worker of its pool (FIFO, `max_workers` of them) would end it.
+
+        A thread pool's jobs share one GIL: their CPU runs one at a time, the running jobs sharing it equally
+        (`_ThreadPool`), their sleeps (I/O) beside it; their contention with the loop itself is not modelled
+        (`executor_cpu_s` says how much CPU there was). A process pool's job must pickle, as it would; the
+        pool's start (`process_start_s` per worker, blocking the loop at the first submit), the dispatch and the
+        result's trip back (`process_dispatch_s`, `process_return_s`) come from the machine (a calibrated
+        profile); each worker has a core of its own."""
         processes = isinstance(executor, concurrent.futures.ProcessPoolExecutor)
         if processes:
             pickle.dumps((func, args))  # what cannot cross to a worker fails here as it would there
@@ -327,9 +404,14 @@ class TwinLoop(VirtualLoop):
             self._job = None
         if outer is not None and self._cpu0 is not None:
             self._cpu0 += spent  # the loop's callback is not charged for the job's CPU
+        workers = executor._max_workers if executor is not None else min(32, (os.cpu_count() or 1) + 4)  # noqa: SLF001
         if not processes:
             self.executor_cpu_s += spent * self.cpu_scale
-        workers = executor._max_workers if executor is not None else min(32, (os.cpu_count() or 1) + 4)  # noqa: SLF001
+            pool = self._threads.get(id(executor))
+            if pool is None:
+                pool = self._threads[id(executor)] = _ThreadPool(self, workers, self._gil)
+            pool.submit(spent * self.cpu_scale, blocked, future, value, error)
+            return future
         free = self._workers.setdefault(id(executor), [0.0] * workers)
         start = max(now, heapq.heappop(free))
         end = start + spent * self.cpu_scale + blocked
@@ -544,12 +626,12 @@ class TwinWarning(UserWarning):
 
 
 def _noted(loop: TwinLoop, result: Result) -> Result:
-    """`result`, with a warning when thread-pool jobs burnt CPU the twin ran beside the loop (their GIL
-    contention is not modelled: right for work that releases the GIL, short for pure-Python CPU)."""
+    """`result`, with a warning when thread-pool jobs burnt CPU beside the loop (their GIL contention with the
+    loop is not modelled)."""
     if result.t_total > 0 and loop.executor_cpu_s > 0.01 * result.t_total:
-        warnings.warn(f"thread-pool jobs used {loop.executor_cpu_s:.3g} s of CPU; the twin ran them beside the "
-                      "loop without GIL contention: right if they release the GIL (I/O, numpy), optimistic for "
-                      "pure-Python work", TwinWarning, stacklevel=3)
+        warnings.warn(f"thread-pool jobs used {loop.executor_cpu_s:.3g} s of CPU: the twin shares one GIL among "
+                      "them but not with the loop (so the loop's own pace is optimistic while they run); work "
+                      "that releases the GIL (numpy, I/O) in fact runs in parallel", TwinWarning, stacklevel=3)
     return result
 
 

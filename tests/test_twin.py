@@ -352,9 +352,16 @@ def test_a_process_pool_job_pays_the_pools_start_dispatch_and_return_and_must_pi
         twin.run(unpicklable)
 
 
-def test_cpu_in_thread_jobs_is_flagged_as_not_contending_for_the_gil():
+def test_cpu_bound_thread_jobs_share_one_gil_and_are_flagged():
+    """Four pure-Python jobs on a pool of four: one GIL, so they take the four jobs' CPU together and end
+    together (processor sharing), not one job's; a job's sleep needs no GIL."""
     async def program() -> None:
         await asyncio.gather(*(asyncio.to_thread(burn, 300_000) for _ in range(4)))
 
-    with pytest.warns(twin.TwinWarning, match="without GIL contention"):
-        twin.run(program)
+    with pytest.warns(twin.TwinWarning, match="shares one GIL among them but not with the loop"):
+        r = twin.run(program)
+    cpu = r.trace.to_frame()  # the jobs' CPU is not the loop's: the loop's records are tiny
+    assert cpu.query("kind == 'cpu'").cpu_s.sum() < 0.2 * r.t_total
+    with pytest.warns(twin.TwinWarning):
+        one = twin.run(lambda: asyncio.to_thread(burn, 300_000))
+    assert r.t_total == pytest.approx(4 * one.t_total, rel=0.25)  # measured CPU: a loose bar
