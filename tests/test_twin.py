@@ -365,3 +365,27 @@ def test_cpu_bound_thread_jobs_share_one_gil_and_are_flagged():
     with pytest.warns(twin.TwinWarning):
         one = twin.run(lambda: asyncio.to_thread(burn, 300_000))
     assert r.t_total == pytest.approx(4 * one.t_total, rel=0.25)  # measured CPU: a loose bar
+
+
+def test_a_clients_timeout_and_a_servers_5xx_happen_in_virtual_time():
+    """A page that takes 5 s against the client's 1 s timeout: the client gives up at 1 s (a timeout of the
+    service); a server that always fails: a 500 at once. Both tasks fail."""
+    aiohttp = pytest.importorskip("aiohttp")
+    services = a.Workload(arrivals=a.Batch(count=1), task=(a.io(0.0),), services={
+        "slow": a.Service.model_validate({"host": "slow.example.com", "latency": 5.0}),
+        "broken": a.Service.model_validate({"host": "broken.example.com", "latency": 0.1,
+                                            "failures": {"server_error": 1.0}})})
+
+    async def get(url: str) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session:
+            async with session.get(url) as resp:
+                resp.raise_for_status()
+
+    async def program() -> None:
+        await asyncio.gather(get("https://slow.example.com/"), get("https://broken.example.com/"),
+                             return_exceptions=True)
+
+    r = twin.run(program, services=services, cpu_scale=0)
+    assert (r.tasks, r.failed) == (2, 2)
+    assert sorted(r.done.tolist()) == pytest.approx([0.1, 1.0], abs=EPS)
+    assert (r.services["slow"].timeout, r.services["broken"].server_error) == (1, 1)
