@@ -98,6 +98,7 @@ class _Gil:
         self.loop = loop
         self.running: dict[int, list[Any]] = {}  # job id -> [CPU left, its done callback]
         self.since = 0.0
+        self.loop_held = 0.0  # GIL time the loop took since `since`
         self.timer: asyncio.TimerHandle | None = None
         self.ids = itertools.count()
 
@@ -107,13 +108,24 @@ class _Gil:
         self.running[next(self.ids)] = [cpu, done]
         self._schedule()
 
+    def left(self) -> float:
+        """The running jobs' CPU still to do (seconds of GIL)."""
+        self._advance()
+        return sum(max(0.0, job[0]) for job in self.running.values())
+
+    def loop_used(self, cpu: float) -> None:
+        """The loop held the GIL for `cpu` of the time since the last look: the jobs did not run then."""
+        self.loop_held += cpu
+        self._advance()
+        self._schedule()
+
     def _advance(self) -> None:
         now = self.loop.time()
         if self.running:
-            share = (now - self.since) / len(self.running)
+            share = max(0.0, now - self.since - self.loop_held) / len(self.running)
             for job in self.running.values():
                 job[0] -= share
-        self.since = now
+        self.since, self.loop_held = now, 0.0
 
     def _schedule(self) -> None:
         if self.timer is not None:
@@ -214,6 +226,7 @@ class TwinLoop(VirtualLoop):
         self._workers: dict[int, list[float]] = {}  # per process pool: when each of its workers is free (a heap)
         self._threads: dict[int, _ThreadPool] = {}  # per thread pool: its workers and queue
         self._gil = _Gil(self)  # the thread-pool jobs' CPU, one at a time
+        self._last_end = 0.0  # when the loop's latest callback ended (later than that, it slept in select)
         self._library: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()  # tasks of libraries, not counted
         self._thread = threading.get_ident()
         self._sockets: dict[Any, tuple[str, int]] = {}  # sockets "connected" to a declared host (sock_connect)
@@ -264,20 +277,32 @@ class TwinLoop(VirtualLoop):
                 self.tasks[task] = _Task(len(self.tasks), scheduled, scheduled)
 
         def charged(*args: Any) -> Any:
+            sharing = len(self._gil.running)  # thread-pool jobs holding CPU work: the loop shares the GIL
+            if sharing and self.clock.t > self._last_end:
+                # it slept, so it waits for the GIL: forced switches (Python/ceval_gil.c, take_gil) hand it
+                # round the waiting threads, the loop's turn after the k jobs' (measured here: the loop loses
+                # switches to the other workers, mean 10 ms beside two CPU-bound jobs; tests/test_gil.py), or
+                # sooner if their CPU runs out first
+                self.clock.advance(min(self.machine.switch_interval_s * sharing, self._gil.left()))
             start = self.clock.t
             self._cpu0, self._blocked, self._due = time.thread_time(), 0.0, due
             try:
                 return callback(*args)
             finally:
-                spent = (time.thread_time() - self._cpu0) * self.cpu_scale + self._blocked
+                cpu = (time.thread_time() - self._cpu0) * self.cpu_scale
+                blocked = self._blocked
                 self._cpu0 = self._due = None
-                self.clock.advance(spent)
+                # its CPU runs in turns with the jobs' (equal shares); a time.sleep releases the GIL
+                self.clock.advance(cpu * (1 + sharing) + blocked)
+                if sharing:
+                    self._gil.loop_used(cpu)
+                self._last_end = self.clock.t
                 if task is not None:
-                    self._record(task, scheduled, start, spent)
+                    self._record(task, scheduled, start, self.clock.t - start, cpu + blocked)
 
         return charged
 
-    def _record(self, task: asyncio.Task[Any], scheduled: float, start: float, spent: float) -> None:
+    def _record(self, task: asyncio.Task[Any], scheduled: float, start: float, held: float, spent: float) -> None:
         rec = self.tasks[task]
         step = rec.steps
         since = max(rec.last_end, rec.covered)
@@ -285,8 +310,8 @@ class TwinLoop(VirtualLoop):
             self.tb.add(rec.index, step, K_IO, -1, since, since, scheduled)
         if start > scheduled:
             self.tb.add(rec.index, step, K_RESUME, self.loop_res, scheduled, start, start)
-        self.tb.add(rec.index, step, K_CPU, self.loop_res, start, start, start + spent, spent)
-        rec.steps, rec.last_end = step + 1, start + spent
+        self.tb.add(rec.index, step, K_CPU, self.loop_res, start, start, start + held, spent)
+        rec.steps, rec.last_end = step + 1, start + held
         if task.done():
             rec.done = rec.last_end
             rec.failed = task.cancelled() or task.exception() is not None
@@ -379,12 +404,13 @@ class TwinLoop(VirtualLoop):
         """An executor job: it runs now, on this thread, its CPU (and sleeps) measured but not charged to the
         loop, and completes at the virtual time a worker of its pool (FIFO, `max_workers` of them) would end it.
 
-        A thread pool's jobs share one GIL: their CPU runs one at a time, the running jobs sharing it equally
-        (`_ThreadPool`), their sleeps (I/O) beside it; their contention with the loop itself is not modelled
-        (`executor_cpu_s` says how much CPU there was). A process pool's job must pickle, as it would; the
-        pool's start (`process_start_s` per worker, blocking the loop at the first submit), the dispatch and the
-        result's trip back (`process_dispatch_s`, `process_return_s`) come from the machine (a calibrated
-        profile); each worker has a core of its own."""
+        A thread pool's jobs share one GIL with the loop (`_ThreadPool`, `_Gil`): their CPU and the loop's
+        callbacks' run in equal turns, a loop waking from select waits a switch interval per running job for
+        the GIL (forced switches of Python/ceval_gil.c: take_gil), their sleeps (I/O) need no GIL (`executor_cpu_s`:
+        their CPU). A process pool's job must pickle, as it would; the pool's start (`process_start_s` per
+        worker, blocking the loop at the first submit), the dispatch and the result's trip back
+        (`process_dispatch_s`, `process_return_s`) come from the machine (a calibrated profile); each worker
+        has a core of its own."""
         processes = isinstance(executor, concurrent.futures.ProcessPoolExecutor)
         if processes:
             pickle.dumps((func, args))  # what cannot cross to a worker fails here as it would there
@@ -626,12 +652,11 @@ class TwinWarning(UserWarning):
 
 
 def _noted(loop: TwinLoop, result: Result) -> Result:
-    """`result`, with a warning when thread-pool jobs burnt CPU beside the loop (their GIL contention with the
-    loop is not modelled)."""
+    """`result`, with a warning when thread-pool jobs burnt CPU (the twin assumes they hold the GIL)."""
     if result.t_total > 0 and loop.executor_cpu_s > 0.01 * result.t_total:
-        warnings.warn(f"thread-pool jobs used {loop.executor_cpu_s:.3g} s of CPU: the twin shares one GIL among "
-                      "them but not with the loop (so the loop's own pace is optimistic while they run); work "
-                      "that releases the GIL (numpy, I/O) in fact runs in parallel", TwinWarning, stacklevel=3)
+        warnings.warn(f"thread-pool jobs used {loop.executor_cpu_s:.3g} s of CPU, which the twin ran under one GIL "
+                      "shared with the loop (pure-Python work); work that releases the GIL (numpy, hashing, "
+                      "compression) in fact runs in parallel and would finish sooner", TwinWarning, stacklevel=3)
     return result
 
 

@@ -358,7 +358,7 @@ def test_cpu_bound_thread_jobs_share_one_gil_and_are_flagged():
     async def program() -> None:
         await asyncio.gather(*(asyncio.to_thread(burn, 300_000) for _ in range(4)))
 
-    with pytest.warns(twin.TwinWarning, match="shares one GIL among them but not with the loop"):
+    with pytest.warns(twin.TwinWarning, match="under one GIL shared with the loop"):
         r = twin.run(program)
     cpu = r.trace.to_frame()  # the jobs' CPU is not the loop's: the loop's records are tiny
     assert cpu.query("kind == 'cpu'").cpu_s.sum() < 0.2 * r.t_total
@@ -377,9 +377,9 @@ def test_a_clients_timeout_and_a_servers_5xx_happen_in_virtual_time():
                                             "failures": {"server_error": 1.0}})})
 
     async def get(url: str) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session:
-            async with session.get(url) as resp:
-                resp.raise_for_status()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session, \
+                session.get(url) as resp:
+            resp.raise_for_status()
 
     async def program() -> None:
         await asyncio.gather(get("https://slow.example.com/"), get("https://broken.example.com/"),
@@ -389,3 +389,25 @@ def test_a_clients_timeout_and_a_servers_5xx_happen_in_virtual_time():
     assert (r.tasks, r.failed) == (2, 2)
     assert sorted(r.done.tolist()) == pytest.approx([0.1, 1.0], abs=EPS)
     assert (r.services["slow"].timeout, r.services["broken"].server_error) == (1, 1)
+
+
+def test_the_loop_waits_for_the_gil_while_thread_jobs_compute():
+    """A ticker of twenty 10 ms sleeps beside a thread job of ~0.5 s of pure-Python CPU: each wake-up waits a
+    switch interval (5 ms) for the GIL while the job runs, so the ticker takes 20 × 15 ms, not 20 × 10 ms."""
+    from asyncsim.real.cpuwork import measure_rate
+
+    n = int(0.5 * measure_rate())
+    ticks = []
+
+    async def ticker() -> None:
+        start = time.monotonic()
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        ticks.append(time.monotonic() - start)
+
+    async def program() -> None:
+        await asyncio.gather(ticker(), asyncio.to_thread(burn, n))
+
+    with pytest.warns(twin.TwinWarning):
+        twin.run(program)
+    assert ticks == [pytest.approx(20 * 0.015, abs=0.01)]

@@ -1,0 +1,40 @@
+"""Offload CPU work to threads while the loop keeps a heartbeat, as users write it (a fourth program for
+`asyncsim twin`): the jobs and the loop share one GIL, so every heartbeat waits for it.
+
+    python offload.py              # for real
+    asyncsim twin offload.py       # in virtual time (no services: it makes no requests)
+
+Knobs (environment): JOBS (2), WORK (6000000 iterations a job), BEATS (40 heartbeats of 10 ms). Prints one
+JSON line: elapsed seconds (the heartbeat's), and done, failed.
+"""
+
+import asyncio
+import json
+import os
+import time
+
+
+def crunch(n: int) -> int:
+    """Pure-Python work (it holds the GIL)."""
+    acc = 0
+    for i in range(n):
+        acc ^= i
+    return acc
+
+
+async def heartbeat(beats: int) -> float:
+    start = time.monotonic()
+    for _ in range(beats):
+        await asyncio.sleep(0.01)
+    return time.monotonic() - start
+
+
+async def main() -> None:
+    jobs = [asyncio.to_thread(crunch, int(os.environ.get("WORK", 6_000_000)))
+            for _ in range(int(os.environ.get("JOBS", 2)))]
+    elapsed, *_ = await asyncio.gather(heartbeat(int(os.environ.get("BEATS", 40))), *jobs)
+    print(json.dumps({"elapsed": elapsed, "done": 1 + len(jobs), "failed": 0}))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
