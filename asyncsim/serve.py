@@ -1,6 +1,7 @@
 """`asyncsim serve`: an OpenAI-compatible API on loopback that behaves as a model's services say.
 
-`POST /v1/chat/completions` and `POST /v1/embeddings` answer as the service named by the request's `model`
+`POST /v1/chat/completions`, `POST /v1/embeddings` (and Anthropic's `POST /v1/messages`; any other request to
+the default service, as a page) answer as the service named by the request's `model`
 (or the default service) would: its server-side rate limit (429 with the `server.retry_after` header mode),
 its cap on requests in flight (`server.concurrent_limit`), random 429s, 5xx and hanging requests
 (`failures`), its latency (`latency`, or `ttft + tpot × (output tokens − 1)`) behind `concurrency` slots,
@@ -233,9 +234,10 @@ class Api:
                                            for n in self.services]}
 
     def handle(self, kind: str, raw: bytes, headers: Any, now: float, default: str | None = None) -> Reply:
-        """The reply to a `chat` or `embeddings` request with body `raw` arriving at model time `now` (or, kind
-        `other`, any request to the `default` service: a page a crawler fetches); an accepted request stays in
-        flight until `finished(reply)`. A bad request gets an OpenAI-shaped 4xx."""
+        """The reply to a `chat` (OpenAI chat completions), `messages` (Anthropic's) or `embeddings` request
+        with body `raw` arriving at model time `now` (or, kind `other`, any request to the `default` service:
+        a page a crawler fetches); an accepted request stays in flight until `finished(reply)`. A bad request
+        gets an OpenAI-shaped 4xx."""
         if kind == "other":
             name = default or self.default
             if name is None:
@@ -248,7 +250,7 @@ class Api:
         if not isinstance(body, dict):
             return Reply(400, {}, _error("the body must be a JSON object", "invalid_request_error"))
         model = body.get("model")
-        needs = "messages" if kind == "chat" else "input"
+        needs = "input" if kind == "embeddings" else "messages"
         if not isinstance(model, str) or needs not in body:
             return Reply(400, {}, _error(f"give 'model' (a string) and '{needs}'", "invalid_request_error"))
         if body.get("stream"):
@@ -275,6 +277,11 @@ class Api:
             payload = _error("The server had an error while processing your request", "server_error")
         elif kind == "other":
             payload = {"object": "asyncsim.page", "service": name, "tokens": answer.tokens_out}
+        elif kind == "messages":  # Anthropic's Messages API
+            payload = {"id": f"msg_asyncsim_{self.answered}", "type": "message", "role": "assistant",
+                       "model": model, "stop_reason": "end_turn", "stop_sequence": None,
+                       "content": [{"type": "text", "text": "ok " * max(1, min(answer.tokens_out, 64))}],
+                       "usage": {"input_tokens": answer.tokens_in, "output_tokens": answer.tokens_out}}
         elif kind == "embeddings":
             items = body["input"] if isinstance(body["input"], list) else [body["input"]]
             payload = {"object": "list", "model": model, "usage": _usage(answer, chat=False),
@@ -342,6 +349,9 @@ def make_app(workload: Workload, options: ServeOptions, stop: asyncio.Event | No
     async def embeddings(request: web.Request) -> web.Response:
         return await handle(request, "embeddings")
 
+    async def messages(request: web.Request) -> web.Response:  # Anthropic's Messages API
+        return await handle(request, "messages")
+
     async def models(_request: web.Request) -> web.Response:
         return web.json_response(api.models())
 
@@ -355,6 +365,7 @@ def make_app(workload: Workload, options: ServeOptions, stop: asyncio.Event | No
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/messages", messages)
     app.router.add_get("/v1/models", models)
     app.router.add_route("*", "/{path:.*}", other)
     app.on_cleanup.append(closing)

@@ -411,3 +411,28 @@ def test_the_loop_waits_for_the_gil_while_thread_jobs_compute():
     with pytest.warns(twin.TwinWarning):
         twin.run(program)
     assert ticks == [pytest.approx(20 * 0.015, abs=0.01)]
+
+
+def test_the_anthropic_client_is_answered_in_virtual_time_too():
+    """The anthropic SDK (httpx underneath, its own retries): Messages API answers with usage, 429s retried."""
+    pytest.importorskip("anthropic")
+    services = _services(host="api.anthropic.com", latency=0.4, tokens={"input": 300, "output": 80},
+                         rate_limit={"rpm": 600, "burst_requests": 3}, server={"retry_after": "ceil_seconds"})
+    out = []
+
+    async def program() -> None:
+        import anthropic
+
+        client = anthropic.AsyncAnthropic(api_key="sk-twin", max_retries=8)
+
+        async def one() -> None:
+            reply = await client.messages.create(model="claude-x", max_tokens=200,
+                                                 messages=[{"role": "user", "content": "hi"}])
+            out.append(reply.usage.output_tokens)
+
+        await asyncio.gather(*(one() for _ in range(10)))
+        await client.close()
+
+    r = twin.run(program, services=services, cpu_scale=0)
+    assert out == [80] * 10 and r.completed == 10
+    assert r.services["llm"].rate_limited > 0  # 10 at once against a burst of 3: refused, then retried

@@ -241,8 +241,9 @@ class _Server:
         if request.method == b"GET" and path.endswith("/models"):
             self._send(200, {}, api.models())
             return
-        kind = "chat" if path.endswith("/chat/completions") else "embeddings" if path.endswith("/embeddings") else (
-            "other")  # any other request (a page): answered by the host's service, its body not read
+        kinds = {"/chat/completions": "chat", "/embeddings": "embeddings", "/messages": "messages"}
+        # any other request (a page): answered by the host's service, its body not read
+        kind = next((k for suffix, k in kinds.items() if path.endswith(suffix)), "other")
         if kind != "other" and request.method != b"POST":
             kind = "other"
         reply = api.handle(kind, bytes(self.body), headers, self.net.now(), self.net.hosts[self.host])
