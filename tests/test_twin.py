@@ -434,5 +434,6 @@ def test_the_anthropic_client_is_answered_in_virtual_time_too():
         await client.close()
 
     r = twin.run(program, services=services, cpu_scale=0)
-    assert out == [80] * 10 and r.completed == 10
+    assert out == [80] * 10
+    assert r.completed == 10
     assert r.services["llm"].rate_limited > 0  # 10 at once against a burst of 3: refused, then retried
