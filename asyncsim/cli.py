@@ -192,6 +192,13 @@ def _parser() -> argparse.ArgumentParser:
                     help="a profile from `asyncsim calibrate`: process pools start, dispatch and return at its cost")
     _common(tw)
 
+    ft = sub.add_parser("fit", help="fit services from an LLM call log (latency as ttft + tpot × tokens, tokens, "
+                                    "failures, the rate limit it logged) into a commented services file and a report")
+    ft.add_argument("log", help="a call log: JSON lines, one per request attempt (asyncsim serve --log writes one)")
+    ft.add_argument("--format", default="openai-log", choices=("openai-log",), help="the log's format")
+    ft.add_argument("--out", "-o", required=True, metavar="FILE", help="the services file to write (YAML)")
+    ft.add_argument("--report", metavar="DIR", help="the fit report's folder (default: reports/fit-<name>)")
+
     rep = sub.add_parser("report", help="turn a saved run / compare / sweep / validate output into a report")
     rep.add_argument("results", help="run/compare --json output, sweep --out table, or validate --out/--json output")
     rep.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for report.md and its figures")
@@ -258,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args, out)
         if args.command == "twin":
             return _twin(args, out)
+        if args.command == "fit":
+            return _fit(args, out)
         if args.command == "sweep" and args.program:
             return _sweep_program(args, out)
         if args.command == "sweep" and not args.model:
@@ -286,6 +295,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AsyncSimError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _fit(args: argparse.Namespace, out: Console) -> int:
+    from .fit import fit_report, fit_service, read_calls, services_yaml
+
+    calls = read_calls(args.log, args.format)
+    names = list(dict.fromkeys(c.service for c in calls))
+    fits = [fit_service(name, [c for c in calls if c.service == name]) for name in names]
+    text = services_yaml(fits, Path(args.log).name)
+    write_atomic(args.out, text)
+    report = fit_report(fits, Path(args.log).name, args.report or Path("reports") / f"fit-{Path(args.out).stem}",
+                        text, command=["asyncsim", *sys.argv[1:]])
+    out.print(text.rstrip())
+    out.print(f"wrote {args.out} and {report}")
+    return 0
 
 
 def _twin(args: argparse.Namespace, out: Console) -> int:

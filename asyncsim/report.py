@@ -224,6 +224,16 @@ def _plot() -> tuple[Any, Any]:
     return plt, sns
 
 
+def plotting() -> tuple[Any, Any]:
+    """matplotlib's pyplot and seaborn, set up as every report's figures are (Agg backend, one theme)."""
+    return _plot()
+
+
+def png(fig: Any) -> bytes:
+    """A figure as PNG bytes; the figure is closed."""
+    return _png(fig)
+
+
 def _png(fig: Any) -> bytes:
     import matplotlib.pyplot as plt
 

@@ -50,7 +50,8 @@ LAYERS = [
     ("metrics", ["results", "metrics", "bounds", "api"]),  # results holds a Steady verdict (draws)
     ("analyses", ["validate", "sweep", "plan", "_saved", "ranking", "twin"]),  # ranking orders Results; twin runs
     # a program and computes its Result
-    ("reports", ["report", "console"]),  # Markdown and figures; the command line's tables
+    ("reports", ["report", "console", "fit"]),  # Markdown and figures; the command line's tables; fit writes its
+    # report
     ("front", ["cli", "__main__", ""]),
 ]
 # the command line imports its heavier commands when they run (start-up time); nothing else imports lazily
