@@ -182,6 +182,104 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
         future.set_result(value)
 
 
+class TaskTracker:
+    """What the twin and a recording share: each callback the loop runs attributed to the program's task it
+    steps (library tasks left out), that task's lag, CPU and waits recorded into a trace, and each HTTP
+    exchange as a call of its service; `result()` turns them into a Result. A loop mixes it in, calls
+    `_track()` once, `_attribute()` when a callback is scheduled and `_record()` when it has run."""
+
+    tasks: dict[asyncio.Task[Any], _Task]
+
+    def _track(self) -> None:
+        self.calls = CallLog()
+        self._last_failed: dict[tuple[int, int], int] = {}  # (task, service) -> attempts so far while failing
+        self.tb = TraceBuilder()
+        self.loop_res = self.tb.resource_id("loop")
+        self.tasks = {}
+        self._library: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()  # tasks of libraries, not counted
+        self._due: float | None = None  # the deadline of the running timer callback
+
+    def time(self) -> float:
+        raise NotImplementedError
+
+    def _attribute(self, callback: Callable[..., Any]) -> tuple[asyncio.Task[Any] | None, float]:
+        """The program's task a callback steps (None: a library's, or no task) and when it became ready."""
+        owner = getattr(callback, "__self__", None)  # a task's step or wake-up (C or Python Task)
+        task = owner if isinstance(owner, asyncio.Task) else None
+        # what a timer's callback makes ready was due at the timer's deadline: the lag since is the loop's
+        scheduled = self.time() if self._due is None else min(self._due, self.time())
+        if task is not None and task not in self.tasks:
+            if self.tasks and (task in self._library or not _programs(task)):  # the first is the program's main
+                self._library.add(task)  # a library's own task (anyio's connect, asyncio.run's clean-up)
+                task = None
+            else:
+                self.tasks[task] = _Task(len(self.tasks), scheduled, scheduled)
+        return task, scheduled
+
+    def _record(self, task: asyncio.Task[Any], scheduled: float, start: float, held: float, spent: float) -> None:
+        """A step of `task` became ready at `scheduled`, ran from `start` for `held` seconds (its CPU `spent`)."""
+        rec = self.tasks[task]
+        step = rec.steps
+        since = max(rec.last_end, rec.covered)
+        if scheduled > since and step:  # it waited for something outside the loop
+            self.tb.add(rec.index, step, K_IO, -1, since, since, scheduled)
+        if start > scheduled:
+            self.tb.add(rec.index, step, K_RESUME, self.loop_res, scheduled, start, start)
+        self.tb.add(rec.index, step, K_CPU, self.loop_res, start, start, start + held, spent)
+        rec.steps, rec.last_end = step + 1, start + held
+        if task.done():
+            rec.done = rec.last_end
+            rec.failed = task.cancelled() or task.exception() is not None
+
+    def _call(self, task: Any, service: str, sent: float, end: float, outcome: int, tokens_in: float,
+              tokens_out: float) -> None:
+        """A request `task` sent to `service` was answered (or given up): a call record and a call-log row."""
+        rec = self.tasks.get(task) if task is not None else None
+        if rec is None:
+            return
+        res = self.tb.resource_id(f"service:{service}")
+        self.tb.add(rec.index, rec.steps, K_CALL, res, sent, sent, end)
+        rec.covered = max(rec.covered, end)
+        key = (rec.index, res)
+        attempt = self._last_failed.pop(key, 0)
+        if outcome != OK:
+            self._last_failed[key] = attempt + 1
+        self.calls.add(rec.index, rec.steps, res, attempt, outcome, sent, end, tokens_in, tokens_out, 1)
+
+    def _capacities(self) -> dict[str, int | None]:
+        return {"loop": 1}
+
+    def _strategy(self) -> str:
+        raise NotImplementedError
+
+    def _pricing(self) -> Any:
+        return None
+
+    def result(self, name: str, *, seed: int | None = None) -> Result:
+        """The metrics of what ran: one task per asyncio task the program created, in order of creation (the
+        first task, the program's main coroutine, only when it created no other)."""
+        tasks = list(self.tasks.values())
+        trace = self.tb.build()
+        calls = self.calls.build()
+        if len(tasks) > 1:  # leave out the main task, renumber the others from 0
+            tasks = tasks[1:]
+            keep = trace.task != 0
+            trace = Trace(task=trace.task[keep] - 1, step=trace.step[keep], kind=trace.kind[keep],
+                          resource=trace.resource[keep], enqueue=trace.enqueue[keep], start=trace.start[keep],
+                          end=trace.end[keep], cpu_s=trace.cpu_s[keep], resources=trace.resources)
+            mine = calls.task != 0
+            calls = CallTable(**{f.name: getattr(calls, f.name)[mine] for f in fields(CallTable)})
+            calls = replace(calls, task=calls.task - 1)
+        n = len(tasks)
+        arrival = np.array([t.created for t in tasks], dtype=float)
+        done = np.array([t.done for t in tasks], dtype=float)
+        failed = np.array([t.failed for t in tasks], dtype=bool)
+        return compute_result(trace, arrival, done, np.zeros(n, dtype=np.int64), failed, model=name,
+                              strategy=self._strategy(), seed=seed, capacities=self._capacities(),
+                              parallel_types=np.array([True]), calls=calls if len(calls) else None,
+                              pricing=self._pricing())
+
+
 class _Selector(_VirtualSelector):
     """The virtual selector, with a deadlock named as the program's."""
 
@@ -199,7 +297,7 @@ class _Selector(_VirtualSelector):
                             "lock never released)") from None
 
 
-class TwinLoop(VirtualLoop):
+class TwinLoop(TaskTracker, VirtualLoop):
     """An asyncio selector loop on a virtual clock that advances by each callback's thread CPU × `cpu_scale`
     (and by `time.sleep` on the loop), recording each task's steps into a trace."""
 
@@ -213,21 +311,15 @@ class TwinLoop(VirtualLoop):
         self.cpu_scale = cpu_scale
         self.services = services
         self.machine = machine or Machine()
-        self.executor_cpu_s = 0.0  # CPU of thread-pool jobs (their GIL contention with the loop is not modelled)
-        self.calls = CallLog()
-        self._last_failed: dict[tuple[int, int], int] = {}  # (task, service) -> attempts so far while failing
-        self.tb = TraceBuilder()
-        self.loop_res = self.tb.resource_id("loop")
-        self.tasks: dict[asyncio.Task[Any], _Task] = {}
+        self.executor_cpu_s = 0.0  # CPU of thread-pool jobs (they hold the GIL, as the twin assumes)
+        self._track()
         self._cpu0: float | None = None  # thread CPU clock when the running callback started
         self._blocked = 0.0  # seconds the running callback has slept (time.sleep) so far
-        self._due: float | None = None  # the deadline of the running timer callback
         self._job: list[float] | None = None  # while an executor job runs: [its CPU start, its blocked seconds]
         self._workers: dict[int, list[float]] = {}  # per process pool: when each of its workers is free (a heap)
         self._threads: dict[int, _ThreadPool] = {}  # per thread pool: its workers and queue
         self._gil = _Gil(self)  # the thread-pool jobs' CPU, one at a time
         self._last_end = 0.0  # when the loop's latest callback ended (later than that, it slept in select)
-        self._library: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()  # tasks of libraries, not counted
         self._thread = threading.get_ident()
         self._sockets: dict[Any, tuple[str, int]] = {}  # sockets "connected" to a declared host (sock_connect)
         self.net = self._network(services, seed) if services is not None else None
@@ -265,16 +357,7 @@ class TwinLoop(VirtualLoop):
         return super().call_soon_threadsafe(self._charged(callback), *args, context=context)
 
     def _charged(self, callback: Callable[..., Any], due: float | None = None) -> Callable[..., Any]:
-        owner = getattr(callback, "__self__", None)  # a task's step or wake-up (C or Python Task)
-        task = owner if isinstance(owner, asyncio.Task) else None
-        # what a timer's callback makes ready was due at the timer's deadline: the lag since is the loop's
-        scheduled = self.time() if self._due is None else min(self._due, self.time())
-        if task is not None and task not in self.tasks:
-            if self.tasks and (task in self._library or not _programs(task)):  # the first is the program's main
-                self._library.add(task)  # a library's own task (anyio's connect, asyncio.run's clean-up)
-                task = None
-            else:
-                self.tasks[task] = _Task(len(self.tasks), scheduled, scheduled)
+        task, scheduled = self._attribute(callback)
 
         def charged(*args: Any) -> Any:
             sharing = len(self._gil.running)  # thread-pool jobs holding CPU work: the loop shares the GIL
@@ -301,20 +384,6 @@ class TwinLoop(VirtualLoop):
                     self._record(task, scheduled, start, self.clock.t - start, cpu + blocked)
 
         return charged
-
-    def _record(self, task: asyncio.Task[Any], scheduled: float, start: float, held: float, spent: float) -> None:
-        rec = self.tasks[task]
-        step = rec.steps
-        since = max(rec.last_end, rec.covered)
-        if scheduled > since and step:  # it waited for something outside the loop
-            self.tb.add(rec.index, step, K_IO, -1, since, since, scheduled)
-        if start > scheduled:
-            self.tb.add(rec.index, step, K_RESUME, self.loop_res, scheduled, start, start)
-        self.tb.add(rec.index, step, K_CPU, self.loop_res, start, start, start + held, spent)
-        rec.steps, rec.last_end = step + 1, start + held
-        if task.done():
-            rec.done = rec.last_end
-            rec.failed = task.cancelled() or task.exception() is not None
 
     # ------------------------------------------------------------------ what the twin cannot run yet
     def _refuse(self, what: str) -> TwinError:
@@ -364,20 +433,10 @@ class TwinLoop(VirtualLoop):
     def _answered(self, task: Any, sent: float, reply: Reply, abandoned: bool) -> None:
         """A request the program sent was answered (or given up): a call record and a call-log row for the
         task that sent it."""
-        rec = self.tasks.get(task) if task is not None else None
-        if rec is None or reply.answer is None or reply.service is None:
+        if reply.answer is None or reply.service is None:
             return
-        end = self.time()
-        res = self.tb.resource_id(f"service:{reply.service}")
-        self.tb.add(rec.index, rec.steps, K_CALL, res, sent, sent, end)
-        rec.covered = max(rec.covered, end)
-        outcome = TIMEOUT if abandoned else reply.answer.outcome
-        key = (rec.index, res)
-        attempt = self._last_failed.pop(key, 0)
-        if outcome != OK:
-            self._last_failed[key] = attempt + 1
-        self.calls.add(rec.index, rec.steps, res, attempt, outcome, sent, end, reply.answer.tokens_in,
-                       reply.answer.tokens_out, 1)
+        self._call(task, reply.service, sent, self.time(), TIMEOUT if abandoned else reply.answer.outcome,
+                   reply.answer.tokens_in, reply.answer.tokens_out)
 
     async def sock_connect(self, sock: Any, address: Any) -> None:
         """A socket connected to a declared host's address (aiohttp's happy eyeballs): remembered, so that
@@ -446,32 +505,17 @@ class TwinLoop(VirtualLoop):
         return future
 
     # ------------------------------------------------------------------ the run as a Result
-    def result(self, name: str, *, seed: int | None = None) -> Result:
-        """The metrics of what ran: one task per asyncio task the program created, in order of creation (the
-        first task, the program's main coroutine, only when it created no other)."""
-        tasks = list(self.tasks.values())
-        trace = self.tb.build()
-        calls = self.calls.build()
-        if len(tasks) > 1:  # leave out the main task, renumber the others from 0
-            tasks = tasks[1:]
-            keep = trace.task != 0
-            trace = Trace(task=trace.task[keep] - 1, step=trace.step[keep], kind=trace.kind[keep],
-                          resource=trace.resource[keep], enqueue=trace.enqueue[keep], start=trace.start[keep],
-                          end=trace.end[keep], cpu_s=trace.cpu_s[keep], resources=trace.resources)
-            mine = calls.task != 0
-            calls = CallTable(**{f.name: getattr(calls, f.name)[mine] for f in fields(CallTable)})
-            calls = replace(calls, task=calls.task - 1)
-        n = len(tasks)
-        arrival = np.array([t.created for t in tasks], dtype=float)
-        done = np.array([t.done for t in tasks], dtype=float)
-        failed = np.array([t.failed for t in tasks], dtype=bool)
+    def _capacities(self) -> dict[str, int | None]:
         caps: dict[str, int | None] = {"loop": 1}
         if self.services is not None:
             caps |= {f"service:{k}": s.concurrency for k, s in self.services.services.items()}
-        return compute_result(trace, arrival, done, np.zeros(n, dtype=np.int64), failed, model=name,
-                              strategy=f"twin (cpu × {self.cpu_scale:g})", seed=seed, capacities=caps,
-                              parallel_types=np.array([True]), calls=calls if len(calls) else None,
-                              pricing=pricing(self.services) if self.services is not None else None)
+        return caps
+
+    def _strategy(self) -> str:
+        return f"twin (cpu × {self.cpu_scale:g})"
+
+    def _pricing(self) -> Any:
+        return pricing(self.services) if self.services is not None else None
 
 
 class _Sleep:
