@@ -192,6 +192,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="a profile from `asyncsim calibrate`: process pools start, dispatch and return at its cost")
     _common(tw)
 
+    rc = sub.add_parser("record", help="run your asyncio program for real and record its tasks and HTTP calls "
+                                       "(asyncsim record --out DIR -- python PROGRAM.py ARGS)")
+    rc.add_argument("--out", "-o", default="run", metavar="DIR",
+                    help="the folder for calls.jsonl (a call log `asyncsim fit` reads) and run.json (for `report`)")
+    rc.add_argument("--json", action="store_true", help="print the run as JSON instead of a table")
+
     ft = sub.add_parser("fit", help="fit services from an LLM call log (latency as ttft + tpot × tokens, tokens, "
                                     "failures, the rate limit it logged) into a commented services file and a report")
     ft.add_argument("log", help="a call log: JSON lines, one per request attempt (asyncsim serve --log writes one)")
@@ -251,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `asyncsim` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     program_args: list[str] = []
-    if argv[:1] == ["twin"] and "--" in argv:  # the program's own arguments are not ours
+    if argv[:1] in (["twin"], ["record"]) and "--" in argv:  # the program's own arguments are not ours
         cut = argv.index("--")
         argv, program_args = argv[:cut], argv[cut + 1:]
     args = _parser().parse_args(argv)
@@ -267,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _twin(args, out)
         if args.command == "fit":
             return _fit(args, out)
+        if args.command == "record":
+            return _record(args, out)
         if args.command == "sweep" and args.program:
             return _sweep_program(args, out)
         if args.command == "sweep" and not args.model:
@@ -295,6 +303,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AsyncSimError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _record(args: argparse.Namespace, out: Console) -> int:
+    import contextlib
+
+    from .record import record_program
+
+    command = list(args.program_args)
+    if command[:1] and Path(command[0]).name.startswith("python"):
+        command = command[1:]  # `-- python prog.py ARGS`: the program runs in this interpreter
+    if not command or command[0].startswith("-"):
+        raise ModelError("record: give the program after --: asyncsim record --out DIR -- python PROGRAM.py ARGS")
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet:
+        result = record_program(command[0], command[1:], args.out)
+    if args.json:
+        print(_json.dumps(result.to_dict()))
+        return 0
+    console.print_run(SavedRun(result), f"{command[0]}, recorded into {args.out}/ (calls.jsonl, run.json)", out)
+    return 0
 
 
 def _fit(args: argparse.Namespace, out: Console) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from .report import header, metadata, plotting, png, write_report
 __all__ = ["Call", "Fitted", "ServiceFit", "fit_report", "fit_service", "read_calls", "select", "services_yaml"]
 
 FAMILIES = ("lognormal", "gamma", "exponential")
+_HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
 KS_ALPHA = 0.01
 
 
@@ -273,6 +275,8 @@ def services_yaml(fits: Sequence[ServiceFit], source: str) -> str:
     import yaml
 
     def dump(value: Any) -> str:
+        if not isinstance(value, dict | list):
+            return f"{value:g}" if isinstance(value, float) else str(value)
         return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
 
     lines = [f"# fitted by asyncsim fit from {source}: each number with where it came from", "services:"]
@@ -280,6 +284,8 @@ def services_yaml(fits: Sequence[ServiceFit], source: str) -> str:
         lines += [f"  {f.name}:",
                   f"    # {f.attempts} attempts: {f.ok} OK, {f.rate_limited} rate-limited (429), "
                   f"{f.server_errors} server errors (5xx)"]
+        if _HOST.fullmatch(f.name):  # a recorded log names services by host: the twin answers it there
+            lines.append(f"    host: {f.name}")
         if f.ttft is not None:
             lines += [f"    # latency = ttft + tpot × (output tokens − 1): least squares over {f.ok} OK calls, "
                       f"R² {f.r2:.2f}",
@@ -302,7 +308,9 @@ def services_yaml(fits: Sequence[ServiceFit], source: str) -> str:
                          f"# {f.server_errors} of {f.attempts} attempts")
         if f.rpm or f.tpm:
             limit = {k: v for k, v in (("rpm", f.rpm), ("tpm", f.tpm)) if v}
-            lines.append(f"    rate_limit: {dump(limit)}    # from the x-ratelimit-limit headers it logged")
+            lines.append(f"    rate_limit: {dump(limit)}    # from the x-ratelimit-limit headers it logged (their "
+                         "burst is not in them: add burst_requests / window if the provider enforces less than a "
+                         "minute)")
         elif f.rate_limited:
             lines.append(f"    # rate limit: {f.rate_limited} 429s, but the log carries no x-ratelimit-limit "
                          "values: set rate_limit (rpm, tpm) yourself")

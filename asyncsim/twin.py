@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import heapq
 import io
 import itertools
@@ -60,7 +61,8 @@ from .spec import Machine, Workload, read_yaml
 from .sweep import apply
 from .trace import K_CALL, K_CPU, K_IO, K_RESUME, CallLog, CallTable, Trace, TraceBuilder
 
-__all__ = ["TwinError", "TwinLoop", "TwinWarning", "load_services", "run", "run_program", "sweep_program"]
+__all__ = ["TaskTracker", "TwinError", "TwinLoop", "TwinWarning", "load_services", "program_task", "run", "run_program",
+           "sweep_program"]
 
 
 _LIBRARIES = tuple(sorted({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}))
@@ -182,6 +184,17 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
         future.set_result(value)
 
 
+_PROGRAM_TASK: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar("asyncsim_program_task",
+                                                                                       default=None)
+"""The program's task whose work this is: set in each of its steps, so that a task a library starts on its
+behalf (aiohttp writes a request body from a task of its own) inherits it with the context."""
+
+
+def program_task() -> asyncio.Task[Any] | None:
+    """The program's task on whose behalf the running code works (None outside one)."""
+    return _PROGRAM_TASK.get()
+
+
 class TaskTracker:
     """What the twin and a recording share: each callback the loop runs attributed to the program's task it
     steps (library tasks left out), that task's lag, CPU and waits recorded into a trace, and each HTTP
@@ -199,8 +212,7 @@ class TaskTracker:
         self._library: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()  # tasks of libraries, not counted
         self._due: float | None = None  # the deadline of the running timer callback
 
-    def time(self) -> float:
-        raise NotImplementedError
+    time: Callable[[], float]  # the loop's clock
 
     def _attribute(self, callback: Callable[..., Any]) -> tuple[asyncio.Task[Any] | None, float]:
         """The program's task a callback steps (None: a library's, or no task) and when it became ready."""
@@ -368,6 +380,8 @@ class TwinLoop(TaskTracker, VirtualLoop):
                 # sooner if their CPU runs out first
                 self.clock.advance(min(self.machine.switch_interval_s * sharing, self._gil.left()))
             start = self.clock.t
+            if task is not None:
+                _PROGRAM_TASK.set(task)  # in the task's own context: what it starts inherits it
             self._cpu0, self._blocked, self._due = time.thread_time(), 0.0, due
             try:
                 return callback(*args)
@@ -400,7 +414,7 @@ class TwinLoop(TaskTracker, VirtualLoop):
             raise TwinError("twin --services: no service declares its host (give e.g. host: api.openai.com)")
         api = Api(services, seed=seed)
         return Network(api, hosts, now=self.time, free=self._free, charged=self.call_soon,
-                       current_task=lambda: asyncio.current_task(self), answered=self._answered)
+                       current_task=program_task, answered=self._answered)
 
     def _free(self, delay: float, callback: Callable[..., Any], *args: Any) -> asyncio.TimerHandle:
         """Server work on the loop, not charged to the program."""

@@ -48,8 +48,8 @@ LAYERS = [
     ("rules", ["rules"]),
     ("executors", ["sim", "real", "serve"]),  # serve: the emulated API, an executor of services' rules
     ("metrics", ["results", "metrics", "bounds", "api"]),  # results holds a Steady verdict (draws)
-    ("analyses", ["validate", "sweep", "plan", "_saved", "ranking", "twin"]),  # ranking orders Results; twin runs
-    # a program and computes its Result
+    # ranking orders Results; twin and record run a program and compute its Result
+    ("analyses", ["validate", "sweep", "plan", "_saved", "ranking", "twin", "record"]),
     ("reports", ["report", "console", "fit"]),  # Markdown and figures; the command line's tables; fit writes its
     # report
     ("front", ["cli", "__main__", ""]),
