@@ -43,7 +43,7 @@ __all__ = ["RecordingLoop", "record_program"]
 _MAX_BODY = 4 << 20  # response bodies read for `usage` up to this size
 
 
-class RecordingLoop(asyncio.SelectorEventLoop, TaskTracker):
+class RecordingLoop(TaskTracker, asyncio.SelectorEventLoop):  # type: ignore[misc]  # as TwinLoop
     """CPython's selector loop, its callbacks timed and attributed to the program's tasks, its HTTP read."""
 
     def __init__(self) -> None:
@@ -56,19 +56,7 @@ class RecordingLoop(asyncio.SelectorEventLoop, TaskTracker):
         """Seconds since the recording began."""
         return super().time() - self.t0
 
-    def call_soon(self, callback: Callable[..., Any], *args: Any,  # type: ignore[override]
-                  context: Any = None) -> asyncio.Handle:
-        return super().call_soon(self._timed(callback), *args, context=context)
-
-    def call_at(self, when: float, callback: Callable[..., Any], *args: Any,  # type: ignore[override]
-                context: Any = None) -> asyncio.TimerHandle:
-        return super().call_at(when, self._timed(callback, due=when), *args, context=context)
-
-    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any,  # type: ignore[override]
-                             context: Any = None) -> asyncio.Handle:
-        return super().call_soon_threadsafe(self._timed(callback), *args, context=context)
-
-    def _timed(self, callback: Callable[..., Any], due: float | None = None) -> Callable[..., Any]:
+    def _wrap(self, callback: Callable[..., Any], due: float | None = None) -> Callable[..., Any]:
         task, scheduled = self._attribute(callback)
 
         def timed(*args: Any) -> Any:
