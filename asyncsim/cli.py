@@ -326,7 +326,7 @@ def _record(args: argparse.Namespace, out: Console) -> int:
 
 
 def _fit(args: argparse.Namespace, out: Console) -> int:
-    from .fit import fit_report, fit_service, read_calls, services_yaml
+    from .fitting import fit_report, fit_service, read_calls, services_yaml
 
     calls = read_calls(args.log, args.format)
     names = list(dict.fromkeys(c.service for c in calls))

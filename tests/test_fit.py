@@ -10,7 +10,7 @@ import pytest
 import asyncsim as a
 from asyncsim.cli import main
 from asyncsim.errors import ModelError
-from asyncsim.fit import fit_service, read_calls, select, services_yaml
+from asyncsim.fitting import fit_service, read_calls, select, services_yaml
 from asyncsim.serve import Api
 from asyncsim.twin import load_services
 
@@ -106,3 +106,11 @@ def test_the_command_writes_the_services_file_and_its_report(tmp_path, capsys):
     bad.write_text('{"t": 0, "end": 1, "status": 200}\n{"t": "soon", "status": 200}\n')
     assert main(["fit", str(bad), "--out", str(tmp_path / "x.yaml")]) == 2
     assert "bad.jsonl: line 2: t must be a number (got 'soon')" in capsys.readouterr().err
+
+
+def test_the_module_leaves_the_packages_fit_function_alone():
+    """`asyncsim.fit` is `dists.fit` (a function); this module is `asyncsim.fitting`, so importing it does not
+    replace the function with a module."""
+    import asyncsim.fitting  # noqa: F401
+
+    assert a.fit([1.0, 2.0, 2.0], "empirical").mean == pytest.approx(5 / 3)

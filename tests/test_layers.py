@@ -50,8 +50,8 @@ LAYERS = [
     ("metrics", ["results", "metrics", "bounds", "api"]),  # results holds a Steady verdict (draws)
     # ranking orders Results; twin and record run a program and compute its Result
     ("analyses", ["validate", "sweep", "plan", "_saved", "ranking", "twin", "record"]),
-    ("reports", ["report", "console", "fit"]),  # Markdown and figures; the command line's tables; fit writes its
-    # report
+    # Markdown and figures; the command line's tables; fitting writes its report
+    ("reports", ["report", "console", "fitting"]),
     ("front", ["cli", "__main__", ""]),
 ]
 # the command line imports its heavier commands when they run (start-up time); nothing else imports lazily

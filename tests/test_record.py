@@ -10,7 +10,7 @@ import pytest
 
 import asyncsim as a
 from asyncsim.cli import main
-from asyncsim.fit import fit_service, read_calls
+from asyncsim.fitting import fit_service, read_calls
 from asyncsim.real.http import serving
 from asyncsim.record import RecordError, record_program
 
