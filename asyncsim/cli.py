@@ -198,6 +198,13 @@ def _parser() -> argparse.ArgumentParser:
                     help="the folder for calls.jsonl (a call log `asyncsim fit` reads) and run.json (for `report`)")
     rc.add_argument("--json", action="store_true", help="print the run as JSON instead of a table")
 
+    ck = sub.add_parser("check", help="run a recorded program in the twin with (fitted) services and compare it "
+                                      "with the recording; exit 1 beyond the tolerance")
+    ck.add_argument("services", help="the services file (e.g. from asyncsim fit)")
+    ck.add_argument("--against", required=True, metavar="DIR", help="the recording's folder (asyncsim record --out)")
+    ck.add_argument("--tolerance", type=_finite, default=0.10, help="largest relative error on T_total (0.10)")
+    _common(ck)
+
     ft = sub.add_parser("fit", help="fit services from an LLM call log (latency as ttft + tpot × tokens, tokens, "
                                     "failures, the rate limit it logged) into a commented services file and a report")
     ft.add_argument("log", help="a call log: JSON lines, one per request attempt (asyncsim serve --log writes one)")
@@ -275,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fit(args, out)
         if args.command == "record":
             return _record(args, out)
+        if args.command == "check":
+            return _check(args, out)
         if args.command == "sweep" and args.program:
             return _sweep_program(args, out)
         if args.command == "sweep" and not args.model:
@@ -323,6 +332,31 @@ def _record(args: argparse.Namespace, out: Console) -> int:
         return 0
     console.print_run(SavedRun(result), f"{command[0]}, recorded into {args.out}/ (calls.jsonl, run.json)", out)
     return 0
+
+
+def _check(args: argparse.Namespace, out: Console) -> int:
+    from .record import check_run
+
+    if not args.tolerance > 0:
+        raise ModelError(f"--tolerance: must be > 0 (got {args.tolerance:g})")
+    found = check_run(args.services, args.against, seed=args.seed)
+    within = abs(found.error) <= args.tolerance
+    if args.json:
+        print(_json.dumps({"error": found.error, "tolerance": args.tolerance, "within": within,
+                           "figures": {k: {"recorded": r, "twin": p} for k, r, p in found.rows()}}))
+    else:
+        table = Table(title=f"{args.against}: recorded vs the twin with {args.services}")
+        for col in ("figure", "recorded", "twin", "error"):
+            table.add_column(col, justify="left" if col == "figure" else "right")
+        for name, rec, pred in found.rows():
+            seconds = name == "T_total" or name.startswith("latency")
+            show = fmt_s if seconds else (lambda x: f"{x:g}")
+            error = f"{pred / rec - 1:+.1%}" if seconds and rec > 0 else f"{pred - rec:+g}"
+            table.add_row(name, show(rec), show(pred), error)
+        out.print(table)
+        out.print(f"T_total {found.error:+.1%}: " + ("within" if within else "[red]beyond[/]")
+                  + f" the tolerance of {args.tolerance:.0%}")
+    return 0 if within else 1
 
 
 def _fit(args: argparse.Namespace, out: Console) -> int:

@@ -132,6 +132,7 @@ class Call:
     retry_after: float | None = None
     limit_requests: float | None = None
     limit_tokens: float | None = None
+    remaining_requests: float | None = None
 
     @property
     def latency(self) -> float:
@@ -193,7 +194,8 @@ def read_calls(path: str | Path, fmt: str = "openai-log") -> list[Call]:
                           _number(row, ("tokens_out", "completion_tokens", "output_tokens"), where),
                           _number(row, ("retry_after",), where),
                           _number(row, ("ratelimit_limit_requests", "x-ratelimit-limit-requests"), where),
-                          _number(row, ("ratelimit_limit_tokens", "x-ratelimit-limit-tokens"), where)))
+                          _number(row, ("ratelimit_limit_tokens", "x-ratelimit-limit-tokens"), where),
+                          _number(row, ("ratelimit_remaining_requests", "x-ratelimit-remaining-requests"), where)))
     if not calls:
         raise ModelError("the call log holds no calls", source=str(path))
     return calls
@@ -216,6 +218,7 @@ class ServiceFit:
     tokens_out: Fitted | None = None
     rpm: float | None = None
     tpm: float | None = None
+    burst_requests: float | None = None
     retry_after: str | None = None
 
     def distributions(self) -> dict[str, Fitted]:
@@ -260,6 +263,10 @@ def fit_service(name: str, calls: Sequence[Call]) -> ServiceFit:
     if len(tout) >= 2:
         fitted["tokens_out"] = select(tout)
     rpm = max((c.limit_requests for c in calls if c.limit_requests), default=None)
+    # a full bucket answers "remaining: capacity − 1": the most it ever said, plus one, is its burst (when below
+    # a minute's worth, the provider enforces the limit over a shorter window)
+    left = [c.remaining_requests for c in calls if c.remaining_requests is not None and 200 <= c.status < 300]
+    burst = max(left) + 1 if left and rpm and max(left) + 1 < rpm else None
     tpm = max((c.limit_tokens for c in calls if c.limit_tokens), default=None)
     after = [c.retry_after for c in calls if c.status == 429 and c.retry_after is not None]
     mode = None
@@ -267,7 +274,8 @@ def fit_service(name: str, calls: Sequence[Call]) -> ServiceFit:
         mode = "ceil_seconds" if all(float(a).is_integer() for a in after) else "exact"
     elif limited:
         mode = "none"
-    return ServiceFit(name, len(calls), len(ok), limited, errors, rpm=rpm, tpm=tpm, retry_after=mode, **fitted)
+    return ServiceFit(name, len(calls), len(ok), limited, errors, rpm=rpm, tpm=tpm, burst_requests=burst,
+                      retry_after=mode, **fitted)
 
 
 def services_yaml(fits: Sequence[ServiceFit], source: str) -> str:
@@ -307,10 +315,10 @@ def services_yaml(fits: Sequence[ServiceFit], source: str) -> str:
             lines.append(f"    failures: {{server_error: {_round(f.server_errors / f.attempts)}}}    "
                          f"# {f.server_errors} of {f.attempts} attempts")
         if f.rpm or f.tpm:
-            limit = {k: v for k, v in (("rpm", f.rpm), ("tpm", f.tpm)) if v}
-            lines.append(f"    rate_limit: {dump(limit)}    # from the x-ratelimit-limit headers it logged (their "
-                         "burst is not in them: add burst_requests / window if the provider enforces less than a "
-                         "minute)")
+            limit = {k: v for k, v in (("rpm", f.rpm), ("tpm", f.tpm), ("burst_requests", f.burst_requests)) if v}
+            why = ("; burst_requests: the most x-ratelimit-remaining-requests said, plus one" if f.burst_requests
+                   else " (no smaller burst seen in x-ratelimit-remaining: a minute's worth)")
+            lines.append(f"    rate_limit: {dump(limit)}    # from the x-ratelimit-limit headers it logged{why}")
         elif f.rate_limited:
             lines.append(f"    # rate limit: {f.rate_limited} 429s, but the log carries no x-ratelimit-limit "
                          "values: set rate_limit (rpm, tpm) yourself")

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
+import math
 import runpy
 import ssl
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,7 @@ from .results import Result
 from .services import OK, RATE_LIMITED, REJECTED, SERVER_ERROR, TIMEOUT
 from .twin import _PROGRAM_TASK, TaskTracker, program_task
 
-__all__ = ["RecordingLoop", "record_program"]
+__all__ = ["Check", "RecordingLoop", "check_run", "record_program"]
 
 _MAX_BODY = 4 << 20  # response bodies read for `usage` up to this size
 
@@ -220,7 +223,8 @@ class _HttpTap:
                "path": ex["path"], "status": status if status is not None else 0, "tokens_in": tokens_in,
                "tokens_out": tokens_out, "retry_after": _seconds(headers.get("retry-after")),
                "ratelimit_limit_requests": _seconds(headers.get("x-ratelimit-limit-requests")),
-               "ratelimit_limit_tokens": _seconds(headers.get("x-ratelimit-limit-tokens"))}
+               "ratelimit_limit_tokens": _seconds(headers.get("x-ratelimit-limit-tokens")),
+               "ratelimit_remaining_requests": _seconds(headers.get("x-ratelimit-remaining-requests"))}
         self.loop.rows.append({k: v for k, v in row.items() if v is not None})
 
 
@@ -322,7 +326,54 @@ def record_program(path: str | Path, argv: Sequence[str] = (), out: str | Path =
     result = loop.result(path.stem)
     write_atomic(folder / "calls.jsonl", "".join(json.dumps(r) + "\n" for r in loop.rows))
     write_atomic(folder / "run.json", json.dumps(result.to_dict()))
+    write_atomic(folder / "program.json", json.dumps({"program": str(path.resolve()), "argv": list(argv)}))
     if error is not None:
         raise RecordError(f"record: {path.name} stopped with {type(error).__name__}: {error}; what it did until "
                           f"then is in {folder}") from error
     return result
+
+
+@dataclass(frozen=True)
+class Check:
+    """A recorded run against the same program in the twin with fitted services: each figure both ways."""
+
+    recorded: Result
+    predicted: Result
+
+    @property
+    def error(self) -> float:
+        """The twin's relative error on T_total."""
+        return self.predicted.t_total / self.recorded.t_total - 1 if self.recorded.t_total > 0 else math.nan
+
+    def rows(self) -> list[tuple[str, float, float]]:
+        """(figure, recorded, predicted) for the figures `check` prints."""
+        r, p = self.recorded, self.predicted
+
+        def total(res: Result, what: str) -> float:
+            return float(sum(getattr(s, what) for s in res.services.values()))
+
+        return [("T_total", r.t_total, p.t_total), ("latency p50", r.latency.p50, p.latency.p50),
+                ("latency p95", r.latency.p95, p.latency.p95), ("completed", r.completed, p.completed),
+                ("failed", r.failed, p.failed), ("requests", total(r, "requests"), total(p, "requests")),
+                ("429s", total(r, "rate_limited"), total(p, "rate_limited"))]
+
+
+def check_run(services: str | Path, run: str | Path, *, seed: int = 0) -> Check:
+    """Run the program a recording (`run`: its folder) was made of in the twin, its HTTP answered by
+    `services` (e.g. fitted from the recording's calls), and set the two runs side by side.
+
+    Raises:
+        RecordError: the folder holds no recording.
+    """
+    from .twin import run_program
+
+    folder = Path(run)
+    try:
+        meta = json.loads((folder / "program.json").read_text())
+        recorded = Result.from_dict(json.loads((folder / "run.json").read_text()))
+    except (OSError, ValueError, KeyError) as exc:
+        raise RecordError(f"check: {folder} holds no recording (asyncsim record --out {folder} -- ...): "
+                          f"{exc}") from None
+    with contextlib.redirect_stdout(io.StringIO()):
+        predicted = run_program(meta["program"], meta["argv"], services=services, seed=seed)
+    return Check(recorded, predicted)

@@ -323,7 +323,8 @@ def test_write_atomic_keeps_the_mode_of_the_file_it_replaces(tmp_path, umask):
 # ------------------------------------------------------------------------------------------ the command
 
 
-SUBCOMMANDS = ("run", "compare", "sweep", "plan", "validate", "calibrate", "serve", "twin", "record", "fit", "report")
+SUBCOMMANDS = ("run", "compare", "sweep", "plan", "validate", "calibrate", "serve", "twin", "record", "fit", "check",
+               "report")
 
 
 def test_version(capsys):

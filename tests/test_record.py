@@ -10,7 +10,7 @@ import pytest
 
 import asyncsim as a
 from asyncsim.cli import main
-from asyncsim.fitting import fit_service, read_calls
+from asyncsim.fitting import fit_service, read_calls, services_yaml
 from asyncsim.real.http import serving
 from asyncsim.record import RecordError, record_program
 
@@ -39,7 +39,7 @@ CLIENT = textwrap.dedent('''
 ''')
 
 
-def test_a_real_run_is_recorded_with_every_attempt_its_status_and_tokens(tmp_path, monkeypatch):
+def test_a_real_run_is_recorded_with_every_attempt_its_status_and_tokens(tmp_path, monkeypatch, capsys):
     spec = {"latency": 0.2, "tokens": {"input": 120, "output": 30}, "rate_limit": {"rpm": 600, "burst_requests": 2},
             "server": {"retry_after": "ceil_seconds"}}
     w = a.Workload(arrivals=a.Batch(count=1), task=(a.io(0.0),), services={"llm": a.Service.model_validate(spec)})
@@ -60,10 +60,19 @@ def test_a_real_run_is_recorded_with_every_attempt_its_status_and_tokens(tmp_pat
     assert result.services[next(iter(result.services))].rate_limited == sum(r["status"] == 429 for r in rows)
     saved = json.loads((tmp_path / "run" / "run.json").read_text())
     assert saved["tasks"] == 6
-    fit = fit_service("llm", read_calls(tmp_path / "run" / "calls.jsonl"))  # and `fit` reads what it wrote
+    fit = fit_service("127.0.0.1", read_calls(tmp_path / "run" / "calls.jsonl"))  # `fit` reads what it wrote
     assert fit.latency is not None
     assert fit.latency.dist.mean == pytest.approx(0.2, rel=0.25)
     assert fit.retry_after == "ceil_seconds"
+    assert fit.burst_requests == 2  # the most x-ratelimit-remaining-requests said (1), plus one
+    # and `check` runs the recorded program in the twin with the fitted services, side by side with the run
+    fitted = tmp_path / "fitted.yaml"
+    fitted.write_text(services_yaml([fit], "calls.jsonl"))
+    capsys.readouterr()  # the program's own prints so far
+    assert main(["check", str(fitted), "--against", str(tmp_path / "run"), "--json", "--tolerance", "0.5"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["figures"]["completed"] == {"recorded": 6, "twin": 6}
+    assert abs(out["error"]) < 0.5
 
 
 TLS = textwrap.dedent('''
