@@ -39,7 +39,7 @@ from ._io import write_atomic
 from .errors import AsyncSimError
 from .results import Result
 from .services import OK, RATE_LIMITED, REJECTED, SERVER_ERROR, TIMEOUT
-from .twin import _PROGRAM_TASK, TaskTracker, program_task
+from .twin import _PROGRAM_TASK, TaskTracker, program_task, run_program
 
 __all__ = ["Check", "RecordingLoop", "check_run", "record_program"]
 
@@ -365,8 +365,6 @@ def check_run(services: str | Path, run: str | Path, *, seed: int = 0) -> Check:
     Raises:
         RecordError: the folder holds no recording.
     """
-    from .twin import run_program
-
     folder = Path(run)
     try:
         meta = json.loads((folder / "program.json").read_text())
