@@ -459,6 +459,16 @@ def write_report(out_dir: str | os.PathLike[str], lines: Sequence[str],
     return write_atomic(out / "report.md", "\n".join(lines).rstrip() + "\n")
 
 
+def publish(out_dir: str | os.PathLike[str], lines: Sequence[str], figures: Mapping[str, bytes | None] | None = None,
+            files: Mapping[str, str | bytes] | None = None) -> int:
+    """An experiment's last step: write its report (`write_report`), say where, and print its answer line
+    (`header`'s fourth); returns the exit code, 0."""
+    path = write_report(out_dir, lines, figures, files)
+    print(f"wrote {path}")
+    print(lines[3])
+    return 0
+
+
 def sweep_axes(summary: pd.DataFrame, params: Sequence[str]) -> tuple[str | None, str | None, pd.DataFrame]:
     """Pick a sweep's x axis and line labels: (x, hue, frame with a `hue` column).
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncsim as a
 from asyncsim.real.http import measure_client_cpu
-from asyncsim.report import fmt_s, header, metadata, write_report
+from asyncsim.report import fmt_s, header, metadata, publish
 from asyncsim.validate import validate_http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "With an exact retry-after every refused call returns at the bucket's edge together and microseconds "
         "decide which gets through, so the counts of 429s scatter most there.",
     ]
-    path = write_report(args.out, lines, None, {"results.json": json.dumps(results, indent=1)})
-    print(f"wrote {path}")
-    print(lines[3])
-    return 0
+    return publish(args.out, lines, None, {"results.json": json.dumps(results, indent=1)})
 
 
 if __name__ == "__main__":

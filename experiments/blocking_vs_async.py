@@ -22,10 +22,10 @@ from asyncsim.report import (
     fmt_s,
     header,
     metadata,
+    publish,
     split_figure,
     sweep_figure,
     sweep_table,
-    write_report,
 )
 from asyncsim.sweep import build
 
@@ -115,10 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency_split.png": split_figure(summary, x="io_share", hue="strategy", xlabel="I/O share"),
         "concurrency.png": concurrency_figure(series, title=f"Tasks over time at {PICTURE_SHARE:.0%} I/O"),
     }
-    path = write_report(args.out, lines, figures, {"summary.csv": summary.to_csv(index=False)})
-    print(f"wrote {path}")
-    print(lines[3])
-    return 0
+    return publish(args.out, lines, figures, {"summary.csv": summary.to_csv(index=False)})
 
 
 if __name__ == "__main__":

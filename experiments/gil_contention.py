@@ -22,7 +22,7 @@ import _shares as shares
 
 from asyncsim.curves import crossovers
 from asyncsim.real.calibrate import calibrate
-from asyncsim.report import fmt_s, header, metadata, split_figure, sweep_figure, sweep_table, write_report
+from asyncsim.report import fmt_s, header, metadata, publish, split_figure, sweep_figure, sweep_table
 from asyncsim.sweep import build
 from asyncsim.validate import validate
 
@@ -115,10 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     files = {"summary.csv": summary.to_csv(index=False)}
     if real_rows:
         files["real_runs.json"] = json.dumps({"meta": meta, "rows": real_rows}, indent=1)
-    path = write_report(args.out, lines, figures, files)
-    print(f"wrote {path}")
-    print(lines[3])
-    return 0
+    return publish(args.out, lines, figures, files)
 
 
 def _spin(n: int) -> float:

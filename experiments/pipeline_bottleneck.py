@@ -20,7 +20,7 @@ from typing import Any
 import _ai
 
 import asyncsim as a
-from asyncsim.report import fmt_s, header, metadata, utilisation_figure, write_report
+from asyncsim.report import fmt_s, header, metadata, publish, utilisation_figure
 from asyncsim.sweep import build, load_raw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,10 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                     {"metric": "stage.embed.utilization", "ylabel": "embed stage utilisation"},
                     {"metric": "failed", "ylabel": "documents lost (429s)", "logy": "symlog"}]),
     }
-    path = write_report(args.out, lines, figures, {"summary.csv": summary.to_csv(index=False)})
-    print(f"wrote {path}")
-    print(lines[3])
-    return 0
+    return publish(args.out, lines, figures, {"summary.csv": summary.to_csv(index=False)})
 
 
 def _limit_words(name: str) -> str:

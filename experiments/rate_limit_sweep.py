@@ -19,7 +19,7 @@ from pathlib import Path
 import _ai
 
 from asyncsim.plan import parse_vary, plan
-from asyncsim.report import fmt_s, header, metadata, write_report
+from asyncsim.report import fmt_s, header, metadata, publish
 from asyncsim.sweep import load_raw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,11 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                     {"metric": "failed", "ylabel": "tickets lost (failed after retries)", "logy": "symlog"},
                     {"metric": "goodput", "ylabel": "goodput (tickets completed / s)", "mark_lossy": True}]),
     }
-    path = write_report(args.out, lines, figures, {"summary.csv": summary.to_csv(index=False),
+    return publish(args.out, lines, figures, {"summary.csv": summary.to_csv(index=False),
                                                    "clients.csv": libraries.to_csv(index=False)})
-    print(f"wrote {path}")
-    print(lines[3])
-    return 0
 
 
 def _libraries(raw: dict, limiter: dict, limits: list[int], reps: int, args: argparse.Namespace) -> tuple:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from asyncsim import twin
 from asyncsim.real.http import serving
-from asyncsim.report import header, metadata, write_report
+from asyncsim.report import header, metadata, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = ROOT / "experiments" / "programs"
@@ -128,10 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "The server draws latency and tokens per request from one seeded generator in the order requests "
         "arrive, so the two runs see the same distributions, not the same draws.",
     ]
-    path = write_report(args.out, lines, None, {"results.json": json.dumps(results, indent=1)})
-    print(f"wrote {path}")
-    print(lines[3])
-    return 0
+    return publish(args.out, lines, None, {"results.json": json.dumps(results, indent=1)})
 
 
 if __name__ == "__main__":
