@@ -21,15 +21,16 @@ pytestmark = pytest.mark.validation
 
 
 def test_busy_loop_time_scales_linearly_with_requested_time():
-    work = CpuWork(measure_rate())
-    for _ in range(6):  # a noisy machine: measure again rather than loosen
+    # A noisy machine (CPU speed ramps, a neighbour steals the core): calibrate and measure again rather than loosen.
+    for _ in range(6):
+        work = CpuWork(measure_rate())
         per_ms = {ms: statistics.median(work.run(ms / 1000) for _ in range(7)) / ms for ms in (2, 4, 8, 16)}
         spread = max(per_ms.values()) / min(per_ms.values())
-        if spread < 1.15:
+        # ~1 ms of CPU per requested ms, within the drift of CPU speed from its calibration seen here (±30%)
+        if spread < 1.15 and 0.6e-3 < statistics.median(per_ms.values()) < 1.5e-3:
             break
     assert spread < 1.15, per_ms
-    # ~1 ms of CPU per requested ms; the CPU's speed drifts from its calibration by up to ±30% here
-    assert 0.6e-3 < statistics.median(per_ms.values()) < 1.5e-3
+    assert 0.6e-3 < statistics.median(per_ms.values()) < 1.5e-3, per_ms
 
 
 def test_iterations_are_proportional_to_seconds():
