@@ -376,6 +376,9 @@ class Service(Frozen):
     # and waits for one, FIFO, when all are busy; released during back-off and limiter waits (unlike a
     # `use: {pool}` around the call, which holds its slot across retries). The wait counts as queueing
     connections: int | None = Field(None, ge=1)
+    # seconds to open a new connection (TCP + TLS handshakes), paid by an attempt when no open connection is
+    # idle; connections stay open (keep-alive). `asyncsim serve` and the twin do not delay connections
+    connect: float = Field(0.0, ge=0)
     server: Server = Field(default_factory=Server)
     # the API's host name (api.openai.com): `asyncsim twin` answers a program's requests to it as this service
     host: str | None = Field(None, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")

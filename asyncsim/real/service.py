@@ -262,7 +262,7 @@ class RealService:
 
         self.server: Buckets | None = buckets(spec.rate_limit, states())
         self.client: Buckets | None = buckets(spec.client_limit, states())
-        self.state = CallState(None if mp is None else mp.Array("d", 2, lock=False))
+        self.state = CallState(None if mp is None else mp.Array("d", CallState.SIZE, lock=False))
         n = spec.connections
         self.connections: Any = (None if n is None else asyncio_mod.Semaphore(n) if asyncio
                                  else threading.Semaphore(n) if mp is None else mp.Semaphore(n))

@@ -15,6 +15,9 @@ yields a command for its driver, which waits with its own clock and sleep (a Sim
 | (LOCAL_CPU, s, ref) | runs s model seconds of the client's CPU on the task's thread (never offloaded) | None |
 | (CONNECT, 0, svc) | waits for a connection of `svc.connections` (the client's pool); `attempts` gives it back | None |
 
+An attempt that must open a connection (`connect`: none that is open is idle) sleeps `connect` after CONNECT,
+before the server sees it (counted as the call's queueing).
+
 BATCH's answer is the batch's start and size, or None when the batcher rejected the request; LIMIT is used
 for a client limiter that dispatches (a policy other than FIFO, or an `interval`: `rules.limits.PolicyLimiter`);
 LOCAL_CPU's subject is a `StepRef` (its cpu record belongs to the call's step).
@@ -229,6 +232,11 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
         sent = clock()
         if spec.connections is not None:  # the client's pool: a connection for this attempt (its wait is queueing)
             yield CONNECT, 0, svc
+        if spec.connect:  # opening a new connection (none open is idle) takes `connect` before the server sees it
+            with lock:
+                opens = svc.state.connection()
+            if opens:
+                yield SLEEP, spec.connect, svc
         with lock:
             served = clock()
             outcome, retry_after, entered = admit(spec, svc.server, svc.state, served, tokens_in, tokens_out)
@@ -247,6 +255,9 @@ def attempts(svc: Endpoint, task: int, step: int, col: int, durs: Sequence[float
                     outcome, service_time = TIMEOUT, spec.timeout
                 served = yield SERVE, service_time, svc
         end = clock()
+        if spec.connect:
+            with lock:
+                svc.state.connection_back()
         if spec.connections is not None:
             svc.connections.release()
         if entered:

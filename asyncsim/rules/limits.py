@@ -137,16 +137,19 @@ def buckets(limit: RateLimit | None, states: tuple[Any, Any] = (None, None)) -> 
 
 class CallState:
     """What one service's calls share besides its buckets: the server's count of the key's requests in flight
-    (for `server.concurrent_limit`) and the client's pause after a 429 (`retry.cooldown`), clock-free.
+    (for `server.concurrent_limit`), the client's pause after a 429 (`retry.cooldown`), and its connections
+    busy and open (for `connect`), clock-free.
 
-    Two numbers in `state`, which may be shared memory between processes; callers hold the endpoint's lock.
+    SIZE numbers in `state`, which may be shared memory between processes; callers hold the endpoint's lock.
     """
 
     __slots__ = ("state",)
+    SIZE = 4
 
     def __init__(self, state: Any = None) -> None:
-        self.state = state if state is not None else [0.0, 0.0]
-        self.state[0], self.state[1] = 0.0, 0.0
+        self.state = state if state is not None else [0.0] * self.SIZE
+        for i in range(self.SIZE):
+            self.state[i] = 0.0
 
     def full(self, cap: int | None) -> bool:
         """Whether a request sent now is over the server's cap of requests in flight."""
@@ -168,3 +171,16 @@ class CallState:
     def pause(self, until: float) -> None:
         """The client sends nothing before `until` (a later pause extends it)."""
         self.state[1] = max(self.state[1], until)
+
+    def connection(self) -> bool:
+        """An attempt takes a connection: whether it opens a new one (none that is open is idle). Connections
+        stay open once opened (keep-alive), as a client's pool keeps them while it is busy."""
+        self.state[2] += 1
+        if self.state[2] > self.state[3]:
+            self.state[3] += 1
+            return True
+        return False
+
+    def connection_back(self) -> None:
+        """An attempt is done with its connection: it stays open, idle."""
+        self.state[2] -= 1

@@ -130,12 +130,12 @@ def steps(ctx: Context, task: int, durs: Sequence[float], nodes: tuple[Node, ...
 
 def call(ctx: Context, task: int, node: Node, durs: Sequence[float], size: int) -> Generator[Any, Any, None]:
     """One call's commands: its attempts (`rules.calls.attempts`), or for a plain call — one attempt that cannot
-    fail, no client limiter, client CPU or connection pool, no preemption — the single SERVE those attempts
+    fail, no client limiter, client CPU, connection pool or connecting, no preemption — the single SERVE those attempts
     would make, without their generator (the commonest call, a quarter of a call-bound simulation's time)."""
     svc = ctx.services[node.name]
     spec = svc.spec
     if node.col < 0 and svc.client is None and not spec.policy.preemptive and spec.client_cpu is None \
-            and spec.connections is None:
+            and spec.connections is None and not spec.connect:
         sent = ctx.clock()
         served = yield SERVE, durs[node.id] + svc.spec.per_item * size, svc
         end = ctx.clock()
