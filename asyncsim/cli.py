@@ -39,7 +39,7 @@ from .real.http import CLIENTS as HTTP_CLIENTS
 from .results import Result
 from .scenario import build_scenario
 from .services import client_profiles
-from .spec import Machine, Workload, load
+from .spec import Machine, Workload, load, read_yaml
 from .strategies import parse_strategy
 
 __all__ = ["main"]
@@ -198,16 +198,23 @@ def _parser() -> argparse.ArgumentParser:
                     help="the folder for calls.jsonl (a call log `asyncsim fit` reads) and run.json (for `report`)")
     rc.add_argument("--json", action="store_true", help="print the run as JSON instead of a table")
 
-    ck = sub.add_parser("check", help="run a recorded program in the twin with (fitted) services and compare it "
-                                      "with the recording; exit 1 beyond the tolerance")
-    ck.add_argument("services", help="the services file (e.g. from asyncsim fit)")
+    ck = sub.add_parser("check", help="simulate a fitted model (or run the recorded program in the twin with fitted "
+                                      "services) and compare it with the recording; exit 1 beyond the tolerance")
+    ck.add_argument("services", help="a model (asyncsim fit DIR) or a services file (asyncsim fit calls.jsonl)")
     ck.add_argument("--against", required=True, metavar="DIR", help="the recording's folder (asyncsim record --out)")
     ck.add_argument("--tolerance", type=_finite, default=0.10, help="largest relative error on T_total (0.10)")
+    ck.add_argument("--replications", "-r", type=int, default=10, metavar="R",
+                    help="a model is simulated R times and their means compared (10)")
     _common(ck)
 
-    ft = sub.add_parser("fit", help="fit services from an LLM call log (latency as ttft + tpot × tokens, tokens, "
-                                    "failures, the rate limit it logged) into a commented services file and a report")
-    ft.add_argument("log", help="a call log: JSON lines, one per request attempt (asyncsim serve --log writes one)")
+    ft = sub.add_parser("fit", help="fit a model from a recording (asyncsim record's folder: arrivals, task steps, "
+                                    "locks, services), or services from an LLM call log (latency as ttft + tpot × "
+                                    "tokens, tokens, failures, the rate limit it logged); writes commented YAML and a "
+                                    "report with the fit checked")
+    ft.add_argument("log", help="a recording's folder (asyncsim record --out DIR), or a call log: JSON lines, one "
+                                "per request attempt (asyncsim serve --log writes one)")
+    ft.add_argument("--min-wait", type=_finite, default=0.001, metavar="S",
+                    help="a recording's gaps shorter than this between a task's turns on the loop are not waits")
     ft.add_argument("--format", default="openai-log", choices=("openai-log",), help="the log's format")
     ft.add_argument("--out", "-o", required=True, metavar="FILE", help="the services file to write (YAML)")
     ft.add_argument("--report", metavar="DIR", help="the fit report's folder (default: reports/fit-<name>)")
@@ -335,18 +342,26 @@ def _record(args: argparse.Namespace, out: Console) -> int:
 
 
 def _check(args: argparse.Namespace, out: Console) -> int:
-    from .record import check_run
+    from .record import check_model, check_run
 
     if not args.tolerance > 0:
         raise ModelError(f"--tolerance: must be > 0 (got {args.tolerance:g})")
-    found = check_run(args.services, args.against, seed=args.seed)
+    if args.replications < 1:
+        raise ModelError(f"--replications: must be >= 1 (got {args.replications})")
+    model = read_yaml(Path(args.services), "model or services file")
+    if isinstance(model, dict) and any(k in model for k in ("task", "tasks", "stages")):
+        found = check_model(load(args.services), args.against, seed=args.seed, replications=args.replications)
+    else:
+        found = check_run(args.services, args.against, seed=args.seed)
     within = abs(found.error) <= args.tolerance
     if args.json:
         print(_json.dumps({"error": found.error, "tolerance": args.tolerance, "within": within,
-                           "figures": {k: {"recorded": r, "twin": p} for k, r, p in found.rows()}}))
+                           "figures": {k: {"recorded": r, found.how: p} for k, r, p in found.rows()}}))
     else:
-        table = Table(title=f"{args.against}: recorded vs the twin with {args.services}")
-        for col in ("figure", "recorded", "twin", "error"):
+        title = (f"the twin with {args.services}" if found.how == "twin"
+                 else f"{args.services}, simulated (means of {len(found.runs)})")
+        table = Table(title=f"{args.against}: recorded vs {title}")
+        for col in ("figure", "recorded", found.how, "error"):
             table.add_column(col, justify="left" if col == "figure" else "right")
         for name, rec, pred in found.rows():
             seconds = name == "T_total" or name.startswith("latency")
@@ -360,15 +375,26 @@ def _check(args: argparse.Namespace, out: Console) -> int:
 
 
 def _fit(args: argparse.Namespace, out: Console) -> int:
-    from .fitting import fit_report, fit_service, read_calls, services_yaml
+    from .fitting import fit_model, fit_report, fit_service, model_report, read_calls, services_yaml
+    from .record import check_model
 
+    report_dir = args.report or Path("reports") / f"fit-{Path(args.out).stem}"
+    if Path(args.log).is_dir():
+        fitted = fit_model(args.log, name=Path(args.out).stem, min_wait=args.min_wait)
+        write_atomic(args.out, fitted.yaml)
+        check = check_model(load(args.out), args.log)
+        report = model_report(fitted, check, args.log, report_dir, command=["asyncsim", *sys.argv[1:]])
+        out.print(fitted.yaml.rstrip())
+        out.print(f"simulated, the fitted model's T_total is {check.error:+.1%} from the recorded run's "
+                  f"({check.predicted.t_total:.3g} s against {check.recorded.t_total:.3g} s)")
+        out.print(f"wrote {args.out} and {report}")
+        return 0
     calls = read_calls(args.log, args.format)
     names = list(dict.fromkeys(c.service for c in calls))
     fits = [fit_service(name, [c for c in calls if c.service == name]) for name in names]
     text = services_yaml(fits, Path(args.log).name)
     write_atomic(args.out, text)
-    report = fit_report(fits, Path(args.log).name, args.report or Path("reports") / f"fit-{Path(args.out).stem}",
-                        text, command=["asyncsim", *sys.argv[1:]])
+    report = fit_report(fits, Path(args.log).name, report_dir, text, command=["asyncsim", *sys.argv[1:]])
     out.print(text.rstrip())
     out.print(f"wrote {args.out} and {report}")
     return 0

@@ -7,19 +7,26 @@ the twin's are (`twin.TaskTracker`: the program's tasks only; each step's CPU is
 as plaintext where the client sees it — from the transport for plain connections, from the TLS object for
 encrypted ones (`ssl.SSLContext.wrap_bio`, which asyncio's and anyio's TLS both use, is wrapped while the
 program runs) — and parsed with h11 both ways, so httpx (openai, anthropic) and aiohttp are seen without
-hooks of their own. The folder gets `calls.jsonl` (a call log `asyncsim fit` reads: one attempt per line,
-host as service) and `run.json` (the run as a Result, for `report`), written atomically when the program
-ends — also when it fails or is interrupted, with what was measured until then.
+hooks of their own. The asyncio semaphores and locks the program makes are watched (each acquisition: when
+asked, when got; each release). The folder gets `calls.jsonl` (a call log `asyncsim fit` reads: one attempt
+per line, host as service, the client's User-Agent), `tasks.jsonl` (per task: created, done, and its events —
+CPU on the loop, calls, locks; what `asyncsim fit DIR` fits a model from), `run.json` (the run as a Result,
+for `report`) and `program.json` (the program, its arguments, its locks' capacities, the openai and anthropic
+clients it made with their max_retries), written atomically when
+the program ends — also when it fails or is interrupted, with what was measured until then.
 
 What cannot be seen: HTTP/2 (ALPN is left to the client; h2 exchanges are not parsed), websockets and other
-protocols, work in threads and processes (their jobs are waits of the task that awaits them), and requests
-of a library that runs its own event loop in another thread.
+protocols, work in threads and processes (their jobs are waits of the task that awaits them), waits on
+asyncio.Queue, Event and Condition (seen as waits, not named), locks made before recording began or by a
+library, and requests of a library that runs its own event loop in another thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.abc
+import importlib.machinery
 import io
 import json
 import math
@@ -36,12 +43,14 @@ from typing import Any
 import h11
 
 from ._io import write_atomic
+from .api import replicate
 from .errors import AsyncSimError
 from .results import Result
 from .services import OK, RATE_LIMITED, REJECTED, SERVER_ERROR, TIMEOUT
-from .twin import _PROGRAM_TASK, TaskTracker, program_task, run_program
+from .spec import Workload
+from .twin import _LIBRARIES, _PROGRAM_TASK, TaskTracker, program_task, run_program
 
-__all__ = ["Check", "RecordingLoop", "check_run", "record_program"]
+__all__ = ["Check", "RecordingLoop", "check_model", "check_run", "record_program", "recorded_run"]
 
 _MAX_BODY = 4 << 20  # response bodies read for `usage` up to this size
 
@@ -53,7 +62,10 @@ class RecordingLoop(TaskTracker, asyncio.SelectorEventLoop):  # type: ignore[mis
         super().__init__()
         self._track()
         self.rows: list[dict[str, Any]] = []  # the call log
+        self.events: dict[int, list[list[Any]]] = {}  # per task (its index): what it did, in order (tasks.jsonl)
+        self.locks: dict[int, dict[str, Any]] = {}  # per asyncio lock the program used: its kind and capacity
         self.t0 = super().time()
+        self._running, self._waker = False, "io"  # a program's task step is running; what woke the one recorded
 
     def time(self) -> float:
         """Seconds since the recording began."""
@@ -61,17 +73,21 @@ class RecordingLoop(TaskTracker, asyncio.SelectorEventLoop):  # type: ignore[mis
 
     def _wrap(self, callback: Callable[..., Any], due: float | None = None) -> Callable[..., Any]:
         task, scheduled = self._attribute(callback)
+        # what made it ready: a timer, another of the program's tasks (a lock, a queue, a library's pool handed
+        # over in that task's step), or anything else (I/O, a library's callback)
+        waker = "timer" if due is not None or self._due is not None else "task" if self._running else "io"
 
         def timed(*args: Any) -> Any:
             start, cpu0 = self.time(), time.thread_time()
-            self._due = due
+            self._due, self._running = due, task is not None
             if task is not None:
                 _PROGRAM_TASK.set(task)  # in the task's own context: what it starts inherits it
             try:
                 return callback(*args)
             finally:
-                self._due = None
+                self._due, self._running = None, False
                 if task is not None:
+                    self._waker = waker
                     self._record(task, scheduled, start, self.time() - start, time.thread_time() - cpu0)
 
         return timed
@@ -94,6 +110,28 @@ class RecordingLoop(TaskTracker, asyncio.SelectorEventLoop):  # type: ignore[mis
             taps[0].attach(transport)
             return transport, taps[0].inner
         return transport, protocol
+
+    def _record(self, task: asyncio.Task[Any], scheduled: float, start: float, held: float, spent: float) -> None:
+        super()._record(task, scheduled, start, held, spent)
+        self.events.setdefault(self.tasks[task].index, []).append(
+            ["cpu", round(scheduled, 7), round(start, 7), round(start + held, 7), round(spent, 7), self._waker])
+
+    def event(self, task: asyncio.Task[Any] | None, *event: Any) -> None:
+        """Something a program's task did beside running on the loop (a call, a lock taken or given back)."""
+        rec = self.tasks.get(task) if task is not None else None
+        if rec is not None:
+            self.events.setdefault(rec.index, []).append(list(event))
+
+    def task_rows(self) -> list[dict[str, Any]]:
+        """tasks.jsonl: per task as the Result numbers them (the main task left out when it made others), its
+        creation, end, whether it failed, and its events: ["cpu", ready, start, end, cpu_s, woken by: timer,
+        task or io], ["call", sent,
+        end, service, status], ["acquire", asked, got, lock], ["release", at, lock]."""
+        tasks = sorted(self.tasks.values(), key=lambda t: t.index)
+        skip = 1 if len(tasks) > 1 else 0
+        return [{"task": t.index - skip, "created": round(t.created, 7),
+                 "done": None if math.isnan(t.done) else round(t.done, 7), "failed": t.failed,
+                 "events": sorted(self.events.get(t.index, []), key=lambda e: e[1])} for t in tasks[skip:]]
 
     def _strategy(self) -> str:
         return "recorded"
@@ -164,7 +202,12 @@ class _HttpTap:
                 if event is h11.NEED_DATA or event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
                     return
                 if isinstance(event, h11.Request):
-                    self.pending.append({"task": program_task(), "sent": self.loop.time(),
+                    headers = dict(event.headers)
+                    agent = headers.get(b"user-agent", b"").decode(errors="replace")
+                    # the host the client addressed (the connection may not know it: a socket connected first)
+                    host = headers.get(b"host", b"").decode(errors="replace").rsplit(":", 1)[0] or self.host
+                    self.pending.append({"task": program_task(), "sent": self.loop.time(), "agent": agent,
+                                         "host": host.strip("[]"),
                                          "method": event.method.decode(), "path": event.target.decode()})
                 if isinstance(event, h11.Request | h11.Data | h11.EndOfMessage):
                     self.responses.send(event)  # the client side's state follows what was sent
@@ -217,10 +260,13 @@ class _HttpTap:
         tokens_out = usage.get("completion_tokens", usage.get("output_tokens"))
         outcome = (TIMEOUT if status is None else OK if 200 <= status < 300 else RATE_LIMITED if status == 429
                    else SERVER_ERROR if status >= 500 else REJECTED)
-        self.loop._call(ex["task"], self.host, ex["sent"], end, outcome,  # noqa: SLF001 - the tap is the loop's
+        self.loop._call(ex["task"], ex["host"], ex["sent"], end, outcome,  # noqa: SLF001 - the tap is the loop's
                         float(tokens_in or 0), float(tokens_out or 0))
-        row = {"t": round(ex["sent"], 6), "end": round(end, 6), "service": self.host, "method": ex["method"],
-               "path": ex["path"], "status": status if status is not None else 0, "tokens_in": tokens_in,
+        self.loop.event(ex["task"], "call", round(ex["sent"], 7), round(end, 7), ex["host"],
+                        status if status is not None else 0)
+        row = {"t": round(ex["sent"], 6), "end": round(end, 6), "service": ex["host"], "method": ex["method"],
+               "path": ex["path"], "status": status if status is not None else 0, "client": ex["agent"] or None,
+               "tokens_in": tokens_in,
                "tokens_out": tokens_out, "retry_after": _seconds(headers.get("retry-after")),
                "ratelimit_limit_requests": _seconds(headers.get("x-ratelimit-limit-requests")),
                "ratelimit_limit_tokens": _seconds(headers.get("x-ratelimit-limit-tokens")),
@@ -279,6 +325,116 @@ def _reading_tls(loop_of: Callable[[], RecordingLoop | None]) -> Iterator[None]:
         ssl.SSLContext.wrap_bio = original  # type: ignore[method-assign]
 
 
+def _made_by_the_program() -> bool:
+    """Whether the code that made the lock being made is the program's (not asyncio's or a library's)."""
+    frame: Any = sys._getframe(2)  # noqa: SLF001 - past __init__ and its patch
+    while frame is not None and frame.f_code.co_filename == asyncio.locks.__file__:
+        frame = frame.f_back  # BoundedSemaphore's __init__ calls Semaphore's
+    return frame is not None and not frame.f_code.co_filename.startswith(_LIBRARIES)
+
+
+@contextlib.contextmanager
+def _watching_locks(loop_of: Callable[[], RecordingLoop | None]) -> Iterator[None]:
+    """While the program runs, each asyncio.Semaphore (and BoundedSemaphore) and Lock it makes is numbered with
+    its capacity, and each acquisition (asked, got) and release is told to the recording loop as an event of
+    the task that made it (asyncio/locks.py: `async with` calls these methods)."""
+    saved: dict[tuple[type, str], Any] = {(cls, name): getattr(cls, name) for cls in (asyncio.Semaphore, asyncio.Lock)
+             for name in ("__init__", "acquire", "release")}
+
+    def patched(cls: type, kind: str) -> None:
+        init, acquire, release = (saved[cls, n] for n in ("__init__", "acquire", "release"))
+
+        def init_(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            loop = loop_of()
+            if loop is not None and _made_by_the_program():
+                self._asyncsim_lock = len(loop.locks) + 1
+                capacity = getattr(self, "_value", 1) if kind == "semaphore" else 1
+                loop.locks[self._asyncsim_lock] = {"kind": type(self).__name__, "capacity": capacity}
+
+        async def acquire_(self: Any) -> Any:
+            loop, asked = loop_of(), None
+            if loop is not None:
+                asked = loop.time()
+            got = await acquire(self)
+            number = getattr(self, "_asyncsim_lock", None)
+            if loop is not None and asked is not None and number is not None:
+                loop.event(program_task(), "acquire", round(asked, 7), round(loop.time(), 7), number)
+            return got
+
+        def release_(self: Any) -> None:
+            release(self)
+            loop, number = loop_of(), getattr(self, "_asyncsim_lock", None)
+            if loop is not None and number is not None:
+                loop.event(program_task(), "release", round(loop.time(), 7), number)
+
+        cls.__init__ = init_  # type: ignore[misc]
+        cls.acquire = acquire_  # type: ignore[attr-defined]
+        cls.release = release_  # type: ignore[attr-defined]
+
+    patched(asyncio.Semaphore, "semaphore")
+    patched(asyncio.Lock, "lock")
+    try:
+        yield
+    finally:
+        for (cls, name), original in saved.items():
+            setattr(cls, name, original)
+
+
+_CLIENT_MODULES = ("openai._base_client", "anthropic._base_client")  # the Stainless clients' common base
+
+
+@contextlib.contextmanager
+def _watching_clients(found: list[dict[str, Any]]) -> Iterator[None]:
+    """While the program runs, each openai or anthropic client it makes is read (`found`): its library, its
+    User-Agent and its `max_retries` (`_base_client.py: BaseClient.__init__`) — what a fit cannot learn from
+    the calls when no call ran out of retries. The module is patched when it is imported (or now, if it was)."""
+    patched: list[tuple[Any, Any]] = []
+
+    def patch(module: Any) -> None:
+        base = getattr(module, "BaseClient", None)
+        if base is None or any(b is base for b, _ in patched):
+            return
+        init = base.__init__
+
+        def init_(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            with contextlib.suppress(Exception):  # a client this does not understand is not read
+                found.append({"library": module.__name__.split(".")[0], "max_retries": int(self.max_retries),
+                              "user_agent": str(self.user_agent)})
+
+        base.__init__ = init_
+        patched.append((base, init))
+
+    class Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+            if name not in _CLIENT_MODULES:
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            loader = spec.loader if spec is not None else None
+            if isinstance(loader, importlib.machinery.SourceFileLoader):
+                run = loader.exec_module
+
+                def exec_module(module: Any) -> None:
+                    run(module)
+                    patch(module)
+
+                loader.exec_module = exec_module  # type: ignore[method-assign]
+            return spec
+
+    for name in _CLIENT_MODULES:
+        if name in sys.modules:
+            patch(sys.modules[name])
+    finder = Finder()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+        for base, init in patched:
+            base.__init__ = init
+
+
 class _Policy(asyncio.DefaultEventLoopPolicy):
     def __init__(self) -> None:
         super().__init__()
@@ -309,8 +465,12 @@ def record_program(path: str | Path, argv: Sequence[str] = (), out: str | Path =
     sys.argv = [str(path), *argv]
     asyncio.set_event_loop_policy(policy)
     error: BaseException | None = None
+    clients: list[dict[str, Any]] = []
     try:
-        with _reading_tls(lambda: policy.loops[-1] if policy.loops else None):
+        def current() -> RecordingLoop | None:
+            return policy.loops[-1] if policy.loops else None
+
+        with _reading_tls(current), _watching_locks(current), _watching_clients(clients):
             runpy.run_path(str(path), run_name="__main__")
     except SystemExit as exc:
         if exc.code not in (0, None):
@@ -325,8 +485,10 @@ def record_program(path: str | Path, argv: Sequence[str] = (), out: str | Path =
     loop = policy.loops[-1]
     result = loop.result(path.stem)
     write_atomic(folder / "calls.jsonl", "".join(json.dumps(r) + "\n" for r in loop.rows))
+    write_atomic(folder / "tasks.jsonl", "".join(json.dumps(r) + "\n" for r in loop.task_rows()))
     write_atomic(folder / "run.json", json.dumps(result.to_dict()))
-    write_atomic(folder / "program.json", json.dumps({"program": str(path.resolve()), "argv": list(argv)}))
+    write_atomic(folder / "program.json", json.dumps({"program": str(path.resolve()), "argv": list(argv),
+                                                      "locks": loop.locks, "clients": clients}))
     if error is not None:
         raise RecordError(f"record: {path.name} stopped with {type(error).__name__}: {error}; what it did until "
                           f"then is in {folder}") from error
@@ -335,10 +497,13 @@ def record_program(path: str | Path, argv: Sequence[str] = (), out: str | Path =
 
 @dataclass(frozen=True)
 class Check:
-    """A recorded run against the same program in the twin with fitted services: each figure both ways."""
+    """A recorded run against a prediction of it — the same program in the twin with fitted services, or a
+    fitted model simulated (`how` says which) —: each figure both ways."""
 
     recorded: Result
     predicted: Result
+    how: str = "twin"
+    runs: tuple[Result, ...] = ()  # a simulated model's replications (`predicted` is their means)
 
     @property
     def error(self) -> float:
@@ -358,6 +523,33 @@ class Check:
                 ("429s", total(r, "rate_limited"), total(p, "rate_limited"))]
 
 
+def recorded_run(run: str | Path) -> Result:
+    """The Result of a recording (`run`: its folder).
+
+    Raises:
+        RecordError: the folder holds no recording.
+    """
+    folder = Path(run)
+    try:
+        return Result.from_dict(json.loads((folder / "run.json").read_text()))
+    except (OSError, ValueError, KeyError) as exc:
+        raise RecordError(f"check: {folder} holds no recording (asyncsim record --out {folder} -- ...): "
+                          f"{exc}") from None
+
+
+def check_model(model: Workload, run: str | Path, *, seed: int = 0, replications: int = 10) -> Check:
+    """Simulate `model` (e.g. fitted from the recording) `replications` times and set the means beside the
+    recorded run (`run`: its folder) — one run of a batch is one draw of its slowest chain, so one seed alone
+    can be 20% from the mean.
+
+    Raises:
+        RecordError: the folder holds no recording.
+    """
+    recorded = recorded_run(run)
+    summary = replicate(model, replications=replications, seed=seed)
+    return Check(recorded, Result.from_dict(summary.to_dict()), "simulated", summary.runs)
+
+
 def check_run(services: str | Path, run: str | Path, *, seed: int = 0) -> Check:
     """Run the program a recording (`run`: its folder) was made of in the twin, its HTTP answered by
     `services` (e.g. fitted from the recording's calls), and set the two runs side by side.
@@ -366,10 +558,10 @@ def check_run(services: str | Path, run: str | Path, *, seed: int = 0) -> Check:
         RecordError: the folder holds no recording.
     """
     folder = Path(run)
+    recorded = recorded_run(folder)
     try:
         meta = json.loads((folder / "program.json").read_text())
-        recorded = Result.from_dict(json.loads((folder / "run.json").read_text()))
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError) as exc:
         raise RecordError(f"check: {folder} holds no recording (asyncsim record --out {folder} -- ...): "
                           f"{exc}") from None
     with contextlib.redirect_stdout(io.StringIO()):
