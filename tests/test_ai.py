@@ -325,6 +325,21 @@ def test_a_clients_own_cpu_per_request_runs_on_the_loop_and_is_never_offloaded()
         assert set(cpu.resource) == {"loop"}
 
 
+def test_opening_a_connection_costs_connect_once_per_connection():
+    """6 calls of 1 s through 2 connections that take 0.5 s to open: the first two open them (done at 1.5),
+    the others reuse them (2.5, 2.5, 3.5, 3.5); with no pool each of the 6 opens its own."""
+    pooled = a.Workload(arrivals=a.Batch(count=6), task=(a.call("api"),),
+                        services={"api": a.Service(latency=1.0, connections=2, connect=0.5)})
+    for strategy in ("asyncio", "threads:6", "processes:3"):
+        r = a.simulate(pooled, strategy=strategy, seed=0)
+        assert sorted(r.done.tolist()) == pytest.approx([1.5, 1.5, 2.5, 2.5, 3.5, 3.5]), strategy
+    unpooled = pooled.evolve(services={"api": a.Service(latency=1.0, connect=0.5)})
+    assert a.simulate(unpooled, seed=0).done.tolist() == pytest.approx([1.5] * 6)
+    # one after another, one connection serves them all
+    serial = a.simulate(pooled, strategy="sequential", seed=0)
+    assert serial.done.tolist() == pytest.approx([1.5, 2.5, 3.5, 4.5, 5.5, 6.5])
+
+
 def test_the_clients_connection_pool_holds_a_connection_per_attempt():
     """4 calls of 1 s at once through 2 connections: two wait a second for one, as queueing."""
     w = a.Workload(arrivals=a.Batch(count=4), task=(a.call("api"),),

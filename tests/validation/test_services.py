@@ -102,6 +102,12 @@ def connection_pool() -> a.Workload:
                       services={"api": Service(latency=a.Lognormal(mean=0.1, cv=0.2), connections=8)})
 
 
+def connecting() -> a.Workload:
+    """The same pool whose connections take 30 ms to open: the first eight attempts open them, the rest reuse."""
+    return a.Workload(name="connecting", arrivals=a.Batch(count=40), task=(a.call("api"),),
+                      services={"api": Service(latency=a.Lognormal(mean=0.1, cv=0.2), connections=8, connect=0.03)})
+
+
 def flaky() -> a.Workload:
     """20% 5xx answers retried with openai-python's exponential back-off (3 retries, from 20 ms)."""
     return a.Workload(name="5xx-backoff", arrivals=a.Batch(count=80), task=(a.cpu(0.001), a.call("api")),
@@ -159,6 +165,7 @@ CASES = [
     (cooldown, "asyncio:4", 1.0), (dispatcher, "asyncio", 1.0), (dispatcher, "threads:8", 1.0),
     (client_cpu, "asyncio", 1.0), (client_cpu, "asyncio:16", 1.0),
     (connection_pool, "asyncio", 1.0), (connection_pool, "threads:16", 1.0), (connection_pool, "processes:4", 1.0),
+    (connecting, "asyncio", 1.0), (connecting, "threads:16", 1.0), (connecting, "processes:4", 1.0),
     (flaky, "asyncio", 1.0), (flaky, "asyncio:20", 1.0), (flaky, "threads:8", 1.0), (flaky, "processes:4", 1.0),
     (timeouts, "asyncio", 1.0), (timeouts, "threads:8", 1.0),
     (token_latency, "asyncio", 1.0), (token_latency, "threads:12", 1.0), (token_latency, "processes:4", 1.0),
