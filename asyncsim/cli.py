@@ -215,7 +215,8 @@ def _parser() -> argparse.ArgumentParser:
                                 "per request attempt (asyncsim serve --log writes one)")
     ft.add_argument("--min-wait", type=_finite, default=0.001, metavar="S",
                     help="a recording's gaps shorter than this between a task's turns on the loop are not waits")
-    ft.add_argument("--format", default="openai-log", choices=("openai-log",), help="the log's format")
+    ft.add_argument("--format", default="openai-log", choices=("openai-log", "otlp"),
+                    help="a call log's format: openai-log (JSON lines), otlp (OpenTelemetry spans, JSON export)")
     ft.add_argument("--out", "-o", required=True, metavar="FILE", help="the services file to write (YAML)")
     ft.add_argument("--report", metavar="DIR", help="the fit report's folder (default: reports/fit-<name>)")
 

@@ -14,7 +14,8 @@ A call log (`read_calls`, format `openai-log`) is JSON lines, one per request at
 `status`, its tokens (`tokens_in` / `tokens_out`, or `usage` with `prompt_tokens` / `completion_tokens` or
 Anthropic's `input_tokens` / `output_tokens`), and optionally `service` (or `model`), `retry_after` and the
 `x-ratelimit-limit-requests` / `-tokens` values (`ratelimit_limit_requests`, `ratelimit_limit_tokens`).
-`asyncsim serve --log` writes it.
+`asyncsim serve --log` writes it. Format `otlp` reads the client spans of an OpenTelemetry JSON export
+(`_otlp_calls`).
 """
 
 from __future__ import annotations
@@ -172,13 +173,15 @@ def read_calls(path: str | Path, fmt: str = "openai-log") -> list[Call]:
     Raises:
         ModelError: an unknown format, an unreadable file, or a line that is not a call (line and field named).
     """
-    if fmt != "openai-log":
-        raise ModelError(f"--format: {fmt!r} is not supported yet (supported: openai-log)")
+    if fmt not in FORMATS:
+        raise ModelError(f"--format: {fmt!r} is not supported (supported: {', '.join(FORMATS)})")
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise ModelError(f"cannot read the call log: {exc.strerror}", source=str(path)) from None
+    if fmt == "otlp":
+        return _otlp_calls(text, path)
     calls = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -213,6 +216,74 @@ def read_calls(path: str | Path, fmt: str = "openai-log") -> list[Call]:
     if not calls:
         raise ModelError("the call log holds no calls", source=str(path))
     return calls
+
+
+FORMATS = ("openai-log", "otlp")
+# OpenTelemetry attributes read from a client span (semantic conventions: HTTP, and GenAI for the tokens; the
+# older names as instrumentations still send them)
+_STATUS = ("http.response.status_code", "http.status_code")
+_HOST_KEYS = ("server.address", "net.peer.name", "http.host", "gen_ai.system")
+_TOKENS_IN = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens")
+_TOKENS_OUT = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens")
+
+
+def _otlp_calls(text: str, path: Path) -> list[Call]:
+    """The request attempts in an OTLP JSON export (one ExportTraceServiceRequest object, or one per line as
+    the collector's file exporter writes): each client span (kind CLIENT) with an HTTP status or GenAI
+    attributes is an attempt; its status is the HTTP one, else 200 for a span without an error and 500 with
+    one; times are relative to the earliest span."""
+    try:
+        documents = [json.loads(text)]
+    except json.JSONDecodeError:
+        documents = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    documents.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ModelError(f"{path.name}: line {number}: not JSON ({exc.msg})") from None
+    rows: list[tuple[str, int, int, int, float | None, float | None]] = []
+    for d, document in enumerate(documents):
+        if not isinstance(document, dict) or not isinstance(document.get("resourceSpans"), list):
+            raise ModelError(f"{path.name}: document {d + 1}: not an OTLP trace export (no resourceSpans)")
+        for r, resource in enumerate(document["resourceSpans"]):
+            for c, scope in enumerate(resource.get("scopeSpans") or resource.get("instrumentationLibrarySpans") or []):
+                for i, span in enumerate(scope.get("spans") or []):
+                    where = f"{path.name}: resourceSpans[{r}].scopeSpans[{c}].spans[{i}]"
+                    if span.get("kind") not in (3, "SPAN_KIND_CLIENT"):
+                        continue
+                    attrs = {a.get("key"): _otlp_value(a.get("value") or {}) for a in span.get("attributes") or []}
+                    status = next((attrs[k] for k in _STATUS if k in attrs), None)
+                    if status is None and not any(str(k).startswith("gen_ai.") for k in attrs):
+                        continue  # not a call to an API
+                    if status is None:
+                        status = 500 if (span.get("status") or {}).get("code") in (2, "STATUS_CODE_ERROR") else 200
+                    try:
+                        start, end = int(span["startTimeUnixNano"]), int(span["endTimeUnixNano"])
+                        code = int(status)
+                    except (KeyError, TypeError, ValueError) as exc:
+                        raise ModelError(f"{where}: needs startTimeUnixNano, endTimeUnixNano and a numeric "
+                                         f"status ({exc})") from None
+                    if end < start:
+                        raise ModelError(f"{where}: it ends before it starts")
+                    host = next((str(attrs[k]) for k in _HOST_KEYS if attrs.get(k)), str(span.get("name") or "llm"))
+                    tin = next((float(attrs[k]) for k in _TOKENS_IN if k in attrs), None)
+                    tout = next((float(attrs[k]) for k in _TOKENS_OUT if k in attrs), None)
+                    rows.append((host, start, end, code, tin, tout))
+    if not rows:
+        raise ModelError("the OTLP export holds no client spans of API calls (kind CLIENT, with "
+                         "http.response.status_code or gen_ai.* attributes)", source=str(path))
+    t0 = min(r[1] for r in rows)
+    return [Call(host, (start - t0) / 1e9, (end - t0) / 1e9, code, tin, tout)
+            for host, start, end, code, tin, tout in sorted(rows, key=lambda r: r[1])]
+
+
+def _otlp_value(value: dict[str, Any]) -> Any:
+    """An OTLP AnyValue's Python value (intValue arrives as a string in JSON)."""
+    for key in ("stringValue", "intValue", "doubleValue", "boolValue"):
+        if key in value:
+            return int(value[key]) if key == "intValue" else value[key]
+    return None
 
 
 @dataclass(frozen=True)

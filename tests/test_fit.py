@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,3 +115,49 @@ def test_the_module_leaves_the_packages_fit_function_alone():
     import asyncsim.fitting  # noqa: F401
 
     assert a.fit([1.0, 2.0, 2.0], "empirical").mean == pytest.approx(5 / 3)
+
+
+def _spans(rows: list[dict], host: str = "api.openai.com") -> dict:
+    """rows of a call log as an OTLP JSON export: one CLIENT span per attempt, GenAI and HTTP attributes, beside
+    an internal span that is not a call."""
+    t0 = 1_700_000_000 * 10**9
+
+    def attr(key, value):
+        return {"key": key, "value": {"intValue": str(value)} if isinstance(value, int) else {"stringValue": value}}
+
+    spans = [{"name": "work", "kind": 1, "startTimeUnixNano": str(t0), "endTimeUnixNano": str(t0 + 10**9)}]
+    for r in rows:
+        start = t0 + round(r["t"] * 1e9)
+        spans.append({"name": "chat gpt-4o-mini", "kind": "SPAN_KIND_CLIENT", "startTimeUnixNano": str(start),
+                      "endTimeUnixNano": str(start + round(r["duration"] * 1e9)),
+                      "attributes": [attr("server.address", host), attr("http.response.status_code", r["status"]),
+                                     attr("gen_ai.usage.input_tokens", r["usage"]["prompt_tokens"]),
+                                     attr("gen_ai.usage.output_tokens", r["usage"]["completion_tokens"])]})
+    return {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"scope": {"name": "openai"},
+                                                                                 "spans": spans}]}]}
+
+
+def test_opentelemetry_spans_are_read_as_calls(tmp_path, capsys):
+    path, _ = _log(tmp_path)  # the draws the call-log test recovers the service from
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    export = tmp_path / "spans.json"
+    export.write_text(json.dumps(_spans(rows)))
+    calls = read_calls(export, "otlp")
+    assert len(calls) == 400  # the internal span is not a call
+    assert {c.service for c in calls} == {"api.openai.com"}
+    assert calls[1].sent == pytest.approx(0.1)
+    fit = fit_service("api.openai.com", calls)
+    assert fit.tpot == pytest.approx(0.004, rel=0.05)
+    assert fit.ttft is not None
+    assert fit.ttft.dist.mean == pytest.approx(0.3, rel=0.05)
+    out = tmp_path / "otel.yaml"
+    assert main(["fit", str(export), "--format", "otlp", "--out", str(out), "--report", str(tmp_path / "r")]) == 0
+    assert "openai:" in out.read_text()  # named by its host, answered there by the twin
+    assert "host: api.openai.com" in out.read_text()
+    export.write_text(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": _spans(rows)["resourceSpans"][0]
+                                                                      ["scopeSpans"][0]["spans"][:1]}]}]}))
+    assert main(["fit", str(export), "--format", "otlp", "--out", str(out)]) == 2
+    assert "holds no client spans of API calls" in capsys.readouterr().err
+    export.write_text('{"traces": []}')
+    assert main(["fit", str(export), "--format", "otlp", "--out", str(out)]) == 2
+    assert "document 1: not an OTLP trace export" in capsys.readouterr().err
