@@ -343,7 +343,7 @@ def _record(args: argparse.Namespace, out: Console) -> int:
 
 
 def _check(args: argparse.Namespace, out: Console) -> int:
-    from .record import check_model, check_run
+    from .record import COUNTS, check_model, check_run
 
     if not args.tolerance > 0:
         raise ModelError(f"--tolerance: must be > 0 (got {args.tolerance:g})")
@@ -366,8 +366,9 @@ def _check(args: argparse.Namespace, out: Console) -> int:
             table.add_column(col, justify="left" if col == "figure" else "right")
         for name, rec, pred in found.rows():
             seconds = name == "T_total" or name.startswith("latency")
-            show = fmt_s if seconds else (lambda x: f"{x:g}")
-            error = f"{pred / rec - 1:+.1%}" if seconds and rec > 0 else f"{pred - rec:+g}"
+            count = name in COUNTS
+            show = fmt_s if seconds else (lambda x: f"{x:g}") if count else (lambda x: f"{x:.4g}")
+            error = f"{pred - rec:+g}" if count or rec <= 0 else f"{pred / rec - 1:+.1%}"
             table.add_row(name, show(rec), show(pred), error)
         out.print(table)
         out.print(f"T_total {found.error:+.1%}: " + ("within" if within else "[red]beyond[/]")

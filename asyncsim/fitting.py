@@ -32,7 +32,7 @@ import numpy as np
 
 from .dists import Constant, Dist, Empirical, Exponential, Gamma, Lognormal
 from .errors import ModelError
-from .record import Check
+from .record import COUNTS, Check
 from .report import header, metadata, plotting, png, write_report
 from .spec import Workload
 from .states import in_flight_steps, step_count
@@ -956,7 +956,7 @@ def model_report(fit: ModelFit, check: Check, folder: str | Path, out_dir: str |
     lines += [f"| figure | recorded | fitted model, simulated (means of {len(check.runs)}) | error |",
               "| --- | ---: | ---: | ---: |"]
     for what, rec, pred in rows:
-        error = f"{pred / rec - 1:+.1%}" if rec else f"{pred - rec:+g}"
+        error = f"{pred - rec:+g}" if what in COUNTS or not rec else f"{pred / rec - 1:+.1%}"
         lines.append(f"| {what} | {rec:.4g} | {pred:.4g} | {error} |")
     plt, _ = plotting()
     fig, ax = plt.subplots(figsize=(7, 3.2))

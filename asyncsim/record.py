@@ -6,7 +6,7 @@ unmodified on a `RecordingLoop`: CPython's own selector loop on the real clock, 
 the twin's are (`twin.TaskTracker`: the program's tasks only; each step's CPU is its thread time). HTTP is read
 as plaintext where the client sees it — from the transport for plain connections, from the TLS object for
 encrypted ones (`ssl.SSLContext.wrap_bio`, which asyncio's and anyio's TLS both use, is wrapped while the
-program runs) — and parsed with h11 both ways, so httpx (openai, anthropic) and aiohttp are seen without
+program runs) — and parsed with httptools both ways, so httpx (openai, anthropic) and aiohttp are seen without
 hooks of their own. The asyncio semaphores and locks the program makes are watched (each acquisition: when
 asked, when got; each release). The folder gets `calls.jsonl` (a call log `asyncsim fit` reads: one attempt
 per line, host as service, the client's User-Agent), `tasks.jsonl` (per task: created, done, and its events —
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h11
+import httptools
 
 from ._io import write_atomic
 from .api import replicate
@@ -50,7 +50,7 @@ from .services import OK, RATE_LIMITED, REJECTED, SERVER_ERROR, TIMEOUT
 from .spec import Workload
 from .twin import _LIBRARIES, _PROGRAM_TASK, TaskTracker, program_task, run_program
 
-__all__ = ["Check", "RecordingLoop", "check_model", "check_run", "record_program", "recorded_run"]
+__all__ = ["COUNTS", "Check", "RecordingLoop", "check_model", "check_run", "record_program", "recorded_run"]
 
 _MAX_BODY = 4 << 20  # response bodies read for `usage` up to this size
 
@@ -62,7 +62,7 @@ class RecordingLoop(TaskTracker, asyncio.SelectorEventLoop):  # type: ignore[mis
         super().__init__()
         self._track()
         self.rows: list[dict[str, Any]] = []  # the call log
-        self.events: dict[int, list[list[Any]]] = {}  # per task (its index): what it did, in order (tasks.jsonl)
+        self.events: dict[int, list[tuple[Any, ...]]] = {}  # per task (its index): what it did (tasks.jsonl)
         self.locks: dict[int, dict[str, Any]] = {}  # per asyncio lock the program used: its kind and capacity
         self.t0 = super().time()
         self._running, self._waker = False, "io"  # a program's task step is running; what woke the one recorded
@@ -114,13 +114,13 @@ class RecordingLoop(TaskTracker, asyncio.SelectorEventLoop):  # type: ignore[mis
     def _record(self, task: asyncio.Task[Any], scheduled: float, start: float, held: float, spent: float) -> None:
         super()._record(task, scheduled, start, held, spent)
         self.events.setdefault(self.tasks[task].index, []).append(
-            ["cpu", round(scheduled, 7), round(start, 7), round(start + held, 7), round(spent, 7), self._waker])
+            ("cpu", scheduled, start, start + held, spent, self._waker))
 
     def event(self, task: asyncio.Task[Any] | None, *event: Any) -> None:
         """Something a program's task did beside running on the loop (a call, a lock taken or given back)."""
         rec = self.tasks.get(task) if task is not None else None
         if rec is not None:
-            self.events.setdefault(rec.index, []).append(list(event))
+            self.events.setdefault(rec.index, []).append(event)
 
     def task_rows(self) -> list[dict[str, Any]]:
         """tasks.jsonl: per task as the Result numbers them (the main task left out when it made others), its
@@ -131,7 +131,9 @@ class RecordingLoop(TaskTracker, asyncio.SelectorEventLoop):  # type: ignore[mis
         skip = 1 if len(tasks) > 1 else 0
         return [{"task": t.index - skip, "created": round(t.created, 7),
                  "done": None if math.isnan(t.done) else round(t.done, 7), "failed": t.failed,
-                 "events": sorted(self.events.get(t.index, []), key=lambda e: e[1])} for t in tasks[skip:]]
+                 "events": [[round(x, 7) if isinstance(x, float) else x for x in e]
+                            for e in sorted(self.events.get(t.index, []), key=lambda e: e[1])]}
+                for t in tasks[skip:]]
 
     def _strategy(self) -> str:
         return "recorded"
@@ -182,63 +184,59 @@ class _TappedProtocol(asyncio.Protocol):
 
 
 class _HttpTap:
-    """One connection's HTTP/1.1 exchanges, read from the plaintext both ways (h11 as server for the requests
-    the client writes, as client for the responses it reads); each finished exchange is reported."""
+    """One connection's HTTP/1.1 exchanges, read from the plaintext both ways with httptools (llhttp, the
+    parser uvicorn uses: a request parser for what the client writes, a response parser for what it reads);
+    each finished exchange is reported. A connection that stops being HTTP/1.1 (TLS bytes, h2, an upgrade)
+    or sends a HEAD request (its answer's length cannot be read from the answer) is read no further."""
 
     def __init__(self, loop: RecordingLoop, host: str) -> None:
         self.loop, self.host = loop, host
-        self.requests = h11.Connection(h11.SERVER)
-        self.responses = h11.Connection(h11.CLIENT)
+        self.requests = httptools.HttpRequestParser(_Requests(self))
+        self.responses = httptools.HttpResponseParser(_Responses(self))
         self.pending: deque[dict[str, Any]] = deque()
         self.broken = False
 
     def sent(self, data: bytes) -> None:
-        if self.broken:
-            return
-        try:
-            self.requests.receive_data(data)
-            while True:
-                event = self.requests.next_event()
-                if event is h11.NEED_DATA or event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
-                    return
-                if isinstance(event, h11.Request):
-                    headers = dict(event.headers)
-                    agent = headers.get(b"user-agent", b"").decode(errors="replace")
-                    # the host the client addressed (the connection may not know it: a socket connected first)
-                    host = headers.get(b"host", b"").decode(errors="replace").rsplit(":", 1)[0] or self.host
-                    self.pending.append({"task": program_task(), "sent": self.loop.time(), "agent": agent,
-                                         "host": host.strip("[]"),
-                                         "method": event.method.decode(), "path": event.target.decode()})
-                if isinstance(event, h11.Request | h11.Data | h11.EndOfMessage):
-                    self.responses.send(event)  # the client side's state follows what was sent
-        except (h11.RemoteProtocolError, h11.LocalProtocolError):
-            self.broken = True  # not HTTP/1.1 (TLS bytes, h2): nothing more is read here
+        if not self.broken:
+            try:
+                self.requests.feed_data(data)
+            except httptools.HttpParserError:
+                self.broken = True
 
     def received(self, data: bytes) -> None:
-        if self.broken:
-            return
-        try:
-            self.responses.receive_data(data)
-            while True:
-                event = self.responses.next_event()
-                if event is h11.NEED_DATA or event is h11.PAUSED:
-                    return
-                if isinstance(event, h11.ConnectionClosed) or not self.pending:
-                    return
-                if isinstance(event, h11.Response):
-                    self.pending[0] |= {"status": event.status_code, "body": bytearray(),
-                                        "headers": {k.decode().lower(): v.decode() for k, v in event.headers}}
-                elif isinstance(event, h11.Data) and "body" in self.pending[0]:
-                    if len(self.pending[0]["body"]) < _MAX_BODY:
-                        self.pending[0]["body"] += event.data
-                elif isinstance(event, h11.EndOfMessage):
-                    self.loop_finished(self.pending.popleft())
-                    self.requests.send(h11.Response(status_code=200, headers=[("content-length", "0")]))
-                    self.requests.send(h11.EndOfMessage())
-                    self.requests.start_next_cycle()
-                    self.responses.start_next_cycle()
-        except (h11.RemoteProtocolError, h11.LocalProtocolError):
+        if not self.broken:
+            try:
+                self.responses.feed_data(data)
+            except httptools.HttpParserError:
+                self.broken = True
+
+    def request(self, method: str, target: str, headers: dict[bytes, bytes]) -> None:
+        """A request's head was written."""
+        if method == "HEAD":
             self.broken = True
+            return
+        agent = headers.get(b"user-agent", b"").decode(errors="replace")
+        # the host the client addressed (the connection may not know it: a socket connected first)
+        host = headers.get(b"host", b"").decode(errors="replace").rsplit(":", 1)[0] or self.host
+        self.pending.append({"task": program_task(), "sent": self.loop.time(), "agent": agent,
+                             "host": host.strip("[]"), "method": method, "path": target})
+
+    def response(self, status: int, headers: dict[str, str]) -> None:
+        """A response's head was read (1xx answers are not the exchange's)."""
+        if self.pending and status >= 200:
+            # only a JSON body may carry `usage`: others are not kept
+            self.pending[0] |= {"status": status, "headers": headers,
+                                "body": bytearray() if "json" in headers.get("content-type", "") else None}
+
+    def body(self, data: bytes) -> None:
+        if self.pending and self.pending[0].get("body") is not None and len(self.pending[0]["body"]) < _MAX_BODY:
+            self.pending[0]["body"] += data
+
+    def complete(self) -> None:
+        """A response was read to its end."""
+        if self.pending and "status" in self.pending[0]:
+            self.loop_finished(self.pending.popleft())
+
 
     def closed(self) -> None:
         """The connection went away: requests still unanswered were given up (a client timeout)."""
@@ -251,7 +249,7 @@ class _HttpTap:
         headers = ex.get("headers", {})
         usage: dict[str, Any] = {}
         body = ex.get("body")
-        if body and "json" in headers.get("content-type", ""):
+        if body and b'"usage"' in body and "json" in headers.get("content-type", ""):
             with contextlib.suppress(ValueError, UnicodeDecodeError):
                 payload = json.loads(bytes(body))
                 if isinstance(payload, dict) and isinstance(payload.get("usage"), dict):
@@ -262,7 +260,7 @@ class _HttpTap:
                    else SERVER_ERROR if status >= 500 else REJECTED)
         self.loop._call(ex["task"], ex["host"], ex["sent"], end, outcome,  # noqa: SLF001 - the tap is the loop's
                         float(tokens_in or 0), float(tokens_out or 0))
-        self.loop.event(ex["task"], "call", round(ex["sent"], 7), round(end, 7), ex["host"],
+        self.loop.event(ex["task"], "call", ex["sent"], end, ex["host"],
                         status if status is not None else 0)
         row = {"t": round(ex["sent"], 6), "end": round(end, 6), "service": ex["host"], "method": ex["method"],
                "path": ex["path"], "status": status if status is not None else 0, "client": ex["agent"] or None,
@@ -272,6 +270,47 @@ class _HttpTap:
                "ratelimit_limit_tokens": _seconds(headers.get("x-ratelimit-limit-tokens")),
                "ratelimit_remaining_requests": _seconds(headers.get("x-ratelimit-remaining-requests"))}
         self.loop.rows.append({k: v for k, v in row.items() if v is not None})
+
+
+class _Requests:
+    """httptools' callbacks for the requests a connection's client writes."""
+
+    def __init__(self, tap: _HttpTap) -> None:
+        self.tap, self.url, self.headers = tap, b"", dict[bytes, bytes]()
+
+    def on_message_begin(self) -> None:
+        self.url, self.headers = b"", {}
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        self.tap.request(self.tap.requests.get_method().decode(), self.url.decode(errors="replace"), self.headers)
+
+
+class _Responses:
+    """httptools' callbacks for the responses a connection's client reads."""
+
+    def __init__(self, tap: _HttpTap) -> None:
+        self.tap, self.headers = tap, dict[str, str]()
+
+    def on_message_begin(self) -> None:
+        self.headers = {}
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode().lower()] = value.decode(errors="replace")
+
+    def on_headers_complete(self) -> None:
+        self.tap.response(self.tap.responses.get_status_code(), self.headers)
+
+    def on_body(self, data: bytes) -> None:
+        self.tap.body(data)
+
+    def on_message_complete(self) -> None:
+        self.tap.complete()
 
 
 def _seconds(text: str | None) -> float | None:
@@ -359,14 +398,14 @@ def _watching_locks(loop_of: Callable[[], RecordingLoop | None]) -> Iterator[Non
             got = await acquire(self)
             number = getattr(self, "_asyncsim_lock", None)
             if loop is not None and asked is not None and number is not None:
-                loop.event(program_task(), "acquire", round(asked, 7), round(loop.time(), 7), number)
+                loop.event(program_task(), "acquire", asked, loop.time(), number)
             return got
 
         def release_(self: Any) -> None:
             release(self)
             loop, number = loop_of(), getattr(self, "_asyncsim_lock", None)
             if loop is not None and number is not None:
-                loop.event(program_task(), "release", round(loop.time(), 7), number)
+                loop.event(program_task(), "release", loop.time(), number)
 
         cls.__init__ = init_  # type: ignore[misc]
         cls.acquire = acquire_  # type: ignore[attr-defined]
@@ -495,6 +534,9 @@ def record_program(path: str | Path, argv: Sequence[str] = (), out: str | Path =
     return result
 
 
+COUNTS = ("completed", "failed", "requests", "429s")  # the figures of `Check.rows` that are counts
+
+
 @dataclass(frozen=True)
 class Check:
     """A recorded run against a prediction of it — the same program in the twin with fitted services, or a
@@ -518,7 +560,9 @@ class Check:
             return float(sum(getattr(s, what) for s in res.services.values()))
 
         return [("T_total", r.t_total, p.t_total), ("latency p50", r.latency.p50, p.latency.p50),
-                ("latency p95", r.latency.p95, p.latency.p95), ("completed", r.completed, p.completed),
+                ("latency p95", r.latency.p95, p.latency.p95), ("latency p99", r.latency.p99, p.latency.p99),
+                ("throughput /s", r.throughput, p.throughput),
+                ("mean in flight", r.concurrency.mean, p.concurrency.mean), ("completed", r.completed, p.completed),
                 ("failed", r.failed, p.failed), ("requests", total(r, "requests"), total(p, "requests")),
                 ("429s", total(r, "rate_limited"), total(p, "rate_limited"))]
 

@@ -39,6 +39,20 @@ def _within(errors: tuple[float, float]) -> bool:
     return abs(errors[0]) <= 0.10 and abs(errors[1]) <= 0.15
 
 
+def _record_both(program, env: dict[str, str], seen: str, other: str, tmp_path, monkeypatch, *, seed: int) -> Result:
+    """The program recorded for real against `serve` (its services file) at CONCURRENCY=`seen` (into
+    tmp_path/seen) and at `other`; the Result of the second."""
+    with serving(twin.load_services(program.with_suffix(".yaml")), seed=seed) as (url, _log):
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        monkeypatch.setenv("CRAWL_BASE", url.removesuffix("/v1"))
+        for key, value in {**env, "CONCURRENCY": seen}.items():
+            monkeypatch.setenv(key, value)
+        with contextlib.redirect_stdout(io.StringIO()):
+            record_program(program, [], tmp_path / "seen")
+            monkeypatch.setenv("CONCURRENCY", other)
+            return record_program(program, [], tmp_path / "other")
+
+
 def _simulated(model, **changes) -> Result:
     return Result.from_dict(replicate(model.evolve(**changes), replications=10).to_dict())
 
@@ -47,17 +61,9 @@ def _simulated(model, **changes) -> Result:
 def test_a_model_fitted_from_one_run_predicts_another_setting(other, tmp_path, monkeypatch):
     pytest.importorskip("openai")
     program = PROGRAMS / "summarise.py"
-    truth = twin.load_services(program.with_suffix(".yaml"))
     seen = []
     for k in range(ATTEMPTS):
-        with serving(truth, seed=k) as (url, _log):
-            monkeypatch.setenv("OPENAI_BASE_URL", url)
-            monkeypatch.setenv("DOCS", "60")
-            monkeypatch.setenv("CONCURRENCY", "8")
-            with contextlib.redirect_stdout(io.StringIO()):
-                record_program(program, [], tmp_path / "seen")
-                monkeypatch.setenv("CONCURRENCY", other)
-                real = record_program(program, [], tmp_path / "other")
+        real = _record_both(program, {"DOCS": "60"}, "8", other, tmp_path, monkeypatch, seed=k)
         calls = read_calls(tmp_path / "seen" / "calls.jsonl")
         fitted = tmp_path / "fitted.yaml"
         fitted.write_text(services_yaml([fit_service(name, [c for c in calls if c.service == name])
@@ -77,17 +83,9 @@ def test_a_model_fitted_from_one_run_predicts_another_setting(other, tmp_path, m
 def test_a_crawler_fitted_at_one_connection_limit_predicts_another(tmp_path, monkeypatch):
     pytest.importorskip("aiohttp")
     program = PROGRAMS / "crawl.py"
-    truth = twin.load_services(program.with_suffix(".yaml"))
     seen = []
     for k in range(ATTEMPTS):
-        with serving(truth, seed=k) as (url, _log):
-            monkeypatch.setenv("CRAWL_BASE", url.removesuffix("/v1"))
-            monkeypatch.setenv("PAGES", "200")
-            monkeypatch.setenv("CONCURRENCY", "50")
-            with contextlib.redirect_stdout(io.StringIO()):
-                record_program(program, [], tmp_path / "seen")
-                monkeypatch.setenv("CONCURRENCY", "20")
-                real = record_program(program, [], tmp_path / "other")
+        real = _record_both(program, {"PAGES": "200"}, "50", "20", tmp_path, monkeypatch, seed=k)
         fit = fit_model(tmp_path / "seen")
         (svc,) = fit.services
         assert svc.connections == 50  # the connector's limit, seen from the tasks it held back
