@@ -20,7 +20,8 @@ from .steady import Steady, Warmup, check_warmup, steady_state
 from .strategies import Strategy
 from .trace import RunOutput
 
-__all__ = ["Summary", "ci_half_width", "compare", "pricing", "replicate", "replication_seeds", "simulate"]
+__all__ = ["PRECISE", "Summary", "ci_half_width", "compare", "more_replications", "pricing", "relative_half_width",
+           "replicate", "replicate_until", "replication_seeds", "simulate"]
 
 
 def simulate(model: Workload | Scenario, *, strategy: Strategy | str | None = None, seed: int = 0,
@@ -79,10 +80,12 @@ def replication_seeds(seed: int, replications: int) -> list[int]:
 
 @dataclass(frozen=True, eq=False)
 class Summary:
-    """Means over independent replications, with 95% confidence half-widths (Student t)."""
+    """Means over independent replications, with 95% confidence half-widths (Student t); `stopped` says why
+    adaptive replication (`replicate_until`) stopped where it did."""
 
     runs: tuple[Result, ...]
     seed: int
+    stopped: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The `run --json --replications R` object: metric means, and `ci95` with their half-widths."""
@@ -95,6 +98,8 @@ class Summary:
         if "steady" in out:
             out["steady"] = _combined_steady(out["steady"], [r.steady for r in self.runs if r.steady is not None])
         out["ci95"] = half
+        if self.stopped:
+            out["stopped"] = self.stopped
         return out
 
 
@@ -153,6 +158,61 @@ def replicate(model: Workload, *, replications: int, strategy: Strategy | str | 
     runs = tuple(simulate(model, strategy=strategy, seed=s, machine=machine, warmup=warmup, **limits)
                  for s in replication_seeds(seed, replications))
     return Summary(runs, seed)
+
+
+PRECISE = ("t_total", "latency_p99")  # the metrics whose precision `replicate_until` waits for, by default
+
+
+def relative_half_width(values: Sequence[float] | np.ndarray) -> float:
+    """The 95% confidence half-width of the mean of `values` relative to the mean (inf when it cannot be
+    told: fewer than two values, a non-finite one, or a zero mean that varies; 0 when they do not vary)."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size < 2 or not np.isfinite(arr).all():
+        return math.inf
+    half = ci_half_width(arr)
+    if half == 0:
+        return 0.0
+    mean = abs(float(arr.mean()))
+    return half / mean if mean > 0 else math.inf
+
+
+def more_replications(done: int, maximum: int) -> int:
+    """How many replications the next round of adaptive replication reaches: double, up to `maximum`."""
+    return min(maximum, max(done + 1, 2 * done))
+
+
+def replicate_until(model: Workload, *, precision: float, max_replications: int = 64, replications: int = 4,
+                    metrics: Sequence[str] = PRECISE, strategy: Strategy | str | None = None, seed: int = 0,
+                    machine: Machine | None = None, warmup: Warmup = None, **limits: Any) -> Summary:
+    """Replicate until the 95% half-width of each of `metrics` is within `precision` of its mean (relative),
+    or `max_replications` runs: `replications` first, then twice as many each round. The seeds are the first
+    of `replication_seeds(seed, max_replications)`, so the result depends only on the seed; `stopped` says
+    why it stopped (a metric that is NaN in every run, such as latency when no task completes, is not waited
+    for)."""
+    if not 0 < precision < 1:
+        raise ValueError(f"precision must be in (0, 1), got {precision}")
+    if not 1 <= replications <= max_replications:
+        raise ValueError(f"need 1 <= replications <= max_replications, got {replications} and {max_replications}")
+    seeds = replication_seeds(seed, max_replications)
+    runs: list[Result] = []
+    figures: list[dict[str, float]] = []
+    n = replications
+    while True:
+        runs += [simulate(model, strategy=strategy, seed=s, machine=machine, warmup=warmup, **limits)
+                 for s in seeds[len(runs):n]]
+        figures += [r.metrics() for r in runs[len(figures):]]
+        values = {k: [f[k] for f in figures] for k in metrics}
+        widths = {k: relative_half_width(v) for k, v in values.items() if not all(math.isnan(x) for x in v)}
+        loose = {k: w for k, w in widths.items() if w > precision}
+        if not loose:
+            stopped = (f"{' and '.join(widths) or 'nothing'} within ±{precision:.1%} (95% CI) after {len(runs)} "
+                       "replications")
+            return Summary(tuple(runs), seed, stopped)
+        if len(runs) >= max_replications:
+            worst = ", ".join(f"{k} ±{w:.1%}" for k, w in loose.items())
+            return Summary(tuple(runs), seed, f"the maximum of {max_replications} replications ({worst}; asked "
+                                              f"±{precision:.1%})")
+        n = more_replications(len(runs), max_replications)
 
 
 def compare(model: Workload, strategies: Sequence[Strategy | str], *, seed: int = 0,

@@ -31,7 +31,7 @@ from ._format import fmt_s
 from ._io import write_atomic
 from ._saved import SavedRun
 from ._version import __version__
-from .api import compare, replicate, simulate
+from .api import compare, replicate, replicate_until, simulate
 from .bounds import Bound, bounds
 from .errors import AsyncSimError, ModelError
 from .profile import MachineProfile
@@ -70,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="simulate a model under one strategy")
     run.add_argument("model", help="a model file (YAML)")
     run.add_argument("--strategy", "-s", help="override the model's strategy, e.g. asyncio:20 or threads:8")
-    run.add_argument("--replications", "-r", type=int, default=1, help="independent runs (mean and 95%% CI)")
+    run.add_argument("--replications", "-r", type=int, default=1, help="independent runs (mean and 95%% CI; the "
+                                                                      "first round, with --precision)")
+    _adaptive(run)
     _common(run)
     _run_limits(run)
 
@@ -108,7 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--services", metavar="FILE", help="with --program: the services file its hosts are answered by")
     sw.add_argument("--set", dest="sets", action="append", required=True, metavar="PATH=VALUES",
                     help="vary a model field: strategy=asyncio:{1,2,4} or pools.db=5,10,20 (repeat for a grid)")
-    sw.add_argument("--replications", "-r", type=int, default=1, help="independent runs per grid point")
+    sw.add_argument("--replications", "-r", type=int, default=1, help="independent runs per grid point (the "
+                                                                     "first round, with --precision)")
+    _adaptive(sw)
     sw.add_argument("--workers", "-w", type=int, default=os.cpu_count() or 1,
                     help="local worker processes (default: the number of cores)")
     sw.add_argument("--scheduler", metavar="ADDRESS",
@@ -136,7 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--allow-failures", action="store_true",
                     help="drop the default constraint failed <= 0 (an SLO on failed, failed_fraction or "
                          "completed replaces it too)")
-    pl.add_argument("--replications", "-r", type=int, default=5, help="seeded runs per candidate")
+    pl.add_argument("--replications", "-r", type=int, default=5, help="seeded runs per candidate (the first "
+                                                                      "round, with --precision)")
+    _adaptive(pl)
     pl.add_argument("--confidence", type=_finite, default=0.95, help="one-sided confidence for each SLO")
     pl.add_argument("--cost", type=_finite, help="price per unit of the varied setting (adds to --objective cost)")
     _common(pl)
@@ -224,6 +230,23 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("results", help="run/compare --json output, sweep --out table, or validate --out/--json output")
     rep.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for report.md and its figures")
     return parser
+
+
+def _adaptive(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", type=_percent, metavar="P",
+                   help="replicate until the 95%% CI half-width is within P of the mean (e.g. 2%%; plan: and until "
+                        "each SLO decision is settled), doubling the runs each round")
+    p.add_argument("--max-replications", type=int, metavar="N",
+                   help="the most replications adaptive replication runs (64; plan: alone, it replicates until "
+                        "each SLO decision is settled)")
+
+
+def _percent(text: str) -> float:
+    """An argparse type: a fraction, written 0.02 or 2%."""
+    value = _finite(text[:-1]) / 100 if text.endswith("%") else _finite(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100% (got {text})")
+    return value
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -479,7 +502,18 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
     if args.replications < 1:
         raise ModelError(f"--replications: must be >= 1 (got {args.replications})")
     strategy = parse_strategy(args.strategy) if args.strategy else None
-    if args.replications == 1:
+    if args.precision is not None or args.max_replications is not None:
+        most = args.max_replications or 64
+        start = args.replications if args.replications > 1 else min(4, most)
+        if most < start:
+            raise ModelError(f"--max-replications: must be >= --replications ({start}), got {most}")
+        summary = replicate_until(workload, precision=args.precision or 0.02, max_replications=most,
+                                  replications=start, strategy=strategy, seed=args.seed, warmup=_warmup(args),
+                                  **_limits(args))
+        first, data = summary.runs[0], summary.to_dict()
+        if not args.json:
+            out.print(f"[dim]stopped: {summary.stopped}[/]")
+    elif args.replications == 1:
         first = simulate(workload, strategy=strategy, seed=args.seed, warmup=_warmup(args), **_limits(args))
         data = first.to_dict()
     else:
@@ -551,10 +585,12 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
     try:
         frame = sweep(raw, points, replications=args.replications, seed=args.seed, workers=args.workers,
                       progress=progress, out=args.out, base_dir=base_dir, scheduler=args.scheduler,
-                      warmup=_warmup(args))
+                      warmup=_warmup(args), precision=args.precision, max_replications=args.max_replications)
     finally:
         bar.stop()
     summary = summarize(frame, params)
+    if "stopped" in frame.attrs:
+        summary["stopped"] = [frame.attrs["stopped"][i] for i in range(len(points))]
     if args.out:
         target = Path(args.out)
         summary_path = target.with_name(f"{target.stem}-summary.csv")
@@ -562,8 +598,10 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
     if args.json:
         print(_json.dumps(summary.to_dict(orient="records")))
         return 0
-    console.print_sweep(summary, params, f"{raw.get('name', args.model)}: {len(points)} grid points × "
-                        f"{args.replications} replication(s), seed {args.seed}", out)
+    reps = (f"{args.replications} replication(s)" if args.precision is None else
+            f"replications until ±{args.precision:.1%} ({len(frame)} runs)")
+    console.print_sweep(summary, params, f"{raw.get('name', args.model)}: {len(points)} grid points × {reps}, "
+                        f"seed {args.seed}", out)
     if args.out:
         out.print(f"wrote {args.out} ({len(frame)} runs) and {summary_path}")
     return 0
@@ -622,14 +660,16 @@ def _plan(args: argparse.Namespace, out: Console) -> int:
             raise ModelError(f"--rate: give LO..HI arrival rates, e.g. 1..100 (got {args.rate!r})") from None
         result = find_max_rate(raw, slos=slos, lo=lo, hi=hi, replications=args.replications, seed=args.seed,
                                confidence=args.confidence, base_dir=base_dir, allow_failures=args.allow_failures,
-                               warmup=_warmup(args))
+                               warmup=_warmup(args), precision=args.precision,
+                               max_replications=args.max_replications)
     else:
         if not args.vary:
             raise ModelError("--vary: give the setting to search, e.g. --vary strategy=asyncio:1..512")
         vary = parse_vary(args.vary)
         result = plan(raw, vary=vary, slos=slos, replications=args.replications, seed=args.seed,
                       confidence=args.confidence, base_dir=base_dir, cost=args.cost, objective=args.objective,
-                      tolerance=args.tolerance, allow_failures=args.allow_failures, warmup=_warmup(args))
+                      tolerance=args.tolerance, allow_failures=args.allow_failures, warmup=_warmup(args),
+                      precision=args.precision, max_replications=args.max_replications)
     if args.json:
         print(_json.dumps(result.to_dict(), default=str))
         return 0

@@ -201,7 +201,11 @@ def print_plan(result: PlanResult, out: Console, *, confidence: float, max_rate:
                   f"{fmt_count(point.mean['completed'])} tasks completed ({margins}; binding: {result.binding})")
         if result.cost is not None:
             out.print(f"cost of the setting: {result.cost:g}")
-    out.print(f"[dim]searched {result.method}: {result.evaluations} settings × {result.replications} runs[/]")
+    if result.adaptive:
+        out.print(f"[dim]searched {result.method}: {result.evaluations} settings, {result.runs} runs in all "
+                  f"(from {result.replications} each, more while a decision was open)[/]")
+    else:
+        out.print(f"[dim]searched {result.method}: {result.evaluations} settings × {result.replications} runs[/]")
     table = Table(title="the curve it walked", title_justify="left")
     table.add_column(result.path)
     for col in ("completed", "failed", "T_total"):
@@ -210,13 +214,17 @@ def print_plan(result: PlanResult, out: Console, *, confidence: float, max_rate:
     for slo in shown:
         table.add_column(f"{slo.metric} (mean, bound)", justify="right")
     table.add_column("meets", justify="center")
+    if result.adaptive:
+        table.add_column("runs", justify="right")
     for p in result.curve:
         cells = [f"{p.mean[s.key]:.4g} ({(p.high if s.upper else p.low)[s.key]:.4g})" for s in shown]
         failed = fmt_count(p.mean["failed"])
         table.add_row(str(p.value), fmt_count(p.mean["completed"]), f"[red]{failed}[/]" if p.mean["failed"] else failed,
                       fmt_s(p.mean["t_total"]), *cells,
                       "[bold]answer[/]" if p.param == result.answer else ("yes" if p.met else "no")
-                      + (" [red](unstable)[/]" if p.mean["overloaded"] else ""))
+                      + (" [red](unstable)[/]" if p.mean["overloaded"] else ""),
+                      *([str(p.replications) + ("" if p.stopped.startswith("settled") else " [yellow](max)[/]")]
+                        if result.adaptive else []))
     out.print(table)
 
 
@@ -251,7 +259,9 @@ def print_sweep(summary: pd.DataFrame, params: list[str], title: str, out: Conso
     table = Table(title=title, title_justify="left")
     rows = [row for _, row in summary.iterrows()]
     extra = outcome_columns(rows)
-    for col in (*params, "completed", "failed", *extra, "T_total", "goodput/s", "p95", "in flight"):
+    adaptive = "stopped" in summary.columns
+    for col in (*params, "completed", "failed", *extra, "T_total", "goodput/s", "p95", "in flight",
+                *(["runs"] if adaptive else [])):
         table.add_column(col, justify="left" if col in params else "right")
     for row in rows:
         def pm(metric: str, fmt: Any = fmt_s, row: Any = row) -> str:
@@ -259,8 +269,10 @@ def print_sweep(summary: pd.DataFrame, params: list[str], title: str, out: Conso
 
         labels = [str(row[p]) for p in params]
         labels[0] = marked(labels[0], row) + (" [red]unstable[/]" if row.get("overloaded_mean", 0) > 0 else "")
+        runs = [f"{row['replications']}" + (" [yellow](max)[/]" if str(row["stopped"]).startswith("the maximum")
+                                            else "")] if adaptive else []
         table.add_row(*labels, *outcome_cells(row, extra), pm("t_total"), pm("goodput", fmt_num),
-                      pm("latency_p95"), pm("concurrency_mean", fmt_num))
+                      pm("latency_p95"), pm("concurrency_mean", fmt_num), *runs)
     out.print(table)
     out.print(best_point(rows, params))
     for line in crossover_lines(summary, params):

@@ -16,6 +16,13 @@ setting that loses work is an answer. Every candidate runs the same replication 
 (relative, default 1%) of the best count as equally good, and the smallest of them is the answer: more
 concurrency that buys less than 1% is not worth having.
 
+**Adaptive replications** (as JMT stops a simulation at a stated precision): with `precision` or
+`max_replications`, a setting runs `replications` seeds first and then twice as many each round while an SLO's
+decision is open — its one-sided bound misses but the opposite bound would meet it — or, with a `precision`,
+while the objective's 95% half-width exceeds that share of its mean; it stops when both are settled or at
+`max_replications` (64 by default), and the curve says how many runs each setting took and why it stopped.
+The seeds are a prefix of one sequence derived from `seed`: the same seed gives the same plan.
+
 **Search.** Nothing is assumed monotone: lost work grows with concurrency under rate limits, so the first
 setting that meets a deadline is not the best one and more capacity can break an SLO. The search evaluates a
 geometric grid over the whole range (ratio √2, ends included), then bisects every grid interval where any
@@ -41,7 +48,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .api import pricing, replication_seeds, simulate
+from .api import more_replications, pricing, relative_half_width, replication_seeds, simulate
 from .errors import ModelError
 from .results import Result
 from .sweep import build
@@ -229,10 +236,13 @@ class CurvePoint:
     high: dict[str, float]
     met: bool
     passed: dict[str, bool] = field(default_factory=dict)
+    replications: int = 0
+    stopped: str = ""  # why adaptive replication stopped here ("" with a fixed number)
 
     def to_dict(self) -> dict[str, Any]:
         return {"param": self.param, "value": self.value, "mean": dict(self.mean), "low": dict(self.low),
-                "high": dict(self.high), "met": self.met, "passed": dict(self.passed)}
+                "high": dict(self.high), "met": self.met, "passed": dict(self.passed),
+                "replications": self.replications, "stopped": self.stopped}
 
 
 @dataclass(frozen=True)
@@ -259,6 +269,8 @@ class PlanResult:
     tolerance: float = 0.0
     method: str = ""
     at: int | float | None = None  # the setting `margin` and `binding` describe (the answer, or the closest)
+    runs: int = 0  # simulations in all (with adaptive replication, each point's own count is on the curve)
+    adaptive: bool = False
 
     @property
     def point(self) -> CurvePoint | None:
@@ -273,6 +285,7 @@ class PlanResult:
             "binding": None if self.binding is None else str(self.binding),
             "objective": self.objective, "tolerance": self.tolerance, "method": self.method, "at": self.at,
             "cost": self.cost, "evaluations": self.evaluations, "replications": self.replications,
+            "runs": self.runs, "adaptive": self.adaptive,
             "confidence": self.confidence, "curve": [p.to_dict() for p in self.curve],
         }
 
@@ -283,7 +296,8 @@ class _Evaluator:
     def __init__(self, raw: dict[str, Any], path: str, make_value: Callable[[Any], Any], slos: Sequence[Slo],
                  replications: int, seed: int, confidence: float, base_dir: str | None,
                  objective: str = "t_total", unit_cost: float | None = None,
-                 warmup: float | str | None = None) -> None:
+                 warmup: float | str | None = None, precision: float | None = None,
+                 max_replications: int | None = None) -> None:
         if not slos:
             raise ModelError("--slo: give at least one objective (with --allow-failures nothing else is required)")
         if replications < 1:
@@ -292,8 +306,15 @@ class _Evaluator:
             raise ModelError(f"--confidence must be in [0.5, 1), got {confidence}")
         if objective not in OBJECTIVES:
             raise ModelError(f"--objective: must be one of {', '.join(OBJECTIVES)} (got {objective!r})")
+        if precision is not None and not 0 < precision < 1:
+            raise ModelError(f"--precision: must be between 0 and 100% (got {precision:g})")
+        if max_replications is not None and max_replications < replications:
+            raise ModelError(f"--max-replications: must be >= --replications ({replications}), got {max_replications}")
+        self.adaptive = precision is not None or max_replications is not None
+        self.precision = precision
         self.raw, self.path, self.make_value, self.slos = raw, path, make_value, tuple(slos)
-        self.seeds = replication_seeds(seed, replications)
+        self.first = replications
+        self.seeds = replication_seeds(seed, max_replications or (64 if self.adaptive else replications))
         self.confidence, self.base_dir, self.warmup = confidence, base_dir, warmup
         self.objective, self.unit_cost = objective, unit_cost
         self.cache: dict[Any, CurvePoint] = {}
@@ -322,19 +343,44 @@ class _Evaluator:
             return self.cache[param]
         value = self.make_value(param)
         workload = build(self.raw, {self.path: value}, base_dir=self.base_dir)
-        runs = [simulate(workload, seed=s, warmup=self.warmup).metrics() for s in self.seeds]
-        mean, low, high = {}, {}, {}
-        for key in self.metrics:
-            # an overloaded run's queue grows without bound: its finite latency figures are not an answer
-            values = np.array([math.inf if m["overloaded"] and _is_latency(key) else m[key] for m in runs],
-                              dtype=float)
-            if key == "cost" and self.unit_cost is not None:
-                values = values + self.unit_cost * param
-            mean[key], low[key], high[key] = _bounds(values, self.confidence)
-        passed = {str(s): s.met(high[s.key] if s.upper else low[s.key]) for s in self.slos}
-        point = CurvePoint(param, value, mean, low, high, all(passed.values()), passed)
+        runs: list[dict[str, float]] = []
+        n = self.first
+        while True:
+            runs += [simulate(workload, seed=s, warmup=self.warmup).metrics() for s in self.seeds[len(runs):n]]
+            mean, low, high, spread = {}, {}, {}, {}
+            for key in self.metrics:
+                # an overloaded run's queue grows without bound: its finite latency figures are not an answer
+                values = np.array([math.inf if m["overloaded"] and _is_latency(key) else m[key] for m in runs],
+                                  dtype=float)
+                if key == "cost" and self.unit_cost is not None:
+                    values = values + self.unit_cost * param
+                mean[key], low[key], high[key] = _bounds(values, self.confidence)
+                spread[key] = relative_half_width(values)
+            passed = {str(s): s.met(high[s.key] if s.upper else low[s.key]) for s in self.slos}
+            stopped = self._stop(passed, low, high, spread, len(runs)) if self.adaptive else ""
+            if stopped is not None:
+                break
+            n = more_replications(len(runs), len(self.seeds))
+        point = CurvePoint(param, value, mean, low, high, all(passed.values()), passed, len(runs), stopped)
         self.cache[param] = point
         return point
+
+    def _stop(self, passed: dict[str, bool], low: dict[str, float], high: dict[str, float],
+              spread: dict[str, float], runs: int) -> str | None:
+        """Why adaptive replication stops at a point, or None to go on: every SLO's decision settled (met at
+        its confidence bound, or missed even at the opposite bound) and, with a precision, the objective's
+        half-width within it; or the maximum of runs reached."""
+        open_slos = [str(s) for s in self.slos
+                     if not passed[str(s)] and s.met(low[s.key] if s.upper else high[s.key])]
+        key = OBJECTIVES[self.objective][0]
+        loose = self.precision is not None and key and spread.get(key, 0.0) > self.precision
+        if not open_slos and not loose:
+            return f"settled after {runs}" + (f" ({key} within ±{self.precision:.1%})" if self.precision else "")
+        if runs >= len(self.seeds):
+            why = [f"{', '.join(open_slos)} undecided"] if open_slos else []
+            why += [f"{key} ±{spread[key]:.1%}"] if loose else []
+            return f"the maximum of {runs} ({'; '.join(why)})"
+        return None
 
     def score(self, point: CurvePoint) -> float:
         """The objective at a point, as a number to minimise."""
@@ -352,8 +398,9 @@ class _Evaluator:
         return PlanResult(
             path=self.path, answer=answer, value=None if answer is None else point.value, slos=self.slos,
             margin=margin, binding=binding, curve=curve, evaluations=len(self.cache),
-            replications=len(self.seeds), confidence=self.confidence, cost=cost, objective=self.objective,
-            tolerance=tolerance, method=method, at=at)
+            replications=self.first, confidence=self.confidence, cost=cost, objective=self.objective,
+            tolerance=tolerance, method=method, at=at, runs=sum(p.replications for p in curve),
+            adaptive=self.adaptive)
 
 
 def _is_latency(key: str) -> bool:
@@ -422,12 +469,14 @@ def _to_refine(evaluate: _Evaluator, tolerance: float) -> set[int]:
 def plan(raw: dict[str, Any], *, vary: tuple[str, str, int, int], slos: list[Slo], replications: int = 5,
          seed: int = 0, confidence: float = 0.95, base_dir: str | os.PathLike[str] | None = None,
          cost: float | None = None, objective: str = "t_total", tolerance: float = 0.01,
-         allow_failures: bool = False, warmup: float | str | None = None) -> PlanResult:
+         allow_failures: bool = False, warmup: float | str | None = None, precision: float | None = None,
+         max_replications: int | None = None) -> PlanResult:
     """The best integer in the `vary` range among the settings that meet every SLO (see the module docstring).
 
     `vary` is `parse_vary`'s tuple; `cost` is a price per unit of the parameter: it gives `PlanResult.cost`
     and adds to the `cost` objective. `allow_failures` drops the default `failed <= 0`. `warmup` is passed to
-    every `simulate`.
+    every `simulate`. With `precision` or `max_replications`, each setting replicates adaptively (module
+    docstring): `replications` runs first, more while a decision is open.
 
     Raises:
         ModelError: when the model is invalid at either end of the range, or an argument is out of range.
@@ -439,7 +488,8 @@ def plan(raw: dict[str, Any], *, vary: tuple[str, str, int, int], slos: list[Slo
         raise ModelError(f"--tolerance: must be in [0, 1), got {tolerance}")
     checked = constraints(slos, allow_failures=allow_failures)
     evaluate = _Evaluator(raw, path, lambda n: setting(template, n), checked, replications, seed, confidence,
-                          None if base_dir is None else str(base_dir), objective, cost, warmup)
+                          None if base_dir is None else str(base_dir), objective, cost, warmup, precision,
+                          max_replications)
     evaluate.check(lo, hi)
     for p in grid_points(lo, hi):
         evaluate(p)
@@ -463,7 +513,8 @@ def _least_slack(evaluate: _Evaluator, point: CurvePoint) -> float:
 def find_max_rate(raw: dict[str, Any], *, slos: list[Slo], lo: float, hi: float, rel_tol: float = 0.025,
                   replications: int = 5, seed: int = 0, confidence: float = 0.95,
                   base_dir: str | os.PathLike[str] | None = None, allow_failures: bool = False,
-                  warmup: float | str | None = None) -> PlanResult:
+                  warmup: float | str | None = None, precision: float | None = None,
+                  max_replications: int | None = None) -> PlanResult:
     """The highest `arrivals.poisson.rate` in [lo, hi] meeting every SLO, by bisection (as Vidur-Search);
     `warmup` is passed to every `simulate`.
 
@@ -484,7 +535,8 @@ def find_max_rate(raw: dict[str, Any], *, slos: list[Slo], lo: float, hi: float,
         raise ModelError(f"--max-rate: rel_tol must be in (0, 1), got {rel_tol}")
     path = "arrivals.poisson.rate"
     evaluate = _Evaluator(raw, path, float, constraints(slos, allow_failures=allow_failures), replications, seed,
-                          confidence, None if base_dir is None else str(base_dir), warmup=warmup)
+                          confidence, None if base_dir is None else str(base_dir), warmup=warmup,
+                          precision=precision, max_replications=max_replications)
     evaluate.check(lo, hi)
     method = f"bisection of {lo:g}..{hi:g} to {rel_tol:.1%}"
     if evaluate(hi).met:

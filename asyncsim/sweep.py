@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ._io import write_atomic
-from .api import ci_half_width, replication_seeds, simulate
+from .api import PRECISE, ci_half_width, more_replications, relative_half_width, replication_seeds, simulate
 from .errors import ModelError
 from .results import METRICS
 from .spec import Workload
@@ -250,7 +250,8 @@ def _run_chunk(raw: dict[str, Any], base_dir: str | None,
 def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: int = 1, seed: int = 0,
           workers: int = 1, progress: Progress | None = None, out: str | os.PathLike[str] | None = None,
           base_dir: str | os.PathLike[str] | None = None, chunk_size: int | None = None,
-          scheduler: str | Any | None = None, warmup: float | str | None = None) -> pd.DataFrame:
+          scheduler: str | Any | None = None, warmup: float | str | None = None,
+          precision: float | None = None, max_replications: int | None = None) -> pd.DataFrame:
     """Simulate every point `replications` times; one row per run, ordered by (point, replication).
 
     Columns: `point` (index into `points`), one per path, `replication`, `seed`, then `METRICS`.
@@ -260,6 +261,10 @@ def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: in
     a given one is left open. `progress(done, total)` is called with 0 first and after each chunk;
     `total` counts only the runs not already in `out`.
     `warmup` (seconds or "auto") is passed to every `simulate`.
+    With `precision` (and `max_replications`, 64 by default), a point whose `PRECISE` metrics' 95% half-width
+    is above that share of their mean after `replications` runs gets twice as many, round after round, up to
+    the maximum; `frame.attrs["stopped"]` says per point (its index) why it stopped. The seeds are a prefix of
+    one sequence, so the result depends only on the seed, whatever the workers or scheduler.
 
     Raises:
         ModelError: when a point makes an invalid model (all points are checked before any run),
@@ -283,7 +288,11 @@ def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: in
 
     params = list(dict.fromkeys(k for p in points for k in p))
     columns = ["point", *params, "replication", "seed", *METRICS]
-    seeds = replication_seeds(seed, replications)
+    most = max_replications or (64 if precision is not None else replications)
+    if most < replications:
+        raise ValueError(f"max_replications ({most}) must be >= replications ({replications})")
+    all_seeds = replication_seeds(seed, most)
+    seeds = all_seeds[:replications]
     kept = pd.DataFrame(columns=columns)
     saved: dict[tuple[Any, ...], dict[str, Any]] = {}
     if out is not None and Path(out).exists():
@@ -293,18 +302,20 @@ def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: in
         saved = {_key(params, r): r for r in kept.to_dict("records")}
 
     rows: list[dict[str, Any]] = []
-    todo: list[tuple[int, dict[str, Any], int, int]] = []
-    for index, point in enumerate(points):
-        for replication, run_seed in enumerate(seeds):
-            row = {"point": index, **point, "replication": replication, "seed": run_seed}
+
+    def jobs(index: int, point: dict[str, Any], reps: range) -> list[tuple[int, dict[str, Any], int, int]]:
+        """The runs of `point` for replications `reps` not already in `out` (those go straight to `rows`)."""
+        found_todo = []
+        for replication in reps:
+            row = {"point": index, **point, "replication": replication, "seed": all_seeds[replication]}
             found = saved.pop(_key(params, row), None)
             if found is None:
-                todo.append((index, point, replication, run_seed))
+                found_todo.append((index, point, replication, all_seeds[replication]))
             else:
                 rows.append({**found, **row})  # this grid's own values, not the file's round-tripped ones
-    size = chunk_size or max(1, min(32, math.ceil(len(todo) / (workers * 8))))
-    chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
-    others = list(saved.values())  # rows of `out` outside this grid stay in the file
+        return found_todo
+
+    todo = [job for index, point in enumerate(points) for job in jobs(index, point, range(len(seeds)))]
 
     def frame_of(found: list[dict[str, Any]]) -> pd.DataFrame:
         ordered = sorted(found, key=lambda r: (r["point"], r["replication"]))
@@ -315,22 +326,58 @@ def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: in
         if out is not None:
             _write(Path(out), frame_of(rows), others, columns)
         if progress is not None:
-            progress(len(rows) - done_before, len(todo))
+            progress(len(rows) - done_before, total)
 
+    def execute(todo: list[tuple[int, dict[str, Any], int, int]]) -> None:
+        size = chunk_size or max(1, min(32, math.ceil(len(todo) / (workers * 8))))
+        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+        if scheduler is not None:
+            _run_dask(scheduler, raw, base, chunks, finish, warmup)
+        elif workers == 1 or len(chunks) <= 1:
+            for chunk in chunks:
+                finish(_run_chunk(raw, base, chunk, warmup))
+        else:
+            with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
+                futures = [pool.submit(_run_chunk, raw, base, chunk, warmup) for chunk in chunks]
+                for future in futures:
+                    finish(future.result())
+
+    others: list[dict[str, Any]] = []  # rows of `out` outside this grid stay in the file (set before writing)
     done_before = len(rows)
+    total = len(todo)
     if progress is not None:
-        progress(0, len(todo))
-    if scheduler is not None:
-        _run_dask(scheduler, raw, base, chunks, finish, warmup)
-    elif workers == 1 or len(chunks) <= 1:
-        for chunk in chunks:
-            finish(_run_chunk(raw, base, chunk, warmup))
-    else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
-            futures = [pool.submit(_run_chunk, raw, base, chunk, warmup) for chunk in chunks]
-            for future in futures:
-                finish(future.result())
-    return frame_of(rows).reset_index(drop=True)
+        progress(0, total)
+    if precision is None:
+        others = list(saved.values())
+        execute(todo)
+        return frame_of(rows).reset_index(drop=True)
+    stopped: dict[int, str] = {}
+    reps = dict.fromkeys(range(len(points)), len(seeds))
+    while True:
+        others = list(saved.values())
+        execute(todo)
+        todo = []
+        for index, point in enumerate(points):
+            if index in stopped:
+                continue
+            mine = [r for r in rows if r["point"] == index]
+            widths = {k: relative_half_width([r[k] for r in mine]) for k in PRECISE
+                      if not all(math.isnan(r[k]) for r in mine)}
+            loose = {k: w for k, w in widths.items() if w > precision}
+            if not loose:
+                stopped[index] = f"within ±{precision:.1%} after {reps[index]}"
+            elif reps[index] >= most:
+                stopped[index] = (f"the maximum of {most} (" + ", ".join(f"{k} ±{w:.1%}" for k, w in loose.items())
+                                  + ")")
+            else:
+                more = more_replications(reps[index], most)
+                todo += jobs(index, point, range(reps[index], more))
+                reps[index] = more
+        total += len(todo)
+        if len(stopped) == len(points):
+            frame = frame_of(rows).reset_index(drop=True)
+            frame.attrs["stopped"] = stopped
+            return frame
 
 
 def _run_dask(scheduler: str | Any, raw: dict[str, Any], base: str | None,

@@ -356,11 +356,14 @@ def test_help_lists_every_subcommand_with_a_line_of_help(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize(("command", "defaults"), [
-    ("run", ["--replications REPLICATIONS, -r REPLICATIONS independent runs (mean and 95% CI) (default: 1)",
+    ("run", ["--replications REPLICATIONS, -r REPLICATIONS independent runs (mean and 95% CI; the first round, "
+             "with --precision) (default: 1)",
              "--seed SEED random seed (default: 0)"]),
     ("compare", ["--seed SEED random seed (default: 0)"]),
-    ("sweep", ["(default: the number of cores)", "runs per grid point (default: 1)"]),
-    ("plan", ["one-sided confidence for each SLO (default: 0.95)", "seeded runs per candidate (default: 5)"]),
+    ("sweep", ["(default: the number of cores)",
+               "runs per grid point (the first round, with --precision) (default: 1)"]),
+    ("plan", ["one-sided confidence for each SLO (default: 0.95)",
+              "seeded runs per candidate (the first round, with --precision) (default: 5)"]),
     ("validate", ["(default: 1)", "event loop for asyncio runs (default: asyncio)", "(default: the model's)"]),
     ("calibrate", ["where to write the profile (JSON) (default: machine-profile.json)", "(median) (default: 3)"]),
 ])
