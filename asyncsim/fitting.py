@@ -637,20 +637,15 @@ def _walk(events: Sequence[list[Any]], min_wait: float) -> _Walk:
 def _fold(walk: _Walk, target: tuple[tuple[Any, ...], ...]) -> _Walk | None:
     """`walk` with io waits left out until its tokens are `target` (their CPU joined to the CPU before them);
     None when leaving out io waits does not make it `target`."""
-    tokens, cpu, io = list(walk.tokens), list(walk.cpu), list(walk.io)
     i = 0
-    while i < len(tokens):
-        if i < len(target) and tokens[i] == target[i]:
+    while i < len(walk.tokens):
+        if i < len(target) and walk.tokens[i] == target[i]:
             i += 1
-            continue
-        if tokens[i] != _IO:
+        elif walk.tokens[i] == _IO:
+            walk = _drop_io(walk, i)
+        else:
             return None
-        io.pop(sum(t in (_IO, _HANDOFF) for t in tokens[:i]))
-        tokens.pop(i)
-        cpu[i] += cpu.pop(i + 1)
-    if tuple(tokens) != target:
-        return None
-    return _Walk(tuple(tokens), tuple(cpu), tuple(io), walk.attempts)
+    return walk if walk.tokens == target else None
 
 
 def _drop_io(walk: _Walk, index: int) -> _Walk:
