@@ -577,7 +577,7 @@ def read_recording(folder: str | Path) -> Recording:
         raise ModelError(f"fit: {folder}/tasks.jsonl holds no tasks")
     locks = {int(k): v for k, v in (meta.get("locks") or {}).items()}
     calls_file = folder / "calls.jsonl"
-    calls = read_calls(calls_file) if calls_file.exists() and calls_file.read_text().strip() else []
+    calls = read_calls(calls_file) if calls_file.exists() and calls_file.stat().st_size else []
     return Recording(tasks, locks, calls, list(meta.get("clients") or []))
 
 

@@ -197,16 +197,15 @@ class _HttpTap:
         self.broken = False
 
     def sent(self, data: bytes) -> None:
-        if not self.broken:
-            try:
-                self.requests.feed_data(data)
-            except httptools.HttpParserError:
-                self.broken = True
+        self._feed(self.requests, data)
 
     def received(self, data: bytes) -> None:
+        self._feed(self.responses, data)
+
+    def _feed(self, parser: Any, data: bytes) -> None:
         if not self.broken:
             try:
-                self.responses.feed_data(data)
+                parser.feed_data(data)
             except httptools.HttpParserError:
                 self.broken = True
 
