@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from ._version import __version__
-from .api import Summary, compare, replicate, replication_seeds, simulate
+from .api import Summary, compare, fast_refusal, replicate, replication_seeds, simulate
 from .dists import Constant, Empirical, Exponential, Gamma, Lognormal, Normal, Uniform, fit
 from .errors import AsyncSimError, ModelError, SimulationError
 from .profile import MachineProfile
@@ -53,6 +53,7 @@ __all__ = [
     "Normal", "Parallel", "Periodic", "Poisson", "Pool", "Processes", "RateLimit", "ResourceId", "ResourceStats",
     "Result", "Retry", "Scenario", "Sequential", "Server", "Service", "ServiceStats", "SimulationError", "StageStats",
     "Steady", "Summary", "TaskType", "Threads", "TimeSplit", "Trace", "TraceArrivals", "Uniform", "Use", "Validation",
-    "Workload", "__version__", "build_scenario", "calibrate", "call", "compare", "cpu", "fit", "io", "load",
+    "Workload", "__version__", "build_scenario", "calibrate", "call", "compare", "cpu", "fast_refusal", "fit", "io",
+    "load",
     "parallel", "parse_strategy", "replicate", "replication_seeds", "run_real", "simulate", "use", "validate",
 ]

@@ -15,27 +15,31 @@ from .results import Result
 from .scenario import Scenario, build_scenario
 from .services import Price
 from .sim import run_scenario
+from .sim.fast import refusal
 from .spec import Machine, Workload
 from .steady import Steady, Warmup, check_warmup, steady_state
 from .strategies import Strategy
 from .trace import RunOutput
 
-__all__ = ["PRECISE", "Summary", "ci_half_width", "compare", "more_replications", "pricing", "relative_half_width",
-           "replicate", "replicate_until", "replication_seeds", "simulate"]
+__all__ = ["PRECISE", "Summary", "ci_half_width", "compare", "fast_refusal", "more_replications", "pricing",
+           "relative_half_width", "replicate", "replicate_until", "replication_seeds", "simulate"]
 
 
 def simulate(model: Workload | Scenario, *, strategy: Strategy | str | None = None, seed: int = 0,
              machine: Machine | None = None, max_sim_time: float | None = None,
-             max_events: int | None = None, warmup: Warmup = None) -> Result:
+             max_events: int | None = None, warmup: Warmup = None, engine: str = "auto") -> Result:
     """Simulate one run of `model` (a Workload, or a Scenario whose draws are already made).
 
     The strategy and the machine default to the model's own; `max_sim_time` (simulated seconds) and
     `max_events` stop a run that would not end (RunLimitError); a deadlock raises DeadlockError. `warmup`
     (seconds of the run's clock, or "auto" for MSER-5) leaves the tasks arriving before it out of the latency
     figures and throughput (`steady`); open and closed workloads get a steady-state verdict (`Result.steady`).
+    `engine`: `auto` computes the run on the fast path where that is exact (`fast_refusal` says why not),
+    `des` always on the discrete-event engine, `fast` on the fast path or not at all (`Result.engine` says which).
 
     Raises:
-        ModelError: when `warmup` is not None, "auto" or seconds >= 0, or drops every task of open arrivals.
+        ModelError: when `warmup` is not None, "auto" or seconds >= 0, or drops every task of open arrivals;
+            an unknown `engine`, or `fast` where the fast path does not apply.
     """
     if isinstance(model, Scenario):
         if strategy is not None:
@@ -44,8 +48,14 @@ def simulate(model: Workload | Scenario, *, strategy: Strategy | str | None = No
     else:
         scenario = build_scenario(model, seed=seed, strategy=strategy)
     check_warmup(warmup, scenario.arrivals)  # before the run: a bad warm-up never waits for a simulation
-    return result_of(scenario, run_scenario(scenario, machine, max_sim_time=max_sim_time, max_events=max_events),
-                     warmup=warmup)
+    return result_of(scenario, run_scenario(scenario, machine, max_sim_time=max_sim_time, max_events=max_events,
+                                            engine=engine), warmup=warmup)
+
+
+def fast_refusal(model: Workload, *, strategy: Strategy | str | None = None,
+                 machine: Machine | None = None) -> str | None:
+    """Why `model` under `strategy` runs on the discrete-event engine (None: the fast path computes it exactly)."""
+    return refusal(build_scenario(model, seed=0, strategy=strategy), machine)
 
 
 def result_of(scenario: Scenario, out: RunOutput, *, warmup: Warmup = None) -> Result:
@@ -57,7 +67,7 @@ def result_of(scenario: Scenario, out: RunOutput, *, warmup: Warmup = None) -> R
         capacities=out.capacities, parallel_types=np.array([p.has_parallel for p in scenario.programs]),
         type_names=tuple(p.name for p in scenario.programs), events=out.events, calls=out.calls,
         deadlines=tuple(t.deadline for t in scenario.workload.task_types), pricing=pricing(scenario.workload),
-        warmup_s=warmup_s, steady=steady, pool_startup_s=out.pool_startup_s,
+        warmup_s=warmup_s, steady=steady, pool_startup_s=out.pool_startup_s, engine=out.engine,
     )
 
 

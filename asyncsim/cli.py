@@ -31,7 +31,7 @@ from ._format import fmt_s
 from ._io import write_atomic
 from ._saved import SavedRun
 from ._version import __version__
-from .api import compare, replicate, replicate_until, simulate
+from .api import compare, fast_refusal, replicate, replicate_until, simulate
 from .bounds import Bound, bounds
 from .errors import AsyncSimError, ModelError
 from .profile import MachineProfile
@@ -39,6 +39,7 @@ from .real.http import CLIENTS as HTTP_CLIENTS
 from .results import Result
 from .scenario import build_scenario
 from .services import client_profiles
+from .sim.fast import ENGINES
 from .spec import Machine, Workload, load, read_yaml
 from .strategies import parse_strategy
 
@@ -113,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--replications", "-r", type=int, default=1, help="independent runs per grid point (the "
                                                                      "first round, with --precision)")
     _adaptive(sw)
+    _engine(sw)
     sw.add_argument("--workers", "-w", type=int, default=os.cpu_count() or 1,
                     help="local worker processes (default: the number of cores)")
     sw.add_argument("--scheduler", metavar="ADDRESS",
@@ -143,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--replications", "-r", type=int, default=5, help="seeded runs per candidate (the first "
                                                                       "round, with --precision)")
     _adaptive(pl)
+    _engine(pl)
     pl.add_argument("--confidence", type=_finite, default=0.95, help="one-sided confidence for each SLO")
     pl.add_argument("--cost", type=_finite, help="price per unit of the varied setting (adds to --objective cost)")
     _common(pl)
@@ -254,7 +257,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def _engine(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="auto: the fast path (a recursion over FIFO queues, no events) where it gives the "
+                        "discrete-event engine's results exactly, else the engine; des or fast: that one")
+
+
 def _run_limits(p: argparse.ArgumentParser) -> None:
+    _engine(p)
     p.add_argument("--max-sim-time", type=_finite, metavar="SECONDS",
                    help="stop (with an error saying so) when simulated time passes this")
     p.add_argument("--max-events", type=int, metavar="N", help="stop (with an error saying so) after N events")
@@ -288,7 +298,24 @@ def _limits(args: argparse.Namespace) -> dict[str, Any]:
     for flag, value in (("--max-sim-time", args.max_sim_time), ("--max-events", args.max_events)):
         if value is not None and not value > 0:
             raise ModelError(f"{flag}: must be > 0 (got {value:g})")
-    return {"max_sim_time": args.max_sim_time, "max_events": args.max_events}
+    return {"max_sim_time": args.max_sim_time, "max_events": args.max_events, "engine": args.engine}
+
+
+def _engine_note(engine: str, settings: Sequence[tuple[str, Workload, Any]]) -> str:
+    """Which engine computed the runs of `settings` (label, model, strategy or None), and why not the fast path
+    where it did not."""
+    if engine == "des":
+        return "engine: discrete-event (--engine des)"
+    refused = [(label, why) for label, w, strategy in settings
+               if (why := fast_refusal(w, strategy=strategy)) is not None]
+    if not refused:
+        return "engine: fast path (exact for this model: FIFO queues, no CPU contention)" if len(settings) == 1 \
+            else f"engine: fast path at all {len(settings)} settings"
+    label, why = refused[0]
+    if len(settings) == 1:
+        return f"engine: discrete-event (the fast path does not apply: {why})"
+    return (f"engine: fast path at {len(settings) - len(refused)} of {len(settings)} settings, discrete-event at "
+            f"{len(refused)} (at {label}: {why})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -525,6 +552,7 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
     # the bounds of the run whose per-task data is kept (the first replication's draws)
     scenario = build_scenario(workload, seed=first.seed if first.seed is not None else args.seed, strategy=strategy)
     limits = bounds(scenario)
+    data["engine"] = first.engine
     data["bounds"] = {b.name: b.seconds for b in limits}
     data["binding"] = limits[0].name
     done: list[Bound] = []
@@ -540,6 +568,7 @@ def _run(workload: Workload, args: argparse.Namespace, out: Console) -> int:
         console.print_run(shown, workload.description, out)
         console.print_limits(shown.result, limits, out, whole="bounds_completed" in data)
         console.print_lost_bounds(first, limits, done, out)
+        out.print(f"[dim]{_engine_note(args.engine, [('', workload, strategy)])}[/]")
         if shown.result.steady is not None:
             out.print(console.steady_line(shown.result.steady))
         elif args.warmup is not None:
@@ -562,7 +591,7 @@ def _compare(workload: Workload, args: argparse.Namespace, out: Console) -> int:
 
 
 def _sweep(args: argparse.Namespace, out: Console) -> int:
-    from .sweep import grid, load_raw, parse_set, summarize, sweep
+    from .sweep import build, grid, load_raw, parse_set, summarize, sweep
 
     if args.replications < 1:
         raise ModelError(f"--replications: must be >= 1 (got {args.replications})")
@@ -585,7 +614,8 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
     try:
         frame = sweep(raw, points, replications=args.replications, seed=args.seed, workers=args.workers,
                       progress=progress, out=args.out, base_dir=base_dir, scheduler=args.scheduler,
-                      warmup=_warmup(args), precision=args.precision, max_replications=args.max_replications)
+                      warmup=_warmup(args), precision=args.precision, max_replications=args.max_replications,
+                      engine=args.engine)
     finally:
         bar.stop()
     summary = summarize(frame, params)
@@ -602,6 +632,8 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
             f"replications until ±{args.precision:.1%} ({len(frame)} runs)")
     console.print_sweep(summary, params, f"{raw.get('name', args.model)}: {len(points)} grid points × {reps}, "
                         f"seed {args.seed}", out)
+    settings = [(", ".join(f"{k}={v}" for k, v in p.items()), build(raw, p, base_dir=base_dir), None) for p in points]
+    out.print(f"[dim]{_engine_note(args.engine, settings)}[/]")
     if args.out:
         out.print(f"wrote {args.out} ({len(frame)} runs) and {summary_path}")
     return 0
@@ -661,7 +693,7 @@ def _plan(args: argparse.Namespace, out: Console) -> int:
         result = find_max_rate(raw, slos=slos, lo=lo, hi=hi, replications=args.replications, seed=args.seed,
                                confidence=args.confidence, base_dir=base_dir, allow_failures=args.allow_failures,
                                warmup=_warmup(args), precision=args.precision,
-                               max_replications=args.max_replications)
+                               max_replications=args.max_replications, engine=args.engine)
     else:
         if not args.vary:
             raise ModelError("--vary: give the setting to search, e.g. --vary strategy=asyncio:1..512")
@@ -669,12 +701,17 @@ def _plan(args: argparse.Namespace, out: Console) -> int:
         result = plan(raw, vary=vary, slos=slos, replications=args.replications, seed=args.seed,
                       confidence=args.confidence, base_dir=base_dir, cost=args.cost, objective=args.objective,
                       tolerance=args.tolerance, allow_failures=args.allow_failures, warmup=_warmup(args),
-                      precision=args.precision, max_replications=args.max_replications)
+                      precision=args.precision, max_replications=args.max_replications, engine=args.engine)
     if args.json:
         print(_json.dumps(result.to_dict(), default=str))
         return 0
     console.print_plan(result, out, confidence=args.confidence, max_rate=args.find == "max-rate",
                        floor=_floor_line(result, args, raw, base_dir) if result.answer is None else None)
+    from .sweep import build
+
+    settings = [(f"{result.path}={p.value}", build(raw, {result.path: p.value}, base_dir=base_dir), None)
+                for p in result.curve]
+    out.print(f"[dim]{_engine_note(args.engine, settings)}[/]")
     return 0
 
 

@@ -89,7 +89,7 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
                    type_names: tuple[str, ...] = (), events: int = 0, calls: CallTable | None = None,
                    deadlines: tuple[float | None, ...] = (), pricing: Pricing | None = None,
                    warmup_s: float = 0.0, steady: Steady | None = None,
-                   pool_startup_s: float | None = None) -> Result:
+                   pool_startup_s: float | None = None, engine: str = "") -> Result:
     """Compute every metric of a run from its trace and task table.
 
     Per-class figures are given when there is more than one task type or a type has a deadline
@@ -98,7 +98,7 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
     (their states need the priority sweep); `pricing` gives `cost`; `warmup_s` (the run's clock) leaves the
     tasks arriving before it out of the latency figures, time split and throughput (see the module
     docstring); `steady` is the verdict to carry (`steady.steady_state`), `pool_startup_s` the process pool's
-    start-up (inside t_total; None without a pool).
+    start-up (inside t_total; None without a pool), `engine` what computed the run ("" for a real one).
 
     Raises:
         ValueError: when a key of `capacities` is no resource's name.
@@ -141,7 +141,8 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
         stages=_stage_metrics(trace, resources, span), classes=classes, cost=cost, steady=steady,
         pool_startup_s=pool_startup_s,
         per_task=TaskData(trace=trace, arrival=arrival, done=done, task_type=task_type, completed=ok,
-                          type_names=type_names, parallel_types=parallel_types, events=events, calls=calls),
+                          type_names=type_names, parallel_types=parallel_types, events=events, calls=calls,
+                          engine=engine),
     )
 
 

@@ -297,7 +297,7 @@ class _Evaluator:
                  replications: int, seed: int, confidence: float, base_dir: str | None,
                  objective: str = "t_total", unit_cost: float | None = None,
                  warmup: float | str | None = None, precision: float | None = None,
-                 max_replications: int | None = None) -> None:
+                 max_replications: int | None = None, engine: str = "auto") -> None:
         if not slos:
             raise ModelError("--slo: give at least one objective (with --allow-failures nothing else is required)")
         if replications < 1:
@@ -315,7 +315,7 @@ class _Evaluator:
         self.raw, self.path, self.make_value, self.slos = raw, path, make_value, tuple(slos)
         self.first = replications
         self.seeds = replication_seeds(seed, max_replications or (64 if self.adaptive else replications))
-        self.confidence, self.base_dir, self.warmup = confidence, base_dir, warmup
+        self.confidence, self.base_dir, self.warmup, self.engine = confidence, base_dir, warmup, engine
         self.objective, self.unit_cost = objective, unit_cost
         self.cache: dict[Any, CurvePoint] = {}
         self.metrics = tuple(dict.fromkeys([*(s.key for s in self.slos), *_TRACKED]))
@@ -346,7 +346,8 @@ class _Evaluator:
         runs: list[dict[str, float]] = []
         n = self.first
         while True:
-            runs += [simulate(workload, seed=s, warmup=self.warmup).metrics() for s in self.seeds[len(runs):n]]
+            runs += [simulate(workload, seed=s, warmup=self.warmup, engine=self.engine).metrics()
+                     for s in self.seeds[len(runs):n]]
             mean, low, high, spread = {}, {}, {}, {}
             for key in self.metrics:
                 # an overloaded run's queue grows without bound: its finite latency figures are not an answer
@@ -470,12 +471,12 @@ def plan(raw: dict[str, Any], *, vary: tuple[str, str, int, int], slos: list[Slo
          seed: int = 0, confidence: float = 0.95, base_dir: str | os.PathLike[str] | None = None,
          cost: float | None = None, objective: str = "t_total", tolerance: float = 0.01,
          allow_failures: bool = False, warmup: float | str | None = None, precision: float | None = None,
-         max_replications: int | None = None) -> PlanResult:
+         max_replications: int | None = None, engine: str = "auto") -> PlanResult:
     """The best integer in the `vary` range among the settings that meet every SLO (see the module docstring).
 
     `vary` is `parse_vary`'s tuple; `cost` is a price per unit of the parameter: it gives `PlanResult.cost`
-    and adds to the `cost` objective. `allow_failures` drops the default `failed <= 0`. `warmup` is passed to
-    every `simulate`. With `precision` or `max_replications`, each setting replicates adaptively (module
+    and adds to the `cost` objective. `allow_failures` drops the default `failed <= 0`. `warmup` and `engine` are
+    passed to every `simulate`. With `precision` or `max_replications`, each setting replicates adaptively (module
     docstring): `replications` runs first, more while a decision is open.
 
     Raises:
@@ -489,7 +490,7 @@ def plan(raw: dict[str, Any], *, vary: tuple[str, str, int, int], slos: list[Slo
     checked = constraints(slos, allow_failures=allow_failures)
     evaluate = _Evaluator(raw, path, lambda n: setting(template, n), checked, replications, seed, confidence,
                           None if base_dir is None else str(base_dir), objective, cost, warmup, precision,
-                          max_replications)
+                          max_replications, engine)
     evaluate.check(lo, hi)
     for p in grid_points(lo, hi):
         evaluate(p)
@@ -514,9 +515,9 @@ def find_max_rate(raw: dict[str, Any], *, slos: list[Slo], lo: float, hi: float,
                   replications: int = 5, seed: int = 0, confidence: float = 0.95,
                   base_dir: str | os.PathLike[str] | None = None, allow_failures: bool = False,
                   warmup: float | str | None = None, precision: float | None = None,
-                  max_replications: int | None = None) -> PlanResult:
+                  max_replications: int | None = None, engine: str = "auto") -> PlanResult:
     """The highest `arrivals.poisson.rate` in [lo, hi] meeting every SLO, by bisection (as Vidur-Search);
-    `warmup` is passed to every `simulate`.
+    `warmup` and `engine` are passed to every `simulate`.
 
     Stops when the bracket is within `rel_tol` of the passing rate, or after 20 bisection steps; the
     answer is the highest passing rate seen (`hi` if it passes, None if even `lo` fails). As `plan`, it
@@ -536,7 +537,7 @@ def find_max_rate(raw: dict[str, Any], *, slos: list[Slo], lo: float, hi: float,
     path = "arrivals.poisson.rate"
     evaluate = _Evaluator(raw, path, float, constraints(slos, allow_failures=allow_failures), replications, seed,
                           confidence, None if base_dir is None else str(base_dir), warmup=warmup,
-                          precision=precision, max_replications=max_replications)
+                          precision=precision, max_replications=max_replications, engine=engine)
     evaluate.check(lo, hi)
     method = f"bisection of {lo:g}..{hi:g} to {rel_tol:.1%}"
     if evaluate(hi).met:

@@ -52,7 +52,7 @@ class TaskData:
     """What a Result keeps of its run besides the figures (never in its JSON): the trace, the call attempts and
     one row per task — `arrival` and `done` times (NaN: unfinished), `task_type` codes (their names in
     `type_names`; `parallel_types[t]`: type t has parallel branches) and `completed` (neither failed nor
-    unfinished) — and the engine's event count."""
+    unfinished) — and the engine that computed it and its event count."""
 
     trace: Trace
     arrival: np.ndarray
@@ -63,6 +63,7 @@ class TaskData:
     parallel_types: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     events: int = 0
     calls: CallTable | None = None
+    engine: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -251,8 +252,13 @@ class Result:
 
     @property
     def events(self) -> int:
-        """Events the engine processed (0 for a real run)."""
+        """Events the engine processed (0 for a real run, and for the fast path, which has none)."""
         return self._data.events
+
+    @property
+    def engine(self) -> str:
+        """What computed the run: "des" (the discrete-event engine), "fast" (the fast path), "" (a real run)."""
+        return self._data.engine
 
     def to_frame(self) -> pd.DataFrame:
         """One row per task: type, arrival, completion, latency and its computing/waiting/queued split."""

@@ -235,13 +235,13 @@ def build(raw: dict[str, Any], point: dict[str, Any], *, base_dir: str | os.Path
 
 def _run_chunk(raw: dict[str, Any], base_dir: str | None,
                jobs: list[tuple[int, dict[str, Any], int, int]],
-               warmup: float | str | None = None) -> list[dict[str, Any]]:
+               warmup: float | str | None = None, engine: str = "auto") -> list[dict[str, Any]]:
     """Simulate a chunk of (point index, point, replication, seed) runs; the worker's entry point."""
     rows, models = [], {}
     for index, point, replication, seed in jobs:
         if index not in models:
             models[index] = build(raw, point, base_dir=base_dir)
-        metrics = simulate(models[index], seed=seed, warmup=warmup).metrics()
+        metrics = simulate(models[index], seed=seed, warmup=warmup, engine=engine).metrics()
         rows.append({"point": index, **point, "replication": replication, "seed": seed,
                      **{key: metrics[key] for key in METRICS}})
     return rows
@@ -251,7 +251,8 @@ def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: in
           workers: int = 1, progress: Progress | None = None, out: str | os.PathLike[str] | None = None,
           base_dir: str | os.PathLike[str] | None = None, chunk_size: int | None = None,
           scheduler: str | Any | None = None, warmup: float | str | None = None,
-          precision: float | None = None, max_replications: int | None = None) -> pd.DataFrame:
+          precision: float | None = None, max_replications: int | None = None, engine: str = "auto"
+          ) -> pd.DataFrame:
     """Simulate every point `replications` times; one row per run, ordered by (point, replication).
 
     Columns: `point` (index into `points`), one per path, `replication`, `seed`, then `METRICS`.
@@ -260,7 +261,7 @@ def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: in
     instead (`workers` then only sizes the chunks); a client made from an address is closed at the end,
     a given one is left open. `progress(done, total)` is called with 0 first and after each chunk;
     `total` counts only the runs not already in `out`.
-    `warmup` (seconds or "auto") is passed to every `simulate`.
+    `warmup` (seconds or "auto") and `engine` (auto, des or fast) are passed to every `simulate`.
     With `precision` (and `max_replications`, 64 by default), a point whose `PRECISE` metrics' 95% half-width
     is above that share of their mean after `replications` runs gets twice as many, round after round, up to
     the maximum; `frame.attrs["stopped"]` says per point (its index) why it stopped. The seeds are a prefix of
@@ -332,13 +333,13 @@ def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: in
         size = chunk_size or max(1, min(32, math.ceil(len(todo) / (workers * 8))))
         chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
         if scheduler is not None:
-            _run_dask(scheduler, raw, base, chunks, finish, warmup)
+            _run_dask(scheduler, raw, base, chunks, finish, warmup, engine)
         elif workers == 1 or len(chunks) <= 1:
             for chunk in chunks:
-                finish(_run_chunk(raw, base, chunk, warmup))
+                finish(_run_chunk(raw, base, chunk, warmup, engine))
         else:
             with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
-                futures = [pool.submit(_run_chunk, raw, base, chunk, warmup) for chunk in chunks]
+                futures = [pool.submit(_run_chunk, raw, base, chunk, warmup, engine) for chunk in chunks]
                 for future in futures:
                     finish(future.result())
 
@@ -382,7 +383,8 @@ def sweep(raw: dict[str, Any], points: list[dict[str, Any]], *, replications: in
 
 def _run_dask(scheduler: str | Any, raw: dict[str, Any], base: str | None,
               chunks: list[list[tuple[int, dict[str, Any], int, int]]],
-              finish: Callable[[list[dict[str, Any]]], None], warmup: float | str | None = None) -> None:
+              finish: Callable[[list[dict[str, Any]]], None], warmup: float | str | None = None,
+              engine: str = "auto") -> None:
     """Run the chunks on a Dask cluster, calling `finish` with each chunk's rows as it completes."""
     try:
         import distributed
@@ -396,7 +398,7 @@ def _run_dask(scheduler: str | Any, raw: dict[str, Any], base: str | None,
     try:
         if not chunks:
             return
-        futures = [client.submit(_run_chunk, raw, base, chunk, warmup, pure=False) for chunk in chunks]
+        futures = [client.submit(_run_chunk, raw, base, chunk, warmup, engine, pure=False) for chunk in chunks]
         try:
             for future in distributed.as_completed(futures):
                 finish(future.result())

@@ -255,3 +255,4 @@ class RunOutput:
     interrupted: bool = False
     calls: CallTable | None = None
     pool_startup_s: float | None = None  # starting the process pool, from its creation (None: no pool)
+    engine: str = ""  # what computed it: "des" (the event engine) or "fast" (sim.fast); "" for a real run

@@ -4,7 +4,8 @@
     python benchmarks/golden.py --write       # record the current outputs' digests (after an intended change)
 
 A refactoring that must not change behaviour (issue 11: one interpreter for every executor) is checked with
-`--check` before it lands: the JSON of each run — every metric, to the last bit — must hash the same. With
+`--check` before it lands: the JSON of each run — every metric, to the last bit — must hash the same. It runs
+the discrete-event engine (`engine="des"`); tests/test_fast.py holds the fast path to the same results. With
 `--diff DIR` the outputs themselves are written to DIR, so two trees can be compared with `diff -r`.
 """
 
@@ -37,7 +38,7 @@ def outputs() -> dict[str, str]:
             for seed in SEEDS:
                 key = f"{path.stem} {strategy} {seed}"
                 try:
-                    result = a.simulate(workload, strategy=strategy, seed=seed)
+                    result = a.simulate(workload, strategy=strategy, seed=seed, engine="des")
                 except ModelError as exc:  # a pipeline under a blocking strategy: the refusal is the output
                     out[key] = str(exc)
                     continue

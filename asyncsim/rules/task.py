@@ -36,11 +36,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..scenario import CALL, CPU, IO, PAR, USE, Node
+from ..services import Service
 from ..trace import K_CALL, K_IO, K_USE
 from .calls import SERVE, Endpoint, StepFailedError, attempts
 
-__all__ = ["ACQUIRE", "BLOCK", "CPU_WORK", "IO_WAIT", "Context", "FORK", "INLINE", "RESUME", "no_calls", "pool_timeout",
-           "steps"]
+__all__ = ["ACQUIRE", "BLOCK", "CPU_WORK", "IO_WAIT", "Context", "FORK", "INLINE", "RESUME", "no_calls", "plain_call",
+           "pool_timeout", "steps"]
 
 # the commands of the module docstring (the call commands keep the codes `rules.calls` gives them)
 CPU_WORK, IO_WAIT, BLOCK, ACQUIRE, RESUME, FORK = range(4, 10)
@@ -128,14 +129,19 @@ def steps(ctx: Context, task: int, durs: Sequence[float], nodes: tuple[Node, ...
                 raise failure
 
 
+def plain_call(node: Node, spec: Service) -> bool:
+    """Whether a call to `spec` is one attempt that cannot fail: no client limiter, client CPU, connection pool or
+    connecting, no preemption (one SERVE, which `call` makes without the attempt loop)."""
+    return (node.col < 0 and spec.client_limit is None and not spec.policy.preemptive and spec.client_cpu is None
+            and spec.connections is None and not spec.connect)
+
+
 def call(ctx: Context, task: int, node: Node, durs: Sequence[float], size: int) -> Generator[Any, Any, None]:
     """One call's commands: its attempts (`rules.calls.attempts`), or for a plain call — one attempt that cannot
     fail, no client limiter, client CPU, connection pool or connecting, no preemption — the single SERVE those attempts
     would make, without their generator (the commonest call, a quarter of a call-bound simulation's time)."""
     svc = ctx.services[node.name]
-    spec = svc.spec
-    if node.col < 0 and svc.client is None and not spec.policy.preemptive and spec.client_cpu is None \
-            and spec.connections is None and not spec.connect:
+    if plain_call(node, svc.spec):
         sent = ctx.clock()
         served = yield SERVE, durs[node.id] + svc.spec.per_item * size, svc
         end = ctx.clock()

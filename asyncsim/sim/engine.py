@@ -30,7 +30,7 @@ from ..trace import K_ADMIT, K_CPU, K_RESUME, CallLog, RunOutput, TraceBuilder
 __all__ = ["Engine"]
 from .cpu import JOIN, SOON, TIMER, Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
 from .driver import TaskDriver, run_until_empty
-from .resources import SimService, Slots
+from .resources import SimService, Slots, capacities
 
 
 class Engine:
@@ -768,7 +768,7 @@ class Engine:
         return RunOutput(self.trace.build(), self.arrival, self.done, sc.task_type, self.failed, events,
                          self._capacities(), errors=self.errors,
                          calls=self.calls.build() if self.calls is not None else None,
-                         pool_startup_s=self.pool_startup)
+                         pool_startup_s=self.pool_startup, engine="des")
 
     def waits(self) -> tuple[dict[str, tuple[str, float]], dict[str, list[str]]]:
         """Who waits for what (resource, since) and who holds each resource, for deadlock reports; an
@@ -803,11 +803,7 @@ class Engine:
         return []
 
     def _capacities(self) -> dict[str, int | None]:
-        caps: dict[str, int | None] = {"cores": self.machine.cores, "loop": 1, "gil": 1,
-                                       "limit": self.limit, "workers": self.limit}
-        caps.update({f"pool:{k}": p.capacity for k, p in self.sc.workload.pools.items()})
-        caps.update({f"service:{k}": s.concurrency or (s.batching.instances if s.batching else None)
-                     for k, s in self.sc.workload.services.items()})
+        caps = capacities(self.sc.workload, self.machine, self.limit)
         if self.executor is not None:
             caps["executor"] = self.executor_workers
         return caps

@@ -20,9 +20,10 @@ from ..rules.calls import UNLOCKED
 from ..rules.limits import CallState, PolicyLimiter, buckets
 from ..rules.queues import BatchQueue, QueueSchedule, Ticket, WaitQueue, served
 from ..services import Batching, Service
+from ..spec import Machine, Workload
 from ..trace import TraceBuilder
 
-__all__ = ["Batcher", "PolicyServer", "SimLimiter", "SimService", "Slots"]
+__all__ = ["Batcher", "PolicyServer", "SimLimiter", "SimService", "Slots", "capacities"]
 
 
 class Slots:
@@ -257,3 +258,12 @@ class SimService:
         self.backoff_res = tb.resource_id(f"backoff:{name}") if spec.waits_to_retry else -1
         self.connections = Slots(env, spec.connections) if spec.connections is not None else None
         self.lock = UNLOCKED  # one thread: the simulation
+
+
+def capacities(workload: Workload, machine: Machine, limit: int | None) -> dict[str, int | None]:
+    """Each resource's slots by its name (`pool:db`; None when unbounded), for a run's output."""
+    caps: dict[str, int | None] = {"cores": machine.cores, "loop": 1, "gil": 1, "limit": limit, "workers": limit}
+    caps.update({f"pool:{k}": p.capacity for k, p in workload.pools.items()})
+    caps.update({f"service:{k}": s.concurrency or (s.batching.instances if s.batching else None)
+                 for k, s in workload.services.items()})
+    return caps

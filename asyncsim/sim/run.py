@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..errors import ModelError
 from ..scenario import Scenario
 from ..spec import Machine
 from ..trace import RunOutput
 from .engine import Engine
+from .fast import ENGINES, refusal, run_fast
 from .pipeline import PipelineEngine
 
-__all__ = ["run_scenario"]
+__all__ = ["ENGINES", "run_scenario"]
 
 
 def run_scenario(scenario: Scenario, machine: Machine | None = None, *, max_sim_time: float | None = None,
-                 max_events: int | None = None) -> RunOutput:
+                 max_events: int | None = None, engine: str = "auto") -> RunOutput:
     """Execute a scenario under its strategy on `machine` (the workload's machine by default).
+
+    `engine` (`ENGINES`): `auto` takes the fast path (`sim.fast`) where it gives the engine's results exactly,
+    `des` always runs the discrete-event engine, `fast` insists on the fast path.
 
     Raises:
         DeadlockError: tasks wait on each other for ever (the message names who waits on what).
         RunLimitError: `max_sim_time` (simulated seconds) or `max_events` stopped the run.
+        ModelError: `engine` is not one of ENGINES, or `fast` for a model the fast path does not apply to.
     """
     machine = machine or scenario.workload.machine
-    engine = (PipelineEngine if scenario.workload.stages is not None else Engine)(scenario, machine)
-    return engine.run(max_sim_time=max_sim_time, max_events=max_events)
+    if engine != "des":
+        if engine not in ENGINES:
+            raise ModelError(f"engine must be one of {', '.join(ENGINES)}: {engine!r}")
+        why = refusal(scenario, machine)
+        if why is None:
+            out = run_fast(scenario, machine)
+            if max_sim_time is not None and out.done.size and float(np.nanmax(out.done)) > max_sim_time:
+                return Engine(scenario, machine).run(max_sim_time=max_sim_time)  # its error names the limit
+            return out
+        if engine == "fast":
+            raise ModelError(f"--engine fast: the fast path does not apply to {scenario.workload.name}: {why}")
+    des = (PipelineEngine if scenario.workload.stages is not None else Engine)(scenario, machine)
+    return des.run(max_sim_time=max_sim_time, max_events=max_events)
