@@ -33,7 +33,8 @@ def test_run_json_has_the_documented_shape(capsys):
     d = _json(capsys, "run", WEB, "--strategy", "threads:8", "--seed", "3", "--json")
     assert list(d) == ["model", "strategy", "seed", "tasks", "completed", "failed", "failed_fraction", "t_total",
                        "throughput", "goodput",
-                       "latency", "concurrency", "time_split", "resources", "bounds", "binding"]
+                       "latency", "concurrency", "time_split", "resources", "engine", "bounds", "binding"]
+    assert d["engine"] == "des"  # CPU steps under the GIL: the fast path does not apply
     assert d["binding"] == max(d["bounds"], key=d["bounds"].get)
     assert d["bounds"][d["binding"]] <= d["t_total"]
     assert (d["strategy"], d["seed"], d["tasks"], d["completed"]) == ("threads:8", 3, 500, 500)

@@ -20,7 +20,8 @@ def run_scenario(scenario: Scenario, machine: Machine | None = None, *, max_sim_
     """Execute a scenario under its strategy on `machine` (the workload's machine by default).
 
     `engine` (`ENGINES`): `auto` takes the fast path (`sim.fast`) where it gives the engine's results exactly,
-    `des` always runs the discrete-event engine, `fast` insists on the fast path.
+    `des` always runs the discrete-event engine, `fast` insists on the fast path (`max_events` makes `auto` the
+    engine: the fast path has no events).
 
     Raises:
         DeadlockError: tasks wait on each other for ever (the message names who waits on what).
@@ -28,6 +29,8 @@ def run_scenario(scenario: Scenario, machine: Machine | None = None, *, max_sim_
         ModelError: `engine` is not one of ENGINES, or `fast` for a model the fast path does not apply to.
     """
     machine = machine or scenario.workload.machine
+    if engine == "auto" and max_events is not None:
+        engine = "des"  # a limit on events is one on the engine's work: the fast path has no events to count
     if engine != "des":
         if engine not in ENGINES:
             raise ModelError(f"engine must be one of {', '.join(ENGINES)}: {engine!r}")
