@@ -145,8 +145,8 @@ def test_a_limit_is_a_fifo_station_of_the_tasks_whole_time() -> None:
 
 
 def test_fifo_starts_is_the_kiefer_wolfowitz_recursion() -> None:
-    assert fifo_starts([0, 0, 0, 1], [2, 1, 1, 1], 2) == [0, 0, 1, 2]
-    starts = fifo_starts([0, 0, 0], [5, 5, 5], 1, timeout=6)
+    assert fifo_starts(np.array([0, 0, 0, 1]), np.array([2, 1, 1, 1]), 2).tolist() == [0, 0, 1, 2]
+    starts = fifo_starts(np.array([0, 0, 0]), np.array([5, 5, 5]), 1, timeout=6).tolist()
     assert starts[:2] == [0, 5]
     assert math.isnan(starts[2])
 

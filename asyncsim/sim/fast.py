@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
@@ -155,65 +156,84 @@ class _Plan:
 # ----------------------------------------------------------------------------------------- the stations
 
 
-def fifo_starts(arrive: list[float], service: list[float], slots: int,
-                timeout: float | None = None) -> list[float]:
-    """When each request starts at a FIFO station of `slots` (requests in arrival order, ties in list order),
-    each holding its slot `service` seconds; NaN for one that gives up after `timeout` s without a slot."""
-    free = [-math.inf] * slots  # a heap of the slots' free times
-    starts = []
-    replace = heapq.heapreplace
-    for a, s in zip(arrive, service, strict=True):
-        first = free[0]
-        if first <= a:
-            start = a
-        elif timeout is not None and first - a > timeout:
-            starts.append(math.nan)
-            continue
-        else:
-            start = first
-        replace(free, start + s)
-        starts.append(start)
-    return starts
+def fifo_starts(arrive: np.ndarray, service: np.ndarray, slots: int, timeout: float | None = None) -> np.ndarray:
+    """When each request starts at a FIFO station of `slots` (requests in arrival order, ties in array order),
+    each holding its slot `service` seconds; NaN for one that gives up after `timeout` s without a slot.
+
+    One pass over the requests with a heap of the slots' free times, in chunks (a million requests never become
+    a million Python floats at once).
+    """
+    free = [-math.inf] * slots
+    starts = array("d")
+    replace, nan = heapq.heapreplace, math.nan
+    for i in range(0, len(arrive), _CHUNK):
+        for a, s in zip(np.asarray(arrive[i:i + _CHUNK], dtype=float).tolist(),
+                        np.asarray(service[i:i + _CHUNK], dtype=float).tolist(), strict=True):
+            first = free[0]
+            if first <= a:
+                start = a
+            elif timeout is not None and first - a > timeout:
+                starts.append(nan)
+                continue
+            else:
+                start = first
+            replace(free, start + s)
+            starts.append(start)
+    return np.frombuffer(starts, dtype=float) if len(starts) else np.zeros(0)
+
+
+_CHUNK = 1 << 16
 
 
 # -------------------------------------------------------------------------------------------- the walk
 
 
 class _Records:
-    """Trace records and call-log rows gathered as arrays (one append per step and task type)."""
+    """Trace records and call-log rows gathered as arrays (one append per step and task type), column by column."""
+
+    _TRACE = ("i8", "i4", "i1", "i2", "f8", "f8", "f8", "f8")  # the engine's trace columns (trace._FIELDS)
 
     def __init__(self) -> None:
-        self.trace: list[tuple[np.ndarray, ...]] = []
-        self.calls: list[tuple[np.ndarray, ...]] = []
+        self.trace: list[list[np.ndarray]] = [[] for _ in self._TRACE]
+        self.calls: list[list[np.ndarray]] = [[] for _ in range(5)]
 
     def add(self, task: np.ndarray, step: int, kind: int, res: int, enqueue: np.ndarray, start: np.ndarray,
             end: np.ndarray, cpu_s: np.ndarray | float = 0.0) -> None:
         """Records of one step for the tasks `task`."""
         k = task.size
         if k:
-            self.trace.append((task, np.full(k, step), np.full(k, kind), np.full(k, res), enqueue, start, end,
-                               np.broadcast_to(np.asarray(cpu_s, dtype=float), (k,))))
+            values = (task, step, kind, res, enqueue, start, end, cpu_s)
+            for col, value, dtype in zip(self.trace, values, self._TRACE, strict=True):
+                col.append(value if isinstance(value, np.ndarray) else np.full(k, value, dtype))
 
     def call(self, task: np.ndarray, step: int, service: int, sent: np.ndarray, end: np.ndarray) -> None:
         """One attempt per task, an OK, of a call that cannot fail."""
-        self.calls.append((task, np.full(task.size, step), np.full(task.size, service), sent, end))
+        for col, value, dtype in zip(self.calls, (task, step, service, sent, end), ("i8", "i4", "i2", "f8", "f8"),
+                                     strict=True):
+            col.append(value if isinstance(value, np.ndarray) else np.full(task.size, value, dtype))
+
+    @staticmethod
+    def _column(parts: list[np.ndarray], dtype: str) -> np.ndarray:
+        """The parts of a column as one array of `dtype`; the parts are let go (one column's copy at a time)."""
+        out = np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
+        parts.clear()
+        return out
 
     def build_trace(self, resources: tuple[ResourceId, ...]) -> Trace:
         """The records as a Trace, in the engine's column types."""
-        dtypes = ("i8", "i4", "i1", "i2", "f8", "f8", "f8", "f8")
-        cols = [np.concatenate([r[j] for r in self.trace]).astype(d, copy=False) if self.trace
-                else np.zeros(0, dtype=d) for j, d in enumerate(dtypes)]
-        task, step, kind, res, enqueue, start, end, cpu_s = cols
+        task, step, kind, res, enqueue, start, end, cpu_s = (
+            self._column(parts, dtype) for parts, dtype in zip(self.trace, self._TRACE, strict=True))
         return Trace(task, step, kind, res, enqueue, start, end, cpu_s, resources)
 
     def build_calls(self) -> CallTable:
         """The call log: every attempt an OK of one item, no tokens."""
-        cols = [np.concatenate([r[j] for r in self.calls]) if self.calls else np.zeros(0) for j in range(5)]
-        n = cols[0].size
-        return CallTable(task=cols[0].astype("i8"), step=cols[1].astype("i4"), service=cols[2].astype("i2"),
-                         attempt=np.zeros(n, "i2"), outcome=np.zeros(n, "i1"), sent=cols[3].astype("f8"),
-                         end=cols[4].astype("f8"), tokens_in=np.zeros(n), tokens_out=np.zeros(n),
-                         size=np.ones(n, "i4"))
+        task, step, service, sent, end = (self._column(parts, dtype)
+                                          for parts, dtype in zip(self.calls, ("i8", "i4", "i2", "f8", "f8"),
+                                                                  strict=True))
+        n = task.size
+        return CallTable(task=task, step=step, service=service, attempt=np.zeros(n, "i2"),
+                         outcome=np.zeros(n, "i1"), sent=sent, end=end, tokens_in=np.zeros(n),
+                         tokens_out=np.zeros(n), size=np.ones(n, "i4"))
 
 
 # A station request the walk yields: (key, tasks, when they arrive, how long each holds a slot)
@@ -339,7 +359,7 @@ def run_fast(scenario: Scenario, machine: Machine | None = None) -> RunOutput:
             task = types[k]
             span[task] = walk.span(program.steps, task, sc.durations[k][sc.task_row[task]], arrival[task]) \
                 - arrival[task]
-        start = np.asarray(fifo_starts(arrival.tolist(), span.tolist(), plan.gate))
+        start = fifo_starts(arrival, span, plan.gate)
         late = np.flatnonzero(start > arrival)
         out.add(late, -1, K_ADMIT, res["workers" if "workers" in res else "limit"], arrival[late], start[late],
                 start[late])
@@ -365,7 +385,7 @@ def run_fast(scenario: Scenario, machine: Machine | None = None) -> RunOutput:
         order = np.lexsort((task, arrive))  # FIFO; at a tie, in task order
         timeout = walk.timeout.get(key)
         starts = np.empty(task.size)
-        starts[order] = fifo_starts(arrive[order].tolist(), hold[order].tolist(), plan.binding[key], timeout)
+        starts[order] = fifo_starts(arrive[order], hold[order], plan.binding[key], timeout)
         offset = 0
         for k in here:
             size = pending[k][1].size
