@@ -36,6 +36,9 @@ from asyncsim.scenario import Scenario, build_scenario
 from asyncsim.sweep import load_raw, sweep
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_engine import _peak_rss_mb, run_without_gc  # noqa: E402 - the sibling script, by path
+
 SHIPPED = [("pool_fanout", None), ("pool_fanout", "asyncio"), ("cpu_etl", None), ("rag_query", "processes:2")]
 
 
@@ -81,13 +84,7 @@ def hand_written(sc: Scenario) -> float:
             env.process(task(i))
 
     env.process(source())
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        env.run()
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    run_without_gc(env)
     return max(done) - arrivals[0]
 
 
@@ -157,9 +154,6 @@ def big(n_tasks: int) -> None:
 
 
 def _child(n_tasks: int) -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_engine import _peak_rss_mb
-
     w = workload(n_tasks)
     before = _peak_rss_mb()
     start = time.perf_counter()
