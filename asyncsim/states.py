@@ -22,6 +22,9 @@ STATES = ("computing", "waiting", "queued", "throttled")
 _PRIORITY = (COMPUTING, WAITING, THROTTLED, QUEUED)  # a task in several states at once (branches) is in the first
 
 
+_SLICE = 1 << 18  # records (tasks) taken at a time by task_split (peak_in_flight): bounds their temporaries
+
+
 def overlapping(parallel_types: np.ndarray, task_type: np.ndarray) -> np.ndarray:
     """Per task: may its records overlap (it has parallel branches)?"""
     return parallel_types[task_type] if parallel_types.size else np.zeros(task_type.size, dtype=bool)
@@ -34,14 +37,29 @@ def in_flight_steps(arrival: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, 
     delta = np.concatenate([np.ones(ok.sum(), dtype=np.int8), -np.ones(ok.sum(), dtype=np.int8)])
     order = np.lexsort((delta, times))  # departures (-1) before arrivals at equal times
     times, level = times[order], np.cumsum(delta[order], dtype=np.int64)
+    if times.size == 0:  # nothing finished: no steps
+        return times, level
     last = np.r_[times[1:] != times[:-1], True]  # keep the level after the last event at each time
     return times[last], level[last]
 
 
 def peak_in_flight(arrival: np.ndarray, done: np.ndarray) -> int:
-    """The most tasks in flight at once (departures counted before arrivals at ties)."""
-    _, levels = in_flight_steps(arrival, done)
-    return int(levels.max()) if levels.size else 0
+    """The most tasks in flight at once (departures counted before arrivals at ties), over the finished tasks.
+
+    The level peaks just after an arrival: after the k-th arrival (in time order) k tasks have arrived and
+    those done by then have left. Two sorted copies and a slice of levels at a time, not `in_flight_steps`'
+    events (a million tasks: 16 MB instead of ~80 MB of temporaries).
+    """
+    ok = ~np.isnan(done)
+    starts, ends = arrival[ok], done[ok]
+    starts.sort()
+    ends.sort()
+    peak = 0
+    for lo in range(0, starts.size, _SLICE):
+        chunk = starts[lo:lo + _SLICE]
+        level = np.arange(lo + 1, lo + 1 + chunk.size) - np.searchsorted(ends, chunk, side="right")
+        peak = max(peak, int(level.max()))
+    return peak
 
 
 def step_count(times: np.ndarray, t0: np.ndarray, t1: np.ndarray) -> np.ndarray:
@@ -52,7 +70,6 @@ def step_count(times: np.ndarray, t0: np.ndarray, t1: np.ndarray) -> np.ndarray:
 
 
 _FAMILIES = 5  # kinds of interval a record implies (see _family)
-_SLICE = 1 << 20  # records summed at a time by task_split: bounds its temporaries on multi-million traces
 
 
 def _family(trace: Trace, family: int, records: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
