@@ -10,7 +10,8 @@ from typing import Any, cast
 import numpy as np
 
 from .bounds import offered_load
-from .metrics import Pricing, compute_result
+from .errors import ModelError
+from .metrics import Fold, Pricing, compute_result
 from .results import Result
 from .scenario import Scenario, build_scenario
 from .services import Price
@@ -27,7 +28,8 @@ __all__ = ["PRECISE", "Summary", "ci_half_width", "compare", "fast_refusal", "mo
 
 def simulate(model: Workload | Scenario, *, strategy: Strategy | str | None = None, seed: int = 0,
              machine: Machine | None = None, max_sim_time: float | None = None,
-             max_events: int | None = None, warmup: Warmup = None, engine: str = "auto") -> Result:
+             max_events: int | None = None, warmup: Warmup = None, engine: str = "auto",
+             summary_only: bool = False) -> Result:
     """Simulate one run of `model` (a Workload, or a Scenario whose draws are already made).
 
     The strategy and the machine default to the model's own; `max_sim_time` (simulated seconds) and
@@ -36,10 +38,13 @@ def simulate(model: Workload | Scenario, *, strategy: Strategy | str | None = No
     figures and throughput (`steady`); open and closed workloads get a steady-state verdict (`Result.steady`).
     `engine`: `auto` computes the run on the fast path where that is exact (`fast_refusal` says why not),
     `des` always on the discrete-event engine, `fast` on the fast path or not at all (`Result.engine` says which).
+    `summary_only` keeps no per-step trace: the records are folded into the metrics as the engine makes them
+    (the same figures to the last bit, a fraction of the memory of a big run); the Result then has no `trace`.
 
     Raises:
         ModelError: when `warmup` is not None, "auto" or seconds >= 0, or drops every task of open arrivals;
-            an unknown `engine`, or `fast` where the fast path does not apply.
+            an unknown `engine`, or `fast` where the fast path does not apply; `summary_only` for a pipeline or
+            tasks with parallel branches (their figures need the whole trace).
     """
     if isinstance(model, Scenario):
         if strategy is not None:
@@ -48,8 +53,14 @@ def simulate(model: Workload | Scenario, *, strategy: Strategy | str | None = No
     else:
         scenario = build_scenario(model, seed=seed, strategy=strategy)
     check_warmup(warmup, scenario.arrivals)  # before the run: a bad warm-up never waits for a simulation
+    fold = None
+    if summary_only:
+        if any(p.has_parallel for p in scenario.programs):
+            raise ModelError("--summary-only: tasks with parallel branches need all their records together (which "
+                             "state wins when branches overlap); run them with the trace")
+        fold = Fold(scenario.n_tasks)
     return result_of(scenario, run_scenario(scenario, machine, max_sim_time=max_sim_time, max_events=max_events,
-                                            engine=engine), warmup=warmup)
+                                            engine=engine, fold=fold), warmup=warmup, fold=fold)
 
 
 def fast_refusal(model: Workload, *, strategy: Strategy | str | None = None,
@@ -58,8 +69,9 @@ def fast_refusal(model: Workload, *, strategy: Strategy | str | None = None,
     return refusal(build_scenario(model, seed=0, strategy=strategy), machine)
 
 
-def result_of(scenario: Scenario, out: RunOutput, *, warmup: Warmup = None) -> Result:
-    """The metrics of one execution (simulated or real) of `scenario`, after `warmup` (see `simulate`)."""
+def result_of(scenario: Scenario, out: RunOutput, *, warmup: Warmup = None, fold: Fold | None = None) -> Result:
+    """The metrics of one execution (simulated or real) of `scenario`, after `warmup` (see `simulate`); `fold`
+    holds the records of a summary-only run."""
     warmup_s, steady = steady_state(scenario, out, warmup, offered_load(scenario))
     return compute_result(
         out.trace, out.arrival, out.done, out.task_type, out.failed,
@@ -67,7 +79,7 @@ def result_of(scenario: Scenario, out: RunOutput, *, warmup: Warmup = None) -> R
         capacities=out.capacities, parallel_types=np.array([p.has_parallel for p in scenario.programs]),
         type_names=tuple(p.name for p in scenario.programs), events=out.events, calls=out.calls,
         deadlines=tuple(t.deadline for t in scenario.workload.task_types), pricing=pricing(scenario.workload),
-        warmup_s=warmup_s, steady=steady, pool_startup_s=out.pool_startup_s, engine=out.engine,
+        warmup_s=warmup_s, steady=steady, pool_startup_s=out.pool_startup_s, engine=out.engine, fold=fold,
     )
 
 

@@ -265,6 +265,10 @@ def _engine(p: argparse.ArgumentParser) -> None:
 
 def _run_limits(p: argparse.ArgumentParser) -> None:
     _engine(p)
+    p.add_argument("--summary-only", action="store_true",
+                   help="keep no per-step trace: fold the records into the figures as they are made (the same "
+                        "numbers, a fraction of the memory of a run of millions of tasks; not with --detail, "
+                        "parallel branches or pipelines)")
     p.add_argument("--max-sim-time", type=_finite, metavar="SECONDS",
                    help="stop (with an error saying so) when simulated time passes this")
     p.add_argument("--max-events", type=int, metavar="N", help="stop (with an error saying so) after N events")
@@ -298,7 +302,10 @@ def _limits(args: argparse.Namespace) -> dict[str, Any]:
     for flag, value in (("--max-sim-time", args.max_sim_time), ("--max-events", args.max_events)):
         if value is not None and not value > 0:
             raise ModelError(f"{flag}: must be > 0 (got {value:g})")
-    return {"max_sim_time": args.max_sim_time, "max_events": args.max_events, "engine": args.engine}
+    if args.summary_only and args.detail:
+        raise ModelError("--summary-only keeps no trace, and --detail is made from it: give one of them")
+    return {"max_sim_time": args.max_sim_time, "max_events": args.max_events, "engine": args.engine,
+            "summary_only": args.summary_only}
 
 
 def _engine_note(engine: str, settings: Sequence[tuple[str, Workload, Any]]) -> str:

@@ -45,6 +45,7 @@ from .states import (
     STATES,
     THROTTLED,
     WAITING,
+    add_split,
     overlapping,
     peak_in_flight,
     state_segments,
@@ -64,6 +65,7 @@ from .stats import (
 from .steady import Steady
 from .trace import (
     ADMISSION,
+    CHUNK,
     K_ADMIT,
     K_CALL,
     K_CPU,
@@ -77,7 +79,7 @@ from .trace import (
 
 # METRICS, STATES, Result, flat_metrics and state_segments live in `results` and `states`; they are named here
 # too, where they were first, for code that imports them from metrics.
-__all__ = ["METRICS", "STATES", "Pricing", "Result", "compute_result", "flat_metrics", "service_metrics",
+__all__ = ["METRICS", "STATES", "Fold", "Pricing", "Result", "compute_result", "flat_metrics", "service_metrics",
            "state_segments"]
 
 _CORES = ResourceId("cores")
@@ -89,7 +91,7 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
                    type_names: tuple[str, ...] = (), events: int = 0, calls: CallTable | None = None,
                    deadlines: tuple[float | None, ...] = (), pricing: Pricing | None = None,
                    warmup_s: float = 0.0, steady: Steady | None = None,
-                   pool_startup_s: float | None = None, engine: str = "") -> Result:
+                   pool_startup_s: float | None = None, engine: str = "", fold: Fold | None = None) -> Result:
     """Compute every metric of a run from its trace and task table.
 
     Per-class figures are given when there is more than one task type or a type has a deadline
@@ -98,7 +100,8 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
     (their states need the priority sweep); `pricing` gives `cost`; `warmup_s` (the run's clock) leaves the
     tasks arriving before it out of the latency figures, time split and throughput (see the module
     docstring); `steady` is the verdict to carry (`steady.steady_state`), `pool_startup_s` the process pool's
-    start-up (inside t_total; None without a pool), `engine` what computed the run ("" for a real one).
+    start-up (inside t_total; None without a pool), `engine` what computed the run ("" for a real one). `fold`
+    holds the records of a summary-only run, whose `trace` is empty (no task type may have parallel branches).
 
     Raises:
         ValueError: when a key of `capacities` is no resource's name.
@@ -112,11 +115,14 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
     kept = arrival >= warmup_s if warmup_s > 0 else np.ones(n, dtype=bool)
     latency = (done - arrival)[ok & kept]
     span = t_total if t_total > 0 else math.nan
-    # first, while nothing else is held: on a multi-million-record trace its temporaries weigh the most
     slots = {ResourceId.parse(name): capacity for name, capacity in capacities.items()}
-    resources = _resources(trace, arrival, done, slots, span, max(n, 1))
+    summary = fold is not None  # the records were folded as they were made, and not kept
+    if fold is None:
+        fold = Fold(n).feed(trace)
+    resources = _resources(fold, trace.resources, arrival, done, slots, span, max(n, 1))
     peak = peak_in_flight(arrival, done)
-    split = task_split(trace, n, overlapping(parallel_types, task_type))
+    overlap = overlapping(parallel_types, task_type)
+    split = task_split(trace, n, overlap) if overlap.any() else fold.split
     in_flight = float((done - arrival)[finished].sum() / span) if finished.any() and span == span else 0.0
     by_state = {name: float(split[code, finished].sum() / span) if in_flight else 0.0
                 for code, name in enumerate(STATES)}
@@ -142,7 +148,7 @@ def compute_result(trace: Trace, arrival: np.ndarray, done: np.ndarray, task_typ
         pool_startup_s=pool_startup_s,
         per_task=TaskData(trace=trace, arrival=arrival, done=done, task_type=task_type, completed=ok,
                           type_names=type_names, parallel_types=parallel_types, events=events, calls=calls,
-                          engine=engine),
+                          engine=engine, summary=summary),
     )
 
 
@@ -287,39 +293,76 @@ def service_metrics(calls: CallTable, resources: tuple[ResourceId, ...],
     return StatsTable(dict(sorted(out.items())), label="service")
 
 
-def _resources(trace: Trace, arrival: np.ndarray, done: np.ndarray, capacities: dict[ResourceId, int | None],
-               span: float, n: int) -> StatsTable[ResourceId, ResourceStats]:
-    kind, res = trace.kind, trace.resource
-    is_cpu = (kind == K_CPU) | (kind == K_RESUME)
-    admitted = arrival.copy()
-    admits = kind == K_ADMIT
-    admitted[trace.task[admits]] = trace.start[admits]
+class Fold:
+    """What `compute_result` takes from the records of a trace, summed a chunk at a time (`trace.CHUNK` records,
+    in record order): each task's seconds in each state, each task's admission, and per resource code the
+    seconds queued (waits, and CPU stretched on a shared runner), the CPU run on it and the time its slots were
+    held; and the CPU of every cpu and resume record.
+
+    A summary-only run folds the records as the engine makes them and keeps none (`TraceBuilder(fold=...)`);
+    otherwise `compute_result` folds the trace's own chunks, so both give the same figures to the last bit.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.split = np.zeros((len(STATES), n))
+        self.admitted = np.full(n, math.nan)
+        self.wait: dict[int, float] = {}
+        self.cpu_busy: dict[int, float] = {}
+        self.hold_busy: dict[int, float] = {}
+        self.cpu = 0.0
+        self.records = 0
+
+    def feed(self, trace: Trace) -> Fold:
+        """Fold a whole trace, chunk by chunk; returns self."""
+        for lo in range(0, len(trace), CHUNK):
+            self(trace.records(lo, lo + CHUNK))
+        return self
+
+    def __call__(self, chunk: Trace) -> None:
+        """Fold one chunk of records."""
+        self.records += len(chunk)
+        add_split(self.split, chunk)
+        kind, res, cpu_s = chunk.kind, chunk.resource, chunk.cpu_s
+        is_cpu = (kind == K_CPU) | (kind == K_RESUME)
+        admits = kind == K_ADMIT
+        self.admitted[chunk.task[admits]] = chunk.start[admits]
+        self.cpu += float(cpu_s[is_cpu].sum())
+        for rid in np.unique(res).tolist():
+            if rid < 0:
+                continue
+            # columns cut to the resource's records before any arithmetic
+            mine = res == rid
+            my_kind, my_start, my_cpu = kind[mine], chunk.start[mine], cpu_s[mine]
+            waited = (my_start - chunk.enqueue[mine]).sum()
+            held = chunk.end[mine] - my_start
+            stretch = held - my_cpu
+            np.maximum(stretch, 0.0, out=stretch)
+            stretch[my_kind != K_CPU] = 0.0
+            self.wait[rid] = self.wait.get(rid, 0.0) + float(waited + stretch.sum())
+            self.cpu_busy[rid] = self.cpu_busy.get(rid, 0.0) + float(my_cpu[is_cpu[mine]].sum())
+            holds = (my_kind == K_USE) | (my_kind == K_CALL) | (my_kind == K_CPU) | (my_kind == K_STAGE)
+            # a call served in a batch of k (cpu_s = k) keeps the instance busy for 1/k of its span
+            share = np.where((my_kind == K_CALL) & (my_cpu > 0), my_cpu, 1.0)
+            self.hold_busy[rid] = self.hold_busy.get(rid, 0.0) + float((held[holds] / share[holds]).sum())
+
+
+def _resources(fold: Fold, resources: tuple[ResourceId, ...], arrival: np.ndarray, done: np.ndarray,
+               capacities: dict[ResourceId, int | None], span: float, n: int) -> StatsTable[ResourceId, ResourceStats]:
+    admitted = np.where(np.isnan(fold.admitted), arrival, fold.admitted)
     out: dict[ResourceId, ResourceStats] = {}
-    for rid, resource in enumerate(trace.resources):
-        # columns cut to the resource's records before any arithmetic: temporaries stay small on long traces
-        mine = res == rid
-        my_kind, my_start = kind[mine], trace.start[mine]
-        waited = (my_start - trace.enqueue[mine]).sum()
-        held = trace.end[mine] - my_start
-        stretch = held - trace.cpu_s[mine]
-        np.maximum(stretch, 0.0, out=stretch)
-        stretch[my_kind != K_CPU] = 0.0
-        total_wait = float(waited + stretch.sum())
+    for rid, resource in enumerate(resources):
         if resource.kind in ADMISSION:
             busy = float(np.nansum(done - admitted))
         elif resource.kind in ("loop", "gil"):
-            busy = float(trace.cpu_s[mine & is_cpu].sum())
+            busy = fold.cpu_busy.get(rid, 0.0)
         else:
-            holds = (my_kind == K_USE) | (my_kind == K_CALL) | (my_kind == K_CPU) | (my_kind == K_STAGE)
-            # a call served in a batch of k (cpu_s = k) keeps the instance busy for 1/k of its span
-            share = np.where((my_kind == K_CALL) & (trace.cpu_s[mine] > 0), trace.cpu_s[mine], 1.0)
-            busy = float((held[holds] / share[holds]).sum())
-        out[resource] = _resource_entry(busy, total_wait, capacities.get(resource), span, n)
+            busy = fold.hold_busy.get(rid, 0.0)
+        out[resource] = _resource_entry(busy, fold.wait.get(rid, 0.0), capacities.get(resource), span, n)
     cores = capacities.get(_CORES)
     if _CORES not in out and _CORES in capacities:
-        out[_CORES] = _resource_entry(float(trace.cpu_s[is_cpu].sum()), 0.0, cores, span, n)
+        out[_CORES] = _resource_entry(fold.cpu, 0.0, cores, span, n)
     elif _CORES in out:
-        mean_busy = float(trace.cpu_s[is_cpu].sum() / span)
+        mean_busy = fold.cpu / span
         out[_CORES] = replace(out[_CORES], mean_busy=mean_busy,
                               utilization=mean_busy / cores if cores else None)
     return StatsTable(dict(sorted(out.items(), key=lambda kv: str(kv[0]))), label="resource")

@@ -64,6 +64,7 @@ class TaskData:
     events: int = 0
     calls: CallTable | None = None
     engine: str = ""
+    summary: bool = False  # a summary-only run: no trace was kept
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,7 +213,14 @@ class Result:
 
     @property
     def trace(self) -> Trace:
-        """Every step record of the run (see `trace`)."""
+        """Every step record of the run (see `trace`).
+
+        Raises:
+            ValueError: a summary-only run kept none.
+        """
+        if self._data.summary:
+            raise ValueError(f"this Result ({self.model} under {self.strategy}) is of a summary-only run: its "
+                             "records were folded into the figures and not kept; simulate without summary_only")
         return self._data.trace
 
     @property

@@ -14,7 +14,7 @@ import numpy as np
 
 from .trace import K_ADMIT, K_BATCH, K_CALL, K_CPU, K_IO, K_RESUME, K_THROTTLE, Trace
 
-__all__ = ["COMPUTING", "QUEUED", "STATES", "THROTTLED", "WAITING", "in_flight_steps", "overlapping",
+__all__ = ["COMPUTING", "QUEUED", "STATES", "THROTTLED", "WAITING", "add_split", "in_flight_steps", "overlapping",
            "peak_in_flight", "state_segments", "step_count", "task_split"]
 
 COMPUTING, WAITING, QUEUED, THROTTLED = 0, 1, 2, 3
@@ -142,8 +142,14 @@ def task_split(trace: Trace, n: int, may_overlap: np.ndarray) -> np.ndarray:
     # Intervals that never overlap need no sweep: sum them family by family, slice by slice. np.add.at adds
     # in order, so each sum is the one a bincount over all intervals at once would make, to the last bit,
     # without holding them all (a million tasks imply ~6M intervals).
-    for family in range(_FAMILIES):
-        for lo in range(0, len(trace), _SLICE):
-            task, t0, t1, code = _family(trace, family, slice(lo, lo + _SLICE))
-            np.add.at(out[code], task, t1 - t0)
+    for lo in range(0, len(trace), _SLICE):
+        add_split(out, trace.records(lo, lo + _SLICE))
     return out
+
+
+def add_split(out: np.ndarray, trace: Trace) -> None:
+    """Add the seconds `trace`'s records put each task in each state to `out` (STATES x tasks), for tasks whose
+    records never overlap: the same sums, to the last bit, however the records are cut into pieces."""
+    for family in range(_FAMILIES):
+        task, t0, t1, code = _family(trace, family, slice(None))
+        np.add.at(out[code], task, t1 - t0)

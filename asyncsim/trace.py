@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import struct
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
-__all__ = ["ADMISSION", "CPU_RUNNERS", "CallLog", "CallTable", "KINDS", "ResourceId", "ResourceKind", "RunOutput",
-           "Trace", "TraceBuilder"]
+__all__ = ["ADMISSION", "CHUNK", "CPU_RUNNERS", "CallLog", "CallTable", "KINDS", "ResourceId", "ResourceKind",
+           "RunOutput", "Trace", "TraceBuilder"]
 
 KINDS = ("cpu", "io", "call", "use", "admit", "resume", "throttle", "stage", "batch")
 K_CPU, K_IO, K_CALL, K_USE, K_ADMIT, K_RESUME, K_THROTTLE, K_STAGE, K_BATCH = range(len(KINDS))
@@ -93,7 +94,8 @@ _FIELDS = (("task", "i8"), ("step", "i4"), ("kind", "i1"), ("resource", "i2"),
            ("enqueue", "f8"), ("start", "f8"), ("end", "f8"), ("cpu_s", "f8"))
 _RECORD = np.dtype(list(_FIELDS))
 _PACK = struct.Struct("=qibhdddd").pack
-_BUFFER_BYTES = 1 << 20  # packed records are split into the columns when this many bytes are waiting
+CHUNK = 1 << 14  # records a builder packs before it splits them into the columns (or folds them), ~770 kB
+_BUFFER_BYTES = CHUNK * _RECORD.itemsize  # so every flush but the last holds exactly CHUNK records
 
 
 class TraceBuilder:
@@ -103,9 +105,12 @@ class TraceBuilder:
     times); numpy splits a full buffer into the columns.
     """
 
-    __slots__ = ("_buffer", "_columns", "resources", "_ids")
+    __slots__ = ("_buffer", "_columns", "resources", "_ids", "fold")
 
-    def __init__(self) -> None:
+    def __init__(self, fold: Callable[[Trace], None] | None = None) -> None:
+        """`fold`, when given, is handed each CHUNK of records (as a Trace, in the order they were added) instead
+        of keeping them: a summary-only run, whose built trace is empty."""
+        self.fold = fold
         self._buffer = bytearray()
         self._columns = {name: array(code) for (name, _), code in zip(_FIELDS, "qibhdddd", strict=True)}
         self.resources: list[ResourceId] = []
@@ -136,6 +141,15 @@ class TraceBuilder:
 
     def _flush(self) -> None:
         records = np.frombuffer(self._buffer, dtype=_RECORD)
+        if self.fold is not None:
+            if records.size:
+                col = {name: records[name].copy() for name, _ in _FIELDS}  # the buffer is reused at once
+                self.fold(Trace(task=col["task"], step=col["step"], kind=col["kind"], resource=col["resource"],
+                                enqueue=col["enqueue"], start=col["start"], end=col["end"], cpu_s=col["cpu_s"],
+                                resources=tuple(self.resources)))
+            del records
+            self._buffer.clear()
+            return
         for name, column in self._columns.items():
             column.frombytes(records[name].tobytes())
         del records  # the buffer cannot be cleared while numpy views it
@@ -174,6 +188,11 @@ class Trace:
 
     def __len__(self) -> int:
         return int(self.task.size)
+
+    def records(self, lo: int, hi: int) -> Trace:
+        """Records lo..hi (views, no copy)."""
+        return Trace(self.task[lo:hi], self.step[lo:hi], self.kind[lo:hi], self.resource[lo:hi], self.enqueue[lo:hi],
+                     self.start[lo:hi], self.end[lo:hi], self.cpu_s[lo:hi], self.resources)
 
     def code(self, resource: ResourceId) -> int:
         """The code of `resource` in the `resource` column (-1 when no record names it)."""

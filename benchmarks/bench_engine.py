@@ -14,7 +14,8 @@ Prints, for 100k tasks (20k with --quick):
   runs CPython's loop iterations (a coroutine woken by a timer queues behind the handles already ready when
   the iteration began: `sim.cpu.Loop`), so a few coroutines run in another order;
 and, in a fresh subprocess so that nothing else pollutes the figures, 1M tasks (100k with --quick): wall
-time of `asyncsim.simulate` (target: ≤ 30 s) and its peak RSS (target: ≤ 500 MB).
+time of `asyncsim.simulate` (target: ≤ 30 s) and its peak RSS (target: ≤ 500 MB), keeping the trace and
+summary-only (`simulate(summary_only=True)`: the records folded as they are made; target ≤ 300 MB).
 
 Figures only: nothing here fails on timing. CPU time is printed too because wall time on a shared machine
 moves by ±20% between runs. `--json PATH` also saves the figures with the versions and the command.
@@ -47,6 +48,7 @@ LIMIT = 100
 RATIO_TARGET = 1.5
 BIG_TIME_TARGET_S = 30.0
 BIG_RSS_TARGET_MB = 500.0
+SUMMARY_RSS_TARGET_MB = 300.0  # issue 16: a million tasks x 3 steps, summary-only
 
 
 def workload(n_tasks: int) -> asyncsim.Workload:
@@ -154,21 +156,23 @@ def compare_with_hand_written(n_tasks: int, repeat: int) -> dict[str, Any]:
     }
 
 
-def big_run(n_tasks: int) -> dict[str, Any]:
-    """Run `asyncsim.simulate` once on `n_tasks` tasks in a fresh interpreter: wall time and peak RSS."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", str(n_tasks)]
+def big_run(n_tasks: int, summary_only: bool = False) -> dict[str, Any]:
+    """Run `asyncsim.simulate` once on `n_tasks` tasks in a fresh interpreter (keeping its trace, or summary-only):
+    wall time and peak RSS."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", str(n_tasks)] + (["--summary-only"] if summary_only
+                                                                                   else [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"the big run failed (exit {proc.returncode}):\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _child(n_tasks: int) -> None:
+def _child(n_tasks: int, summary_only: bool) -> None:
     """Subprocess side of `big_run`: prints one JSON line."""
     w = workload(n_tasks)
     rss_before = _peak_rss_mb()  # the interpreter with numpy, scipy, pydantic and simpy imported
     w0, c0 = time.perf_counter(), time.process_time()
-    result = asyncsim.simulate(w)
+    result = asyncsim.simulate(w, summary_only=summary_only)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     print(json.dumps({"tasks": n_tasks, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": _peak_rss_mb(),
                       "rss_after_imports_mb": rss_before, "events": result.events, "t_total": result.t_total}))
@@ -198,7 +202,7 @@ def _rate_line(label: str, seconds: float, cpu_seconds: float, tasks: int, event
             f"{events / seconds:>10,.0f} events/s ({events / tasks:.1f} events/task)")
 
 
-def report(cmp: dict[str, Any], big: dict[str, Any]) -> None:
+def report(cmp: dict[str, Any], big: dict[str, Any], summary: dict[str, Any]) -> None:
     n, s, c = cmp["tasks"], cmp["seconds"], cmp["cpu_seconds"]
     print(f"engine benchmark: {n:,} tasks x 3 steps (cpu 1 ms, io exp(50 ms), cpu 1 ms), {cmp['strategy']}, "
           f"median of {cmp['repeat']} (wall; cpu = process time)")
@@ -216,6 +220,9 @@ def report(cmp: dict[str, Any], big: dict[str, Any]) -> None:
     print(f"  wall {big['wall_s']:.2f} s (target <= {BIG_TIME_TARGET_S:.0f} s), peak RSS {big['peak_rss_mb']:.0f} MB "
           f"(target <= {BIG_RSS_TARGET_MB:.0f} MB; {big['rss_after_imports_mb']:.0f} MB after imports), "
           f"T_total {big['t_total']:.3f} s")
+    print(f"  summary-only (no trace kept): wall {summary['wall_s']:.2f} s, peak RSS {summary['peak_rss_mb']:.0f} MB "
+          f"(target <= {SUMMARY_RSS_TARGET_MB:.0f} MB), T_total {summary['t_total']:.3f} s "
+          f"({'the same' if summary['t_total'] == big['t_total'] else 'NOT the same'})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,21 +233,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-tasks", type=int, help="tasks of the big run (default 1M, 100k with --quick)")
     parser.add_argument("--json", metavar="PATH", help="also save the figures as JSON")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--summary-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        _child(args.child)
+        _child(args.child, args.summary_only)
         return 0
     n_tasks = args.tasks or (20_000 if args.quick else 100_000)
     big_tasks = args.big_tasks or (100_000 if args.quick else 1_000_000)
     cmp = compare_with_hand_written(n_tasks, args.repeat)
     big = big_run(big_tasks)
-    report(cmp, big)
+    summary = big_run(big_tasks, summary_only=True)
+    report(cmp, big, summary)
     if args.json:
         meta = {"asyncsim": asyncsim.__version__, "simpy": simpy.__version__, "python": platform.python_version(),
                 "machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
                 "command": " ".join([os.path.basename(sys.executable), *sys.argv])}
         with open(args.json, "w") as f:
-            json.dump({"version": 1, "metadata": meta, "comparison": cmp, "big": big}, f, indent=2)
+            json.dump({"version": 1, "metadata": meta, "comparison": cmp, "big": big, "summary_only": summary}, f,
+                      indent=2)
     return 0
 
 

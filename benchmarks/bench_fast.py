@@ -10,7 +10,9 @@ Prints, all measured in this one run (median of --repeat, wall time; CPU time be
 * every shipped model × strategy the fast path accepts (`pool_fanout` under its own asyncio:100 and under
   asyncio, `cpu_etl` under processes:2, `rag_query` under processes:2): one `simulate` on each engine;
 * a sweep of pool_fanout over asyncio:10..100 with -r 20 (200 runs) on each engine;
-* 1M tasks of the workload on the fast path in a fresh subprocess: wall time and peak RSS.
+* 1M tasks of the workload on the fast path in a fresh subprocess: wall time and peak RSS;
+* and (unless --no-plan) bench_plan's capacity plans with fixed against adaptive replications (llm_batch,
+  rag_query), so that one run prints every figure of issue 16 but the engine's own (bench_engine.py).
 
 Figures only, nothing here fails on timing. The target of issue 16 is >= 20x the engine on eligible models.
 """
@@ -37,7 +39,8 @@ from asyncsim.sweep import load_raw, sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_engine import _peak_rss_mb, run_without_gc  # noqa: E402 - the sibling script, by path
+import bench_plan  # noqa: E402 - the sibling scripts, by path
+from bench_engine import _peak_rss_mb, run_without_gc  # noqa: E402
 
 SHIPPED = [("pool_fanout", None), ("pool_fanout", "asyncio"), ("cpu_etl", None), ("rag_query", "processes:2")]
 
@@ -166,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20k tasks, -r 5 sweep, a 100k big run")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each side (median reported)")
+    parser.add_argument("--no-plan", action="store_true", help="leave out bench_plan's fixed-vs-adaptive plans")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
@@ -175,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     shipped(max(args.repeat, 5))
     swept(5 if args.quick else 20)
     big(100_000 if args.quick else 1_000_000)
+    if not args.no_plan:
+        print("capacity plans, fixed against adaptive replications (benchmarks/bench_plan.py):")
+        bench_plan.main(["--quick"] if args.quick else [])
     return 0
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import math
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, cast
 
 import numpy as np
@@ -25,7 +25,7 @@ from ..rules.task import ACQUIRE, BLOCK, CPU_WORK, FORK, INLINE, IO_WAIT, RESUME
 from ..scenario import Node, Scenario
 from ..spec import Machine
 from ..strategies import Strategy
-from ..trace import K_ADMIT, K_CPU, K_RESUME, CallLog, RunOutput, TraceBuilder
+from ..trace import K_ADMIT, K_CPU, K_RESUME, CallLog, RunOutput, Trace, TraceBuilder
 
 __all__ = ["Engine"]
 from .cpu import JOIN, SOON, TIMER, Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
@@ -38,11 +38,11 @@ class Engine:
 
     MAIN_ON_LOOP = True  # on a loop, a main coroutine creates the tasks, each takes its FIFO slot itself (_admit)
 
-    def __init__(self, scenario: Scenario, machine: Machine) -> None:
+    def __init__(self, scenario: Scenario, machine: Machine, fold: Callable[[Trace], None] | None = None) -> None:
         self.sc = scenario
         self.machine = machine
         self.env = env = simpy.Environment()
-        self.trace = tb = TraceBuilder()
+        self.trace = tb = TraceBuilder(fold)  # a fold: a summary-only run, its records folded as they are made
         n = scenario.n_tasks
         self.arrival = np.full(n, math.nan)
         self.done = np.full(n, math.nan)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import ModelError
 from ..scenario import Scenario
 from ..spec import Machine
-from ..trace import RunOutput
+from ..trace import CHUNK, RunOutput, Trace
 from .engine import Engine
 from .fast import ENGINES, refusal, run_fast
 from .pipeline import PipelineEngine
@@ -16,12 +19,14 @@ __all__ = ["ENGINES", "run_scenario"]
 
 
 def run_scenario(scenario: Scenario, machine: Machine | None = None, *, max_sim_time: float | None = None,
-                 max_events: int | None = None, engine: str = "auto") -> RunOutput:
+                 max_events: int | None = None, engine: str = "auto",
+                 fold: Callable[[Trace], None] | None = None) -> RunOutput:
     """Execute a scenario under its strategy on `machine` (the workload's machine by default).
 
     `engine` (`ENGINES`): `auto` takes the fast path (`sim.fast`) where it gives the engine's results exactly,
     `des` always runs the discrete-event engine, `fast` insists on the fast path (`max_events` makes `auto` the
-    engine: the fast path has no events).
+    engine: the fast path has no events). `fold` makes it a summary-only run: each chunk of records goes to
+    `fold` and none is kept (the output's trace is empty; not for pipelines).
 
     Raises:
         DeadlockError: tasks wait on each other for ever (the message names who waits on what).
@@ -39,8 +44,17 @@ def run_scenario(scenario: Scenario, machine: Machine | None = None, *, max_sim_
             out = run_fast(scenario, machine)
             if max_sim_time is not None and out.done.size and float(np.nanmax(out.done)) > max_sim_time:
                 return Engine(scenario, machine).run(max_sim_time=max_sim_time)  # its error names the limit
+            if fold is not None:
+                for lo in range(0, len(out.trace), CHUNK):
+                    fold(out.trace.records(lo, lo + CHUNK))
+                out = replace(out, trace=out.trace.records(0, 0))
             return out
         if engine == "fast":
             raise ModelError(f"--engine fast: the fast path does not apply to {scenario.workload.name}: {why}")
-    des = (PipelineEngine if scenario.workload.stages is not None else Engine)(scenario, machine)
+    if scenario.workload.stages is not None:
+        if fold is not None:
+            raise ModelError("a summary-only run keeps no trace, and a pipeline's stage figures come from it")
+        des: Engine = PipelineEngine(scenario, machine)
+    else:
+        des = Engine(scenario, machine, fold)
     return des.run(max_sim_time=max_sim_time, max_events=max_events)
