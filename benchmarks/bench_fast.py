@@ -11,8 +11,9 @@ Prints, all measured in this one run (median of --repeat, wall time; CPU time be
   asyncio, `cpu_etl` under processes:2, `rag_query` under processes:2): one `simulate` on each engine;
 * a sweep of pool_fanout over asyncio:10..100 with -r 20 (200 runs) on each engine;
 * 1M tasks of the workload on the fast path in a fresh subprocess: wall time and peak RSS;
+* bench_engine's big run (1M tasks x 3 steps on the engine) keeping its trace and summary-only: peak RSS;
 * and (unless --no-plan) bench_plan's capacity plans with fixed against adaptive replications (llm_batch,
-  rag_query), so that one run prints every figure of issue 16 but the engine's own (bench_engine.py).
+  rag_query), so that one run prints every figure of issue 16.
 
 Figures only, nothing here fails on timing. The target of issue 16 is >= 20x the engine on eligible models.
 """
@@ -39,7 +40,8 @@ from asyncsim.sweep import load_raw, sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import bench_plan  # noqa: E402 - the sibling scripts, by path
+import bench_engine  # noqa: E402 - the sibling scripts, by path
+import bench_plan  # noqa: E402
 from bench_engine import _peak_rss_mb, run_without_gc  # noqa: E402
 
 SHIPPED = [("pool_fanout", None), ("pool_fanout", "asyncio"), ("cpu_etl", None), ("rag_query", "processes:2")]
@@ -156,6 +158,15 @@ def big(n_tasks: int) -> None:
           f"after imports), T_total {fig['t_total']:.3f} s")
 
 
+def memory(n_tasks: int) -> None:
+    """bench_engine's big run (cpu, io, cpu under asyncio:100, on the engine) keeping its trace and summary-only."""
+    kept, summary = bench_engine.big_run(n_tasks), bench_engine.big_run(n_tasks, summary_only=True)
+    print(f"memory: {n_tasks:,} tasks x 3 steps on the engine (bench_engine.py), fresh subprocesses: keeping the "
+          f"trace {kept['wall_s']:.1f} s, peak RSS {kept['peak_rss_mb']:.0f} MB; summary-only "
+          f"{summary['wall_s']:.1f} s, peak RSS {summary['peak_rss_mb']:.0f} MB (target <= 300 MB); T_total "
+          f"{'the same' if kept['t_total'] == summary['t_total'] else 'NOT the same'}")
+
+
 def _child(n_tasks: int) -> None:
     w = workload(n_tasks)
     before = _peak_rss_mb()
@@ -179,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     shipped(max(args.repeat, 5))
     swept(5 if args.quick else 20)
     big(100_000 if args.quick else 1_000_000)
+    memory(100_000 if args.quick else 1_000_000)
     if not args.no_plan:
         print("capacity plans, fixed against adaptive replications (benchmarks/bench_plan.py):")
         bench_plan.main(["--quick"] if args.quick else [])
