@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "reports" / "validation"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=float, default=None, help="max real seconds per run")
+    parser.add_argument("--target", type=float, default=None,
+                        help="real seconds each run is scaled to (default 2, 0.25 with --quick): time scale = "
+                             "target / predicted T_total, at most 1, at least the smallest scale this machine's "
+                             "timers honour with margin 3")
     parser.add_argument("--render", action="store_true", help="only rewrite the report from the saved results.json")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -36,21 +40,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {validation_report(saved['rows'], saved['skipped'], saved['meta'], out)}")
         return 0
     budget = args.budget or (2.0 if args.quick else 20.0)
+    # real seconds a run is scaled to, at most (never below the timers' floor)
+    target = min(budget, args.target or (0.25 if args.quick else 2.0))
     strategies = QUICK if args.quick else STRATEGIES
     profile = calibrate(repeats=1 if args.quick else 3)
     floor = profile.timer_floor_s()
     rows, skipped = [], []
     for path in sorted((ROOT / "models").glob("*.yaml")):
         workload = a.load(path)
-        scale = suggest_time_scale(workload, floor, margin=3.0)
+        smallest = suggest_time_scale(workload, floor, margin=3.0)
         for strategy in strategies:
             strat = a.parse_strategy(strategy)
-            machine = profile.machine_for(strat, workload.machine, time_scale=scale, emulated_waits=True)
+            machine = profile.machine_for(strat, workload.machine, time_scale=smallest, emulated_waits=True)
             try:
-                expected = a.simulate(workload, strategy=strat, seed=args.seed, machine=machine).t_total * scale
+                model_s = a.simulate(workload, strategy=strat, seed=args.seed, machine=machine).t_total
             except a.ModelError as exc:  # e.g. a pipeline, which runs on an event loop only
                 skipped.append({"model": workload.name, "strategy": strategy, "reason": str(exc).splitlines()[0]})
                 continue
+            # as little compression as the target allows: a run of a few real seconds, not of a few tens of
+            # milliseconds, whose start-up and timer jitter would be most of what is measured
+            scale = max(smallest, min(1.0, float(f"{target / model_s:.2g}"))) if model_s > 0 else smallest
+            expected = model_s * scale
             if expected > budget:
                 skipped.append({"model": workload.name, "strategy": strategy,
                                 "reason": f"about {expected:.0f} s of real time at time scale {scale:g}"})
