@@ -90,12 +90,6 @@ def refusal(scenario: Scenario, machine: Machine | None = None) -> str | None:
     return None
 
 
-def _has(node: Node, kind: int) -> bool:
-    """Whether `node` or a step inside it is of `kind`."""
-    return node.kind == kind or any(_has(n, kind) for n in node.body) or any(
-        _has(n, kind) for branch in node.branches for n in branch)
-
-
 def _stations(node: Node, capped: frozenset[str]) -> list[str]:
     """The queues `node` and the steps inside it pass (pools, and the `capped` services), by key."""
     out = [f"pool:{node.name}"] if node.kind == USE else []
