@@ -65,7 +65,6 @@ from .stats import (
 from .steady import Steady
 from .trace import (
     ADMISSION,
-    CHUNK,
     K_ADMIT,
     K_CALL,
     K_CPU,
@@ -314,8 +313,8 @@ class Fold:
 
     def feed(self, trace: Trace) -> Fold:
         """Fold a whole trace, chunk by chunk; returns self."""
-        for lo in range(0, len(trace), CHUNK):
-            self(trace.records(lo, lo + CHUNK))
+        for chunk in trace.chunks():
+            self(chunk)
         return self
 
     def __call__(self, chunk: Trace) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
@@ -193,6 +193,11 @@ class Trace:
         """Records lo..hi (views, no copy)."""
         return Trace(self.task[lo:hi], self.step[lo:hi], self.kind[lo:hi], self.resource[lo:hi], self.enqueue[lo:hi],
                      self.start[lo:hi], self.end[lo:hi], self.cpu_s[lo:hi], self.resources)
+
+    def chunks(self) -> Iterator[Trace]:
+        """The records in CHUNKs, in order: the pieces a summary-only run folds as a builder makes them."""
+        for lo in range(0, len(self), CHUNK):
+            yield self.records(lo, lo + CHUNK)
 
     def code(self, resource: ResourceId) -> int:
         """The code of `resource` in the `resource` column (-1 when no record names it)."""

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import ModelError
 from ..scenario import Scenario
 from ..spec import Machine
-from ..trace import CHUNK, RunOutput, Trace
+from ..trace import RunOutput, Trace
 from .engine import Engine
 from .fast import ENGINES, refusal, run_fast
 from .pipeline import PipelineEngine
@@ -45,8 +45,8 @@ def run_scenario(scenario: Scenario, machine: Machine | None = None, *, max_sim_
             if max_sim_time is not None and out.done.size and float(np.nanmax(out.done)) > max_sim_time:
                 return Engine(scenario, machine).run(max_sim_time=max_sim_time)  # its error names the limit
             if fold is not None:
-                for lo in range(0, len(out.trace), CHUNK):
-                    fold(out.trace.records(lo, lo + CHUNK))
+                for chunk in out.trace.chunks():
+                    fold(chunk)
                 out = replace(out, trace=out.trace.records(0, 0))
             return out
         if engine == "fast":
