@@ -31,7 +31,7 @@ from ..spec import Machine
 from ..trace import K_ADMIT, K_CALL, K_CPU, K_IO, K_USE, CallTable, ResourceId, RunOutput, Trace
 from .resources import capacities
 
-__all__ = ["ENGINES", "refusal", "run_fast"]
+__all__ = ["ENGINES", "fast_plan", "refusal", "run_fast"]
 
 ENGINES = ("auto", "des", "fast")
 """`auto`: the fast path where it is exact, else the discrete-event engine; `des`, `fast`: that one."""
@@ -45,6 +45,12 @@ _OVERHEADS = ("loop_step_s", "task_create_s", "thread_switch_s", "thread_start_s
 
 def refusal(scenario: Scenario, machine: Machine | None = None) -> str | None:
     """Why `scenario` needs the discrete-event engine (None: the fast path computes it exactly)."""
+    plan = fast_plan(scenario, machine)
+    return plan if isinstance(plan, str) else None
+
+
+def fast_plan(scenario: Scenario, machine: Machine | None = None) -> _Plan | str:
+    """The fast path's plan of `scenario` (for `run_fast`), or why it needs the discrete-event engine."""
     w, strategy = scenario.workload, scenario.strategy
     m = machine or w.machine
     if w.stages is not None:
@@ -84,10 +90,7 @@ def refusal(scenario: Scenario, machine: Machine | None = None) -> str | None:
                     return f"pool {node.name} holds a capped service or another pool: nested queues"
             if node.kind == PAR and any(_stations(n, capped) for branch in node.branches for n in branch):
                 return f"parallel branches ({at}) queue for a capped service or a pool"
-    plan = _Plan.of(scenario)
-    if isinstance(plan, str):
-        return plan
-    return None
+    return _Plan.of(scenario)
 
 
 def _stations(node: Node, capped: frozenset[str]) -> list[str]:
@@ -316,17 +319,17 @@ class _Walk:
         self.failed_at.append((task, now, node.name))
 
 
-def run_fast(scenario: Scenario, machine: Machine | None = None) -> RunOutput:
-    """Execute `scenario` on the fast path (see the module docstring); the engine's output, exactly.
+def run_fast(scenario: Scenario, machine: Machine | None = None, plan: _Plan | None = None) -> RunOutput:
+    """Execute `scenario` on the fast path (see the module docstring); the engine's output, exactly. `plan` is
+    `fast_plan`'s, when the caller has it already.
 
     Raises:
         ValueError: when the fast path does not apply (`refusal` says why).
     """
-    why = refusal(scenario, machine)
-    if why is not None:
-        raise ValueError(f"the fast path does not apply: {why}")
-    plan = _Plan.of(scenario)
-    assert isinstance(plan, _Plan)
+    checked = plan if plan is not None else fast_plan(scenario, machine)
+    if isinstance(checked, str):
+        raise ValueError(f"the fast path does not apply: {checked}")
+    plan = checked
     sc, w = scenario, scenario.workload
     m = machine or w.machine
     strategy = sc.strategy

@@ -12,7 +12,7 @@ from ..scenario import Scenario
 from ..spec import Machine
 from ..trace import RunOutput, Trace
 from .engine import Engine
-from .fast import ENGINES, refusal, run_fast
+from .fast import ENGINES, fast_plan, run_fast
 from .pipeline import PipelineEngine
 
 __all__ = ["ENGINES", "run_scenario"]
@@ -39,9 +39,9 @@ def run_scenario(scenario: Scenario, machine: Machine | None = None, *, max_sim_
     if engine != "des":
         if engine not in ENGINES:
             raise ModelError(f"engine must be one of {', '.join(ENGINES)}: {engine!r}")
-        why = refusal(scenario, machine)
-        if why is None:
-            out = run_fast(scenario, machine)
+        plan = fast_plan(scenario, machine)  # checked once: run_fast takes the plan
+        if not isinstance(plan, str):
+            out = run_fast(scenario, machine, plan)
             if max_sim_time is not None and out.done.size and float(np.nanmax(out.done)) > max_sim_time:
                 return Engine(scenario, machine).run(max_sim_time=max_sim_time)  # its error names the limit
             if fold is not None:
@@ -50,7 +50,7 @@ def run_scenario(scenario: Scenario, machine: Machine | None = None, *, max_sim_
                 out = replace(out, trace=out.trace.records(0, 0))
             return out
         if engine == "fast":
-            raise ModelError(f"--engine fast: the fast path does not apply to {scenario.workload.name}: {why}")
+            raise ModelError(f"--engine fast: the fast path does not apply to {scenario.workload.name}: {plan}")
     if scenario.workload.stages is not None:
         if fold is not None:
             raise ModelError("a summary-only run keeps no trace, and a pipeline's stage figures come from it")
