@@ -332,6 +332,11 @@ def print_validations(results: Sequence[Validation], title: str, out: Console) -
         table.add_section()
     out.print(table)
     for v in results:
+        if not v.steady:
+            assert v.cpu_speed is not None  # a run without CPU is steady
+            out.print(f"[yellow]{v.strategy}: the CPU steps ran {abs(v.cpu_speed - 1):.0%} "
+                      f"{'faster' if v.cpu_speed > 1 else 'slower'} than the rate measured before the run: the "
+                      f"machine's speed moved, and the nominal error carries it (the replay does not)[/]")
         if v.interrupted:
             out.print(f"[yellow]{v.strategy}: interrupted — the figures cover what was measured before Ctrl-C[/]")
         if v.errors_by_task:

@@ -29,6 +29,7 @@ from .curves import Crossover, crossovers
 from .ranking import best_point, complete, lost_text, ranked, speedups
 from .results import Result
 from .states import STATES
+from .validate import NOMINAL_TARGET, STEADY_SPEED
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -124,7 +125,7 @@ def validation_report(rows: list[dict[str, Any]], skipped: list[dict[str, Any]],
     """Write report.md and predicted_vs_measured.png for a validation run; returns the report's path.
 
     Each row: model, strategy, time_scale, predicted, replayed, measured (T_total, model s),
-    error, replay_error, concurrency_error (relative).
+    error, replay_error, concurrency_error (relative), and cpu_speed (`validate.cpu_speed`; None without CPU).
     """
     out = Path(out_dir)
     errs = sorted(abs(r["replay_error"]) for r in rows)
@@ -142,21 +143,23 @@ def validation_report(rows: list[dict[str, Any]], skipped: list[dict[str, Any]],
         f"{median * 100:.1f}%, worst {_pct(worst['replay_error']) if worst else '-'} for "
         f"{worst['model'] + ' / ' + worst['strategy'] if worst else '-'})"
         + (f", and in {whole_within} of the {len(whole)} runs that lose no task" if len(whole) < len(rows) else "")
-        + "; the nominal prediction, which also carries this machine's CPU speed drift, is shown beside it.",
+        + "; the nominal prediction, which also carries this machine's CPU speed drift, is shown beside it"
+        + _nominal_summary(rows) + ".",
         "",
         f"Command: `{meta['command']}` · seed {meta.get('seed', 0)} · asyncsim {meta['asyncsim']} · "
         f"Python {meta['python']} · {meta['platform']} · {meta['cpu_count']} CPUs · {meta['created']}",
         "",
         "![predicted vs measured](predicted_vs_measured.png)",
         "",
-        "| model | strategy | time scale | predicted | replayed | measured | error | replay error | "
+        "| model | strategy | time scale | CPU speed | predicted | replayed | measured | error | replay error | "
         "mean-concurrency error (replay) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         flag = " ⚠" if abs(r["replay_error"]) > 0.05 else ""
         lines.append(
-            f"| {r['model']} | {r['strategy']} | {r['time_scale']:g} | {r['predicted']:.4g} s | "
+            f"| {r['model']} | {r['strategy']} | {r['time_scale']:g} | {_speed(r.get('cpu_speed'))} | "
+            f"{r['predicted']:.4g} s | "
             f"{r['replayed']:.4g} s | {r['measured']:.4g} s | {_pct(r['error'])} | {_pct(r['replay_error'])}{flag} | "
             f"{_pct(r['concurrency_error'])} |"
         )
@@ -181,11 +184,32 @@ def validation_report(rows: list[dict[str, Any]], skipped: list[dict[str, Any]],
     lines += [
         "", "Errors are (predicted − measured) / measured, in model seconds (real seconds / time scale). ",
         "T_total is from the first arrival to the last completion. Predictions use this machine's calibrated "
-        "overheads (`asyncsim calibrate`), converted to model time at each run's time scale.", "",
+        "overheads (`asyncsim calibrate`), converted to model time at each run's time scale. ",
+        f"CPU speed: how fast the run's CPU steps ran against the rate measured just before it (1.10: 10% faster; "
+        f"`validate.cpu_speed`); a run off by more than {STEADY_SPEED:.0%} (*) was measured again and the "
+        f"steadiest of its runs kept. Its nominal error is mostly the machine's speed, not the "
+        f"model's: the replay takes each step's CPU time from the run instead.", "",
     ]
     if rows:
         write_atomic(out / "predicted_vs_measured.png", _scatter(rows))
     return write_atomic(out / "report.md", "\n".join(lines))
+
+
+def _speed(speed: float | None) -> str:
+    if speed is None:
+        return "-"
+    return f"{speed:.2f}" + (" *" if abs(speed - 1) > STEADY_SPEED else "")
+
+
+def _nominal_summary(rows: list[dict[str, Any]]) -> str:
+    """`; within 8% in k of n runs whose CPU held its speed`, for rows that carry a CPU speed."""
+    steady = [r for r in rows if "cpu_speed" in r and (r["cpu_speed"] is None
+                                                        or abs(r["cpu_speed"] - 1) <= STEADY_SPEED)]
+    if not steady:
+        return ""
+    within = sum(abs(r["error"]) <= NOMINAL_TARGET for r in steady)
+    return (f": within {NOMINAL_TARGET:.0%} in {within} of the {len(steady)} runs whose CPU held the rate it was "
+            f"calibrated at (within {STEADY_SPEED:.0%}; no CPU step counts as held)")
 
 
 # ------------------------------------------------------------------------------------------- data

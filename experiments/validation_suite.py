@@ -13,13 +13,26 @@ from pathlib import Path
 
 import asyncsim as a
 from asyncsim._io import write_atomic
+from asyncsim.profile import MachineProfile
 from asyncsim.real.calibrate import calibrate
 from asyncsim.report import metadata, validation_report
-from asyncsim.validate import suggest_time_scale, validate
+from asyncsim.validate import Validation, suggest_time_scale, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 STRATEGIES = ["sequential", "threads:8", "processes:2", "asyncio", "asyncio:20", "asyncio:20+processes:2"]
 QUICK = ["threads:8", "asyncio:20"]
+# runs of one model x strategy at most, while its CPU does not hold the calibrated rate (validate.STEADY_SPEED)
+SPEED_ATTEMPTS = 3
+
+
+def steadiest(workload: a.Workload, strategy: a.Strategy, seed: int, scale: float, profile: MachineProfile
+              ) -> Validation:
+    """Validate once, and again (up to SPEED_ATTEMPTS runs) while the run's CPU did not hold the rate it was
+    calibrated at: the run whose CPU speed was nearest it is kept (its nominal error is the model's)."""
+    runs: list[Validation] = []
+    while len(runs) < SPEED_ATTEMPTS and (not runs or not runs[-1].steady):
+        runs.append(validate(workload, strategy=strategy, seed=seed, time_scale=scale, profile=profile))
+    return min(runs, key=lambda v: abs((v.cpu_speed or 1.0) - 1))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "reason": f"about {expected:.0f} s of real time at time scale {scale:g}"})
                 continue
             try:
-                v = validate(workload, strategy=strat, seed=args.seed, time_scale=scale, profile=profile)
+                v = steadiest(workload, strat, args.seed, scale, profile)
             except a.ModelError as exc:  # e.g. a policy the real runner cannot apply between processes
                 skipped.append({"model": workload.name, "strategy": strategy, "reason": str(exc).splitlines()[0]})
                 continue
@@ -75,9 +88,12 @@ def main(argv: list[str] | None = None) -> int:
                          "measured": v.measured.t_total, "error": v.error["t_total"],
                          "replay_error": v.replay_error["t_total"],
                          "concurrency_error": v.replay_error["concurrency_mean"],
+                         "cpu_speed": v.cpu_speed,
                          "tasks": v.measured.tasks, "failed_replayed": v.replayed.failed,
                          "failed_measured": v.measured.failed})
-            print(f"{workload.name:12s} {strategy:24s} replay error {v.replay_error['t_total']:+.1%}", flush=True)
+            speed = "" if v.cpu_speed is None else f"  CPU speed {v.cpu_speed:.2f}"
+            print(f"{workload.name:12s} {strategy:24s} replay error {v.replay_error['t_total']:+.1%}  nominal "
+                  f"{v.error['t_total']:+.1%}{speed}", flush=True)
     meta = metadata(["python", "experiments/validation_suite.py", *(argv if argv is not None else sys.argv[1:])],
                     seed=args.seed, profile=profile.model_dump())
     write_atomic(out / "results.json", json.dumps({"meta": meta, "rows": rows, "skipped": skipped}, indent=1))

@@ -22,6 +22,7 @@ from asyncsim.cli import main
 from .conftest import MODELS, ROOT
 
 WEB = str(ROOT / "models" / "web_fetch.yaml")
+ETL = str(ROOT / "models" / "cpu_etl.yaml")
 # every task fails: no latency exists, so the figures are NaN in memory and must be null in JSON
 ALL_FAIL = "arrivals: {batch: 3}\ntask: [{call: api}]\n" \
            "services: {api: {latency: 0.1, failures: {server_error: 1.0}, retry: {policy: none}}}\n"
@@ -114,6 +115,33 @@ def test_validate_json_and_out_file_are_strict_json(capsys, tmp_path, monkeypatc
     assert printed == saved
     assert saved["error"]["latency_p50"] is None  # relative to a measured latency that does not exist
     assert saved["measured"]["null_reason"] == {"latency": "no task completed"}
+
+
+def test_validate_says_when_the_machine_speed_moved_during_the_run(capsys, tmp_path, monkeypatch):
+    """A run whose CPU ran 20% slower than calibrated: the table is followed by a line saying so."""
+    from asyncsim.profile import LoopProfile, MachineProfile
+
+    module = importlib.import_module("asyncsim.validate")
+    profile = tmp_path / "profile.json"
+    loop = LoopProfile(loop_step_s=0, sleep_overshoot_s=0, task_create_s=0, timer_floor_s=0)
+    MachineProfile(cpu_rate=1e7, loops={"asyncio": loop}, thread_sleep_overshoot_s=0, thread_switch_s=0,
+                   process_dispatch_s=0).save(profile)
+
+    def fake_validate(workload, *, strategy, seed, time_scale, profile, loop, **_):
+        run = a.simulate(workload, strategy=strategy, seed=seed)
+        speed = 0.8 if str(strategy) == "sequential" else 1.03
+        return module.Validation(workload.name, str(strategy), time_scale, loop, run, run, run, cpu_speed=speed)
+
+    monkeypatch.setattr(module, "validate", fake_validate)
+    assert main(["validate", ETL, "--strategies", "sequential,asyncio", "--machine-profile", str(profile),
+                 "--time-scale", "1"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("sequential: the CPU steps ran 20% slower than the rate measured before the run: the machine's speed "
+            "moved, and the nominal error carries it (the replay does not)") in text
+    assert "asyncio: the CPU steps ran" not in text  # 3% off: it held its speed
+    assert main(["validate", ETL, "--strategy", "sequential", "--machine-profile", str(profile), "--time-scale", "1",
+                 "--json"]) == 0
+    assert _strict_loads(capsys.readouterr().out)["cpu_speed"] == 0.8
 
 
 def test_calibrate_json_and_profile_file_are_strict_json(capsys, tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from asyncsim import _json
 from asyncsim._saved import read_saved
 from asyncsim.cli import main
 from asyncsim.metrics import STATES
-from asyncsim.report import concurrency_figure, detail, report
+from asyncsim.report import concurrency_figure, detail, report, validation_report
 from asyncsim.results import Result
 from asyncsim.validate import Validation
 
@@ -165,6 +165,21 @@ def test_the_validation_suite_results_are_rendered_as_its_report(tmp_path, capsy
     shutil.copy(ROOT / "reports" / "validation" / "results.json", tmp_path / "results.json")
     text = _report(capsys, tmp_path / "results.json", tmp_path / "r")
     assert text.startswith("# Validation: does asyncsim predict real runs?")
+
+
+def test_the_validation_report_judges_the_nominal_error_on_runs_that_held_their_cpu_speed(tmp_path):
+    row = {"model": "m", "time_scale": 1.0, "predicted": 1.0, "replayed": 1.0, "measured": 1.0, "replay_error": 0.01,
+           "concurrency_error": 0.0, "tasks": 10, "failed_replayed": 0, "failed_measured": 0}
+    rows = [{**row, "strategy": "asyncio", "error": 0.03, "cpu_speed": 1.02},  # held, within 8%
+            {**row, "strategy": "threads:8", "error": 0.12, "cpu_speed": 1.04},  # held, off by 12%
+            {**row, "strategy": "processes:2", "error": -0.2, "cpu_speed": 0.8},  # the machine slowed: not judged
+            {**row, "strategy": "asyncio:20", "error": 0.0, "cpu_speed": None}]  # no CPU step: held
+    meta = {"command": "x", "asyncsim": "0", "python": "3.11", "platform": "p", "cpu_count": 2, "created": "now"}
+    text = validation_report(rows, [], meta, tmp_path).read_text()
+    assert "nominal prediction, which also carries this machine's CPU speed drift, is shown beside it: within 8% " \
+           "in 2 of the 3 runs whose CPU held the rate it was calibrated at" in text
+    assert "| m | processes:2 | 1 | 0.80 * | 1 s |" in text
+    assert "| m | asyncio:20 | 1 | - | 1 s |" in text
 
 
 def test_a_state_added_to_the_series_is_drawn_without_code_changes():

@@ -13,7 +13,7 @@ from asyncsim.metrics import compute_result
 from asyncsim.real import CpuWork, measure_rate, run_real
 from asyncsim.real.run import Run
 from asyncsim.sim import run_scenario
-from asyncsim.validate import check_time_scale, replay_scenario
+from asyncsim.validate import check_time_scale, cpu_speed, replay_scenario
 
 from .conftest import validated
 
@@ -116,6 +116,18 @@ def test_replay_takes_the_measured_cpu_durations(mixed):
     assert np.allclose(replayed.durations[0][:, cpu_nodes], 2 * sc.durations[0][:, cpu_nodes])
     other = [n.id for n in sc.programs[0].nodes if n.kind != 0]
     assert np.array_equal(replayed.durations[0][:, other], sc.durations[0][:, other])
+
+
+def test_cpu_speed_is_the_nominal_cpu_over_what_it_took(mixed):
+    sc = a.build_scenario(mixed, seed=1, strategy="asyncio")
+    out = run_scenario(sc)  # the simulator charges every CPU step its nominal duration
+    assert cpu_speed(sc, out) == pytest.approx(1.0, rel=1e-12)
+    doubled = out.trace.cpu_s.copy()
+    doubled[out.trace.kind == 0] *= 2
+    slow = type(out)(**{**out.__dict__, "trace": type(out.trace)(**{**out.trace.__dict__, "cpu_s": doubled})})
+    assert cpu_speed(sc, slow) == pytest.approx(0.5, rel=1e-12)
+    io_only = a.build_scenario(a.Workload(name="w", arrivals=a.Batch(count=3), task=(a.io(0.01),)), seed=0)
+    assert cpu_speed(io_only, run_scenario(io_only)) is None
 
 
 def test_time_scale_below_the_timer_floor_is_refused():
