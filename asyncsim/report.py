@@ -29,7 +29,7 @@ from .curves import Crossover, crossovers
 from .ranking import best_point, complete, lost_text, ranked, speedups
 from .results import Result
 from .states import STATES
-from .validate import NOMINAL_TARGET, STEADY_SPEED
+from .validate import MIN_TIMED_CPU_S, NOMINAL_TARGET, STEADY_SPEED
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -186,7 +186,8 @@ def validation_report(rows: list[dict[str, Any]], skipped: list[dict[str, Any]],
         "T_total is from the first arrival to the last completion. Predictions use this machine's calibrated "
         "overheads (`asyncsim calibrate`), converted to model time at each run's time scale. ",
         f"CPU speed: how fast the run's CPU steps ran against the rate measured just before it (1.10: 10% faster; "
-        f"`validate.cpu_speed`); a run off by more than {STEADY_SPEED:.0%} (*) was measured again and the "
+        f"`validate.cpu_speed`; '-': no CPU step of at least {MIN_TIMED_CPU_S * 1e6:.0f} µs of real time to time); a "
+        f"run off by more than {STEADY_SPEED:.0%} (*) was measured again and the "
         f"steadiest of its runs kept. Its nominal error is mostly the machine's speed, not the "
         f"model's: the replay takes each step's CPU time from the run instead.", "",
     ]
@@ -209,7 +210,7 @@ def _nominal_summary(rows: list[dict[str, Any]]) -> str:
         return ""
     within = sum(abs(r["error"]) <= NOMINAL_TARGET for r in steady)
     return (f": within {NOMINAL_TARGET:.0%} in {within} of the {len(steady)} runs whose CPU held the rate it was "
-            f"calibrated at (within {STEADY_SPEED:.0%}; no CPU step counts as held)")
+            f"calibrated at (within {STEADY_SPEED:.0%}; a run with no CPU step long enough to time counts as held)")
 
 
 # ------------------------------------------------------------------------------------------- data

@@ -37,9 +37,9 @@ from .spec import Workload
 from .strategies import Strategy, parse_strategy
 from .trace import K_CPU, RunOutput
 
-__all__ = ["ERROR_KEYS", "NOMINAL_TARGET", "STEADY_SPEED", "HttpValidation", "Outcome", "ScaleCheck", "ScaleChoice",
-           "Validation", "check_scale", "check_time_scale", "choose_time_scale", "cpu_speed", "suggest_time_scale",
-           "validate", "validate_http"]
+__all__ = ["ERROR_KEYS", "MIN_TIMED_CPU_S", "NOMINAL_TARGET", "STEADY_SPEED", "HttpValidation", "Outcome",
+           "ScaleCheck", "ScaleChoice", "Validation", "check_scale", "check_time_scale", "choose_time_scale",
+           "cpu_speed", "suggest_time_scale", "validate", "validate_http"]
 
 ERROR_KEYS = ("t_total", "throughput", "concurrency_mean", "latency_p50", "latency_p95")
 # counts of failed tasks, 429s and retries match when within max(1, COUNT_TOLERANCE × the nominal count): the
@@ -50,6 +50,9 @@ BINDING_TIE = 0.05
 # a run whose CPU steps ran within this share of the calibrated rate held the machine's speed: its nominal error
 # is the model's (measured here: the busy loop's speed moves by up to ±10% between 100 ms windows on this host)
 STEADY_SPEED = 0.05
+# a real CPU step shorter than this is not timed for `cpu_speed`: a few microseconds of calls and clock reads
+# (thread_time is a system call) would be most of it
+MIN_TIMED_CPU_S = 100e-6
 # the nominal prediction's target on such a run (issue 12's acceptance: 5% replayed, 8% nominal)
 NOMINAL_TARGET = 0.08
 # `auto` starts where the timers' cost per wait is at most 1/TIMER_MARGIN of the shortest mean wait
@@ -387,13 +390,16 @@ def replay_scenario(scenario: Scenario, measured: RunOutput) -> Scenario:
     return replayed
 
 
-def cpu_speed(scenario: Scenario, measured: RunOutput) -> float | None:
+def cpu_speed(scenario: Scenario, measured: RunOutput, time_scale: float = 1.0) -> float | None:
     """How fast the real run's CPU steps ran against the rate they were sized with: their nominal seconds over the
-    CPU seconds they took (1.1: 10% faster than calibrated). None when no CPU step ran."""
+    CPU seconds they took (1.1: 10% faster than calibrated). Only steps of at least MIN_TIMED_CPU_S of real time
+    count (a shorter one measures the cost of a call and two clock reads); None when there was no such step."""
     nominal = took = 0.0
     for t, rows, steps, cpu_s in _measured_cpu(scenario, measured):
-        nominal += float(scenario.durations[t][rows, steps].sum())
-        took += float(cpu_s.sum())
+        planned = scenario.durations[t][rows, steps]
+        timed = planned * time_scale >= MIN_TIMED_CPU_S
+        nominal += float(planned[timed].sum())
+        took += float(cpu_s[timed].sum())
     return nominal / took if took > 0 else None
 
 
@@ -417,7 +423,7 @@ def validate(workload: Workload, *, strategy: Strategy | str | None = None, seed
     replayed = simulate(replay_scenario(scenario, out), machine=machine)
     return Validation(workload.name, str(strat), time_scale, loop, predicted, measured, replayed,
                       interrupted=out.interrupted, errors_by_task=out.errors or None, scale_check=scale_check,
-                      cpu_speed=cpu_speed(scenario, out))
+                      cpu_speed=cpu_speed(scenario, out, time_scale))
 
 
 # ------------------------------------------------------------------------ a real client over HTTP

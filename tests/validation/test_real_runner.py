@@ -119,13 +119,19 @@ def test_replay_takes_the_measured_cpu_durations(mixed):
 
 
 def test_cpu_speed_is_the_nominal_cpu_over_what_it_took(mixed):
-    sc = a.build_scenario(mixed, seed=1, strategy="asyncio")
+    sc = a.build_scenario(mixed, seed=1, strategy="asyncio")  # CPU steps of 2 ms and 1 ms
     out = run_scenario(sc)  # the simulator charges every CPU step its nominal duration
     assert cpu_speed(sc, out) == pytest.approx(1.0, rel=1e-12)
-    doubled = out.trace.cpu_s.copy()
-    doubled[out.trace.kind == 0] *= 2
-    slow = type(out)(**{**out.__dict__, "trace": type(out.trace)(**{**out.trace.__dict__, "cpu_s": doubled})})
-    assert cpu_speed(sc, slow) == pytest.approx(0.5, rel=1e-12)
+    cpu = out.trace.kind == 0
+    slower = out.trace.cpu_s.copy()
+    slower[cpu & (slower > 0.0015)] *= 2  # the 2 ms steps took twice as long
+    slow = type(out)(**{**out.__dict__, "trace": type(out.trace)(**{**out.trace.__dict__, "cpu_s": slower})})
+    n2 = int((cpu & (out.trace.cpu_s > 0.0015)).sum())
+    n1 = int(cpu.sum()) - n2
+    assert cpu_speed(sc, slow) == pytest.approx((2 * n2 + n1) / (4 * n2 + n1), rel=1e-12)
+    # at time scale 0.06 the 1 ms steps last 60 µs of real time, too short to time: only the 2 ms ones count
+    assert cpu_speed(sc, slow, time_scale=0.06) == pytest.approx(0.5, rel=1e-12)
+    assert cpu_speed(sc, slow, time_scale=0.001) is None
     io_only = a.build_scenario(a.Workload(name="w", arrivals=a.Batch(count=3), task=(a.io(0.01),)), seed=0)
     assert cpu_speed(io_only, run_scenario(io_only)) is None
 
