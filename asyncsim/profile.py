@@ -58,6 +58,8 @@ class MachineProfile(Frozen):
     process_submit_s: float | None = Field(None, ge=0)  # run_in_executor() to the worker starting the job
     process_return_s: float | None = Field(None, ge=0)  # the worker ending it to the coroutine running
     process_start_s: float = Field(0.0, ge=0)  # per worker, starting a pool (0 in profiles made before)
+    # how much later the loop's thread wakes while a process pool keeps every core busy (0 in profiles made before)
+    busy_wake_s: float = Field(0.0, ge=0)
     # CPU seconds per request of a client library on its calling thread (`calibrate --client NAME`), by package
     client_cpu_s: dict[str, float] = Field(default_factory=dict)
 
@@ -102,6 +104,7 @@ class MachineProfile(Frozen):
             process_dispatch_s=self._dispatch(uses_loop) / s if dispatching else 0.0,
             process_return_s=(self.process_return_s or 0.0) / s if dispatching and uses_loop else 0.0,
             process_start_s=self.process_start_s / s if dispatching else 0.0,
+            busy_wake_s=self.busy_wake_s / s if dispatching and uses_loop else 0.0,
         )
 
     def _dispatch(self, from_loop: bool) -> float:

@@ -354,6 +354,10 @@ class Machine(Frozen):
     # per worker, to start a process pool: at its first submit the caller forks the workers one after another
     # (ProcessPoolExecutor._launch_processes) and blocks meanwhile; a user's T_total includes it
     process_start_s: float = Field(0.0, ge=0)
+    # how much later a thread of the parent wakes (the event loop from select(), the pool's management thread
+    # for a result) while every core runs a pool worker's job: it waits for a core, and for the GIL its other
+    # threads hold (mean; most wake-ups are on time, some a time slice late)
+    busy_wake_s: float = Field(0.0, ge=0)
     sleep_overshoot_s: float = Field(0.0, ge=0)
     timer_granularity_s: float = Field(0.0, ge=0)
 

@@ -395,6 +395,30 @@ def test_an_offloaded_result_travels_back_while_the_worker_takes_the_next_job():
     assert r.done.tolist() == pytest.approx([0.015, 0.027], **EXACT)
 
 
+@pytest.mark.parametrize(("cores", "done"), [(1, 0.0125), (2, 0.012)])
+def test_the_management_thread_wakes_late_for_a_result_while_every_core_runs_a_job(cores, done):
+    # processes:1, submit 1 ms, cpu 10 ms, return 1 ms; on 1 core the worker's job holds it as it ends, so the
+    # management thread wakes 0.5 ms late for the result: 1 + 10 + 0.5 + 1. On 2 cores a core was free: on time.
+    w = a.Workload(arrivals=a.Batch(count=1), task=(a.cpu(0.01),),
+                   machine=a.Machine(cores=cores, process_dispatch_s=0.001, process_return_s=0.001,
+                                     busy_wake_s=0.0005))
+    assert a.simulate(w, strategy="asyncio+processes:1").done.tolist() == pytest.approx([done], **EXACT)
+
+
+def test_the_idle_loop_wakes_late_while_every_core_runs_a_job():
+    # 1 core, processes:1. One task sends 10 ms of CPU to the worker; the other waits 2 ms on the loop, whose
+    # thread wakes 0.5 ms late while the worker's job holds the core: done at 2.5 ms. The first one's result
+    # comes back when no job runs: on time, at 10 ms.
+    w = a.Workload(arrivals=a.Batch(count=2), machine=a.Machine(cores=1, busy_wake_s=0.0005), tasks=(
+        a.TaskType(name="offload", steps=(a.cpu(0.01),)), a.TaskType(name="wait", steps=(a.io(0.002),))))
+    r = a.simulate(w, strategy="asyncio+processes:1", seed=2)
+    assert [r.type_names[k] for k in r.task_type] == ["offload", "wait"]
+    assert r.done.tolist() == pytest.approx([0.01, 0.0025], **EXACT)
+    idle = a.simulate(w.evolve(machine=a.Machine(cores=2, busy_wake_s=0.0005)), strategy="asyncio+processes:1",
+                      seed=2)
+    assert idle.done.tolist() == pytest.approx([0.01, 0.002], **EXACT)
+
+
 def test_the_parents_side_of_an_offload_shares_the_cores_with_the_workers():
     # 1 core, processes:1, legs of 1 ms of the parent's CPU each (the pool's threads need a core too)
     w = a.Workload(arrivals=a.Batch(count=2), task=(a.cpu(0.01),),

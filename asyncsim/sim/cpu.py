@@ -264,6 +264,8 @@ class Loop:
         self.todo = 0  # handles of this iteration not yet run
         self.first: Callable[[int], None] | None = None  # runs task i's first step, for `call(i, ...)`
         self.on_due: dict[simpy.Event, Callable[[], None]] = {}  # run when a timer's handle runs (`acquire`)
+        # how late the idle loop's thread wakes from select() now (None: on time, the ideal machine)
+        self.wake_delay: Callable[[], float] | None = None
         # fires once everything else at its instant has happened: scheduled at priority 2, after NORMAL (1), as
         # SimPy orders events by (time, priority, id); one event object, rescheduled (one settle is due at most)
         self._settled = settled = simpy.Event(env)
@@ -281,7 +283,7 @@ class Loop:
         else:
             self.ready.append((event, wake))
         if not self.busy and not self.turning:
-            self._settle()
+            self._wake()
         return event
 
     def hasten(self, event: simpy.Event) -> bool:
@@ -303,12 +305,25 @@ class Loop:
         else:
             self.ready.append((task, wake))  # type: ignore[arg-type]
         if not self.busy and not self.turning:
-            self._settle()
+            self._wake()
 
     def release(self) -> None:
         """The running coroutine suspends: the iteration's next handle runs."""
         self.busy = False
         self._settle()  # what it did at this instant (wake-ups, new tasks) is queued before the next one runs
+
+    def _wake(self) -> None:
+        """The idle loop is woken: it turns once its thread runs, late by `wake_delay` (what is woken meanwhile
+        joins the same iteration)."""
+        delay = self.wake_delay() if self.wake_delay is not None else 0.0
+        if delay <= 0:
+            self._settle()
+            return
+        self.turning = True
+        self.env.timeout(delay).callbacks.append(self._woken)
+
+    def _woken(self, _event: simpy.Event) -> None:
+        self._settle()
 
     def _settle(self) -> None:
         self.turning = True

@@ -69,6 +69,8 @@ class Engine:
         self.dispatch = 0.0  # per task sent to a worker process (processes:N)
         self.offload_dispatch = 0.0  # per CPU step sent to an executor process (asyncio+processes:N)
         self.offload_return = 0.0  # per CPU step, from the process ending it to the coroutine's wake-up
+        self.busy_wake = 0.0  # a parent thread's wake-up while every core runs a worker's job (Machine.busy_wake_s)
+        self.jobs_computing = 0  # offloaded CPU steps computing in the executor's worker processes now
         self.pool_start = 0.0  # starting the workers' pool (processes:N; workers x process_start_s), first submit
         self.offload_start = 0.0  # the same for the executor's pool (asyncio+processes:N), held by the loop
         self.pool_startup: float | None = None  # how long it takes (None: no process pool), for the output
@@ -130,6 +132,9 @@ class Engine:
                     self.offload_dispatch = m.process_dispatch_s
                     self.offload_start = self.pool_startup = off.workers * m.process_start_s
                     self.offload_return = m.process_return_s
+                    if m.busy_wake_s > 0:
+                        self.busy_wake = m.busy_wake_s
+                        self.loop.wake_delay = self._busy_wake
                     # the parent's side of each round trip (pickling, the pool's threads) computes too
                     runners = off.workers + (1 if m.loop_step_s > 0 or m.process_dispatch_s > 0 else 0)
             self.cores = Cores(env, m.cores, shared=runners > m.cores)
@@ -710,6 +715,8 @@ class Engine:
         else:
             thread = workers.popleft()
         if self.offload_dispatch:  # pickling and IPC, mostly the parent's CPU (its threads share the cores)
+            if (late := self._busy_wake()) > 0:  # the management thread wakes for the job
+                yield env.timeout(late)
             yield from compute(env, self.cores, SimThread(None), self.offload_dispatch)
         started = env.now
         gil = thread.gil
@@ -717,7 +724,10 @@ class Engine:
             event = gil.acquire(thread)
             if event is not None:
                 yield event
+        self.jobs_computing += 1
         yield from compute(env, self.cores, thread, work)
+        late = self._busy_wake()  # whether every core was running a job as this one ended
+        self.jobs_computing -= 1
         if gil is not None and slots.waiting():
             gil.blip()  # the result's call_soon_threadsafe writes to the loop's self-pipe, releasing the GIL
             slots.release(thread)  # the next job runs on this thread, which keeps the GIL
@@ -732,8 +742,15 @@ class Engine:
         self.idle_workers += 1
         self.trace.add(i, step, K_CPU, res, submitted, started, env.now, work)
         if self.offload_return:  # the worker is free; the result travels back (the management thread, the loop)
+            if late > 0:  # the management thread wakes for the result
+                yield env.timeout(late)
             yield from compute(env, self.cores, SimThread(None), self.offload_return)
         return env.now
+
+    def _busy_wake(self) -> float:
+        """How late a parent thread wakes now: `busy_wake` while every core runs a worker process's job (the
+        parent's threads wait for a core, and for the GIL one of them holds), else on time."""
+        return self.busy_wake if self.jobs_computing >= self.cores.count else 0.0
 
     # ---------------------------------------------------------------------------------------- run
 
