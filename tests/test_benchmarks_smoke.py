@@ -44,3 +44,15 @@ def test_bench_sweep_quick_gives_identical_tables_serial_and_pooled():
     assert proc.returncode == 0, proc.stderr
     for label in ("40 runs", "serial", "local pool (2)", "runs/s", "speed-up", "identical tables: True"):
         assert label in proc.stdout, label
+
+
+@pytest.mark.validation
+def test_machine_noise_quick_prints_its_four_measurements():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "machine_noise.py"), "--quick"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for label in ("1. speed in 100 ms windows", "2. CPU bursts after idle periods", "20 ms bursts after   0 ms idle",
+                  "3. a worker's 10 ms sleep", "4. the event loop's 5 ms sleep"):
+        assert label in out, label
+    assert out.count(" k=") == 4  # cores, cores + 1, twice and three times as many processes as cores

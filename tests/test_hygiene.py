@@ -10,6 +10,7 @@ import re
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,14 +92,12 @@ def test_every_json_command_writes_strict_json(capsys, tmp_path):
     assert plan["value"] is not None
 
 
-def test_validate_json_and_out_file_are_strict_json(capsys, tmp_path, monkeypatch):
-    """The real runner is replaced by simulations: what is tested is how validate writes its results."""
+def _simulated_validate(tmp_path, monkeypatch, speed=lambda _strategy: None) -> Path:
+    """`validate` with its real runs replaced by simulations, each with the CPU speed `speed(strategy)`; returns
+    the path of a zero-overhead machine profile to give it (so nothing is calibrated either)."""
     from asyncsim.profile import LoopProfile, MachineProfile
 
     module = importlib.import_module("asyncsim.validate")  # `asyncsim.validate` is also the function
-
-    model = tmp_path / "fail.yaml"
-    model.write_text(ALL_FAIL)
     profile = tmp_path / "profile.json"
     loop = LoopProfile(loop_step_s=0, sleep_overshoot_s=0, task_create_s=0, timer_floor_s=0)
     MachineProfile(cpu_rate=1e7, loops={"asyncio": loop}, thread_sleep_overshoot_s=0, thread_switch_s=0,
@@ -106,9 +105,18 @@ def test_validate_json_and_out_file_are_strict_json(capsys, tmp_path, monkeypatc
 
     def fake_validate(workload, *, strategy, seed, time_scale, profile, loop, **_):
         run = a.simulate(workload, strategy=strategy, seed=seed)
-        return module.Validation(workload.name, str(strategy), time_scale, loop, run, run, run)
+        return module.Validation(workload.name, str(strategy), time_scale, loop, run, run, run,
+                                 cpu_speed=speed(str(strategy)))
 
     monkeypatch.setattr(module, "validate", fake_validate)
+    return profile
+
+
+def test_validate_json_and_out_file_are_strict_json(capsys, tmp_path, monkeypatch):
+    """The real runner is replaced by simulations: what is tested is how validate writes its results."""
+    profile = _simulated_validate(tmp_path, monkeypatch)
+    model = tmp_path / "fail.yaml"
+    model.write_text(ALL_FAIL)
     out = tmp_path / "v.json"
     printed = _out(capsys, "validate", str(model), "--machine-profile", str(profile), "--out", str(out), "--json")
     saved = _strict_loads(out.read_text())
@@ -119,20 +127,7 @@ def test_validate_json_and_out_file_are_strict_json(capsys, tmp_path, monkeypatc
 
 def test_validate_says_when_the_machine_speed_moved_during_the_run(capsys, tmp_path, monkeypatch):
     """A run whose CPU ran 20% slower than calibrated: the table is followed by a line saying so."""
-    from asyncsim.profile import LoopProfile, MachineProfile
-
-    module = importlib.import_module("asyncsim.validate")
-    profile = tmp_path / "profile.json"
-    loop = LoopProfile(loop_step_s=0, sleep_overshoot_s=0, task_create_s=0, timer_floor_s=0)
-    MachineProfile(cpu_rate=1e7, loops={"asyncio": loop}, thread_sleep_overshoot_s=0, thread_switch_s=0,
-                   process_dispatch_s=0).save(profile)
-
-    def fake_validate(workload, *, strategy, seed, time_scale, profile, loop, **_):
-        run = a.simulate(workload, strategy=strategy, seed=seed)
-        speed = 0.8 if str(strategy) == "sequential" else 1.03
-        return module.Validation(workload.name, str(strategy), time_scale, loop, run, run, run, cpu_speed=speed)
-
-    monkeypatch.setattr(module, "validate", fake_validate)
+    profile = _simulated_validate(tmp_path, monkeypatch, lambda strategy: 0.8 if strategy == "sequential" else 1.03)
     assert main(["validate", ETL, "--strategies", "sequential,asyncio", "--machine-profile", str(profile),
                  "--time-scale", "1"]) == 0
     text = " ".join(capsys.readouterr().out.split())
