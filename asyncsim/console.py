@@ -296,6 +296,8 @@ def print_calibration(profile: MachineProfile, out: Console) -> None:
     table.add_row("threads: hand-off", fmt_s(profile.thread_switch_s))
     table.add_row("threads: start", fmt_s(profile.thread_start_s))
     table.add_row("processes: dispatch round trip", fmt_s(profile.process_dispatch_s))
+    if profile.process_turnaround_s is not None:
+        table.add_row("processes: a worker's turnaround between queued jobs", fmt_s(profile.process_turnaround_s))
     table.add_row("processes: starting a pool, per worker", fmt_s(profile.process_start_s))
     table.add_row("processes: the loop's wake-up, late while a pool keeps every core busy", fmt_s(profile.busy_wake_s))
     if profile.process_submit_s is not None and profile.process_return_s is not None:

@@ -351,6 +351,9 @@ class Machine(Frozen):
     # from a process finishing an offloaded CPU step to the awaiting coroutine running (the result's trip back
     # through the pool's management thread and the loop's wake-up); the worker is free meanwhile
     process_return_s: float = Field(0.0, ge=0)
+    # processes:N: a worker's time from the end of one task to the start of the next one queued for it (its
+    # result sent back, the next call item read from the pipe the pool's management thread keeps filled)
+    process_turnaround_s: float = Field(0.0, ge=0)
     # per worker, to start a process pool: at its first submit the caller forks the workers one after another
     # (ProcessPoolExecutor._launch_processes) and blocks meanwhile; a user's T_total includes it
     process_start_s: float = Field(0.0, ge=0)

@@ -58,10 +58,35 @@ def test_cpu_then_io_batch(strategy, machine, expected):
     assert t_total(FETCH, strategy, machine=machine) == pytest.approx(expected, **EXACT)
 
 
-def test_process_dispatch_is_paid_once_per_task():
-    # processes:2 on 2 cores with 2 ms dispatch: 50 rounds × (2 + 10 + 100) = 5.6 s
+def test_process_dispatch_is_hidden_for_a_task_that_waited_for_a_worker():
+    # processes:2 on 2 cores with 2 ms dispatch, 100 tasks at once: the first two pay it; the rest were in the
+    # pool's call queue while they waited, and start as a worker frees: 2 + 50 rounds x (10 + 100) = 5.502 s
     m = a.Machine(cores=2, process_dispatch_s=0.002)
-    assert t_total(FETCH, "processes:2", machine=m) == pytest.approx(5.6, **EXACT)
+    assert t_total(FETCH, "processes:2", machine=m) == pytest.approx(5.502, **EXACT)
+
+
+def test_process_dispatch_is_paid_by_a_task_that_finds_a_worker_idle():
+    # one task every 200 ms, each 10 ms of CPU then 100 ms of I/O: each finds a worker idle and pays the 2 ms trip
+    w = a.Workload(arrivals=a.Periodic(interval=0.2, count=5), task=(a.cpu(0.01), a.io(0.1)),
+                   machine=a.Machine(process_dispatch_s=0.002))
+    r = a.simulate(w, strategy="processes:2")
+    assert (r.done - r.arrival).tolist() == pytest.approx([0.112] * 5, **EXACT)
+
+
+def test_a_queued_task_starts_a_turnaround_after_its_worker_frees():
+    # processes:1, dispatch 4 ms, turnaround 1 ms, two tasks of 10 ms at once: the first starts at 4 and ends at
+    # 14; the second, in the pipe since 4, starts after the worker's turnaround: 15, ends at 25
+    w = a.Workload(arrivals=a.Batch(count=2), task=(a.cpu(0.01),),
+                   machine=a.Machine(process_dispatch_s=0.004, process_turnaround_s=0.001))
+    assert a.simulate(w, strategy="processes:1").done.tolist() == pytest.approx([0.014, 0.025], **EXACT)
+
+
+def test_a_task_that_waited_less_than_the_trip_pays_the_rest():
+    # processes:1, 4 ms dispatch, two tasks of 1 ms CPU at 0 and 1 ms: the first starts at 4, ends at 5; the
+    # second set off at 1, arrives at the worker at 5 (its trip is over as the worker frees), ends at 6
+    w = a.Workload(arrivals=a.TraceArrivals(times=(0.0, 0.001)), task=(a.cpu(0.001),),
+                   machine=a.Machine(process_dispatch_s=0.004))
+    assert a.simulate(w, strategy="processes:1").done.tolist() == pytest.approx([0.005, 0.006], **EXACT)
 
 
 def test_loop_step_overhead_is_paid_per_resumption():
@@ -353,10 +378,12 @@ def test_offload_dispatch_is_paid_per_cpu_step_only():
 
 
 def test_a_process_pool_starts_at_its_first_submit_and_every_task_waits_for_it():
-    # processes:2, 4 ms per worker to start: the pool is up at 8 ms; then dispatch 1 ms and cpu 10 ms, twice
+    # processes:2, 4 ms per worker to start: the pool is up at 8 ms; then dispatch 1 ms and cpu 10 ms; the next
+    # two tasks were sent meanwhile and start as the workers free (19 ms): done at 29 ms
     w = a.Workload(arrivals=a.Batch(count=4), task=(a.cpu(0.01),),
                    machine=a.Machine(process_dispatch_s=0.001, process_start_s=0.004))
-    assert a.simulate(w, strategy="processes:2").done.tolist() == pytest.approx([0.019, 0.019, 0.03, 0.03], **EXACT)
+    assert a.simulate(w, strategy="processes:2").done.tolist() == pytest.approx([0.019, 0.019, 0.029, 0.029],
+                                                                                 **EXACT)
 
 
 @pytest.mark.parametrize(("strategy", "startup"), [("processes:3", 0.012), ("asyncio:4+processes:2", 0.008),

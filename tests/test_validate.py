@@ -134,3 +134,13 @@ def test_a_profile_gives_an_offload_its_two_legs_and_a_blocking_caller_its_round
     # a profile made before the legs were measured: the whole round trip before the job, as before
     old = PROFILE.machine_for(a.parse_strategy("asyncio:4+processes:2"), a.Machine())
     assert (old.process_dispatch_s, old.process_return_s) == (2e-4, 0.0)
+
+
+def test_a_profile_gives_a_blocking_pool_its_workers_turnaround():
+    measured = PROFILE.model_copy(update={"process_turnaround_s": 1e-4, "busy_wake_s": 5e-4})
+    blocking = measured.machine_for(a.parse_strategy("processes:2"), a.Machine(), time_scale=0.5)
+    assert (blocking.process_turnaround_s, blocking.busy_wake_s) == pytest.approx((2e-4, 0.0))
+    offload = measured.machine_for(a.parse_strategy("asyncio:4+processes:2"), a.Machine(), time_scale=0.5)
+    assert (offload.process_turnaround_s, offload.busy_wake_s) == pytest.approx((0.0, 1e-3))
+    # a profile made before the turnaround was measured: the whole round trip between tasks, as before
+    assert PROFILE.machine_for(a.parse_strategy("processes:2"), a.Machine()).process_turnaround_s == 2e-4

@@ -151,6 +151,21 @@ def _process_dispatch(repeats: int) -> float:
     return _median(samples)
 
 
+def _process_turnaround(repeats: int, jobs: int = 500) -> float:
+    """A worker's time from one job to the next when they queue for it: `jobs` no-op jobs submitted at once to
+    a pool of one, per job (median of `repeats` batches). The pool's management thread keeps the worker's pipe
+    filled, so a job costs the worker its result's trip out and the next job's read, not a round trip."""
+    samples = []
+    with ProcessPoolExecutor(1, mp_context=_mp_context()) as ex:
+        ex.submit(int).result()
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for f in [ex.submit(int) for _ in range(jobs)]:
+                f.result()
+            samples.append((time.perf_counter() - t) / jobs)
+    return _median(samples)
+
+
 def _process_start(repeats: int, dispatch: float, workers: int = 2) -> float:
     """Per worker, starting a process pool: from its creation to its first jobs answered (the first submit forks
     every worker, ProcessPoolExecutor._launch_processes), less one dispatch round trip; median of fresh pools."""
@@ -246,8 +261,9 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     thread_overshoot = _thread_sleep_overshoot(repeats)
     switch = _thread_switch()
     thread_start = _thread_start(repeats)
-    say("processes: dispatch round trip, and an offload's two legs from an event loop")
+    say("processes: dispatch round trip, turnaround between queued jobs, an offload's two legs from an event loop")
     dispatch = _process_dispatch(repeats)
+    turnaround = _process_turnaround(repeats)
     submit, back = _process_offload(repeats)
     say("processes: starting a pool")
     start = _process_start(repeats, dispatch)
@@ -262,4 +278,5 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch, thread_start_s=thread_start,
         process_dispatch_s=dispatch,
         process_submit_s=submit, process_return_s=back, process_start_s=start, busy_wake_s=busy_wake,
+        process_turnaround_s=turnaround,
     )

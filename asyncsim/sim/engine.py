@@ -67,6 +67,7 @@ class Engine:
         self.overshoot = machine.sleep_overshoot_s
         self.granularity = machine.timer_granularity_s
         self.dispatch = 0.0  # per task sent to a worker process (processes:N)
+        self.turnaround = 0.0  # a worker's time between a task and the next one already queued (processes:N)
         self.offload_dispatch = 0.0  # per CPU step sent to an executor process (asyncio+processes:N)
         self.offload_return = 0.0  # per CPU step, from the process ending it to the coroutine's wake-up
         self.busy_wake = 0.0  # a parent thread's wake-up while every core runs a worker's job (Machine.busy_wake_s)
@@ -75,6 +76,7 @@ class Engine:
         self.offload_start = 0.0  # the same for the executor's pool (asyncio+processes:N), held by the loop
         self.pool_startup: float | None = None  # how long it takes (None: no process pool), for the output
         self.pool_up: simpy.Event | None = None  # fires when it has started (processes:N)
+        self.pool_up_at = 0.0  # when that is
         self.executor: tuple[Slots, deque[SimThread], int] | None = None
         self.executor_workers = 0  # the executor's max_workers
         self.unstarted = 0  # a thread pool's workers not started yet (ThreadPoolExecutor starts them lazily):
@@ -151,6 +153,7 @@ class Engine:
             shared = not m.gil and (fans_out or self.limit > m.cores)
         elif strategy.dispatching:
             self.dispatch = m.process_dispatch_s
+            self.turnaround = m.process_turnaround_s
             self.pool_start = self.pool_startup = self.limit * m.process_start_s
             shared = self.limit > m.cores or (fans_out and not m.gil)
             self.exec_res = tb.resource_id("cores") if shared else -1
@@ -331,15 +334,24 @@ class Engine:
         arrived = self.arrival[i]
         # a task the main coroutine created late waited for the loop, not for admission (recorded in _arrive)
         admitted_late = env.now > arrived and not (self.main_on_loop and self.admission is None)
-        if admitted_late or self.dispatch or self.pool_start:
+        if admitted_late or self.dispatch or self.turnaround or self.pool_start:
             admitted = env.now
+            sent = arrived  # when the task set off for a worker process
             if self.pool_start:  # the first submit starts the pool; every task waits for it
                 if self.pool_up is None:
                     self.pool_up = env.timeout(self.pool_start)
+                    self.pool_up_at = env.now + self.pool_start
                 if not self.pool_up.processed:
                     yield self.pool_up
-            if self.dispatch:
-                yield env.timeout(self.dispatch)
+                sent = max(sent, self.pool_up_at)
+            # ProcessPoolExecutor's management thread keeps a call queue of max_workers + 1 items
+            # (Lib/concurrent/futures/process.py, 3.11: EXTRA_QUEUED_CALLS, add_call_item_to_queue) pickled into
+            # the workers' pipe: a task that waited for a worker was on its way meanwhile, and the worker that
+            # ends a task sends its result and reads the next one (`turnaround`). It starts when its trip ends or
+            # after that turnaround, whichever is later. (The queue's bound is not modelled.)
+            if (self.dispatch or self.turnaround) and (
+                    wait := max(sent + self.dispatch, admitted + self.turnaround) - env.now) > 0:
+                yield env.timeout(wait)
             if env.now > arrived:
                 self.trace.add(i, -1, K_ADMIT, self.admit_res, arrived, admitted, env.now)
         s = self._new_strand(thread)
