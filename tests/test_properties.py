@@ -236,12 +236,13 @@ def _task_steps(scenario: a.Scenario, i: int) -> list[tuple[int, float]]:
 
 
 def _reference_workers(scenario: a.Scenario, workers: int, dispatch: float) -> np.ndarray:
-    """A FIFO multi-server queue: each task runs alone on a worker for dispatch + all its steps."""
+    """A FIFO multi-server queue: each task runs alone on a worker for all its steps, from when the worker is free
+    or its dispatch trip (begun as it arrived: the pool's call queue) ends, whichever is later."""
     free = [0.0] * workers
     done = np.empty(scenario.n_tasks)
     for i, arrived in enumerate(scenario.arrivals):
-        start = max(float(arrived), heapq.heappop(free))
-        done[i] = start + dispatch + sum(d for _, d in _task_steps(scenario, i))
+        start = max(float(arrived) + dispatch, heapq.heappop(free))
+        done[i] = start + sum(d for _, d in _task_steps(scenario, i))
         heapq.heappush(free, done[i])
     return done
 
@@ -250,7 +251,8 @@ def _reference_sharing(scenario: a.Scenario, *, cores: int, admit: int | None, e
                        dispatch: float = 0.0) -> np.ndarray:
     """CPU steps share `cores` by processor sharing (rate min(1, cores / computing)); io just waits.
 
-    `admit` caps tasks in flight (FIFO; each admitted task pays `dispatch` first): processes:N. `executor`
+    `admit` caps tasks in flight (FIFO; an admitted task starts once `dispatch` after its arrival has passed):
+    processes:N. `executor`
     caps CPU steps running at once (FIFO) with unlimited tasks: asyncio+processes:N with free loop steps.
     """
     n = scenario.n_tasks
@@ -283,11 +285,11 @@ def _reference_sharing(scenario: a.Scenario, *, cores: int, admit: int | None, e
         else:
             remaining[i] = d
 
-    def start(i: int) -> None:  # admitted: dispatch (a timer), then its first step
+    def start(i: int) -> None:  # admitted: the rest of its dispatch trip (a timer), then its first step
         nonlocal in_flight
         in_flight += 1
-        if dispatch:
-            timers[i] = now + dispatch
+        if arrivals[i] + dispatch > now:
+            timers[i] = arrivals[i] + dispatch
         else:
             advance(i)
 
