@@ -29,7 +29,7 @@ from .curves import Crossover, crossovers
 from .ranking import best_point, complete, lost_text, ranked, speedups
 from .results import Result
 from .states import STATES
-from .validate import MIN_TIMED_CPU_S, NOMINAL_TARGET, STEADY_SPEED
+from .validate import MIN_TIMED_CPU_S, NOMINAL_TARGET, STEADY_SPEED, held_speed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -199,13 +199,12 @@ def validation_report(rows: list[dict[str, Any]], skipped: list[dict[str, Any]],
 def _speed(speed: float | None) -> str:
     if speed is None:
         return "-"
-    return f"{speed:.2f}" + (" *" if abs(speed - 1) > STEADY_SPEED else "")
+    return f"{speed:.2f}" + ("" if held_speed(speed) else " *")
 
 
 def _nominal_summary(rows: list[dict[str, Any]]) -> str:
     """`; within 8% in k of n runs whose CPU held its speed`, for rows that carry a CPU speed."""
-    steady = [r for r in rows if "cpu_speed" in r and (r["cpu_speed"] is None
-                                                        or abs(r["cpu_speed"] - 1) <= STEADY_SPEED)]
+    steady = [r for r in rows if "cpu_speed" in r and held_speed(r["cpu_speed"])]
     if not steady:
         return ""
     within = sum(abs(r["error"]) <= NOMINAL_TARGET for r in steady)

@@ -39,7 +39,7 @@ from .trace import K_CPU, RunOutput
 
 __all__ = ["ERROR_KEYS", "MIN_TIMED_CPU_S", "NOMINAL_TARGET", "STEADY_SPEED", "HttpValidation", "Outcome",
            "ScaleCheck", "ScaleChoice", "Validation", "check_scale", "check_time_scale", "choose_time_scale",
-           "cpu_speed", "suggest_time_scale", "validate", "validate_http"]
+           "cpu_speed", "held_speed", "suggest_time_scale", "validate", "validate_http"]
 
 ERROR_KEYS = ("t_total", "throughput", "concurrency_mean", "latency_p50", "latency_p95")
 # counts of failed tasks, 429s and retries match when within max(1, COUNT_TOLERANCE × the nominal count): the
@@ -77,8 +77,8 @@ class Validation:
 
     @property
     def steady(self) -> bool:
-        """Whether the CPU ran at the rate it was calibrated at (within STEADY_SPEED), or there was no CPU."""
-        return self.cpu_speed is None or abs(self.cpu_speed - 1) <= STEADY_SPEED
+        """Whether the CPU ran at the rate it was calibrated at (`held_speed`)."""
+        return held_speed(self.cpu_speed)
 
     @property
     def error(self) -> dict[str, float]:
@@ -388,6 +388,11 @@ def replay_scenario(scenario: Scenario, measured: RunOutput) -> Scenario:
     if scenario.arrivals is not None and not np.isnan(measured.arrival).any():
         replayed = replayed.with_arrivals(np.maximum.accumulate(measured.arrival))
     return replayed
+
+
+def held_speed(speed: float | None) -> bool:
+    """Whether a run's `cpu_speed` is within STEADY_SPEED of the calibrated rate (None, no CPU step timed: held)."""
+    return speed is None or abs(speed - 1) <= STEADY_SPEED
 
 
 def cpu_speed(scenario: Scenario, measured: RunOutput, time_scale: float = 1.0) -> float | None:
