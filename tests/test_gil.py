@@ -81,6 +81,24 @@ def test_an_executor_thread_keeps_the_gil_for_its_next_job():
     assert alone.done[0] == pytest.approx(0.020)
 
 
+def test_an_offloaded_job_starts_when_its_worker_thread_gets_the_gil():
+    """The trace's start of an offloaded CPU step is when its code began, as the real runner records it (the
+    worker's `timed_burn`), not when a worker thread was handed the job. Two tasks' waits end together at 11 ms
+    (cpu 1 ms + io 10 ms; cpu 1 ms after it + io 9 ms): the loop submits both 10 ms jobs in one iteration to the two
+    idle worker threads. One takes the GIL as the loop goes idle; the other waits for its switch interval, so its job
+    starts at 16 ms. They then alternate every 5 ms: ends at 26 and 31 ms."""
+    w = a.Workload(arrivals=a.Batch(count=2), machine=a.Machine(cores=2), tasks=(
+        a.TaskType(name="a", steps=(a.cpu(0.001), a.io(0.010), a.cpu(0.010))),
+        a.TaskType(name="b", steps=(a.cpu(0.001), a.io(0.009), a.cpu(0.010)))))
+    r = a.simulate(w, strategy="asyncio+threads:2", seed=2, engine="des")
+    assert [r.type_names[k] for k in r.task_type] == ["a", "b"]
+    f = r.trace.to_frame()
+    jobs = f[(f.kind == "cpu") & (f.step == 2)].sort_values("task")
+    assert jobs[["enqueue", "start", "end"]].to_numpy().ravel().tolist() == pytest.approx(
+        [0.011, 0.016, 0.031, 0.011, 0.011, 0.026], abs=1e-9)
+    assert r.done.tolist() == pytest.approx([0.031, 0.031], abs=1e-9)
+
+
 def _holding_times(interval: float, plan: list[tuple[float, float]]) -> list[float]:
     """Threads that ask for one GIL at `at` and then compute `work` seconds: when each got it."""
     env = simpy.Environment()

@@ -730,12 +730,12 @@ class Engine:
             if (late := self._busy_wake()) > 0:  # the management thread wakes for the job
                 yield env.timeout(late)
             yield from compute(env, self.cores, SimThread(None), self.offload_dispatch)
-        started = env.now
         gil = thread.gil
-        if gil is not None and gil.holder is not thread:
+        if gil is not None and gil.holder is not thread:  # a worker thread runs the job once it has the GIL
             event = gil.acquire(thread)
             if event is not None:
                 yield event
+        started = env.now  # as the real runner records it: when the job's code began
         self.jobs_computing += 1
         yield from compute(env, self.cores, thread, work)
         late = self._busy_wake()  # whether every core was running a job as this one ended
