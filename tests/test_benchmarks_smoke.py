@@ -47,12 +47,14 @@ def test_bench_sweep_quick_gives_identical_tables_serial_and_pooled():
 
 
 @pytest.mark.validation
-def test_machine_noise_quick_prints_its_four_measurements():
+def test_machine_noise_quick_prints_its_five_measurements():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "machine_noise.py"), "--quick"],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for label in ("1. speed in 100 ms windows", "2. CPU bursts after idle periods", "20 ms bursts after   0 ms idle",
-                  "3. a worker's 10 ms sleep", "4. the event loop's 5 ms sleep"):
+                  "3. a worker's 10 ms sleep", "4. the event loop's 5 ms sleep", "5. k processes of CPU bursts"):
         assert label in out, label
-    assert out.count(" k=") == 4  # cores, cores + 1, twice and three times as many processes as cores
+    # section 3: cores, cores + 1, twice and three times as many processes as cores; section 5: five shapes
+    assert out.count(" k=") == 4 + 5
+    assert out.count("idle ") >= 5
