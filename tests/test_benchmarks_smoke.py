@@ -58,3 +58,17 @@ def test_machine_noise_quick_prints_its_five_measurements():
     # section 3: cores, cores + 1, twice and three times as many processes as cores; section 5: five shapes
     assert out.count(" k=") == 4 + 5
     assert out.count("idle ") >= 5
+
+
+@pytest.mark.validation
+def test_gil_handoff_counts_the_forced_switches_of_three_threads():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gil_handoff.py"), "--runs", "2"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    runs = [line for line in proc.stdout.splitlines() if line.startswith("run ")]
+    assert len(runs) == 2
+    for line in runs:  # every thread held the GIL, the first one first
+        order = line.split(":", 1)[1].split("(")[0].split()
+        assert order[0] == "A"
+        assert set(order) == {"A", "B", "C"}
+    assert "forced switches with two threads waiting:" in proc.stdout

@@ -54,9 +54,12 @@ class Gil:
 
     A waiter sleeps on the GIL's condition variable for `interval` seconds at a time; if no switch happened
     meanwhile it sets the drop request, and the computing holder drops the GIL at its next eval-breaker check
-    and (FORCE_SWITCHING) waits until another thread has it. The thread that asked is awake and running when
-    the GIL drops, so it takes it: a forced switch goes to the requester, not to the longest waiter (measured:
-    the loop thread waiting behind two CPU-bound executor threads loses up to 13 forced switches in a row).
+    and (FORCE_SWITCHING) waits until another thread has it. Who takes it is a race: drop_gil signals the
+    condition variable, which wakes the longest waiter, while the thread that asked has just timed out and may
+    be running. Measured (benchmarks/gil_handoff.py, three CPU-bound threads on 2 cores): the thread that asked
+    won 180 of 286 forced switches, 50% to 71% per set of runs, the longest waiter the rest; the model gives
+    two forced switches in three to the requester and the third to the longest waiter (`forced`), so a thread
+    that wants the GIL while two others compute gets it at the latest at the third forced switch.
     A waiter whose interval saw a switch asks nothing and sleeps another interval. A holder that blocks (I/O)
     releases the GIL at once to the longest waiter; one that releases it for a moment (`blip`, a syscall such as
     the self-pipe write of call_soon_threadsafe) takes it back before the signalled waiter wakes, which then
@@ -73,6 +76,7 @@ class Gil:
         self.drop_at = math.inf
         self.requester: list[Any] | None = None  # the waiter whose interval runs out first
         self.switches = 0
+        self.forced = 0  # forced switches so far: every third goes to the longest waiter, the others to the asker
 
     def acquire(self, thread: SimThread) -> simpy.Event | None:
         """Take the GIL now (returns None) or get an event that fires when `thread` holds it."""
@@ -90,11 +94,16 @@ class Gil:
         return event
 
     def release(self, thread: SimThread, *, forced: bool = False) -> None:
-        """Give the GIL up: to the waiter that asked for it (`forced`), else to the longest waiter."""
+        """Give the GIL up: `forced`, to the waiter that asked for it two times in three; else (and the third
+        time) to the longest waiter."""
         assert self.holder is thread, "released a GIL it does not hold"
         self.computing = False
         if self.waiters:
-            waiter = self.requester if forced and self.requester is not None else self.waiters[0]
+            if forced:
+                self.forced += 1
+            waiter = self.waiters[0]
+            if forced and self.forced % 3 and self.requester is not None:
+                waiter = self.requester
             self.waiters.remove(waiter)
             nxt, event, _ = waiter
             self.holder = nxt
