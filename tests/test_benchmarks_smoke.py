@@ -72,3 +72,8 @@ def test_gil_handoff_counts_the_forced_switches_of_three_threads():
         assert order[0] == "A"
         assert set(order) == {"A", "B", "C"}
     assert "forced switches with two threads waiting:" in proc.stdout
+    blocked = proc.stdout.splitlines()[-1]
+    assert blocked.startswith("a holder that blocks, three waiters:")
+    counts = [int(w) for w in blocked.replace(",", " ").split() if w.isdigit()]
+    assert counts[1] == 10  # 5 x --runs trials
+    assert counts[0] + counts[2] + counts[3] == 10  # each trial: one of the three went first
