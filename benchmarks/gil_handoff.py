@@ -35,17 +35,20 @@ def _worker(name: str, at: float, work_s: float, chunk: int, log: list[tuple[flo
         log.append((time.perf_counter(), name))
 
 
+def _run(threads: list[threading.Thread]) -> None:
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def holders(rate: float, delays: tuple[float, ...] = (0.0, 0.001, 0.002), work_s: float = 0.03) -> list[str]:
     """The threads that held the GIL, in order (one entry per holding)."""
     log: list[tuple[float, str]] = []
     start = time.perf_counter() + 0.01
     chunk = max(1, round(SLICE_S * rate))
-    threads = [threading.Thread(target=_worker, args=(chr(65 + k), start + d, work_s, chunk, log))
-               for k, d in enumerate(delays)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run([threading.Thread(target=_worker, args=(chr(65 + k), start + d, work_s, chunk, log))
+          for k, d in enumerate(delays)])
     out: list[str] = []
     for _, name in sorted(log):
         if not out or out[-1] != name:
@@ -97,13 +100,9 @@ def after_a_block(rate: float) -> str:
     log: list[tuple[float, str]] = []
     start = time.perf_counter() + 0.01
     chunk = max(1, round(SLICE_S * rate))
-    threads = [threading.Thread(target=_blocking_holder, args=(start, chunk))]
-    threads += [threading.Thread(target=_first_burst, args=(name, start + at, chunk, log))
-                for name, at in (("B", 0.001), ("C", 0.002), ("D", 0.003))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run([threading.Thread(target=_blocking_holder, args=(start, chunk))]
+         + [threading.Thread(target=_first_burst, args=(name, start + at, chunk, log))
+            for name, at in (("B", 0.001), ("C", 0.002), ("D", 0.003))])
     return min(log)[1]
 
 

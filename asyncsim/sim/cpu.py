@@ -99,11 +99,11 @@ class Gil:
         assert self.holder is thread, "released a GIL it does not hold"
         self.computing = False
         if self.waiters:
+            waiter = self.waiters[0]
             if forced:
                 self.forced += 1
-            waiter = self.waiters[0]
-            if forced and self.forced % 3 and self.requester is not None:
-                waiter = self.requester
+                if self.forced % 3 and self.requester is not None:
+                    waiter = self.requester
             self.waiters.remove(waiter)
             nxt, event, _ = waiter
             self.holder = nxt
