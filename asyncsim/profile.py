@@ -63,6 +63,8 @@ class MachineProfile(Frozen):
     process_turnaround_s: float | None = Field(None, ge=0)
     # how much later the loop's thread wakes while a process pool keeps every core busy (0 in profiles made before)
     busy_wake_s: float = Field(0.0, ge=0)
+    # Linux's load-balancing tick for threads beyond the cores (Machine.core_balance_s; 0 in profiles made before)
+    core_balance_s: float = Field(0.0, ge=0)
     # CPU seconds per request of a client library on its calling thread (`calibrate --client NAME`), by package
     client_cpu_s: dict[str, float] = Field(default_factory=dict)
 
@@ -110,6 +112,7 @@ class MachineProfile(Frozen):
             process_turnaround_s=(self.process_dispatch_s if self.process_turnaround_s is None
                                   else self.process_turnaround_s) / s if dispatching and not uses_loop else 0.0,
             busy_wake_s=self.busy_wake_s / s if dispatching and uses_loop else 0.0,
+            core_balance_s=self.core_balance_s / s,
         )
 
     def _dispatch(self, from_loop: bool) -> float:

@@ -361,6 +361,10 @@ class Machine(Frozen):
     # for a result) while every core runs a pool worker's job: it waits for a core, and for the GIL its other
     # threads hold (mean; most wake-ups are on time, some a time slice late)
     busy_wake_s: float = Field(0.0, ge=0)
+    # beyond the cores, Linux's rule instead of processor sharing over all of them (see sim.cpu.Cores): each
+    # thread keeps to the core it last ran on, and an idle core takes a waiting thread from a busy one only at a
+    # load-balancing tick, every this many seconds (0: processor sharing, the ideal model)
+    core_balance_s: float = Field(0.0, ge=0)
     sleep_overshoot_s: float = Field(0.0, ge=0)
     timer_granularity_s: float = Field(0.0, ge=0)
 

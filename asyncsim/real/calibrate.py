@@ -8,6 +8,7 @@ bring it within about 1% (../shared/research/asyncio-and-gil.md).
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import platform
 import statistics
@@ -243,6 +244,47 @@ def _busy_wake(repeats: int, rate: float, job_s: float = 0.004, wait_s: float = 
     return max(0.0, statistics.fmean(busy) - statistics.fmean(idle))
 
 
+# Linux pulls a thread waiting on a busy core to an idle one at a load-balancing tick, 39% of the busy core's
+# scheduler ticks when traced (benchmarks/core_balance.py): the model pulls at every third tick.
+BALANCE_TICKS = 3
+_KERNEL_HZ = (100, 250, 300, 1000)  # CONFIG_HZ's choices
+
+
+def _scheduler_tick(seconds: float = 0.2, repeats: int = 3) -> float | None:
+    """The kernel's scheduler tick, 1/HZ (Linux: CONFIG_HZ from the kernel's config, else counted from the busy
+    core's local timer interrupts while this thread spins, rounded to a CONFIG_HZ choice; None elsewhere)."""
+    for path in ("/proc/config.gz", f"/boot/config-{platform.release()}"):
+        try:
+            with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
+                for line in f:
+                    if line.startswith("CONFIG_HZ="):
+                        return 1.0 / int(line.split("=", 1)[1])
+        except (OSError, ValueError):
+            continue
+
+    def per_cpu() -> list[int] | None:
+        try:
+            with open("/proc/interrupts") as f:
+                for line in f:
+                    if line.split(":", 1)[0].strip() == "LOC":
+                        return [int(x) for x in line.split()[1:] if x.isdigit()]
+        except OSError:
+            return None
+        return None
+
+    rates = []
+    for _ in range(repeats):
+        before, t0 = per_cpu(), time.perf_counter()
+        if not before:
+            return None
+        while time.perf_counter() - t0 < seconds:
+            pass
+        after = per_cpu() or before
+        rates.append(max(b - a for a, b in zip(before, after, strict=False)) / (time.perf_counter() - t0))
+    hz = statistics.median(rates)
+    return 1.0 / min(_KERNEL_HZ, key=lambda h: abs(h - hz))
+
+
 def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None) -> MachineProfile:
     """Measure CPU work rate, loop, thread and process overheads, and timer limits of this machine."""
     say = progress or (lambda _msg: None)
@@ -269,6 +311,8 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     start = _process_start(repeats, dispatch)
     say("processes: the loop's wake-up while a pool keeps every core busy")
     busy_wake = _busy_wake(repeats, rate)
+    say("the kernel's scheduler tick (how often an idle core takes a thread waiting on a busy one)")
+    tick = _scheduler_tick()
     return MachineProfile(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         python=platform.python_version(), implementation=platform.python_implementation(),
@@ -279,4 +323,5 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         process_dispatch_s=dispatch,
         process_submit_s=submit, process_return_s=back, process_start_s=start, busy_wake_s=busy_wake,
         process_turnaround_s=turnaround,
+        core_balance_s=BALANCE_TICKS * tick if tick is not None and sys.platform.startswith("linux") else 0.0,
     )

@@ -79,6 +79,8 @@ class Engine:
         self.pool_up_at = 0.0  # when that is
         self.executor: tuple[Slots, deque[SimThread], int] | None = None
         self.executor_workers = 0  # the executor's max_workers
+        # a blocking pool's workers, idle ones first, when each keeps to its core (Machine.core_balance_s)
+        self.pool_workers: deque[SimThread] | None = None
         self.unstarted = 0  # a thread pool's workers not started yet (ThreadPoolExecutor starts them lazily):
         #                     the executor's (asyncio+threads:N), or the workers' (threads:N, open arrivals)
         self.idle_workers = 0  # its _idle_semaphore: one more after every job, one less per submit that finds it
@@ -139,7 +141,7 @@ class Engine:
                         self.loop.wake_delay = self._busy_wake
                     # the parent's side of each round trip (pickling, the pool's threads) computes too
                     runners = off.workers + (1 if m.loop_step_s > 0 or m.process_dispatch_s > 0 else 0)
-            self.cores = Cores(env, m.cores, shared=runners > m.cores)
+            self.cores = Cores(env, m.cores, shared=runners > m.cores, balance=m.core_balance_s)
             return
         self.admit_res = tb.resource_id("workers")
         assert self.limit is not None  # a blocking strategy has a worker count
@@ -160,7 +162,9 @@ class Engine:
         else:
             self.exec_res = -1
             shared = False
-        self.cores = Cores(env, m.cores, shared=shared)
+        self.cores = Cores(env, m.cores, shared=shared, balance=m.core_balance_s)
+        if self.cores.queues:  # a worker process (or thread) is one OS thread, on the core it last ran on
+            self.pool_workers = deque(SimThread(None) for _ in range(self.limit))
 
     def _new_strand(self, thread: SimThread | None = None) -> Strand:
         """Where a new task runs: a coroutine on the loop, or a worker thread (`thread`, holding the GIL, when
@@ -355,8 +359,15 @@ class Engine:
             if env.now > arrived:
                 self.trace.add(i, -1, K_ADMIT, self.admit_res, arrived, admitted, env.now)
         s = self._new_strand(thread)
+        if self.pool_workers is not None:  # the idle worker that has waited longest takes it
+            assert isinstance(s, ThreadStrand)
+            s.thread = self.pool_workers.popleft()
         s.woke = woke
         yield from self._run(i, s)
+        if self.pool_workers is not None:
+            assert isinstance(s, ThreadStrand)
+            s.thread.gil = None  # the GIL a fan-out gave the process was for that task's threads
+            self.pool_workers.append(s.thread)
 
     def _run(self, i: int, s: Strand) -> Generator[Any, Any, None]:
         """Task i's steps on strand `s`, then its end (the task's code runs once more, and wakes the next)."""
