@@ -11,11 +11,11 @@
 4. The event loop's wake-up with a process pool keeping every core busy (what `calibrate` measures as
    busy_wake_s), against the loop with the pool idle.
 5. k processes alternating CPU bursts and sleeps, beyond the cores and not: the real run's end against the
-   simulator's cores (processor sharing, sim.cpu.Cores) given each burst's measured CPU seconds, and the share of
-   core time left idle (/proc/stat) against the model's. Measured: within 0.5% at k = cores, 5-16% early beyond
-   them; Linux leaves cores idle while processes wait (25% of core time at k = 4, 5 ms bursts and sleeps, where
-   processor sharing idles 12%). No simple rule fitted every shape (time slices, a core idling after each sleep,
-   a late wake-up, a constant efficiency): the README's processes:4 row.
+   simulator's cores (sim.cpu.Cores) given each burst's measured CPU seconds, by processor sharing and by Linux's
+   per-core run queues (Machine.core_balance_s, as calibrate sets it), and the share of core time left idle
+   (/proc/stat) against processor sharing's. Processor sharing: within 0.5% at k = cores, 5-16% early beyond
+   them; Linux leaves cores idle while processes wait on another core (25% of core time at k = 4, 5 ms bursts and
+   sleeps, where processor sharing idles 12%; traced in benchmarks/core_balance.py).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 import simpy
 
-from asyncsim.real.calibrate import _busy_wake, _thread_sleep_overshoot
+from asyncsim.real.calibrate import BALANCE_TICKS, _busy_wake, _scheduler_tick, _thread_sleep_overshoot
 from asyncsim.real.cpuwork import burn, measure_rate
 from asyncsim.sim.cpu import Cores, SimThread, compute
 
@@ -111,10 +111,30 @@ def _idle_ticks() -> int | None:
     return int(fields[4]) + int(fields[5])
 
 
-def shared_cores(rate: float, k: int, cpu_ms: float, sleep_ms: float, rounds: int,
-                 overshoot: float) -> tuple[float, float, float, float | None]:
-    """k processes each `rounds` x (a gamma CPU burst, cv 0.2, then a sleep): the real end, the simulator's end
-    with the measured bursts (sleeps + `overshoot`), the model's idle share of core time and the real one."""
+def model_end(ran: list[list[float]], sleep_s: float, balance: float) -> float:
+    """When the simulator's 2+ cores (sim.cpu.Cores; `balance` 0: processor sharing, else Linux's per-core run
+    queues with that balancing tick) end chains of the given CPU bursts, each followed by a `sleep_s` sleep."""
+    cores = os.cpu_count() or 1
+    env = simpy.Environment()
+    pool = Cores(env, cores, shared=True, balance=balance)
+
+    def chain(bursts: list[float]) -> Any:
+        thread = SimThread(None)  # one OS thread: it keeps to its core under Linux's rule
+        for cpu in bursts:
+            yield from compute(env, pool, thread, cpu)
+            yield env.timeout(sleep_s)
+
+    for bursts in ran:
+        env.process(chain(bursts))
+    env.run()
+    return float(env.now)
+
+
+def shared_cores(rate: float, k: int, cpu_ms: float, sleep_ms: float, rounds: int, overshoot: float,
+                 balance: float) -> tuple[float, float, float, float, float | None]:
+    """k processes each `rounds` x (a gamma CPU burst, cv 0.2, then a sleep): the real end, the simulator's ends
+    with the measured bursts (sleeps + `overshoot`) by processor sharing and by per-core queues (`balance`), the
+    processor-sharing model's idle share of core time and the real one."""
     cores = os.cpu_count() or 1
     rng = random.Random(k * 1000 + rounds)
     plans = [[round(cpu_ms / 1e3 * rng.gammavariate(25, 1 / 25) * rate) for _ in range(rounds)] for _ in range(k)]
@@ -131,20 +151,12 @@ def shared_cores(rate: float, k: int, cpu_ms: float, sleep_ms: float, rounds: in
     idle = None if ticks is None else (_idle_ticks() - ticks) / os.sysconf("SC_CLK_TCK")  # type: ignore[operator]
     for p in procs:
         p.join()
-    env = simpy.Environment()
-    pool = Cores(env, cores, shared=True)
-
-    def chain(bursts: list[float]) -> Any:
-        for cpu in bursts:
-            yield from compute(env, pool, SimThread(None), cpu)
-            yield env.timeout(sleep_ms / 1e3 + overshoot)
-
-    for bursts, _ in ran:
-        env.process(chain(bursts))
-    env.run()
-    work = sum(sum(bursts) for bursts, _ in ran)
-    model_idle = 1 - work / (cores * env.now)
-    return took, float(env.now), model_idle, None if idle is None else idle / (cores * took)
+    bursts = [b for b, _ in ran]
+    sharing = model_end(bursts, sleep_ms / 1e3 + overshoot, 0.0)
+    per_core = model_end(bursts, sleep_ms / 1e3 + overshoot, balance)
+    work = sum(sum(b) for b in bursts)
+    model_idle = 1 - work / (cores * sharing)
+    return took, sharing, per_core, model_idle, None if idle is None else idle / (cores * took)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,17 +190,22 @@ def main(argv: list[str] | None = None) -> int:
           "(calibrate's busy_wake_s), three times:")
     print("   " + ", ".join(f"{_busy_wake(1 if args.quick else 3, rate) * 1e3:.3f} ms" for _ in range(3)))
 
+    tick = _scheduler_tick()
+    balance = BALANCE_TICKS * tick if tick is not None else 0.0
     print(f"\n5. k processes of CPU bursts and sleeps on {cores} cores: the real end against the simulator's cores "
-          "(processor sharing) given the measured bursts; idle share of core time, model / real:")
+          f"given the measured bursts, by processor sharing and by per-core queues (a balancing tick every "
+          f"{balance * 1e3:g} ms, as calibrate sets it); idle share of core time, processor sharing / real:")
     overshoot = _thread_sleep_overshoot(3)
     shapes = [(cores, 15.0, 8.0), (2 * cores, 15.0, 8.0), (3 * cores, 15.0, 8.0), (2 * cores, 5.0, 5.0),
               (2 * cores, 30.0, 2.0)]
     for k, cpu_ms, sleep_ms in shapes:
         rounds = max(4, round((120 if args.quick else 400) / (cpu_ms + sleep_ms)))
-        took, model, model_idle, idle = shared_cores(rate, k, cpu_ms, sleep_ms, rounds, overshoot)
+        took, sharing, per_core, model_idle, idle = shared_cores(rate, k, cpu_ms, sleep_ms, rounds, overshoot,
+                                                                 balance)
         real_idle = "n/a" if idle is None else f"{idle:.0%}"
-        print(f"   k={k} {cpu_ms:g} ms CPU + {sleep_ms:g} ms sleep x {rounds}: real {took * 1e3:.0f} ms, model "
-              f"{model * 1e3:.0f} ms ({model / took - 1:+.1%}); idle {model_idle:.0%} / {real_idle}")
+        print(f"   k={k} {cpu_ms:g} ms CPU + {sleep_ms:g} ms sleep x {rounds}: real {took * 1e3:.0f} ms, processor "
+              f"sharing {sharing * 1e3:.0f} ms ({sharing / took - 1:+.1%}), per core {per_core * 1e3:.0f} ms "
+              f"({per_core / took - 1:+.1%}); idle {model_idle:.0%} / {real_idle}")
     return 0
 
 

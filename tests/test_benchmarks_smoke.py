@@ -77,3 +77,19 @@ def test_gil_handoff_counts_the_forced_switches_of_three_threads():
     counts = [int(w) for w in blocked.replace(",", " ").split() if w.isdigit()]
     assert counts[1] == 10  # 5 x --runs trials
     assert counts[0] + counts[2] + counts[3] == 10  # each trial: one of the three went first
+
+
+@pytest.mark.validation
+def test_core_balance_compares_both_rules_and_traces_where_it_can():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "core_balance.py"), "--runs", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    runs = [line for line in proc.stdout.splitlines() if line.strip().startswith("k=")]
+    assert len(runs) == 3  # three shapes, one run each
+    for line in runs:
+        assert "processor sharing" in line
+        assert "per core" in line
+    if "tracing: sched tracepoints" in proc.stdout:  # root with tracefs: the trace's figures too
+        assert all("pulls" in line for line in runs)
+        assert "wake-ups (all runs): " in proc.stdout
+        assert "busy-core ticks" in proc.stdout

@@ -163,9 +163,9 @@ class Cores:
     queues. Each core shares itself among the threads placed on it; a thread computes on the core it last ran on
     (a new one on the core with the fewest), even while another core is idle; a core left idle takes a thread
     waiting on the busiest core only at the next load-balancing tick, a multiple of `balance` seconds.
-    Measured with sched tracepoints (benchmarks/core_balance.py, 2 cores, CFS/EEVDF at HZ=250): 75% of the
-    wake-ups whose last core was busy while the other was idle stayed on it, and an idle core pulled a waiting
-    task at 39% of the busy core's 4 ms ticks (kernel/sched/fair.c: select_task_rq_fair, nohz_balancer_kick).
+    Traced with sched tracepoints (benchmarks/core_balance.py, 2 cores, EEVDF at HZ=250): 63-75% of the wake-ups
+    whose last core was busy while the other idled stayed on it, and an idle core pulled a waiting task at 39-49%
+    of the busy core's 4 ms ticks (kernel/sched/fair.c: select_task_rq_fair, nohz_balancer_kick).
     `shared` is False when no more threads than cores can ever compute at once: each computes at full speed.
     """
 
