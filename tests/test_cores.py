@@ -100,3 +100,18 @@ def test_the_same_seed_gives_the_same_run_with_per_core_queues():
     assert first.done.tolist() == second.done.tolist()
     shared = a.simulate(w.evolve(machine=a.Machine(cores=2)), strategy="processes:5", seed=7)
     assert first.t_total > shared.t_total  # cores idle while threads wait on the other
+
+
+@pytest.mark.parametrize(("balance", "done"), [(0.0, [0.011, 0.013]), (1.0, [0.012, 0.014])])
+def test_the_pools_threads_in_the_parent_wake_on_their_last_core(balance, done):
+    # asyncio+processes:2 on 2 cores, 1 ms submit leg. A's leg runs 0..1 ms on core 0 (a new thread: the core with
+    # the fewest), then its job on worker 0, also core 0 (both idle: the lower). B waits 2 ms, then its leg runs on
+    # the feeder thread's last core, 0, at half speed beside A's job while core 1 idles (no tick before the end):
+    # the leg ends at 4 ms, A's job at 12 (1 ms lost), B's job on worker 1 (core 1) at 14. Processor sharing:
+    # the leg has a core to itself, 2..3 ms; A ends at 11, B at 13.
+    w = a.Workload(arrivals=a.Batch(count=2), tasks=(
+        a.TaskType(name="now", steps=(a.cpu(0.01),)), a.TaskType(name="later", steps=(a.io(0.002), a.cpu(0.01)))),
+        machine=a.Machine(cores=2, process_dispatch_s=0.001, core_balance_s=balance))
+    runs = (a.simulate(w, strategy="asyncio+processes:2", seed=seed) for seed in range(50))
+    r = next(r for r in runs if [r.type_names[k] for k in r.task_type] == ["now", "later"])
+    assert r.done.tolist() == pytest.approx(done, **EXACT)

@@ -70,6 +70,7 @@ class Engine:
         self.turnaround = 0.0  # a worker's time between a task and the next one already queued (processes:N)
         self.offload_dispatch = 0.0  # per CPU step sent to an executor process (asyncio+processes:N)
         self.offload_return = 0.0  # per CPU step, from the process ending it to the coroutine's wake-up
+        self.leg_cores = [-1, -1]  # the core each parent thread of a process offload last ran on
         self.busy_wake = 0.0  # a parent thread's wake-up while every core runs a worker's job (Machine.busy_wake_s)
         self.jobs_computing = 0  # offloaded CPU steps computing in the executor's worker processes now
         self.pool_start = 0.0  # starting the workers' pool (processes:N; workers x process_start_s), first submit
@@ -740,7 +741,7 @@ class Engine:
         if self.offload_dispatch:  # pickling and IPC, mostly the parent's CPU (its threads share the cores)
             if (late := self._busy_wake()) > 0:  # the management thread wakes for the job
                 yield env.timeout(late)
-            yield from compute(env, self.cores, SimThread(None), self.offload_dispatch)
+            yield from self._parent_leg(0, self.offload_dispatch)
         gil = thread.gil
         if gil is not None and gil.holder is not thread:  # a worker thread runs the job once it has the GIL
             event = gil.acquire(thread)
@@ -767,8 +768,18 @@ class Engine:
         if self.offload_return:  # the worker is free; the result travels back (the management thread, the loop)
             if late > 0:  # the management thread wakes for the result
                 yield env.timeout(late)
-            yield from compute(env, self.cores, SimThread(None), self.offload_return)
+            yield from self._parent_leg(1, self.offload_return)
         return env.now
+
+    def _parent_leg(self, role: int, work: float) -> Generator[Any, Any, None]:
+        """`work` CPU seconds of the parent's side of an offload on the pool's thread that does it (`role` 0: the
+        submit leg, the queue's feeder thread; 1: the return leg, the management thread), which starts on the core
+        that thread last ran on (Machine.core_balance_s: traced, these threads wake there even while another
+        core idles, benchmarks/core_balance.py)."""
+        thread = SimThread(None)  # legs may overlap in the model: a SimThread each, sharing the role's core
+        thread.core = self.leg_cores[role]
+        yield from compute(self.env, self.cores, thread, work)
+        self.leg_cores[role] = thread.core
 
     def _busy_wake(self) -> float:
         """How late a parent thread wakes now: `busy_wake` while every core runs a worker process's job (the
