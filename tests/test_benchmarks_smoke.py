@@ -93,3 +93,15 @@ def test_core_balance_compares_both_rules_and_traces_where_it_can():
         assert all("pulls" in line for line in runs)
         assert "wake-ups (all runs): " in proc.stdout
         assert "busy-core ticks" in proc.stdout
+
+
+@pytest.mark.validation
+def test_gil_trace_compares_real_and_replayed_gil_waits_where_it_can_trace():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gil_trace.py"), "--runs", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    if proc.stdout.startswith("tracing unavailable"):  # no root or tracefs: it says why and measures nothing
+        pytest.skip(proc.stdout.strip())
+    for label in ("run 1: real T_total", "real loop thread", "real executor threads", "replayed loop thread",
+                  "replayed executor threads", "wake-ups", "timeouts"):
+        assert label in proc.stdout, label
