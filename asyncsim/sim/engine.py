@@ -360,7 +360,7 @@ class Engine:
             if env.now > arrived:
                 self.trace.add(i, -1, K_ADMIT, self.admit_res, arrived, admitted, env.now)
         s = self._new_strand(thread)
-        if self.pool_workers is not None:  # the idle worker that has waited longest takes it
+        if self.pool_workers:  # the idle worker that has waited longest takes it
             assert isinstance(s, ThreadStrand)
             s.thread = self.pool_workers.popleft()
         s.woke = woke
