@@ -20,6 +20,7 @@ import contextlib
 import io
 import json
 import os
+import statistics
 import subprocess
 import sys
 import warnings
@@ -42,7 +43,7 @@ CASES = [
     ("offload", {"JOBS": "2", "BEATS": "40"}, "two pure-Python jobs in threads beside a 10 ms heartbeat on the "
                                               "loop: one GIL, so each beat waits for it"),
 ]
-RUNS, QUICK_RUNS = 3, 1
+RUNS, QUICK_RUNS = 4, 1
 
 
 def _real(name: str, env: dict[str, str], seed: int) -> dict[str, float]:
@@ -84,6 +85,19 @@ def compare(name: str, env: dict[str, str], seed: int = 0) -> dict[str, object]:
             "error": virtual["elapsed"] / real["elapsed"] - 1 if real["elapsed"] > 0 else float("nan")}
 
 
+def judge(found: list[dict[str, object]]) -> dict[str, float]:
+    """The twin's error on the mean elapsed time of several paired runs, and both sides' mean 429s and failures.
+
+    One pair is one draw against another: summarise.py's elapsed time scatters +-4% run to run on either side
+    (whole-second retry-afters), so one pair's error scatters +-6% whatever the twin's fidelity; the mean over
+    RUNS pairs is what the experiment reports and the tests judge."""
+    def mean(side: str, key: str) -> float:
+        return statistics.fmean(f[side][key] for f in found)  # type: ignore[index]
+    real, virtual = mean("real", "elapsed"), mean("twin", "elapsed")
+    return {"error": virtual / real - 1 if real > 0 else float("nan"),
+            **{f"{side}_{key}": mean(side, key) for side in ("real", "twin") for key in ("rate_limited", "failed")}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one program, one run")
@@ -91,17 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     cases, runs = (CASES[:1], QUICK_RUNS) if args.quick else (CASES, RUNS)
-    rows, results = [], []
+    rows, results, means = [], [], []
     for name, env, what in cases:
         found = [compare(name, env, seed=args.seed + k) for k in range(runs)]
         results += found
+        means.append(judge(found)["error"])
         knobs = ", ".join(f"{k}={v}" for k, v in env.items())
         errors = ", ".join(f"{f['error']:+.1%}" for f in found)
         real = "; ".join(f"{f['real']['elapsed']:.2f} s, {f['real']['rate_limited']}, {f['real']['failed']}"
                          for f in found)
         virtual = "; ".join(f"{f['twin']['elapsed']:.2f} s, {f['twin']['rate_limited']}, {f['twin']['failed']}"
                             for f in found)
-        rows.append(f"| `{name}.py` ({knobs}) | {what} | {real} | {virtual} | {errors} |")
+        rows.append(f"| `{name}.py` ({knobs}) | {what} | {real} | {virtual} | {errors} | {means[-1]:+.1%} |")
         print(rows[-1], flush=True)
     worst = max(abs(r["error"]) for r in results)  # type: ignore[arg-type]
     within = sum(abs(r["error"]) <= 0.05 for r in results)  # type: ignore[arg-type]
@@ -112,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         question="when an unmodified asyncio program — its client library, its retries, its CPU on the loop, "
                  "its queues and thread pool — runs in the twin, how close is its elapsed time to the same "
                  "program's real run against an API that behaves the same?",
-        answer=f"within 5% in {within} of {len(results)} runs (worst {worst:.1%}); 429s and failures as in "
-               "the table.")
+        answer=f"the mean elapsed time of {runs} runs within 5% for {sum(abs(m) <= 0.05 for m in means)} of "
+               f"{len(means)} programs (worst {max(means, key=abs):+.1%}); single runs against single runs within "
+               f"5% in {within} of {len(results)} (worst {worst:.1%}); 429s and failures as in the table.")
     lines += [
         "## How", "",
         "Each program in `experiments/programs/` runs as written. Real: `asyncsim serve` answers on loopback "
@@ -123,10 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         "in the twin); 429s come from serve's request log and from the twin's call log.", "",
         "## Results", "",
         "| program | what it shows | real: elapsed, 429s, failed per run | twin: elapsed, 429s, failed per run "
-        "| twin's error on elapsed |",
-        "| --- | --- | --- | --- | --- |", *rows, "",
+        "| twin's error on elapsed, per run | on the mean |",
+        "| --- | --- | --- | --- | --- | --- |", *rows, "",
         "The server draws latency and tokens per request from one seeded generator in the order requests "
-        "arrive, so the two runs see the same distributions, not the same draws.",
+        "arrive, so the two runs see the same distributions, not the same draws. Where the order of arrival "
+        "decides the draws (summarise.py: a whole-second retry-after sends every refused request back at once), "
+        "one run's elapsed time scatters about 4% either side, so one pair's error scatters about 6% whatever "
+        "the twin's fidelity: the error on the mean is the one to judge (tests/validation/test_twin_programs.py "
+        "judges it).",
     ]
     return publish(args.out, lines, None, {"results.json": json.dumps(results, indent=1)})
 

@@ -1,8 +1,10 @@
 """Users' programs in virtual time against their real runs (issue 14's proof).
 
 Each unmodified program of experiments/programs/ runs for real against `asyncsim serve` (its own process) and
-in `asyncsim twin` with the same services file: the elapsed time the program measures itself within 5%
-(offload.py: 15%, see BAR), 429s and failures within 10% or 3. A miss is measured again (up to ATTEMPTS times).
+in `asyncsim twin` with the same services file, RUNS times with paired seeds: the mean of the elapsed time the
+program measures itself within 5% (offload.py: 15%, see BAR), the mean 429s and failures within 10% or 3. One
+pair alone is not judged: summarise.py's runs scatter +-4% on either side (experiment.judge says why). A miss is
+measured again with new seeds (up to ATTEMPTS times).
 """
 
 from __future__ import annotations
@@ -41,14 +43,17 @@ def test_a_program_in_the_twin_takes_as_long_as_its_real_run(name, env):
     pytest.importorskip("aiohttp")
     seen = []
     for k in range(ATTEMPTS):
-        found = experiment.compare(name, env, seed=k)
-        real, virtual = found["real"], found["twin"]
-        seen.append((round(found["error"], 4), real["rate_limited"], virtual["rate_limited"]))
-        assert virtual["done"] + virtual["failed"] == real["done"] + real["failed"]  # the same work
-        if (abs(found["error"]) <= BAR.get(name, 0.05) and _close(virtual["rate_limited"], real["rate_limited"])
-                and _close(virtual["failed"], real["failed"])):
+        found = [experiment.compare(name, env, seed=k * experiment.RUNS + j) for j in range(experiment.RUNS)]
+        for pair in found:
+            real, virtual = pair["real"], pair["twin"]
+            assert virtual["done"] + virtual["failed"] == real["done"] + real["failed"]  # the same work
+        judged = experiment.judge(found)
+        seen.append({key: round(value, 4) for key, value in judged.items()})
+        if (abs(judged["error"]) <= BAR.get(name, 0.05)
+                and _close(judged["twin_rate_limited"], judged["real_rate_limited"])
+                and _close(judged["twin_failed"], judged["real_failed"])):
             return
-    pytest.fail(f"{name}: off in every attempt (error, real 429s, twin 429s): {seen}")
+    pytest.fail(f"{name}: off in every attempt: {seen}")
 
 
 def test_the_experiment_quick_writes_its_report(tmp_path):
