@@ -42,10 +42,11 @@ def test_auto_time_scale_rises_until_the_429s_and_the_binding_limit_hold():
     assert choice.start == pytest.approx(0.0011)
     first = choice.rejected[0]
     assert first.time_scale == choice.start
-    # there the overheads add 1.1 s to every 3.4 s call: the bucket never empties
+    # there the timers add up to 1.1 s to every 3.4 s call (the loop's select() rounds up to 0.9 s, counted from
+    # when it went idle, then 0.2 s late): the bucket hardly empties, and no task fails
     assert first.nominal.failed > 0
-    assert first.nominal.rate_limited > 0
-    assert (first.scaled.failed, first.scaled.rate_limited) == (0, 0)
+    assert first.scaled.failed == 0
+    assert first.scaled.rate_limited < 0.1 * first.nominal.rate_limited
     assert (first.nominal.binding, first.scaled.binding) == (TPM_BINDS, "concurrency (asyncio:5)")
     assert choice.start < choice.time_scale < 1
     assert choice.matches
@@ -55,7 +56,7 @@ def test_auto_time_scale_rises_until_the_429s_and_the_binding_limit_hold():
     assert abs(kept.scaled.failed - kept.nominal.failed) <= max(1, 0.05 * kept.nominal.failed)
     reason = choice.reason()
     assert reason.startswith(f"time scale {choice.time_scale:g}: the smallest at which the prediction keeps")
-    assert f"{choice.start:g}: failed 0 vs {first.nominal.failed}, 429s 0 vs" in reason
+    assert f"{choice.start:g}: failed 0 vs {first.nominal.failed}, 429s {first.scaled.rate_limited} vs" in reason
     assert f"binding limit concurrency (asyncio:5) vs {TPM_BINDS}" in reason
     assert choice.to_dict()["rejected"][0]["scaled"]["failed"] == 0
 

@@ -21,6 +21,9 @@ __all__ = ["JOIN", "SOON", "TIMER", "Cores", "CoroStrand", "Gil", "Loop", "SimTh
            "compute"]
 
 _EPS = 1e-12
+# At a syscall that releases the GIL for a moment (a worker's self-pipe write for its result), a waiting thread takes
+# it first at one release in four: traced, 41 of 159 such writes by executor threads (benchmarks/gil_trace.py, root)
+BLIP_LOST = 4
 
 
 class SimThread:
@@ -63,8 +66,8 @@ class Gil:
     that wants the GIL while two others compute gets it at the latest at the third forced switch.
     A waiter whose interval saw a switch asks nothing and sleeps another interval. A holder that blocks (I/O)
     releases the GIL at once to the longest waiter; one that releases it for a moment (`blip`, a syscall such as
-    the self-pipe write of call_soon_threadsafe) takes it back before the signalled waiter wakes, which then
-    sleeps a fresh interval.
+    the self-pipe write of call_soon_threadsafe) mostly takes it back before the signalled waiter wakes, which then
+    sleeps a fresh interval, but at every BLIP_LOST-th such release the longest waiter gets it first (measured).
     """
 
     def __init__(self, env: simpy.Environment, interval: float) -> None:
@@ -77,6 +80,7 @@ class Gil:
         self.drop_at = math.inf
         self.requester: list[Any] | None = None  # the waiter whose interval runs out first
         self.switches = 0
+        self.blips = 0
         self.forced = 0  # forced switches so far: every third goes to the longest waiter, the others to the asker
 
     def acquire(self, thread: SimThread) -> simpy.Event | None:
@@ -125,9 +129,19 @@ class Gil:
         self.holder = to
         self.last_switch = self.env.now
         self.switches += 1
-        self.blip()
+        self.restart()
 
-    def blip(self) -> None:
+    def blip(self, thread: SimThread) -> None:
+        """`thread` releases the GIL for a syscall and takes it back (the self-pipe write of call_soon_threadsafe):
+        at every BLIP_LOST-th such release a waiter takes it first (`release`), else the signalled waiter starts a
+        fresh interval (`restart`)."""
+        self.blips += 1
+        if self.waiters and self.blips % BLIP_LOST == 0:
+            self.release(thread)
+        else:
+            self.restart()
+
+    def restart(self) -> None:
         """The holder released and retook the GIL at once: the signalled waiter starts a fresh interval."""
         if self.waiters:
             self.waiters[0][2] = self.env.now
@@ -347,6 +361,13 @@ class Loop:
         self.on_due: dict[simpy.Event, Callable[[], None]] = {}  # run when a timer's handle runs (`acquire`)
         # how late the idle loop's thread wakes from select() now (None: on time, the ideal machine)
         self.wake_delay: Callable[[], float] | None = None
+        # a timer's wake-up from select(): its timeout is rounded up to `granularity` from when the loop went idle
+        # (`idle_since`), and the thread wakes `overshoot` after that (see `_select_late`)
+        self.granularity = 0.0
+        self.overshoot = 0.0
+        self.idle_since = 0.0
+        self.wake_at: float | None = None  # when the idle loop, woken, turns (None: not waking)
+        self.wakes = 0  # counts scheduled wake-ups: a superseded one is void
         # fires once everything else at its instant has happened: scheduled at priority 2, after NORMAL (1), as
         # SimPy orders events by (time, priority, id); one event object, rescheduled (one settle is due at most)
         self._settled = settled = simpy.Event(env)
@@ -363,8 +384,8 @@ class Loop:
             self.due.append((event, wake & 3))
         else:
             self.ready.append((event, wake))
-        if not self.busy and not self.turning:
-            self._wake()
+        if not self.busy and (not self.turning or self.wake_at is not None):
+            self._wake(wake & DUE)
         return event
 
     def hasten(self, event: simpy.Event) -> bool:
@@ -385,7 +406,7 @@ class Loop:
             self.due.append((task, wake & 3))  # type: ignore[arg-type]  # _next tells ints from events
         else:
             self.ready.append((task, wake))  # type: ignore[arg-type]
-        if not self.busy and not self.turning:
+        if not self.busy and (not self.turning or self.wake_at is not None):
             self._wake()
 
     def release(self) -> None:
@@ -393,18 +414,41 @@ class Loop:
         self.busy = False
         self._settle()  # what it did at this instant (wake-ups, new tasks) is queued before the next one runs
 
-    def _wake(self) -> None:
-        """The idle loop is woken: it turns once its thread runs, late by `wake_delay` (what is woken meanwhile
-        joins the same iteration)."""
+    def _wake(self, timer: int = 0) -> None:
+        """The idle loop is woken: it turns once its thread runs, late by `wake_delay` and, for a timer, by
+        `_select_late` (what is woken meanwhile joins the same iteration)."""
         delay = self.wake_delay() if self.wake_delay is not None else 0.0
+        if timer:
+            delay += self._select_late()
+        at = self.env.now + delay
+        if self.wake_at is not None:  # already woken, for later: a sooner wake-up (the self-pipe) turns it now
+            if at >= self.wake_at - 1e-12:
+                return
+            self.wakes += 1  # the later wake-up is void
+        self.turning = True
         if delay <= 0:
+            self.wake_at = None
             self._settle()
             return
-        self.turning = True
-        self.env.timeout(delay).callbacks.append(self._woken)
+        self.wake_at = at
+        wakes = self.wakes
+        self.env.timeout(delay).callbacks.append(lambda _event: self._woken(wakes))
 
-    def _woken(self, _event: simpy.Event) -> None:
-        self._settle()
+    def _select_late(self) -> float:
+        """How late the idle loop wakes for a timer falling due now. `_run_once` blocks in select() with the
+        earliest timer's time left as its timeout, and the epoll selector rounds that up to whole milliseconds
+        (Lib/selectors.py, EpollSelector.select: `math.ceil(timeout * 1e3) * 1e-3`), counted from when the loop
+        went idle, not from when the timer was set; then the thread wakes `overshoot` late."""
+        g = self.granularity
+        if not g:
+            return self.overshoot
+        waited = self.env.now - self.idle_since
+        return max(0.0, math.ceil(waited / g - 1e-9) * g - waited) + self.overshoot
+
+    def _woken(self, wakes: int) -> None:
+        if wakes == self.wakes:
+            self.wake_at = None
+            self._settle()
 
     def _settle(self) -> None:
         self.turning = True
@@ -431,6 +475,7 @@ class Loop:
                     self.due.clear()
                 self.todo = len(ready)
                 if not self.todo:  # idle: the loop thread blocks in select() and lets the GIL go
+                    self.idle_since = self.env.now
                     gil = self.thread.gil
                     if gil is not None and gil.holder is self.thread:
                         gil.release(self.thread)

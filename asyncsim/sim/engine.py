@@ -121,6 +121,9 @@ class Engine:
             if strategy.threaded and m.gil:  # the loop thread and the executor's threads share one GIL
                 self.gil = Gil(env, m.switch_interval_s)
             self.loop = Loop(env, SimThread(self.gil))
+            # a loop's timer falls due on time; the idle loop wakes for it late from select() (Loop._select_late)
+            self.loop.granularity, self.loop.overshoot = m.timer_granularity_s, m.sleep_overshoot_s
+            self.granularity = self.overshoot = 0.0
             self.exec_res = tb.resource_id("loop")
             self.strand_overhead = m.loop_step_s
             runners = 1
@@ -680,7 +683,9 @@ class Engine:
         return failure
 
     def _timer(self, wait: float) -> float:
-        """How long a timed wait really lasts: rounded up to the timer granularity, plus the overshoot."""
+        """How long a thread's timed wait (time.sleep) really lasts: rounded up to the timer granularity, plus the
+        overshoot. A coroutine's wait is exact (granularity and overshoot are 0 under a loop): the loop's wake-up
+        for its timer is late instead, by how long the loop has been idle (Loop._select_late)."""
         g = self.granularity
         if g and wait > 0:
             wait = math.ceil(wait / g - 1e-9) * g
@@ -753,7 +758,7 @@ class Engine:
         late = self._busy_wake()  # whether every core was running a job as this one ended
         self.jobs_computing -= 1
         if gil is not None and slots.waiting():
-            gil.blip()  # the result's call_soon_threadsafe writes to the loop's self-pipe, releasing the GIL
+            gil.blip(thread)  # the result's call_soon_threadsafe writes to the loop's self-pipe, releasing the GIL
             slots.release(thread)  # the next job runs on this thread, which keeps the GIL
         else:
             if gil is not None:
