@@ -22,14 +22,28 @@ def profile():
 
 
 def validated(workload: a.Workload, strategy: str, profile, *, time_scale: float, t_total_tol: float = 0.05,
-              concurrency_tol: float = 0.10, seed: int = 0) -> Validation:
-    """Validate until the replayed prediction is within tolerance, or fail with every attempt's errors."""
+              concurrency_tol: float = 0.10, seed: int = 0, nominal_tol: float | None = None) -> Validation:
+    """Validate until the replayed prediction is within tolerance — and, with `nominal_tol`, the nominal T_total
+    too, judged on a run whose CPU held its calibrated speed (a run at another speed is measured again; if none
+    holds it, the nominal is not judged: the machine, not the model, moved it) — or fail with every attempt's
+    errors."""
     attempts = []
+    unjudged = None  # a run whose replay passed, at another CPU speed
+    judged = False  # a run whose replay passed at its calibrated speed, and whose nominal was off
     for _ in range(ATTEMPTS):
         v = validate(workload, strategy=strategy, seed=seed, time_scale=time_scale, profile=profile)
-        err = v.replay_error
-        attempts.append((err["t_total"], err["concurrency_mean"]))
-        if abs(err["t_total"]) <= t_total_tol and abs(err["concurrency_mean"]) <= concurrency_tol:
+        err, nominal = v.replay_error, v.error["t_total"]
+        attempts.append((err["t_total"], err["concurrency_mean"], nominal, v.cpu_speed))
+        if abs(err["t_total"]) > t_total_tol or abs(err["concurrency_mean"]) > concurrency_tol:
+            continue
+        if nominal_tol is None or (v.steady and abs(nominal) <= nominal_tol):
             return v
-    detail = ", ".join(f"T_total {t:+.1%} / concurrency {c:+.1%}" for t, c in attempts)
-    pytest.fail(f"{workload.name} under {strategy}: replayed prediction off in every attempt: {detail}")
+        if v.steady:
+            judged = True
+        else:
+            unjudged = unjudged or v
+    if unjudged is not None and not judged:
+        return unjudged
+    detail = ", ".join(f"T_total {t:+.1%} / concurrency {c:+.1%} (nominal {n:+.1%} at CPU speed {s or 1:.2f})"
+                       for t, c, n, s in attempts)
+    pytest.fail(f"{workload.name} under {strategy}: prediction off in every attempt: {detail}")

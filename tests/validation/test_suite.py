@@ -2,7 +2,8 @@
 and offloaded workloads, predicted against real runs of the same draws.
 
 Bar: the replayed prediction (measured CPU durations, calibrated overheads) within 5% of the measured
-T_total and 10% of the measured mean concurrency; each real run ≤ 3 s. Where a strategy cannot meet it on
+T_total and 10% of the measured mean concurrency, and the nominal prediction within 8% (NOMINAL) on a run whose
+CPU held its calibrated speed; each real run ≤ 3 s. Where a strategy cannot meet it on
 this machine the exception is listed in KNOWN_LIMITS with the measured error (and in the README).
 """
 
@@ -105,6 +106,9 @@ KNOWN_LIMITS = {
     ("cpu-bound", "asyncio:8+threads:2"): ("-2% here; -8% to -16% on CI before the requester rule", 0.20),
 }
 
+# the nominal T_total (what users get), judged on runs whose CPU held its calibrated speed (issue 12's target)
+NOMINAL = 0.08
+
 # (workload, strategy, time scale): scales keep every wait >= 2 ms and each real run under ~3 s
 CASES = [
     (io_bound, "sequential", 0.25), (io_bound, "threads:16", 1.0), (io_bound, "asyncio", 1.0),
@@ -132,7 +136,7 @@ def test_prediction_matches_real_run(make, strategy, time_scale, profile):
     known = KNOWN_LIMITS.get((workload.name, strategy))
     tol = known[1] if known else 0.05
     v = validated(workload, strategy, profile, time_scale=time_scale, t_total_tol=tol,
-                  concurrency_tol=0.20 if known else 0.10)
+                  concurrency_tol=0.20 if known else 0.10, nominal_tol=max(NOMINAL, tol))
     assert v.measured.completed == v.measured.tasks
     # the paired runs agree on the shape of the run, not just its length
     assert v.measured.concurrency.peak <= v.measured.tasks
