@@ -347,6 +347,8 @@ class Loop:
     TIMER); a hop costs no time. The next handle runs once the instant has settled (every other event at it has
     happened), so all that the coroutine before it caused — wake-ups, new tasks — is queued first, in the order
     it was caused, as call_soon does synchronously. While it runs or iterates, the loop thread holds its GIL.
+    Idle, it blocks in select(): a timer wakes it on epoll's millisecond grid from when it went idle
+    (`_select_late`), a wake-up from another thread (call_soon_threadsafe) at once.
     """
 
     def __init__(self, env: simpy.Environment, thread: SimThread) -> None:
