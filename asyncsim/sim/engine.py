@@ -732,9 +732,10 @@ class Engine:
         """Run a CPU step on the executor (a worker thread or process) once its request (`event`, None when a
         worker was free) is served; the coroutine waits meanwhile. Returns when it ended.
 
-        A worker thread that finishes a job while another waits takes it at once, still holding the GIL (a
-        ThreadPoolExecutor worker's `work_queue.get()` returns without blocking, so it never drops the GIL in
-        between): the loop thread waiting for the GIL gets it only by a forced switch.
+        A worker thread that finishes a job while another waits takes it at once, mostly still holding the GIL (a
+        ThreadPoolExecutor worker's `work_queue.get()` returns without blocking; only the result's self-pipe write
+        releases the GIL for a moment, and a waiter takes it then one time in BLIP_LOST): the loop thread waiting
+        for the GIL gets it by such a write or by a forced switch.
         """
         env = self.env
         assert self.executor is not None
@@ -759,7 +760,7 @@ class Engine:
         self.jobs_computing -= 1
         if gil is not None and slots.waiting():
             gil.blip(thread)  # the result's call_soon_threadsafe writes to the loop's self-pipe, releasing the GIL
-            slots.release(thread)  # the next job runs on this thread, which keeps the GIL
+            slots.release(thread)  # the next job runs on this thread, which mostly keeps the GIL (Gil.blip)
         else:
             if gil is not None:
                 gil.release(thread)
