@@ -37,6 +37,24 @@ def test_the_idle_loop_wakes_for_a_timer_on_a_millisecond_grid_from_when_it_went
     assert _two_tasks(granularity) == pytest.approx(done, **EXACT)
 
 
+def _round(tasks: int, machine: a.Machine) -> float:
+    """calibrate's measuring program, simulated: `tasks` tasks each sleeping 5 ms 40 times; seconds per round."""
+    w = a.Workload(arrivals=a.Batch(count=tasks), task=tuple(a.io(0.005) for _ in range(40)), machine=machine)
+    return a.simulate(w, strategy="asyncio").t_total / 40
+
+
+def test_calibrates_own_program_simulated_gives_back_the_overheads_it_measured():
+    """calibrate fits the per-resumption cost from 100 tasks against 1 per round of 5 ms sleeps (real.calibrate.
+    _loop_profile): a round of 100 lasts 100 resumptions longer, because the loop goes idle only after resuming
+    them all and select()'s timeout counts from then. The old rule (each wait rounded from when it was set) gave
+    back 0.25 µs for 10."""
+    m = a.Machine(cores=2, loop_step_s=1e-5, sleep_overshoot_s=1.5e-4, timer_granularity_s=MS)
+    single, crowd = _round(1, m), _round(100, m)
+    step = (crowd - single) / 99
+    assert step == pytest.approx(1e-5, rel=0.03)
+    assert single - 0.005 - step == pytest.approx(1.5e-4, rel=0.03)
+
+
 def _resumes(wake_at: float | None) -> dict[str, float]:
     """Two coroutines on a Loop (1 ms grid, 0.1 ms late): A computes 0.3 ms then waits 20 ms, B 0.5 ms then
     20 ms; `wake_at`: a call_soon_threadsafe (a worker's result) wakes the loop then. When each resumed."""
