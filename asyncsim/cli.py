@@ -198,7 +198,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="× each callback's measured CPU (0.5: a machine twice as fast)")
     tw.add_argument("--out", metavar="FILE", help="also save the run as JSON (for `asyncsim report`)")
     tw.add_argument("--machine-profile", metavar="FILE",
-                    help="a profile from `asyncsim calibrate`: process pools start, dispatch and return at its cost")
+                    help="a profile from `asyncsim calibrate`: process pools start, dispatch and return at its cost, "
+                         "the program's timers wake on select()'s millisecond grid")
     _common(tw)
 
     rc = sub.add_parser("record", help="run your asyncio program for real and record its tasks and HTTP calls "
@@ -647,10 +648,13 @@ def _sweep(args: argparse.Namespace, out: Console) -> int:
 
 
 def _twin_machine(args: argparse.Namespace) -> Machine | None:
-    """The machine costs a twin takes from `--machine-profile` (process pools'), None without one."""
+    """The machine costs a twin takes from `--machine-profile` (process pools', the loop's timers), None without
+    one."""
     if not getattr(args, "machine_profile", None):
         return None
-    return MachineProfile.read(args.machine_profile).machine_for(parse_strategy("asyncio+processes:1"), Machine())
+    # emulated_waits: the program's own timers (asyncio.sleep) are timers, woken on select()'s grid
+    return MachineProfile.read(args.machine_profile).machine_for(parse_strategy("asyncio+processes:1"), Machine(),
+                                                                 emulated_waits=True)
 
 
 def _sweep_program(args: argparse.Namespace, out: Console) -> int:

@@ -28,6 +28,7 @@ import contextvars
 import heapq
 import io
 import itertools
+import math
 import os
 import pickle
 import random
@@ -316,7 +317,7 @@ class _Selector(_VirtualSelector):
 
     def select(self, timeout: float | None = None) -> list[tuple[Any, int]]:
         try:
-            return super().select(timeout)
+            return super().select(self.loop.select_timeout(timeout) if timeout else timeout)
         except RuntimeError:
             waiting = sum(1 for t in self.loop.tasks if not t.done())
             raise TwinError(f"twin: the program waits forever at {self.loop.time():.6g} s: {waiting} task(s) wait "
@@ -349,6 +350,8 @@ class TwinLoop(TaskTracker, VirtualLoop):  # type: ignore[misc]  # call_* typed 
         self._last_end = 0.0  # when the loop's latest callback ended (later than that, it slept in select)
         self._thread = threading.get_ident()
         self._sockets: dict[Any, tuple[str, int]] = {}  # sockets "connected" to a declared host (sock_connect)
+        # the twin's own timers, which stand for a socket's reply or a worker's result: they wake select() on time
+        self._io_handles: weakref.WeakSet[asyncio.TimerHandle] = weakref.WeakSet()
         self.net = self._network(services, seed) if services is not None else None
 
     # ------------------------------------------------------------------ the clock
@@ -421,7 +424,23 @@ class TwinLoop(TaskTracker, VirtualLoop):  # type: ignore[misc]  # call_* typed 
 
     def _free(self, delay: float, callback: Callable[..., Any], *args: Any) -> asyncio.TimerHandle:
         """Server work on the loop, not charged to the program."""
-        return VirtualLoop.call_at(self, self.time() + delay, callback, *args)
+        handle = VirtualLoop.call_at(self, self.time() + delay, callback, *args)
+        self._io_handles.add(handle)
+        return handle
+
+    def select_timeout(self, timeout: float) -> float:
+        """How long the idle loop sleeps in select() given `timeout` to its earliest timer: for a program's timer,
+        rounded up to the machine's timer granularity (epoll's millisecond grid, Lib/selectors.py) and then
+        `sleep_overshoot_s` late, as the simulator's Loop._select_late; a reply or a worker's result (the twin's
+        own timers: a socket, the self-pipe) wakes it on time. The ideal machine (both 0) sleeps `timeout`."""
+        grid, late = self.machine.timer_granularity_s, self.machine.sleep_overshoot_s
+        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]  # BaseEventLoop's heap
+        if not (grid or late) or not scheduled or scheduled[0] in self._io_handles:
+            return timeout
+        wake = (math.ceil(timeout / grid - 1e-9) * grid if grid else timeout) + late
+        now = self.clock.t
+        sooner = min((h.when() - now for h in self._io_handles if not h.cancelled()), default=math.inf)
+        return min(wake, max(0.0, sooner))
 
     def _unknown_host(self, host: Any, port: Any) -> TwinError:
         known = ", ".join(self.net.hosts) if self.net is not None else ""
@@ -518,7 +537,7 @@ class TwinLoop(TaskTracker, VirtualLoop):  # type: ignore[misc]  # call_* typed 
         start = max(now, heapq.heappop(free))
         end = start + spent * self.cpu_scale + blocked
         heapq.heappush(free, end)
-        self.call_at(end + (self.machine.process_return_s if processes else 0.0), _settle, future, value, error)
+        self._io_handles.add(self.call_at(end + self.machine.process_return_s, _settle, future, value, error))
         return future
 
     # ------------------------------------------------------------------ the run as a Result
