@@ -154,7 +154,7 @@ def test_a_blip_restarts_the_signalled_waiters_interval():
         gil.acquire(holder)
         yield from compute(env, cores, holder, 0.003)
         gil.computing = True  # still inside its step: the blip, then more CPU
-        gil.blip(holder)
+        gil.blip()
         yield from compute(env, cores, holder, 0.020)
         gil.release(holder)
 

@@ -21,9 +21,14 @@ __all__ = ["JOIN", "SOON", "TIMER", "Cores", "CoroStrand", "Gil", "Loop", "SimTh
            "compute"]
 
 _EPS = 1e-12
-# At a syscall that releases the GIL for a moment (a worker's self-pipe write for its result), a waiting thread takes
-# it first at one release in four: traced, 41 of 159 such writes by executor threads (benchmarks/gil_trace.py, root)
-BLIP_LOST = 4
+# A worker thread's result wakes the idle loop from select() through the self-pipe (call_soon_threadsafe), the write
+# releasing the GIL for a moment: the loop thread, woken by that very write, takes the GIL before the worker retakes
+# it at every LOOP_RACE-th such wake-up and loses the others, the first included (sim/engine.py _offload); a thread
+# already waiting for the GIL only starts a fresh interval (Gil.blip), so a loop that lost waits until the worker
+# runs out of jobs. Measured: a loop woken by one worker's backlog of 0.5 ms jobs lost the first race in 29 of 30
+# runs and then saw no result until the backlog drained; the suite's recorded runs replay best with every second
+# race won (mean |error| over 25 asyncio cases, eight runs each: 1.99% never, 1.55% every second, 1.66% third).
+LOOP_RACE = 2
 
 
 class SimThread:
@@ -66,8 +71,8 @@ class Gil:
     that wants the GIL while two others compute gets it at the latest at the third forced switch.
     A waiter whose interval saw a switch asks nothing and sleeps another interval. A holder that blocks (I/O)
     releases the GIL at once to the longest waiter; one that releases it for a moment (`blip`, a syscall such as
-    the self-pipe write of call_soon_threadsafe) mostly takes it back before the signalled waiter wakes, which then
-    sleeps a fresh interval, but at every BLIP_LOST-th such release the longest waiter gets it first (measured).
+    the self-pipe write of call_soon_threadsafe) takes it back before the signalled waiter wakes, which then
+    sleeps a fresh interval (the loop thread that this very write wakes from select() races it: LOOP_RACE).
     """
 
     def __init__(self, env: simpy.Environment, interval: float) -> None:
@@ -80,7 +85,6 @@ class Gil:
         self.drop_at = math.inf
         self.requester: list[Any] | None = None  # the waiter whose interval runs out first
         self.switches = 0
-        self.blips = 0
         self.forced = 0  # forced switches so far: every third goes to the longest waiter, the others to the asker
 
     def acquire(self, thread: SimThread) -> simpy.Event | None:
@@ -129,20 +133,10 @@ class Gil:
         self.holder = to
         self.last_switch = self.env.now
         self.switches += 1
-        self.restart()
+        self.blip()
 
-    def blip(self, thread: SimThread) -> None:
-        """`thread` releases the GIL for a syscall and takes it back (the self-pipe write of call_soon_threadsafe):
-        at every BLIP_LOST-th such release a waiter takes it first (`release`), else the signalled waiter starts a
-        fresh interval (`restart`)."""
-        self.blips += 1
-        if self.waiters and self.blips % BLIP_LOST == 0:
-            self.release(thread)
-        else:
-            self.restart()
-
-    def restart(self) -> None:
-        """The holder released and retook the GIL at once: the signalled waiter starts a fresh interval."""
+    def blip(self) -> None:
+        """The holder released and retook the GIL at once (a syscall): the signalled waiter starts a fresh interval."""
         if self.waiters:
             self.waiters[0][2] = self.env.now
             self._rearm()

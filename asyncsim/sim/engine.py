@@ -28,7 +28,7 @@ from ..strategies import Strategy
 from ..trace import K_ADMIT, K_CPU, K_RESUME, CallLog, RunOutput, Trace, TraceBuilder
 
 __all__ = ["Engine"]
-from .cpu import JOIN, SOON, TIMER, Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
+from .cpu import JOIN, LOOP_RACE, SOON, TIMER, Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
 from .driver import TaskDriver, run_until_empty
 from .resources import SimService, Slots, capacities
 
@@ -84,6 +84,7 @@ class Engine:
         self.pool_workers: deque[SimThread] | None = None
         self.unstarted = 0  # a thread pool's workers not started yet (ThreadPoolExecutor starts them lazily):
         #                     the executor's (asyncio+threads:N), or the workers' (threads:N, open arrivals)
+        self.races = 0  # wake-ups of the idle loop by a worker's self-pipe write that races the worker for the GIL
         self.idle_workers = 0  # its _idle_semaphore: one more after every job, one less per submit that finds it
         self.loop: Loop | None = None
         self.gil: Gil | None = None
@@ -734,8 +735,8 @@ class Engine:
 
         A worker thread that finishes a job while another waits takes it at once, mostly still holding the GIL (a
         ThreadPoolExecutor worker's `work_queue.get()` returns without blocking; only the result's self-pipe write
-        releases the GIL for a moment, and a waiter takes it then one time in BLIP_LOST): the loop thread waiting
-        for the GIL gets it by such a write or by a forced switch.
+        releases it for a moment, which the loop, if that write wakes it from select(), wins every second time:
+        LOOP_RACE): a loop thread already waiting for the GIL gets it only by a forced switch.
         """
         env = self.env
         assert self.executor is not None
@@ -759,8 +760,18 @@ class Engine:
         late = self._busy_wake()  # whether every core was running a job as this one ended
         self.jobs_computing -= 1
         if gil is not None and slots.waiting():
-            gil.blip(thread)  # the result's call_soon_threadsafe writes to the loop's self-pipe, releasing the GIL
-            slots.release(thread)  # the next job runs on this thread, which mostly keeps the GIL (Gil.blip)
+            # the result's call_soon_threadsafe writes to the loop's self-pipe, releasing the GIL for a moment: a loop
+            # idle in select(), woken by this write, races the worker for it (LOOP_RACE); a waiting thread does not
+            loop = self.loop
+            if loop is not None and not loop.busy and (not loop.turning or loop.wake_at is not None):
+                self.races += 1
+                if self.races % LOOP_RACE == 0:
+                    gil.barge(thread, loop.thread)
+                else:
+                    gil.blip()
+            else:
+                gil.blip()
+            slots.release(thread)  # the next job runs on this thread, once it has the GIL
         else:
             if gil is not None:
                 gil.release(thread)

@@ -82,17 +82,17 @@ KNOWN_LIMITS = {
     # GIL between tasks (sim/engine.py _fork_branches, _finish): +13%..+22% before, -2%..+10% after (median +0.4%)
     ("parallel", "threads:8"): ("-2% to +10% (16 fan-out threads, 2 ms CPU bursts; was +13% to +22%)", 0.15),
     # the loop thread vs four executor threads: -15%..-29% originally, -0.3%..-7% (median -3.7%) since forced
-    # switches go to the requester and the executor starts its threads on demand; -8%..+7% on eight recorded runs
-    # since the loop's timers wake on select()'s grid and a self-pipe write loses the GIL one time in four
-    ("mixed", "asyncio:10+threads:4"): ("-8% to +7% (loop thread vs executor threads; was -15% to -29%)", 0.10),
+    # switches go to the requester and the executor starts its threads on demand; -9%..+8% on eight recorded runs
+    # since the loop's timers wake on select()'s grid and the loop races a worker at its self-pipe write
+    ("mixed", "asyncio:10+threads:4"): ("-9% to +8% (loop thread vs executor threads; was -15% to -29%)", 0.10),
     # an offload's round trip in two legs of the parent's CPU (sim/engine.py _offload): -15%..-18% before
     # ... and per-core run queues, the legs on the pool's threads' last cores: -3%..-7% (median -4.8%) since
     ("mixed", "asyncio:10+processes:2"): ("-3% to -7% (model too fast: the pool's threads under load)", 0.12),
     ("cpu-bound", "asyncio:8+processes:2"): ("-3% to -5% (model too fast: the pool's threads under load)", 0.15),
     # one worker, 0.5 ms jobs: -2%..-4% in one session, +7%..+18% in the next; +15%..+19% and +5%..+11% on two sets
-    # of four recorded runs before the loop's timers woke on select()'s grid and a worker's self-pipe write lost
-    # the GIL one time in four (sim/cpu.py Loop._select_late, BLIP_LOST), -7%..+6% and -4%..+2% after
-    ("offload-0.5ms", "asyncio:8+threads:1"): ("-7% to +6% (the loop and one worker hand the GIL over per tiny job; "
+    # of four recorded runs before the loop's timers woke on select()'s grid and the loop raced a worker at its
+    # self-pipe write (sim/cpu.py Loop._select_late, LOOP_RACE), -9%..-4% and -8%..0% after
+    ("offload-0.5ms", "asyncio:8+threads:1"): ("-9% to 0% (the loop and one worker hand the GIL over per tiny job; "
                                                "was -4% to +19%)", 0.10),
     # 0.5 ms jobs on 8 threads: the loop thread waits ~4 ms per completion behind the other workers' jobs;
     # -9%..+6% before the same two rules, -4%..+12% after (eight recorded runs)
