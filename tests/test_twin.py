@@ -397,11 +397,13 @@ def test_a_clients_timeout_and_a_servers_5xx_happen_in_virtual_time():
 
 
 def test_the_loop_waits_for_the_gil_while_thread_jobs_compute():
-    """A ticker of twenty 10 ms sleeps beside a thread job of ~0.5 s of pure-Python CPU: each wake-up waits a
-    switch interval (5 ms) for the GIL while the job runs, so the ticker takes 20 × 15 ms, not 20 × 10 ms."""
+    """A ticker of twenty 10 ms sleeps beside a thread job of ~1 s of pure-Python CPU: each wake-up waits a
+    switch interval (5 ms) for the GIL while the job runs, so the ticker takes 20 × 15 ms, not 20 × 10 ms. The job
+    outlasts the ticker's 0.3 s even if the CPU runs three times faster than when its rate was measured (CI saw a
+    0.5 s job end at 0.18 s: 0.25 s of ticks)."""
     from asyncsim.real.cpuwork import measure_rate
 
-    n = int(0.5 * measure_rate())
+    n = int(1.0 * measure_rate())
     ticks = []
 
     async def ticker() -> None:
