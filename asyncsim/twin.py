@@ -56,6 +56,7 @@ from .real.vloop import VirtualClock, VirtualLoop
 from .real.vloop import _Selector as _VirtualSelector
 from .real.vnet import Network, PlainTls
 from .results import METRICS, Result
+from .rules.timers import timed_wait
 from .serve import Api, Reply
 from .services import OK, TIMEOUT
 from .spec import Machine, Workload, read_yaml
@@ -437,7 +438,7 @@ class TwinLoop(TaskTracker, VirtualLoop):  # type: ignore[misc]  # call_* typed 
         scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]  # BaseEventLoop's heap
         if not (grid or late) or not scheduled or scheduled[0] in self._io_handles:
             return timeout
-        wake = (math.ceil(timeout / grid - 1e-9) * grid if grid else timeout) + late
+        wake = timed_wait(timeout, grid, late)
         now = self.clock.t
         sooner = min((h.when() - now for h in self._io_handles if not h.cancelled()), default=math.inf)
         return min(wake, max(0.0, sooner))

@@ -8,4 +8,5 @@ time in (model seconds) and carries out the commands the rules yield on its own 
 * `limits` — token buckets and a policy-ordered client limiter;
 * `queues` — tickets, policy-ordered wait queues, a server in virtual time, a dynamic batcher;
 * `pipeline` — a pipeline's batch draws, each item's route, and its ticket.
+* `timers` — how long a timed wait lasts on a machine's timers (a thread's sleep, the loop's select()).
 """

@@ -17,6 +17,8 @@ from typing import Any
 
 import simpy
 
+from ..rules.timers import timed_wait
+
 __all__ = ["JOIN", "SOON", "TIMER", "Cores", "CoroStrand", "Gil", "Loop", "SimThread", "Strand", "ThreadStrand",
            "compute"]
 
@@ -435,11 +437,8 @@ class Loop:
         earliest timer's time left as its timeout, and the epoll selector rounds that up to whole milliseconds
         (Lib/selectors.py, EpollSelector.select: `math.ceil(timeout * 1e3) * 1e-3`), counted from when the loop
         went idle, not from when the timer was set; then the thread wakes `overshoot` late."""
-        g = self.granularity
-        if not g:
-            return self.overshoot
-        waited = self.env.now - self.idle_since
-        return max(0.0, math.ceil(waited / g - 1e-9) * g - waited) + self.overshoot
+        waited = self.env.now - self.idle_since  # the timeout select() was given: the timer is due now
+        return max(0.0, timed_wait(waited, self.granularity, self.overshoot) - waited)
 
     def _woken(self, wakes: int) -> None:
         if wakes == self.wakes:

@@ -22,6 +22,7 @@ from ..errors import DeadlockError, RunLimitError
 from ..rules.calls import CONNECT, LIMIT, LOCAL_CPU, SERVE, SLEEP, StepFailedError
 from ..rules.queues import Ticket, Tickets, WaitQueue
 from ..rules.task import ACQUIRE, BLOCK, CPU_WORK, FORK, INLINE, IO_WAIT, RESUME, Context, no_calls, steps
+from ..rules.timers import timed_wait
 from ..scenario import Node, Scenario
 from ..spec import Machine
 from ..strategies import Strategy
@@ -687,10 +688,7 @@ class Engine:
         """How long a thread's timed wait (time.sleep) really lasts: rounded up to the timer granularity, plus the
         overshoot. A coroutine's wait is exact (granularity and overshoot are 0 under a loop): the loop's wake-up
         for its timer is late instead, by how long the loop has been idle (Loop._select_late)."""
-        g = self.granularity
-        if g and wait > 0:
-            wait = math.ceil(wait / g - 1e-9) * g
-        return wait + self.overshoot
+        return timed_wait(wait, self.granularity, self.overshoot)
 
     def _starts_a_thread(self) -> bool:
         """Whether a submit to a ThreadPoolExecutor starts a worker thread: when none is idle and it has fewer
