@@ -347,6 +347,9 @@ class Machine(Frozen):
     # starting a thread: threading.Thread.start() blocks its caller (holding the GIL, then waiting for the
     # child to run) this long; a parallel step's branch threads and a thread pool's workers pay it
     thread_start_s: float = Field(0.0, ge=0)
+    # asyncio + threads: an executor worker's own time between jobs, holding the GIL (the result's set_result and
+    # call_soon_threadsafe, the next job taken from the queue), before the result's self-pipe write
+    thread_turnaround_s: float = Field(0.0, ge=0)
     process_dispatch_s: float = Field(0.0, ge=0)
     # from a process finishing an offloaded CPU step to the awaiting coroutine running (the result's trip back
     # through the pool's management thread and the loop's wake-up); the worker is free meanwhile

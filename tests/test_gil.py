@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import simpy
 
 import asyncsim as a
 from asyncsim.profile import LoopProfile
+from asyncsim.real.calibrate import _thread_turnaround
+from asyncsim.real.cpuwork import measure_rate
 from asyncsim.sim.cpu import Cores, Gil, SimThread, compute
 
 # K, n, c_eff (s), s (s), measured T_total (s), reference-DES error (measured/predicted - 1, %)
@@ -79,6 +82,38 @@ def test_an_executor_thread_keeps_the_gil_for_its_next_job():
     # without a job waiting, the worker drops the GIL at once and the loop resumes the task on time
     alone = a.simulate(w.evolve(arrivals=a.Batch(count=1)), seed=0)
     assert alone.done[0] == pytest.approx(0.020)
+
+
+def test_an_executor_worker_holds_the_gil_for_its_turnaround_after_each_job():
+    """An executor worker's own time after each job (Machine.thread_turnaround_s: the result's set_result and
+    call_soon_threadsafe, the next job from the queue) holds the GIL before the result reaches the loop. Three
+    2 ms jobs on one worker, 0.5 ms turnaround: job 0 runs while the loop waits to submit the others (starting the
+    worker handed it the GIL), which it does at 2.5 ms; job 1 runs 2.5..4.5; its result's write at 5 ms wakes the
+    idle loop, which loses the race for the GIL (LOOP_RACE); job 2 runs 5..7; the loop sees both results at 7.5.
+    The trace keeps the jobs' own ends, as the real runner records them."""
+    w = a.Workload(arrivals=a.Batch(count=3), task=(a.cpu(0.002),),
+                   machine=a.Machine(cores=2, thread_turnaround_s=0.0005))
+    r = a.simulate(w, strategy="asyncio+threads:1")
+    assert r.done.tolist() == pytest.approx([0.0025, 0.0075, 0.0075], abs=1e-12)
+    f = r.trace.to_frame().query("kind == 'cpu'").sort_values("start")
+    assert f[["start", "end"]].to_numpy().ravel().tolist() == pytest.approx(
+        [0.0, 0.002, 0.0025, 0.0045, 0.005, 0.007], abs=1e-12)
+    # a blocking pool's threads are not an executor an event loop awaits: no turnaround there
+    assert a.simulate(w, strategy="threads:1").t_total == pytest.approx(0.006, abs=1e-12)
+
+
+@pytest.mark.validation
+def test_calibrate_measures_the_executor_turnaround_the_simulator_puts_between_jobs():
+    """calibrate's program (a backlog of 0.2 ms jobs on one worker, the median gap between one job's end and the
+    next one's start) finds a turnaround of microseconds here (18-19 us), and the same program simulated with it
+    shows that gap between its jobs."""
+    turnaround = _thread_turnaround(3, measure_rate())
+    assert 1e-6 < turnaround < 2e-4
+    w = a.Workload(arrivals=a.Batch(count=200), task=(a.cpu(0.0002),),
+                   machine=a.Machine(cores=2, thread_turnaround_s=turnaround))
+    f = a.simulate(w, strategy="asyncio+threads:1").trace.to_frame().query("kind == 'cpu'").sort_values("start")
+    gaps = f.start.to_numpy()[1:] - f.end.to_numpy()[:-1]
+    assert float(np.median(gaps[20:])) == pytest.approx(turnaround, rel=1e-6)
 
 
 def test_an_offloaded_job_starts_when_its_worker_thread_gets_the_gil():

@@ -137,6 +137,15 @@ def test_a_profile_gives_an_offload_its_two_legs_and_a_blocking_caller_its_round
     assert (old.process_dispatch_s, old.process_return_s) == (2e-4, 0.0)
 
 
+def test_a_profile_gives_an_event_loops_thread_executor_its_workers_turnaround():
+    measured = PROFILE.model_copy(update={"thread_turnaround_s": 2e-5})
+    offload = measured.machine_for(a.parse_strategy("asyncio:4+threads:2"), a.Machine(), time_scale=0.5)
+    assert offload.thread_turnaround_s == pytest.approx(4e-5)
+    for other in ("threads:4", "asyncio:4", "asyncio:4+processes:2"):
+        assert measured.machine_for(a.parse_strategy(other), a.Machine()).thread_turnaround_s == 0.0
+    assert PROFILE.machine_for(a.parse_strategy("asyncio+threads:2"), a.Machine()).thread_turnaround_s == 0.0
+
+
 def test_a_profile_gives_a_blocking_pool_its_workers_turnaround():
     measured = PROFILE.model_copy(update={"process_turnaround_s": 1e-4, "busy_wake_s": 5e-4})
     blocking = measured.machine_for(a.parse_strategy("processes:2"), a.Machine(), time_scale=0.5)

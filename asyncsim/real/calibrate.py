@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
 import os
 import platform
 import statistics
@@ -16,12 +17,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from ..profile import LoopProfile, MachineProfile
-from ._workers import _mp_context
+from ._workers import _mp_context, timed_burn
 from .cpuwork import burn, measure_rate
 
 __all__ = ["calibrate"]
@@ -149,6 +150,25 @@ def _process_dispatch(repeats: int) -> float:
             t = time.perf_counter()
             ex.submit(int).result()
             samples.append(time.perf_counter() - t)
+    return _median(samples)
+
+
+def _thread_turnaround(repeats: int, rate: float, jobs: int = 200) -> float:
+    """A ThreadPoolExecutor worker's own time between jobs an event loop awaits (concurrent/futures/thread.py
+    `_worker`: the result's set_result, whose done callback is asyncio's call_soon_threadsafe and its self-pipe
+    write, then the next job from the queue): `jobs` jobs of 0.2 ms submitted at once to a pool of one, the
+    median gap from one job's end to the next one's start once the loop is waiting; median of `repeats` batches."""
+    iterations = max(1, int(rate * 2e-4))
+
+    async def batch() -> list[tuple[float, float, float]]:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1) as pool:
+            return await asyncio.gather(*(loop.run_in_executor(pool, timed_burn, iterations) for _ in range(jobs)))
+
+    samples = []
+    for _ in range(repeats):
+        stamps = sorted(asyncio.run(batch()))[jobs // 10:]  # the first jobs run while the loop still submits
+        samples.append(statistics.median(b[0] - a[1] for a, b in itertools.pairwise(stamps)))
     return _median(samples)
 
 
@@ -300,10 +320,11 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
                 continue
         say(f"{name}: overshoot per wait, cost per resumption, task creation, timer floor")
         loops[name] = _loop_profile(name, repeats)
-    say("threads: sleep overshoot, hand-off cost, start")
+    say("threads: sleep overshoot, hand-off cost, start, an executor worker's turnaround between jobs")
     thread_overshoot = _thread_sleep_overshoot(repeats)
     switch = _thread_switch()
     thread_start = _thread_start(repeats)
+    thread_turnaround = _thread_turnaround(repeats, rate)
     say("processes: dispatch round trip, turnaround between queued jobs, an offload's two legs from an event loop")
     dispatch = _process_dispatch(repeats)
     turnaround = _process_turnaround(repeats)
@@ -321,7 +342,7 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         gil=bool(getattr(sys, "_is_gil_enabled", lambda: True)()),
         cpu_rate=rate, switch_interval_s=sys.getswitchinterval(), loops=loops,
         thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch, thread_start_s=thread_start,
-        process_dispatch_s=dispatch,
+        thread_turnaround_s=thread_turnaround, process_dispatch_s=dispatch,
         process_submit_s=submit, process_return_s=back, process_start_s=start, busy_wake_s=busy_wake,
         process_turnaround_s=turnaround,
         core_balance_s=BALANCE_TICKS * tick if tick is not None and sys.platform.startswith("linux") else 0.0,

@@ -71,6 +71,7 @@ class Engine:
         self.turnaround = 0.0  # a worker's time between a task and the next one already queued (processes:N)
         self.offload_dispatch = 0.0  # per CPU step sent to an executor process (asyncio+processes:N)
         self.offload_return = 0.0  # per CPU step, from the process ending it to the coroutine's wake-up
+        self.job_turnaround = 0.0  # an executor thread's own CPU after each job (Machine.thread_turnaround_s)
         self.leg_cores = [-1, -1]  # the core each parent thread of a process offload last ran on
         self.busy_wake = 0.0  # a parent thread's wake-up while every core runs a worker's job (Machine.busy_wake_s)
         self.jobs_computing = 0  # offloaded CPU steps computing in the executor's worker processes now
@@ -137,6 +138,7 @@ class Engine:
                 else:  # a ThreadPoolExecutor starts a thread per submit while none is idle (_adjust_thread_count)
                     self.executor = (Slots(env, 0), deque(), tb.resource_id("executor"))
                     self.unstarted = off.workers
+                    self.job_turnaround = m.thread_turnaround_s
                 runners = (0 if self.gil is not None else off.workers) + 1
                 if strategy.dispatching:
                     self.offload_dispatch = m.process_dispatch_s
@@ -755,6 +757,9 @@ class Engine:
         started = env.now  # as the real runner records it: when the job's code began
         self.jobs_computing += 1
         yield from compute(env, self.cores, thread, work)
+        ended = env.now
+        if self.job_turnaround:  # the worker sets the result (call_soon_threadsafe) and takes the next job
+            yield from compute(env, self.cores, thread, self.job_turnaround)
         late = self._busy_wake()  # whether every core was running a job as this one ended
         self.jobs_computing -= 1
         if gil is not None and slots.waiting():
@@ -779,7 +784,7 @@ class Engine:
                 workers.append(thread)
                 slots.release()
         self.idle_workers += 1
-        self.trace.add(i, step, K_CPU, res, submitted, started, env.now, work)
+        self.trace.add(i, step, K_CPU, res, submitted, started, ended, work)
         if self.offload_return:  # the worker is free; the result travels back (the management thread, the loop)
             if late > 0:  # the management thread wakes for the result
                 yield env.timeout(late)
