@@ -55,6 +55,9 @@ class MachineProfile(Frozen):
     thread_start_s: float = Field(0.0, ge=0)  # threading.Thread.start() (0 in profiles made before)
     # a ThreadPoolExecutor worker's time between jobs an event loop awaits (0 in profiles made before)
     thread_turnaround_s: float = Field(0.0, ge=0)
+    # the loop's CPU per job sent to a thread pool: run_in_executor, and the result's handle (0 in profiles before)
+    thread_submit_s: float = Field(0.0, ge=0)
+    thread_return_s: float = Field(0.0, ge=0)
     process_dispatch_s: float = Field(ge=0)
     # an offloaded CPU step's round trip from an event loop, in two legs (None in profiles made before them)
     process_submit_s: float | None = Field(None, ge=0)  # run_in_executor() to the worker starting the job
@@ -109,6 +112,8 @@ class MachineProfile(Frozen):
             thread_switch_s=self.thread_switch_s / s if threaded else 0.0,
             thread_start_s=self.thread_start_s / s if threaded or base.gil else 0.0,
             thread_turnaround_s=self.thread_turnaround_s / s if threaded and uses_loop else 0.0,
+            thread_submit_s=self.thread_submit_s / s if threaded and uses_loop else 0.0,
+            thread_return_s=self.thread_return_s / s if threaded and uses_loop else 0.0,
             process_dispatch_s=self._dispatch(uses_loop) / s if dispatching else 0.0,
             process_return_s=(self.process_return_s or 0.0) / s if dispatching and uses_loop else 0.0,
             process_start_s=self.process_start_s / s if dispatching else 0.0,

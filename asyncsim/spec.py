@@ -350,6 +350,10 @@ class Machine(Frozen):
     # asyncio + threads: an executor worker's own time between jobs, holding the GIL (the result's set_result and
     # call_soon_threadsafe, the next job taken from the queue), before the result's self-pipe write
     thread_turnaround_s: float = Field(0.0, ge=0)
+    # asyncio + threads, the loop's own CPU per job: run_in_executor (executor.submit, wrap_future) in the submitting
+    # step, and the result's _set_state handle (futures._chain_future) before the awaiting coroutine's wake-up
+    thread_submit_s: float = Field(0.0, ge=0)
+    thread_return_s: float = Field(0.0, ge=0)
     process_dispatch_s: float = Field(0.0, ge=0)
     # from a process finishing an offloaded CPU step to the awaiting coroutine running (the result's trip back
     # through the pool's management thread and the loop's wake-up); the worker is free meanwhile

@@ -17,7 +17,7 @@ import simpy
 
 import asyncsim as a
 from asyncsim.profile import LoopProfile
-from asyncsim.real.calibrate import _thread_turnaround
+from asyncsim.real.calibrate import _thread_offload, _thread_turnaround
 from asyncsim.real.cpuwork import measure_rate
 from asyncsim.sim.cpu import Cores, Gil, SimThread, compute
 
@@ -100,6 +100,33 @@ def test_an_executor_worker_holds_the_gil_for_its_turnaround_after_each_job():
         [0.0, 0.002, 0.0025, 0.0045, 0.005, 0.007], abs=1e-12)
     # a blocking pool's threads are not an executor an event loop awaits: no turnaround there
     assert a.simulate(w, strategy="threads:1").t_total == pytest.approx(0.006, abs=1e-12)
+
+
+def test_the_loop_pays_for_each_jobs_submit_and_for_its_results_handle_in_ready_queue_order():
+    """The loop's own CPU per job sent to a thread pool (Machine.thread_submit_s, thread_return_s): run_in_executor
+    in the submitting step, and the result's _set_state handle (futures._chain_future), a hop of its own before the
+    coroutine's wake-up. Two tasks: a 2 ms job, a 10 ms wait, a 1 ms job, on two workers; submit 0.3 ms, result
+    0.2 ms. Task 0 submits 0..0.3; its job runs 0.3..2.3 on the worker that took the GIL as it started. Then the
+    ready queue's order: task 1's first step (submit 2.3..2.6) was queued before task 0's result, whose handle runs
+    2.6..2.8; task 0's wait begins at 2.8, as does task 1's job (2.8..4.8; its result 4.8..5.0). Task 0: submit
+    12.8..13.1, job 13.1..14.1, result handle: done at 14.3; task 1 from 15.0: done at 16.5."""
+    w = a.Workload(arrivals=a.Batch(count=2), task=(a.cpu(0.002), a.io(0.010), a.cpu(0.001)),
+                   machine=a.Machine(cores=2, thread_submit_s=0.0003, thread_return_s=0.0002))
+    r = a.simulate(w, strategy="asyncio+threads:2")
+    assert r.done.tolist() == pytest.approx([0.0143, 0.0165], abs=1e-12)
+    f = r.trace.to_frame()
+    jobs = f[f.kind == "cpu"].sort_values(["task", "step"])[["start", "end"]].to_numpy().ravel().tolist()
+    assert jobs == pytest.approx([0.0003, 0.0023, 0.0131, 0.0141, 0.0028, 0.0048, 0.0153, 0.0163], abs=1e-12)
+    waits = f[f.kind == "io"].sort_values("task").start.tolist()
+    assert waits == pytest.approx([0.0028, 0.0050], abs=1e-12)
+
+
+@pytest.mark.validation
+def test_calibrate_measures_the_loops_legs_of_a_thread_offload():
+    """calibrate's run_in_executor submit and result handle, per job: microseconds (7 and 5 us here)."""
+    submit, back = _thread_offload(1)
+    assert 1e-6 < submit < 1e-4
+    assert 5e-7 < back < 1e-4
 
 
 @pytest.mark.validation

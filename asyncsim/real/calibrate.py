@@ -172,6 +172,37 @@ def _thread_turnaround(repeats: int, rate: float, jobs: int = 200) -> float:
     return _median(samples)
 
 
+def _thread_offload(repeats: int, jobs: int = 100) -> tuple[float, float]:
+    """The loop's own CPU per job sent to a thread pool: `jobs` run_in_executor calls in one step (executor.submit,
+    wrap_future), per call; and, the jobs done while the loop slept (time.sleep lets the worker run them), the
+    one iteration that runs their results' _set_state handles (futures._chain_future), per result. Medians of
+    20 x `repeats` batches on a warm pool of one."""
+    def _noop(_f: Any) -> None:
+        pass
+
+    async def batches() -> tuple[list[float], list[float]]:
+        loop = asyncio.get_running_loop()
+        submit, back = [], []
+        with ThreadPoolExecutor(1) as pool:
+            await loop.run_in_executor(pool, int)
+            for _ in range(20 * repeats):
+                t0 = time.perf_counter()
+                futures = [loop.run_in_executor(pool, int) for _ in range(jobs)]
+                t1 = time.perf_counter()
+                for f in futures:  # an awaiting task's wake-up: set_result call_soons a done callback
+                    f.add_done_callback(_noop)
+                time.sleep(0.005)
+                t2 = time.perf_counter()
+                await asyncio.sleep(0)  # behind the results' handles
+                back.append((time.perf_counter() - t2) / jobs)
+                submit.append((t1 - t0) / jobs)
+                await asyncio.gather(*futures)
+        return submit, back
+
+    submit, back = asyncio.run(batches())
+    return _median(submit), _median(back)
+
+
 def _process_turnaround(repeats: int, jobs: int = 500) -> float:
     """A worker's time from one job to the next when they queue for it: `jobs` no-op jobs submitted at once to
     a pool of one, per job (median of `repeats` batches). The pool's management thread keeps the worker's pipe
@@ -320,11 +351,12 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
                 continue
         say(f"{name}: overshoot per wait, cost per resumption, task creation, timer floor")
         loops[name] = _loop_profile(name, repeats)
-    say("threads: sleep overshoot, hand-off cost, start, an executor worker's turnaround between jobs")
+    say("threads: sleep overshoot, hand-off cost, start; an executor's turnaround, the loop's submit and result")
     thread_overshoot = _thread_sleep_overshoot(repeats)
     switch = _thread_switch()
     thread_start = _thread_start(repeats)
     thread_turnaround = _thread_turnaround(repeats, rate)
+    thread_submit, thread_return = _thread_offload(repeats)
     say("processes: dispatch round trip, turnaround between queued jobs, an offload's two legs from an event loop")
     dispatch = _process_dispatch(repeats)
     turnaround = _process_turnaround(repeats)
@@ -342,7 +374,8 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         gil=bool(getattr(sys, "_is_gil_enabled", lambda: True)()),
         cpu_rate=rate, switch_interval_s=sys.getswitchinterval(), loops=loops,
         thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch, thread_start_s=thread_start,
-        thread_turnaround_s=thread_turnaround, process_dispatch_s=dispatch,
+        thread_turnaround_s=thread_turnaround, thread_submit_s=thread_submit, thread_return_s=thread_return,
+        process_dispatch_s=dispatch,
         process_submit_s=submit, process_return_s=back, process_start_s=start, busy_wake_s=busy_wake,
         process_turnaround_s=turnaround,
         core_balance_s=BALANCE_TICKS * tick if tick is not None and sys.platform.startswith("linux") else 0.0,

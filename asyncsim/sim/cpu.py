@@ -338,6 +338,7 @@ SOON = 1  # its step is call_soon'ed: a new task (Task.__init__), a semaphore's 
 JOIN = 2  # a callback that call_soons its step: gather's _done_callback after the last child; an executor job's
 #           call_soon_threadsafe(_set_state) (futures._chain_future), then the future's callback
 TIMER = DUE | 2  # sleep's call_later handle falls due, sets the future, whose done callback call_soons the step
+PAID = 8  # its first hop costs the loop `Loop.hop_cost` (an executor thread's result: the _set_state handle)
 _AFTER_NORMAL = 2  # a SimPy priority below NORMAL (1)
 
 
@@ -372,6 +373,10 @@ class Loop:
         self.overshoot = 0.0
         self.idle_since = 0.0
         self.wake_at: float | None = None  # when the idle loop, woken, turns (None: not waking)
+        # CPU seconds of a PAID wake-up's first hop (futures._chain_future's _set_state: a thread executor's result
+        # copied to the awaited future) on the loop's thread, sharing `cores`; 0: hops cost nothing
+        self.hop_cost = 0.0
+        self.cores: Cores | None = None
         self.wakes = 0  # counts scheduled wake-ups: a superseded one is void
         # fires once everything else at its instant has happened: scheduled at priority 2, after NORMAL (1), as
         # SimPy orders events by (time, priority, id); one event object, rescheduled (one settle is due at most)
@@ -388,7 +393,7 @@ class Loop:
         if wake & DUE:
             self.due.append((event, wake & 3))
         else:
-            self.ready.append((event, wake))
+            self.ready.append((event, wake if self.hop_cost else wake & 3))
         if not self.busy and (not self.turning or self.wake_at is not None):
             self._wake(wake & DUE)
         return event
@@ -485,6 +490,10 @@ class Loop:
             event, hops = ready.popleft()
             self.todo -= 1
             if hops > 1:  # a callback that call_soons the next hop, at once (it costs no time)
+                if hops & PAID:  # ... unless it does work first
+                    self.busy = True
+                    self.env.process(self._paid_hop(event, (hops & 3) - 1))
+                    return
                 if self.on_due and (due := self.on_due.pop(event, None)) is not None:
                     due()
                 ready.append((event, hops - 1))
@@ -502,6 +511,15 @@ class Loop:
             for callback in callbacks:
                 callback(event)
             return
+
+
+    def _paid_hop(self, event: simpy.Event, hops: int) -> Generator[Any, Any, None]:
+        """A hop that costs the loop `hop_cost` CPU seconds before it call_soons the next one."""
+        assert self.cores is not None
+        yield from compute(self.env, self.cores, self.thread, self.hop_cost)
+        self.ready.append((event, hops))
+        self.busy = False
+        self._settle()
 
 
 class Strand:

@@ -29,7 +29,21 @@ from ..strategies import Strategy
 from ..trace import K_ADMIT, K_CPU, K_RESUME, CallLog, RunOutput, Trace, TraceBuilder
 
 __all__ = ["Engine"]
-from .cpu import JOIN, LOOP_RACE, SOON, TIMER, Cores, CoroStrand, Gil, Loop, SimThread, Strand, ThreadStrand, compute
+from .cpu import (
+    JOIN,
+    LOOP_RACE,
+    PAID,
+    SOON,
+    TIMER,
+    Cores,
+    CoroStrand,
+    Gil,
+    Loop,
+    SimThread,
+    Strand,
+    ThreadStrand,
+    compute,
+)
 from .driver import TaskDriver, run_until_empty
 from .resources import SimService, Slots, capacities
 
@@ -72,6 +86,8 @@ class Engine:
         self.offload_dispatch = 0.0  # per CPU step sent to an executor process (asyncio+processes:N)
         self.offload_return = 0.0  # per CPU step, from the process ending it to the coroutine's wake-up
         self.job_turnaround = 0.0  # an executor thread's own CPU after each job (Machine.thread_turnaround_s)
+        self.job_submit = 0.0  # the loop's CPU per run_in_executor to a thread pool (Machine.thread_submit_s)
+        self.job_woke = JOIN  # how a coroutine comes back from an executor job (PAID: its result's handle costs)
         self.leg_cores = [-1, -1]  # the core each parent thread of a process offload last ran on
         self.busy_wake = 0.0  # a parent thread's wake-up while every core runs a worker's job (Machine.busy_wake_s)
         self.jobs_computing = 0  # offloaded CPU steps computing in the executor's worker processes now
@@ -139,6 +155,10 @@ class Engine:
                     self.executor = (Slots(env, 0), deque(), tb.resource_id("executor"))
                     self.unstarted = off.workers
                     self.job_turnaround = m.thread_turnaround_s
+                    self.job_submit = m.thread_submit_s
+                    if m.thread_return_s > 0:  # the result's _set_state handle costs the loop that much
+                        self.loop.hop_cost = m.thread_return_s
+                        self.job_woke = JOIN | PAID
                 runners = (0 if self.gil is not None else off.workers) + 1
                 if strategy.dispatching:
                     self.offload_dispatch = m.process_dispatch_s
@@ -149,7 +169,7 @@ class Engine:
                         self.loop.wake_delay = self._busy_wake
                     # the parent's side of each round trip (pickling, the pool's threads) computes too
                     runners = off.workers + (1 if m.loop_step_s > 0 or m.process_dispatch_s > 0 else 0)
-            self.cores = Cores(env, m.cores, shared=runners > m.cores, balance=m.core_balance_s)
+            self.cores = self.loop.cores = Cores(env, m.cores, shared=runners > m.cores, balance=m.core_balance_s)
             return
         self.admit_res = tb.resource_id("workers")
         assert self.limit is not None  # a blocking strategy has a worker count
@@ -513,6 +533,9 @@ class Engine:
                         yield from compute(env, self.cores, s.thread, self.offload_start)
                         overhead += self.offload_start
                         self.offload_start = 0.0
+                    if self.job_submit:  # run_in_executor: executor.submit and wrap_future, on the loop
+                        yield from compute(env, self.cores, s.thread, self.job_submit)
+                        overhead += self.job_submit
                     if overhead or env.now > ready:
                         tb.add(i, subject.id, K_RESUME, s.res, ready, env.now - overhead, env.now, overhead)
                     job = self.executor[0].request()
@@ -524,11 +547,11 @@ class Engine:
                             tb.add(i, subject.id, K_RESUME, s.res, ended, env.now, env.now)
                         self._leave(s)
                         yield offload
-                        s.woke = JOIN
+                        s.woke = self.job_woke
                         continue
                     self._leave(s)
                     yield from self._offload(i, subject.id, value, env.now, job)
-                    s.woke = JOIN
+                    s.woke = self.job_woke
                     continue
                 got = env.now - overhead
                 if s.thread.gil is None and not self.cores.shared:
