@@ -97,17 +97,23 @@ def test_loop_step_overhead_is_paid_per_resumption():
     assert t_total(FETCH, "asyncio", machine=m) == pytest.approx(1.201, **EXACT)
 
 
-def test_task_creation_is_paid_once_per_coroutine_on_the_loop():
-    # 3 tasks of io 10 ms, each coroutine's creation costs 1 ms of loop time: the last one starts at 3 ms
+def test_task_creation_is_paid_once_per_coroutine_by_its_creator_on_the_loop():
+    """asyncio.create_task runs in its creator's step and call_soons the new task's first step, which runs after
+    that step ends. Three tasks of a 10 ms wait, each task's creation 1 ms of loop time: main creates all three
+    (0..3 ms) before any starts its wait: done at 13 ms each."""
     w = a.Workload(arrivals=a.Batch(count=3), task=(a.io(0.01),), machine=a.Machine(task_create_s=0.001))
-    assert t_total(w, "asyncio") == pytest.approx(0.013, **EXACT)
-    # gathered branches are tasks too: the task (1 ms), then branch 1 is created (1 ms) and waits 10 ms;
-    # branch 2 is created after it (2-3 ms) and waits 5 ms: the join is at 1 + 1 + 10 = 12 ms
+    assert a.simulate(w, strategy="asyncio").done.tolist() == pytest.approx([0.013] * 3, **EXACT)
+    # gathered branches are tasks too, created in the parent's step: main creates the task (0..1 ms), whose step
+    # gathers both branches (1..3 ms); both waits begin at 3 ms: the join is at 3 + 10 = 13 ms
     w = a.Workload(arrivals=a.Batch(count=1), task=(a.parallel([a.io(0.01)], [a.io(0.005)]),),
                    machine=a.Machine(task_create_s=0.001))
-    assert t_total(w, "asyncio") == pytest.approx(0.012, **EXACT)
+    assert t_total(w, "asyncio") == pytest.approx(0.013, **EXACT)
     # threads do not create coroutines
     assert t_total(w, "threads:2") == pytest.approx(0.01, **EXACT)
+    # closed users: main creates each user's task once (0..2 ms); a user awaits its tasks, creating none
+    w = a.Workload(arrivals=a.Closed(users=2, think=a.Constant(0.0), count=4), task=(a.io(0.01),),
+                   machine=a.Machine(task_create_s=0.001))
+    assert a.simulate(w, strategy="asyncio").done.tolist() == pytest.approx([0.012, 0.012, 0.022, 0.022], **EXACT)
 
 
 def test_timer_granularity_rounds_waits_up_before_the_overshoot():

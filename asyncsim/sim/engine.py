@@ -203,8 +203,7 @@ class Engine:
             s = ThreadStrand(SimThread(self.gil) if thread is None else thread)
             s.holding = thread is not None
         s.res = self.exec_res
-        # a new coroutine's first resumption also pays for creating its task (reset after first use)
-        s.overhead = self.strand_overhead + self.task_create
+        s.overhead = self.strand_overhead  # its creator paid for creating its task (`_create`)
         return s
 
     def _fork(self, parent: Strand) -> Strand | None:
@@ -290,21 +289,34 @@ class Engine:
                 arrive(i)
             return
         # The main coroutine creates the tasks (AsyncRunner.main): it sleeps until the next arrival (a loop
-        # timer, late as sleeps are), and when the loop runs it, creates every task due by then in one step.
-        # A task arrives at its due time, whenever it was created. Main's steps cost the loop no time.
+        # timer, late as sleeps are), and when the loop runs it, creates every task due by then in one step,
+        # paying `task_create` for each (asyncio.create_task: a task's first step is call_soon'ed, so it runs
+        # after main's step, behind what was ready before). A task arrives at its due time, whenever it was created.
         assert self.loop is not None
         main = CoroStrand(self.loop)
-        main.woke = TIMER
-        for i, t in enumerate(self.sc.arrivals.tolist()):
-            if t > env.now:
+        arrivals = self.sc.arrivals.tolist()
+        i, n = 0, len(arrivals)
+        main.woke = SOON  # asyncio.run call_soons main's first step
+        while i < n:
+            slept = arrivals[i] > env.now
+            if slept:
                 if main.holding:
                     self._leave(main)
-                yield env.timeout(self._timer(t - env.now))
+                yield env.timeout(self._timer(arrivals[i] - env.now))
+                main.woke = TIMER
+            if slept or (self.task_create and not main.holding):
                 event = main.acquire()
                 if event is not None:
                     yield event
                 main.holding = True
-            arrive(i, at=t)
+            due = i
+            while due < n and arrivals[due] <= env.now:
+                due += 1
+            if self.task_create:  # more may fall due meanwhile: the next round creates them, main still running
+                yield from compute(env, self.cores, main.thread, (due - i) * self.task_create)
+            for k in range(i, due):
+                arrive(k, at=arrivals[k])
+            i = due
         if main.holding:
             self._leave(main)
 
@@ -343,6 +355,21 @@ class Engine:
             self._arrive(i, at=t)  # due at t, submitted now (later, if the main thread waited for the GIL)
         if holding:
             gil.release(main)
+
+    def _create_users(self, counter: list[int]) -> Generator[Any, Any, None]:
+        """The main coroutine creates the closed users' tasks (AsyncRunner.main), paying `task_create` for each on
+        the loop; a user then runs its tasks in its own coroutine (awaits them: no task of their own)."""
+        if self.task_create:
+            assert self.loop is not None
+            main = CoroStrand(self.loop)
+            event = main.acquire()
+            if event is not None:
+                yield event
+            main.holding = True
+            yield from compute(self.env, self.cores, main.thread, self.sc.users * self.task_create)
+            self._leave(main)
+        for _ in range(self.sc.users):
+            self.env.process(self._closed_user(counter))
 
     def _closed_user(self, counter: list[int]) -> Generator[Any, Any, None]:
         think = self.sc.think
@@ -425,7 +452,7 @@ class Engine:
         """Task i's first step runs (the loop is ours; it was ready since `since[i]`): take a slot, or queue."""
         assert self.gate is not None
         ready = float(self.since[i])
-        cost = self.strand_overhead + self.task_create
+        cost = self.strand_overhead
         if not self.gate.locked():
             self.gate.request()
             s = self._new_strand()
@@ -455,7 +482,6 @@ class Engine:
     def _admitted(self, i: int, _event: simpy.Event) -> None:
         """Task i was handed a slot: its coroutine's step is call_soon'ed (the waiter's future was set)."""
         s = self._new_strand()
-        s.overhead = self.strand_overhead  # its task was created (and paid for) in the first step
         event = s.acquire()  # queued now, in the order the slots were handed on
         TaskDriver(self.env, self._started(i, s, float(self.since[i]), event))
 
@@ -690,6 +716,11 @@ class Engine:
             joined = yield env.all_of(children_done)
             s.woke = JOIN
             return list(joined.values())
+        if self.task_create:  # gather wraps each branch's coroutine in a task (create_task), on the parent's step
+            started = env.now
+            cost = len(strands) * self.task_create
+            yield from compute(env, self.cores, s.thread, cost)
+            self.trace.add(i, node.id, K_RESUME, s.res, started, started, env.now, cost)
         self._leave(s)
         joined = yield env.all_of([env.process(self._branch(i, b, c)) for b, c in zip(branches, strands, strict=True)])
         s.woke = JOIN
@@ -839,8 +870,7 @@ class Engine:
             n = sc.n_tasks
             self.closed_users = [None] * n
             counter = [0, 0]
-            for _ in range(sc.users):
-                env.process(self._closed_user(counter))
+            env.process(self._create_users(counter))
         gc_was_enabled = gc.isenabled()
         gc.disable()  # the run allocates many short-lived objects and no cycles worth collecting
         try:
