@@ -354,6 +354,9 @@ class Machine(Frozen):
     # step, and the result's _set_state handle (futures._chain_future) before the awaiting coroutine's wake-up
     thread_submit_s: float = Field(0.0, ge=0)
     thread_return_s: float = Field(0.0, ge=0)
+    # asyncio + threads: a loop idle in select() this long or longer, woken by a worker's result, always loses the
+    # race for the GIL to the worker (its core has gone into a deeper sleep); 0: no limit (sim/cpu.py LOOP_RACE)
+    loop_race_idle_s: float = Field(0.0, ge=0)
     process_dispatch_s: float = Field(0.0, ge=0)
     # from a process finishing an offloaded CPU step to the awaiting coroutine running (the result's trip back
     # through the pool's management thread and the loop's wake-up); the worker is free meanwhile

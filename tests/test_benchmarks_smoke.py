@@ -105,3 +105,15 @@ def test_gil_trace_compares_real_and_replayed_gil_waits_where_it_can_trace():
     for label in ("run 1: real T_total", "real loop thread", "real executor threads", "replayed loop thread",
                   "replayed executor threads", "wake-ups", "timeouts"):
         assert label in proc.stdout, label
+
+
+@pytest.mark.validation
+def test_loop_race_counts_wins_at_every_idle_for_warm_and_fresh_pools():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "loop_race.py"), "--trials", "4"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.strip().endswith("/ 4")]
+    assert len(rows) == 10  # RACE_IDLES_S
+    for row in rows:  # idle, "ms", warm wins, "/", 4, fresh wins, "/", 4
+        assert 0 <= int(row[2]) <= 4 and 0 <= int(row[5]) <= 4
+    assert "calibrate's loop_race_idle_s:" in proc.stdout.splitlines()[-1]

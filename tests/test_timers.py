@@ -18,7 +18,7 @@ import simpy
 
 import asyncsim as a
 from asyncsim import twin
-from asyncsim.real.calibrate import calibrate
+from asyncsim.real.calibrate import _loop_race_idle, calibrate, race_wins
 from asyncsim.real.cpuwork import burn, measure_rate
 from asyncsim.sim.cpu import LOOP_RACE, SOON, TIMER, Loop, SimThread
 from asyncsim.strategies import parse_strategy
@@ -154,6 +154,40 @@ def test_a_loop_that_lost_the_race_waits_for_the_workers_backlog_as_in_a_real_pr
     assert predicted > 0.9
     found = [_results_seen_late() for _ in range(3)]
     assert sum(share > 0.5 for share in found) >= 2, found
+
+
+def test_a_loop_idle_in_select_longer_than_the_calibrated_limit_loses_the_race():
+    """Three tasks: a 4 ms job, a 20 ms wait, a 4 ms job, on one worker. Job 0 runs 0..4 while the loop waits for
+    the GIL (starting the worker handed it over); at 4 the loop submits jobs 1 and 2 and starts task 0's wait; job
+    1's write at 8 is the first race, lost (the loop sees results 1 and 2 at 12). Task 0's second job runs 24..28
+    alone. At 32 tasks 1 and 2 submit; task 1's job ends at 36, the second race: won (done at 36), unless the loop
+    has idled in select() since 32 for `loop_race_idle_s` (2.5 ms) or longer (benchmarks/loop_race.py: idle 4 ms,
+    the loop won 5-9 races of 30): then both are done at 40."""
+    def done(limit: float) -> list[float]:
+        w = a.Workload(arrivals=a.Batch(count=3), task=(a.cpu(0.004), a.io(0.02), a.cpu(0.004)),
+                       machine=a.Machine(cores=2, loop_race_idle_s=limit))
+        return a.simulate(w, strategy="asyncio+threads:1").done.tolist()
+
+    assert done(0.0) == pytest.approx([28 * MS, 36 * MS, 40 * MS], **EXACT)
+    assert done(0.005) == done(0.0)  # it idled 4 ms: under this limit
+    assert done(0.0025) == pytest.approx([28 * MS, 40 * MS, 40 * MS], **EXACT)
+
+
+@pytest.mark.validation
+def test_a_loop_that_idled_longer_wins_fewer_races_as_calibrate_finds():
+    """The real race (calibrate.race_wins, one warm pool): a loop idle 1 ms in select() wins most races at a
+    worker's result write, one idle 5 ms few; calibrate's limit lies between."""
+    rate = measure_rate()
+    race_wins(0.0005, rate, 20)  # a process's first races go to the worker
+    found = []
+    for _ in range(3):
+        short, long = race_wins(0.001, rate, 20), race_wins(0.005, rate, 20)
+        found.append((short, long))
+        if short > 10 and long < short / 2:
+            break
+    else:
+        pytest.fail(f"wins of 20 after 1 ms and 5 ms idle: {found}")
+    assert 0.0005 <= _loop_race_idle(1, rate) <= 0.006
 
 
 def _simulated_share_late(workers: int) -> tuple[float, float]:

@@ -203,6 +203,54 @@ def _thread_offload(repeats: int, jobs: int = 100) -> tuple[float, float]:
     return _median(submit), _median(back)
 
 
+RACE_IDLES_S = (0.0005, 0.001, 0.0015, 0.002, 0.0025, 0.003, 0.0035, 0.004, 0.005, 0.006)
+
+
+def race_wins(idle: float, rate: float, trials: int, *, fresh: bool = False) -> int:
+    """How often the loop, idle in select() for `idle` seconds, wins the GIL at a worker's result write: a job of
+    `idle` seconds with a 2 ms one queued behind it; won when the first result's callback ran before the second
+    job ended. One pool serves every trial, as in a program; `fresh`: a new pool (a new thread) for each."""
+    def job(seconds: float) -> float:
+        burn(max(1, int(seconds * rate)))
+        return time.perf_counter()
+
+    async def trial(pool: ThreadPoolExecutor) -> bool:
+        loop = asyncio.get_running_loop()
+        seen: list[float] = []
+        first = loop.run_in_executor(pool, job, idle)
+        first.add_done_callback(lambda _f: seen.append(time.perf_counter()))
+        second = loop.run_in_executor(pool, job, 0.002)
+        await first
+        return seen[0] < await second
+
+    async def run() -> int:
+        wins = 0
+        pool = ThreadPoolExecutor(1)
+        await asyncio.get_running_loop().run_in_executor(pool, int)
+        for _ in range(trials):
+            if fresh:
+                pool.shutdown()
+                pool = ThreadPoolExecutor(1)
+            await asyncio.sleep(0.002)
+            wins += await trial(pool)
+        pool.shutdown()
+        return wins
+
+    return asyncio.run(run())
+
+
+def _loop_race_idle(repeats: int, rate: float) -> float:
+    """The shortest idle in select() after which the loop wins under half of the races at a worker's result write
+    (`race_wins`, RACE_IDLES_S; 0 when it still wins most at the longest). A first sweep is a warm-up: a process's
+    first races go mostly to the worker, whatever the idle."""
+    trials = 10 * repeats
+    race_wins(RACE_IDLES_S[0], rate, trials)
+    for idle in RACE_IDLES_S:
+        if race_wins(idle, rate, trials) * 2 < trials:
+            return idle
+    return 0.0
+
+
 def _process_turnaround(repeats: int, jobs: int = 500) -> float:
     """A worker's time from one job to the next when they queue for it: `jobs` no-op jobs submitted at once to
     a pool of one, per job (median of `repeats` batches). The pool's management thread keeps the worker's pipe
@@ -357,6 +405,7 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     thread_start = _thread_start(repeats)
     thread_turnaround = _thread_turnaround(repeats, rate)
     thread_submit, thread_return = _thread_offload(repeats)
+    race_idle = _loop_race_idle(repeats, rate)
     say("processes: dispatch round trip, turnaround between queued jobs, an offload's two legs from an event loop")
     dispatch = _process_dispatch(repeats)
     turnaround = _process_turnaround(repeats)
@@ -375,7 +424,7 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         cpu_rate=rate, switch_interval_s=sys.getswitchinterval(), loops=loops,
         thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch, thread_start_s=thread_start,
         thread_turnaround_s=thread_turnaround, thread_submit_s=thread_submit, thread_return_s=thread_return,
-        process_dispatch_s=dispatch,
+        loop_race_idle_s=race_idle, process_dispatch_s=dispatch,
         process_submit_s=submit, process_return_s=back, process_start_s=start, busy_wake_s=busy_wake,
         process_turnaround_s=turnaround,
         core_balance_s=BALANCE_TICKS * tick if tick is not None and sys.platform.startswith("linux") else 0.0,

@@ -30,6 +30,10 @@ _EPS = 1e-12
 # runs out of jobs. Measured: a loop woken by one worker's backlog of 0.5 ms jobs lost the first race in 29 of 30
 # runs and then saw no result until the backlog drained; the suite's recorded runs replay best with every second
 # race won (mean |error| over 25 asyncio cases, eight runs each: 1.99% never, 1.55% every second, 1.66% third).
+# Who wins is decided by the kernel, not by CPython (benchmarks/loop_race.py): a loop on another core than the
+# worker, idle in select() 0.2-1 ms, won 98% of such races; idle 3.5 ms or more, none (its core sleeps deeper:
+# Machine.loop_race_idle_s, calibrated); a worker woken by the loop's submit often shares the loop's core, and then
+# the loop lost nearly all (1-9 of 30 won, against 28-30 of 30 for a fresh pool's thread on the other core).
 LOOP_RACE = 2
 
 

@@ -88,6 +88,7 @@ class Engine:
         self.job_turnaround = 0.0  # an executor thread's own CPU after each job (Machine.thread_turnaround_s)
         self.job_submit = 0.0  # the loop's CPU per run_in_executor to a thread pool (Machine.thread_submit_s)
         self.job_woke = JOIN  # how a coroutine comes back from an executor job (PAID: its result's handle costs)
+        self.race_idle = math.inf  # a loop idle this long loses every race at a result's write (loop_race_idle_s)
         self.leg_cores = [-1, -1]  # the core each parent thread of a process offload last ran on
         self.busy_wake = 0.0  # a parent thread's wake-up while every core runs a worker's job (Machine.busy_wake_s)
         self.jobs_computing = 0  # offloaded CPU steps computing in the executor's worker processes now
@@ -156,6 +157,7 @@ class Engine:
                     self.unstarted = off.workers
                     self.job_turnaround = m.thread_turnaround_s
                     self.job_submit = m.thread_submit_s
+                    self.race_idle = m.loop_race_idle_s or math.inf
                     if m.thread_return_s > 0:  # the result's _set_state handle costs the loop that much
                         self.loop.hop_cost = m.thread_return_s
                         self.job_woke = JOIN | PAID
@@ -790,7 +792,8 @@ class Engine:
         A worker thread that finishes a job while another waits takes it at once, mostly still holding the GIL (a
         ThreadPoolExecutor worker's `work_queue.get()` returns without blocking; only the result's self-pipe write
         releases it for a moment, which the loop, if that write wakes it from select(), wins every second time:
-        LOOP_RACE): a loop thread already waiting for the GIL gets it only by a forced switch.
+        LOOP_RACE, unless it idled there `loop_race_idle_s` or longer): a loop thread already waiting for the GIL
+        gets it only by a forced switch.
         """
         env = self.env
         assert self.executor is not None
@@ -822,7 +825,7 @@ class Engine:
             loop = self.loop
             if loop is not None and not loop.busy and (not loop.turning or loop.wake_at is not None):
                 self.races += 1
-                if self.races % LOOP_RACE == 0:
+                if self.races % LOOP_RACE == 0 and env.now - loop.idle_since < self.race_idle:
                     gil.barge(thread, loop.thread)
                 else:
                     gil.blip()
