@@ -184,6 +184,41 @@ def _holding_times(interval: float, plan: list[tuple[float, float]]) -> list[flo
     return got
 
 
+def test_a_released_gil_reaches_its_waiter_after_the_hand_off():
+    """A holder that blocks hands the GIL to the longest waiter, whose thread wakes on the condition variable
+    `handoff` later; meanwhile the GIL is the waiter's (a third thread asking queues behind it)."""
+    env = simpy.Environment()
+    gil = Gil(env, 0.005, handoff=0.0002)
+    cores = Cores(env, 4, shared=False)
+    got: dict[str, float] = {}
+
+    def thread(name: str, at: float, work: float):
+        me = SimThread(gil)
+        yield env.timeout(at)
+        event = gil.acquire(me)
+        if event is not None:
+            yield event
+        got[name] = env.now
+        yield from compute(env, cores, me, work)
+        gil.release(me)
+
+    env.process(thread("a", 0.0, 0.001))
+    env.process(thread("b", 0.0005, 0.001))
+    env.process(thread("c", 0.00105, 0.001))  # asks while b's thread is waking: b has it
+    env.run()
+    assert got == pytest.approx({"a": 0.0, "b": 0.0012, "c": 0.0024}, abs=1e-12)
+
+
+def test_asyncio_and_threads_hand_the_gil_over_in_the_calibrated_thread_switch():
+    """Under asyncio + threads the GIL's hand-off is Machine.thread_switch_s. One 2 ms job on one worker: starting
+    the worker hands it the GIL, and it runs the job at once; the loop, waiting for the GIL to finish its step,
+    gets it when the worker blocks again, 0.1 ms later, and runs the result: done at 2.1 ms."""
+    w = a.Workload(arrivals=a.Batch(count=1), task=(a.cpu(0.002),), machine=a.Machine(cores=2, thread_switch_s=1e-4))
+    assert a.simulate(w, strategy="asyncio+threads:1").t_total == pytest.approx(0.0021, abs=1e-12)
+    assert a.simulate(w.evolve(machine=a.Machine(cores=2)), strategy="asyncio+threads:1").t_total == pytest.approx(
+        0.002, abs=1e-12)
+
+
 def test_forced_switches_go_to_the_thread_that_asked_two_times_in_three():
     """Two CPU-bound threads and a third that wants the GIL 3 ms in (the loop thread woken by a timer). A waiter
     that saw a switch during its interval asks nothing and sleeps another one, so the two busy threads ask in

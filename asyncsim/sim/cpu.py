@@ -76,18 +76,21 @@ class Gil:
     two forced switches in three to the requester and the third to the longest waiter (`forced`), so a thread
     that wants the GIL while two others compute gets it at the latest at the third forced switch.
     A waiter whose interval saw a switch asks nothing and sleeps another interval. A holder that blocks (I/O)
-    releases the GIL at once to the longest waiter; one that releases it for a moment (`blip`, a syscall such as
-    the self-pipe write of call_soon_threadsafe) takes it back before the signalled waiter wakes, which then
-    sleeps a fresh interval (the loop thread that this very write wakes from select() races it: LOOP_RACE).
+    releases the GIL at once to the longest waiter, which runs `handoff` later (its thread wakes on the condition
+    variable; under asyncio + threads, Machine.thread_switch_s: a one-way Event ping-pong, measured). One that
+    releases it for a moment (`blip`, a syscall such as the self-pipe write of call_soon_threadsafe) takes it back
+    before the signalled waiter wakes, which then sleeps a fresh interval (the loop thread that this very write
+    wakes from select() races it: LOOP_RACE).
     drop_gil signals one waiter, and a woken waiter that finds the GIL taken waits again behind the others (the
     condition variable wakes them in the order they began waiting), so successive blips wake each in turn: a
     backlogged worker's writes every 0.5 ms keep both the loop and a second worker from ever asking (measured:
     the loop saw 197-200 of 200 results only after the backlog, on one worker or two).
     """
 
-    def __init__(self, env: simpy.Environment, interval: float) -> None:
+    def __init__(self, env: simpy.Environment, interval: float, handoff: float = 0.0) -> None:
         self.env = env
         self.interval = interval
+        self.handoff = handoff  # from a release to its waiter running: the condition variable's wake-up
         self.holder: SimThread | None = None
         self.computing = False  # the holder is inside compute()
         self.waiters: deque[list[Any]] = deque()  # [thread, event, since]: since = when its current wait began
@@ -129,7 +132,10 @@ class Gil:
             self.last_switch = self.env.now
             self.switches += 1
             self._rearm()
-            event.succeed()
+            if self.handoff:  # the GIL is the waiter's, which runs once its thread has woken
+                self.env.timeout(self.handoff).callbacks.append(lambda _e: event.succeed())
+            else:
+                event.succeed()
         else:
             self.holder = None
             self.drop_at = math.inf

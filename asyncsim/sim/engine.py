@@ -139,7 +139,7 @@ class Engine:
             self.task_create = m.task_create_s
             self.admit_res = tb.resource_id("limit")
             if strategy.threaded and m.gil:  # the loop thread and the executor's threads share one GIL
-                self.gil = Gil(env, m.switch_interval_s)
+                self.gil = Gil(env, m.switch_interval_s, handoff=m.thread_switch_s)
             self.loop = Loop(env, SimThread(self.gil))
             # a loop's timer falls due on time; the idle loop wakes for it late from select() (Loop._select_late)
             self.loop.granularity, self.loop.overshoot = m.timer_granularity_s, m.sleep_overshoot_s
