@@ -161,10 +161,10 @@ def test_an_offloaded_job_starts_when_its_worker_thread_gets_the_gil():
     assert r.done.tolist() == pytest.approx([0.031, 0.031], abs=1e-9)
 
 
-def _holding_times(interval: float, plan: list[tuple[float, float]]) -> list[float]:
+def _holding_times(interval: float, plan: list[tuple[float, float]], handoff: float = 0.0) -> list[float]:
     """Threads that ask for one GIL at `at` and then compute `work` seconds: when each got it."""
     env = simpy.Environment()
-    gil = Gil(env, interval)
+    gil = Gil(env, interval, handoff)
     cores = Cores(env, 4, shared=False)
     got = [math.nan] * len(plan)
 
@@ -186,27 +186,9 @@ def _holding_times(interval: float, plan: list[tuple[float, float]]) -> list[flo
 
 def test_a_released_gil_reaches_its_waiter_after_the_hand_off():
     """A holder that blocks hands the GIL to the longest waiter, whose thread wakes on the condition variable
-    `handoff` later; meanwhile the GIL is the waiter's (a third thread asking queues behind it)."""
-    env = simpy.Environment()
-    gil = Gil(env, 0.005, handoff=0.0002)
-    cores = Cores(env, 4, shared=False)
-    got: dict[str, float] = {}
-
-    def thread(name: str, at: float, work: float):
-        me = SimThread(gil)
-        yield env.timeout(at)
-        event = gil.acquire(me)
-        if event is not None:
-            yield event
-        got[name] = env.now
-        yield from compute(env, cores, me, work)
-        gil.release(me)
-
-    env.process(thread("a", 0.0, 0.001))
-    env.process(thread("b", 0.0005, 0.001))
-    env.process(thread("c", 0.00105, 0.001))  # asks while b's thread is waking: b has it
-    env.run()
-    assert got == pytest.approx({"a": 0.0, "b": 0.0012, "c": 0.0024}, abs=1e-12)
+    `handoff` later; meanwhile the GIL is the waiter's (a third thread, asking while b's thread wakes, queues)."""
+    got = _holding_times(0.005, [(0.0, 0.001), (0.0005, 0.001), (0.00105, 0.001)], handoff=0.0002)
+    assert got == pytest.approx([0.0, 0.0012, 0.0024], abs=1e-12)
 
 
 def test_asyncio_and_threads_hand_the_gil_over_in_the_calibrated_thread_switch():
