@@ -298,6 +298,7 @@ def print_calibration(profile: MachineProfile, out: Console) -> None:
     table.add_row("threads: an executor worker's turnaround between jobs", fmt_s(profile.thread_turnaround_s))
     table.add_row("threads: the loop's submit (run_in_executor) and result handle, per job",
                   f"{fmt_s(profile.thread_submit_s)} + {fmt_s(profile.thread_return_s)}")
+    table.add_row("threads: the idle loop's wake-up by a worker's result", fmt_s(profile.loop_wake_s))
     table.add_row("threads: the loop loses a worker's result race after idling",
                   fmt_s(profile.loop_race_idle_s) if profile.loop_race_idle_s else "never")
     table.add_row("processes: dispatch round trip", fmt_s(profile.process_dispatch_s))

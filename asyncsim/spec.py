@@ -357,6 +357,9 @@ class Machine(Frozen):
     # asyncio + threads: a loop idle in select() this long or longer, woken by a worker's result, always loses the
     # race for the GIL to the worker (its core has gone into a deeper sleep); 0: no limit (sim/cpu.py LOOP_RACE)
     loop_race_idle_s: float = Field(0.0, ge=0)
+    # asyncio + threads: how late the loop, idle in select(), runs after a worker's result (call_soon_threadsafe's
+    # self-pipe write) wakes it: its thread's wake-up, unless it won the GIL at that write
+    loop_wake_s: float = Field(0.0, ge=0)
     process_dispatch_s: float = Field(0.0, ge=0)
     # from a process finishing an offloaded CPU step to the awaiting coroutine running (the result's trip back
     # through the pool's management thread and the loop's wake-up); the worker is free meanwhile

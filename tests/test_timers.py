@@ -18,7 +18,7 @@ import simpy
 
 import asyncsim as a
 from asyncsim import twin
-from asyncsim.real.calibrate import _loop_race_idle, calibrate, race_wins
+from asyncsim.real.calibrate import _loop_race_idle, _loop_wake, calibrate, race_wins
 from asyncsim.real.cpuwork import burn, measure_rate
 from asyncsim.sim.cpu import LOOP_RACE, SOON, TIMER, Loop, SimThread
 from asyncsim.strategies import parse_strategy
@@ -156,6 +156,28 @@ def test_a_loop_that_lost_the_race_waits_for_the_workers_backlog_as_in_a_real_pr
     assert sum(share > 0.5 for share in found) >= 2, found
 
 
+def test_a_workers_result_wakes_the_idle_loop_a_thread_wake_up_later():
+    """Machine.loop_wake_s: a worker's result (call_soon_threadsafe's self-pipe write) wakes the loop blocked in
+    select(), which runs that much later. Two tasks: a 1 ms job, a 20 ms wait, a 1 ms job, on one worker; wake-up
+    0.5 ms. Job 0 runs 0..1 while the loop waits for the GIL (not in select: no wake-up to pay), then it submits
+    job 1 and starts task 0's wait. Job 1 ends at 2 with the loop idle: task 1's wait starts at 2.5. Task 0's
+    second job 21..22 wakes it at 22.5 (done), when task 1's timer is due too: its job 22.5..23.5, done at 24."""
+    w = a.Workload(arrivals=a.Batch(count=2), task=(a.cpu(0.001), a.io(0.02), a.cpu(0.001)),
+                   machine=a.Machine(cores=2, loop_wake_s=0.0005))
+    r = a.simulate(w, strategy="asyncio+threads:1")
+    assert r.done.tolist() == pytest.approx([22.5 * MS, 24 * MS], **EXACT)
+    waits = r.trace.to_frame().query("kind == 'io'").sort_values("task").start.tolist()
+    assert waits == pytest.approx([1 * MS, 2.5 * MS], **EXACT)
+
+
+@pytest.mark.validation
+def test_calibrate_measures_the_idle_loops_wake_up_by_another_thread():
+    """calibrate's wake-up of a loop idle 1 ms in select() by another thread's call_soon_threadsafe: tens of
+    microseconds here (55-67 us), the same order as a sleeping thread's (`thread_sleep_overshoot_s`)."""
+    wake = _loop_wake(1)
+    assert 5e-6 < wake < 1e-3
+
+
 def test_a_loop_idle_in_select_longer_than_the_calibrated_limit_loses_the_race():
     """Three tasks: a 4 ms job, a 20 ms wait, a 4 ms job, on one worker. Job 0 runs 0..4 while the loop waits for
     the GIL (starting the worker handed it over); at 4 the loop submits jobs 1 and 2 and starts task 0's wait; job
@@ -163,14 +185,17 @@ def test_a_loop_idle_in_select_longer_than_the_calibrated_limit_loses_the_race()
     alone. At 32 tasks 1 and 2 submit; task 1's job ends at 36, the second race: won (done at 36), unless the loop
     has idled in select() since 32 for `loop_race_idle_s` (2.5 ms) or longer (benchmarks/loop_race.py: idle 4 ms,
     the loop won 5-9 races of 30): then both are done at 40."""
-    def done(limit: float) -> list[float]:
+    def done(limit: float, wake: float = 0.0) -> list[float]:
         w = a.Workload(arrivals=a.Batch(count=3), task=(a.cpu(0.004), a.io(0.02), a.cpu(0.004)),
-                       machine=a.Machine(cores=2, loop_race_idle_s=limit))
+                       machine=a.Machine(cores=2, loop_race_idle_s=limit, loop_wake_s=wake))
         return a.simulate(w, strategy="asyncio+threads:1").done.tolist()
 
     assert done(0.0) == pytest.approx([28 * MS, 36 * MS, 40 * MS], **EXACT)
     assert done(0.005) == done(0.0)  # it idled 4 ms: under this limit
     assert done(0.0025) == pytest.approx([28 * MS, 40 * MS, 40 * MS], **EXACT)
+    # with a 0.5 ms wake-up from select(): results that find the loop idle reach it late, but the loop that won
+    # the GIL at the write at 36 is running already
+    assert done(0.0, wake=0.0005) == pytest.approx([28.5 * MS, 36 * MS, 40.5 * MS], **EXACT)
 
 
 @pytest.mark.validation

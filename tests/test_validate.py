@@ -138,15 +138,16 @@ def test_a_profile_gives_an_offload_its_two_legs_and_a_blocking_caller_its_round
 
 
 def test_a_profile_gives_an_event_loops_thread_executor_its_workers_turnaround():
-    legs = {"thread_turnaround_s": 2e-5, "thread_submit_s": 7e-6, "thread_return_s": 5e-6, "loop_race_idle_s": 3e-3}
+    legs = {"thread_turnaround_s": 2e-5, "thread_submit_s": 7e-6, "thread_return_s": 5e-6, "loop_race_idle_s": 3e-3,
+            "loop_wake_s": 6e-5}
     measured = PROFILE.model_copy(update=legs)
     offload = measured.machine_for(a.parse_strategy("asyncio:4+threads:2"), a.Machine(), time_scale=0.5)
-    assert [getattr(offload, k) for k in legs] == pytest.approx([4e-5, 1.4e-5, 1e-5, 6e-3])
+    assert [getattr(offload, k) for k in legs] == pytest.approx([4e-5, 1.4e-5, 1e-5, 6e-3, 1.2e-4])
     for other in ("threads:4", "asyncio:4", "asyncio:4+processes:2"):
         machine = measured.machine_for(a.parse_strategy(other), a.Machine())
-        assert [getattr(machine, k) for k in legs] == [0.0] * 4
+        assert [getattr(machine, k) for k in legs] == [0.0] * 5
     old = PROFILE.machine_for(a.parse_strategy("asyncio+threads:2"), a.Machine())
-    assert [getattr(old, k) for k in legs] == [0.0] * 4
+    assert [getattr(old, k) for k in legs] == [0.0] * 5
 
 
 def test_a_profile_gives_a_blocking_pool_its_workers_turnaround():

@@ -203,6 +203,28 @@ def _thread_offload(repeats: int, jobs: int = 100) -> tuple[float, float]:
     return _median(submit), _median(back)
 
 
+def _loop_wake(repeats: int, idle: float = 0.001) -> float:
+    """How late the loop, idle in select() for `idle` seconds, runs a callback another thread passes it with
+    call_soon_threadsafe (its self-pipe write): median of 20 x `repeats` wake-ups."""
+    def other(loop: asyncio.AbstractEventLoop, woken: asyncio.Future[float]) -> None:
+        time.sleep(idle)
+        sent = time.perf_counter()
+        loop.call_soon_threadsafe(lambda: woken.set_result(time.perf_counter() - sent))
+
+    async def run() -> list[float]:
+        loop = asyncio.get_running_loop()
+        late = []
+        for _ in range(20 * repeats):
+            woken: asyncio.Future[float] = loop.create_future()
+            thread = threading.Thread(target=other, args=(loop, woken))
+            thread.start()
+            late.append(await woken)
+            thread.join()
+        return late
+
+    return _median(asyncio.run(run()))
+
+
 RACE_IDLES_S = (0.0005, 0.001, 0.0015, 0.002, 0.0025, 0.003, 0.0035, 0.004, 0.005, 0.006)
 
 
@@ -399,13 +421,15 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
                 continue
         say(f"{name}: overshoot per wait, cost per resumption, task creation, timer floor")
         loops[name] = _loop_profile(name, repeats)
-    say("threads: sleep overshoot, hand-off cost, start; an executor's turnaround, the loop's submit and result")
+    say("threads: sleep overshoot, hand-off cost, start; an executor's turnaround, the loop's submit, result, "
+        "wake-up and race")
     thread_overshoot = _thread_sleep_overshoot(repeats)
     switch = _thread_switch()
     thread_start = _thread_start(repeats)
     thread_turnaround = _thread_turnaround(repeats, rate)
     thread_submit, thread_return = _thread_offload(repeats)
     race_idle = _loop_race_idle(repeats, rate)
+    loop_wake = _loop_wake(repeats)
     say("processes: dispatch round trip, turnaround between queued jobs, an offload's two legs from an event loop")
     dispatch = _process_dispatch(repeats)
     turnaround = _process_turnaround(repeats)
@@ -424,7 +448,7 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         cpu_rate=rate, switch_interval_s=sys.getswitchinterval(), loops=loops,
         thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch, thread_start_s=thread_start,
         thread_turnaround_s=thread_turnaround, thread_submit_s=thread_submit, thread_return_s=thread_return,
-        loop_race_idle_s=race_idle, process_dispatch_s=dispatch,
+        loop_race_idle_s=race_idle, loop_wake_s=loop_wake, process_dispatch_s=dispatch,
         process_submit_s=submit, process_return_s=back, process_start_s=start, busy_wake_s=busy_wake,
         process_turnaround_s=turnaround,
         core_balance_s=BALANCE_TICKS * tick if tick is not None and sys.platform.startswith("linux") else 0.0,

@@ -349,6 +349,7 @@ JOIN = 2  # a callback that call_soons its step: gather's _done_callback after t
 #           call_soon_threadsafe(_set_state) (futures._chain_future), then the future's callback
 TIMER = DUE | 2  # sleep's call_later handle falls due, sets the future, whose done callback call_soons the step
 PAID = 8  # its first hop costs the loop `Loop.hop_cost` (an executor thread's result: the _set_state handle)
+CROSS = 16  # from another thread (call_soon_threadsafe): an idle loop wakes `Loop.cross_wake` late
 _AFTER_NORMAL = 2  # a SimPy priority below NORMAL (1)
 
 
@@ -387,6 +388,10 @@ class Loop:
         # copied to the awaited future) on the loop's thread, sharing `cores`; 0: hops cost nothing
         self.hop_cost = 0.0
         self.cores: Cores | None = None
+        # how late the idle loop, blocked in select(), runs after another thread's call_soon_threadsafe writes to
+        # its self-pipe (the thread's wake-up; a CROSS wake-up); 0: at once
+        self.cross_wake = 0.0
+        self.cross_won = False  # the loop won the GIL at the write that wakes it: it is running already
         self.wakes = 0  # counts scheduled wake-ups: a superseded one is void
         # fires once everything else at its instant has happened: scheduled at priority 2, after NORMAL (1), as
         # SimPy orders events by (time, priority, id); one event object, rescheduled (one settle is due at most)
@@ -403,9 +408,9 @@ class Loop:
         if wake & DUE:
             self.due.append((event, wake & 3))
         else:
-            self.ready.append((event, wake if self.hop_cost else wake & 3))
+            self.ready.append((event, wake & (3 | PAID) if self.hop_cost else wake & 3))
         if not self.busy and (not self.turning or self.wake_at is not None):
-            self._wake(wake & DUE)
+            self._wake(wake & DUE, cross=wake & CROSS)
         return event
 
     def hasten(self, event: simpy.Event) -> bool:
@@ -434,12 +439,18 @@ class Loop:
         self.busy = False
         self._settle()  # what it did at this instant (wake-ups, new tasks) is queued before the next one runs
 
-    def _wake(self, timer: int = 0) -> None:
+    def _wake(self, timer: int = 0, cross: int = 0) -> None:
         """The idle loop is woken: it turns once its thread runs, late by `wake_delay` and, for a timer, by
-        `_select_late` (what is woken meanwhile joins the same iteration)."""
+        `_select_late`, for another thread's wake-up by `cross_wake` (what is woken meanwhile joins the same
+        iteration)."""
         delay = self.wake_delay() if self.wake_delay is not None else 0.0
         if timer:
             delay += self._select_late()
+        elif cross:
+            if self.cross_won:
+                self.cross_won = False
+            else:
+                delay += self.cross_wake
         at = self.env.now + delay
         if self.wake_at is not None:  # already woken, for later: a sooner wake-up (the self-pipe) turns it now
             if at >= self.wake_at - 1e-12:

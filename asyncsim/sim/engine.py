@@ -30,6 +30,7 @@ from ..trace import K_ADMIT, K_CPU, K_RESUME, CallLog, RunOutput, Trace, TraceBu
 
 __all__ = ["Engine"]
 from .cpu import (
+    CROSS,
     JOIN,
     LOOP_RACE,
     PAID,
@@ -160,7 +161,10 @@ class Engine:
                     self.race_idle = m.loop_race_idle_s or math.inf
                     if m.thread_return_s > 0:  # the result's _set_state handle costs the loop that much
                         self.loop.hop_cost = m.thread_return_s
-                        self.job_woke = JOIN | PAID
+                        self.job_woke |= PAID
+                    if m.loop_wake_s > 0:  # the result's self-pipe write wakes the idle loop that much later
+                        self.loop.cross_wake = m.loop_wake_s
+                        self.job_woke |= CROSS
                 runners = (0 if self.gil is not None else off.workers) + 1
                 if strategy.dispatching:
                     self.offload_dispatch = m.process_dispatch_s
@@ -827,6 +831,7 @@ class Engine:
                 self.races += 1
                 if self.races % LOOP_RACE == 0 and env.now - loop.idle_since < self.race_idle:
                     gil.barge(thread, loop.thread)
+                    loop.cross_won = True
                 else:
                     gil.blip()
             else:
