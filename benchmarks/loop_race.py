@@ -10,11 +10,11 @@ select() for 0.5-6 ms (`asyncsim.real.calibrate.race_wins`: a job of that length
 with one warm pool serving every trial (as in a program) and with a fresh pool for each.
 
 Measured here (2026-12-05, 2 vCPUs, CPython 3.11): warm pool, 30 trials each, 0.5 / 1 / 1.5 / 2 / 2.5 / 3 / 4 / 5 ms:
-26-30, 28-29, 27-29, 21-27, 15-22, 7-12, 5-9, 3 wins (calibrate: 2-3.5 ms in five runs); idle 3.5 ms or more won 0
-of 60 in one sweep. A fresh pool (a new thread, started on the idlest core) let the loop win 27-30 of 30 at every
-idle up to 6 ms. A process's first races went mostly to the worker (a warm-up sweep first). Who wins is the kernel's
-doing (which core each thread wakes on, how deep the idle core slept), not CPython's: the model keeps the
-measured pattern, not the mechanism.
+26-30, 28-29, 27-29, 21-27, 15-22, 7-12, 5-9, 3 wins (calibrate: 2-3.5 ms in five runs, and no limit in one CI
+run, whose loop won at every idle); idle 3.5 ms or more won 0 of 60 in one sweep. A fresh pool (a new thread,
+started on the idlest core) let the loop win 27-30 of 30 at every idle up to 6 ms. A process's first races went
+mostly to the worker (a warm-up sweep first). Who wins is the kernel's doing (which core each thread wakes on,
+how deep the idle core slept), not CPython's: the model keeps the measured pattern, not the mechanism.
 """
 
 from __future__ import annotations
