@@ -209,7 +209,7 @@ class Engine:
             s = ThreadStrand(SimThread(self.gil) if thread is None else thread)
             s.holding = thread is not None
         s.res = self.exec_res
-        s.overhead = self.strand_overhead  # its creator paid for creating its task (`_create`)
+        s.overhead = self.strand_overhead  # its creator's step paid for creating its task (`_main_runs`, forks)
         return s
 
     def _fork(self, parent: Strand) -> Strand | None:
@@ -310,11 +310,8 @@ class Engine:
                     self._leave(main)
                 yield env.timeout(self._timer(arrivals[i] - env.now))
                 main.woke = TIMER
-            if slept or (self.task_create and not main.holding):
-                event = main.acquire()
-                if event is not None:
-                    yield event
-                main.holding = True
+            if slept or self.task_create:
+                yield from self._main_runs(main)
             due = i
             while due < n and arrivals[due] <= env.now:
                 due += 1
@@ -362,16 +359,21 @@ class Engine:
         if holding:
             gil.release(main)
 
+    def _main_runs(self, main: CoroStrand) -> Generator[Any, Any, None]:
+        """The main coroutine's step runs: it gets the loop, unless it holds it already."""
+        if not main.holding:
+            event = main.acquire()
+            if event is not None:
+                yield event
+            main.holding = True
+
     def _create_users(self, counter: list[int]) -> Generator[Any, Any, None]:
         """The main coroutine creates the closed users' tasks (AsyncRunner.main), paying `task_create` for each on
         the loop; a user then runs its tasks in its own coroutine (awaits them: no task of their own)."""
         if self.task_create:
             assert self.loop is not None
             main = CoroStrand(self.loop)
-            event = main.acquire()
-            if event is not None:
-                yield event
-            main.holding = True
+            yield from self._main_runs(main)
             yield from compute(self.env, self.cores, main.thread, self.sc.users * self.task_create)
             self._leave(main)
         for _ in range(self.sc.users):
