@@ -305,6 +305,8 @@ def print_calibration(profile: MachineProfile, out: Console) -> None:
     if profile.process_turnaround_s is not None:
         table.add_row("processes: a worker's turnaround between queued jobs", fmt_s(profile.process_turnaround_s))
     table.add_row("processes: starting a pool, per worker", fmt_s(profile.process_start_s))
+    table.add_row("processes: an idle worker's wake-up while another worker computes",
+                  fmt_s(profile.process_wake_busy_s))
     table.add_row("processes: the loop's wake-up, late while a pool keeps every core busy", fmt_s(profile.busy_wake_s))
     table.add_row("cores: load-balancing tick (an idle core takes a waiting thread)", fmt_s(profile.core_balance_s))
     if profile.process_submit_s is not None and profile.process_return_s is not None:

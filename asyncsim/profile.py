@@ -67,6 +67,8 @@ class MachineProfile(Frozen):
     process_submit_s: float | None = Field(None, ge=0)  # run_in_executor() to the worker starting the job
     process_return_s: float | None = Field(None, ge=0)  # the worker ending it to the coroutine running
     process_start_s: float = Field(0.0, ge=0)  # per worker, starting a pool (0 in profiles made before)
+    # an idle worker's wake-up for a job while another worker computes (0 in profiles made before)
+    process_wake_busy_s: float = Field(0.0, ge=0)
     # a worker's time between two tasks when the next one is already queued (None in profiles made before: the
     # whole dispatch round trip is taken, as those versions did)
     process_turnaround_s: float | None = Field(None, ge=0)
@@ -123,6 +125,7 @@ class MachineProfile(Frozen):
             process_dispatch_s=self._dispatch(uses_loop) / s if dispatching else 0.0,
             process_return_s=(self.process_return_s or 0.0) / s if dispatching and uses_loop else 0.0,
             process_start_s=self.process_start_s / s if dispatching else 0.0,
+            process_wake_busy_s=self.process_wake_busy_s / s if dispatching else 0.0,
             process_turnaround_s=(self.process_dispatch_s if self.process_turnaround_s is None
                                   else self.process_turnaround_s) / s if dispatching and not uses_loop else 0.0,
             busy_wake_s=self.busy_wake_s / s if dispatching and uses_loop else 0.0,

@@ -370,6 +370,9 @@ class Machine(Frozen):
     # per worker, to start a process pool: at its first submit the caller forks the workers one after another
     # (ProcessPoolExecutor._launch_processes) and blocks meanwhile; a user's T_total includes it
     process_start_s: float = Field(0.0, ge=0)
+    # processes:N, asyncio+processes:N: how much later an idle pool worker, woken for a job while another of the
+    # pool's workers computes, starts it: it waits on that worker's core for a scheduler tick (mean)
+    process_wake_busy_s: float = Field(0.0, ge=0)
     # how much later a thread of the parent wakes (the event loop from select(), the pool's management thread
     # for a result) while every core runs a pool worker's job: it waits for a core, and for the GIL its other
     # threads hold (mean; most wake-ups are on time, some a time slice late)

@@ -33,8 +33,8 @@ from .real.http import HttpRun, check_http, measure_client_cpu, run_http
 from .results import Result
 from .scenario import CPU, Scenario, build_scenario
 from .services import Service
-from .spec import Workload
-from .strategies import Strategy, parse_strategy
+from .spec import Machine, Workload
+from .strategies import Processes, Strategy, parse_strategy
 from .trace import K_CPU, RunOutput
 
 __all__ = ["ERROR_KEYS", "MIN_TIMED_CPU_S", "NOMINAL_TARGET", "STEADY_SPEED", "HttpValidation", "Outcome",
@@ -390,6 +390,16 @@ def replay_scenario(scenario: Scenario, measured: RunOutput) -> Scenario:
     return replayed
 
 
+def replay_machine(machine: Machine, strategy: Strategy, measured: RunOutput) -> Machine:
+    """The machine with what the real run's process pool actually took to start (its workers' forks and
+    start-up vary with the parent's size, which calibrate's small program does not have), as the replay takes
+    each CPU step's measured time."""
+    pool = strategy.executor or strategy
+    if not isinstance(pool, Processes) or not measured.pool_startup_s or not machine.process_start_s:
+        return machine
+    return machine.evolve(process_start_s=measured.pool_startup_s / pool.workers)
+
+
 def held_speed(speed: float | None) -> bool:
     """Whether a run's `cpu_speed` is within STEADY_SPEED of the calibrated rate (None, no CPU step timed: held)."""
     return speed is None or abs(speed - 1) <= STEADY_SPEED
@@ -425,7 +435,7 @@ def validate(workload: Workload, *, strategy: Strategy | str | None = None, seed
     scale_check = scale_check or check_scale(scenario, profile, time_scale, loop=loop, scaled=predicted)
     out = run_real(scenario, time_scale=time_scale, cpu_rate=cpu_rate, loop=loop)
     measured = result_of(scenario, out)
-    replayed = simulate(replay_scenario(scenario, out), machine=machine)
+    replayed = simulate(replay_scenario(scenario, out), machine=replay_machine(machine, strat, out))
     return Validation(workload.name, str(strat), time_scale, loop, predicted, measured, replayed,
                       interrupted=out.interrupted, errors_by_task=out.errors or None, scale_check=scale_check,
                       cpu_speed=cpu_speed(scenario, out, time_scale))

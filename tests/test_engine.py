@@ -438,6 +438,45 @@ def test_the_management_thread_wakes_late_for_a_result_while_every_core_runs_a_j
     assert a.simulate(w, strategy="asyncio+processes:1").done.tolist() == pytest.approx([done], **EXACT)
 
 
+def _long_and_short(arrivals: a.Arrivals, short: tuple, wake: float) -> a.Workload:
+    return a.Workload(arrivals=arrivals, machine=a.Machine(cores=2, process_dispatch_s=0.001,
+                                                           process_wake_busy_s=wake),
+                      tasks=(a.TaskType(name="long", steps=(a.cpu(0.01),)), a.TaskType(name="short", steps=short)))
+
+
+@pytest.mark.parametrize(("wake", "done"), [(0.0015, 0.0075), (0.0, 0.006)])
+def test_an_idle_pool_worker_starts_late_while_another_worker_computes(wake, done):
+    # asyncio+processes:2, submit legs of 1 ms. The long task's 10 ms job runs 1..11 on one worker; the short
+    # task's first job 1..2 on the other (both fresh workers: not late). Its second job, submitted after a 2 ms
+    # wait at 4, finds that worker idle while the long job computes: it starts 1.5 ms after its submit leg
+    # (4 + 1 + 1.5 = 6.5), ends at 7.5 (calibrate._process_wake_busy); without the rule at 6.
+    w = _long_and_short(a.Batch(count=2), (a.cpu(0.001), a.io(0.002), a.cpu(0.001)), wake)
+    r = a.simulate(w, strategy="asyncio+processes:2", seed=2)
+    assert [r.type_names[k] for k in r.task_type] == ["long", "short"]
+    assert r.done.tolist() == pytest.approx([0.011, done], **EXACT)
+
+
+def test_an_idle_pool_worker_starts_on_time_while_the_other_worker_is_idle_too():
+    # as above, with a 1 ms long job (1..2): at 4 no worker computes, so the second job starts on time
+    w = _long_and_short(a.Batch(count=2), (a.cpu(0.001), a.io(0.002), a.cpu(0.001)), 0.0015)
+    w = w.evolve(tasks=(a.TaskType(name="long", steps=(a.cpu(0.001),)), w.tasks[1]))
+    assert a.simulate(w, strategy="asyncio+processes:2", seed=2).done.tolist() == pytest.approx([0.002, 0.006],
+                                                                                                **EXACT)
+
+
+def test_a_blocking_pools_idle_worker_starts_late_while_another_worker_computes():
+    # processes:2, round trips of 1 ms, a task every 3 ms: short 1..2 on worker A (fresh), long 4..14 on worker B
+    # (fresh), then a short one at 6 finds A idle while B computes: 6 + 1 + 1.5 = 8.5, done at 9.5. A task that
+    # waited for a worker (admitted late) is taken from the call queue by a worker already running: not late.
+    w = _long_and_short(a.Periodic(interval=0.003, count=3), (a.cpu(0.001),), 0.0015)
+    r = a.simulate(w, strategy="processes:2", seed=0)
+    assert [r.type_names[k] for k in r.task_type] == ["short", "long", "short"]
+    assert r.done.tolist() == pytest.approx([0.002, 0.014, 0.0095], **EXACT)
+    queued = a.simulate(w, strategy="processes:2", seed=3)  # long, long, short: the short one waits for A (11)
+    assert [queued.type_names[k] for k in queued.task_type] == ["long", "long", "short"]
+    assert queued.done.tolist() == pytest.approx([0.011, 0.014, 0.012], **EXACT)
+
+
 def test_the_idle_loop_wakes_late_while_every_core_runs_a_job():
     # 1 core, processes:1. One task sends 10 ms of CPU to the worker; the other waits 2 ms on the loop, whose
     # thread wakes 0.5 ms late while the worker's job holds the core: done at 2.5 ms. The first one's result

@@ -365,6 +365,64 @@ def _busy_wake(repeats: int, rate: float, job_s: float = 0.004, wait_s: float = 
     return max(0.0, statistics.fmean(busy) - statistics.fmean(idle))
 
 
+POOL_BUSY = ("none", "worker", "outsider")  # what computes while pool_starts submits (see there)
+
+
+def _spin_until(stop: Any) -> None:
+    while not stop.value:
+        pass
+
+
+def pool_starts(rate: float, busy: str, rounds: int = 30, gap_s: float = 0.004,
+                busy_s: float = 0.012) -> list[float]:
+    """Seconds from run_in_executor to a tiny job's start on a fresh process pool of two, `rounds` times, each
+    after a `gap_s` pause (as a workload's waits leave the pool), while `busy` computes: "none"; "worker", the
+    pool's other worker runs a `busy_s` CPU job; "outsider", an unrelated process spins on a core."""
+    iterations = round(busy_s * rate)
+
+    async def start(ex: ProcessPoolExecutor) -> float:
+        loop = asyncio.get_running_loop()
+        hog = loop.run_in_executor(ex, burn, iterations) if busy == "worker" else None
+        await asyncio.sleep(gap_s)
+        t = time.perf_counter()
+        began, _ = await loop.run_in_executor(ex, _stamp)
+        if hog is not None:
+            await hog
+        return max(0.0, began - t)
+
+    async def measure(ex: ProcessPoolExecutor) -> list[float]:
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(ex, burn, 1) for _ in range(2)))  # both started
+        return [await start(ex) for _ in range(rounds)]
+
+    mp = _mp_context()
+    stop = mp.Value("i", 0)
+    spinner = mp.Process(target=_spin_until, args=(stop,)) if busy == "outsider" else None
+    if spinner is not None:
+        spinner.start()
+    try:
+        with ProcessPoolExecutor(2, mp_context=mp) as ex:
+            return asyncio.run(measure(ex))
+    finally:
+        if spinner is not None:
+            stop.value = 1
+            spinner.join()
+
+
+def _process_wake_busy(repeats: int, rate: float) -> float:
+    """How much later an idle pool worker starts a job while another worker of the pool computes: the mean of
+    `pool_starts` with the other worker busy less with it idle, over 2 x `repeats` fresh pools each (where the
+    kernel keeps a pool's two workers varies from pool to pool). Measured here: 0.3 ms idle, 1.4-2.0 ms with one
+    worker busy (median 0.9-1.9 ms, the slowest tenth 4 ms: a 4 ms tick); 1.1-2.0 ms more in ten calibrations.
+    An unrelated process spinning on a core delays nothing (benchmarks/pool_wake.py shows both)."""
+    idle: list[float] = []
+    busy: list[float] = []
+    for _ in range(2 * repeats):
+        idle += pool_starts(rate, "none")
+        busy += pool_starts(rate, "worker")
+    return max(0.0, statistics.fmean(busy) - statistics.fmean(idle))
+
+
 # Linux pulls a thread waiting on a busy core to an idle one at a load-balancing tick, at 39-49% of the busy
 # core's scheduler ticks when traced (benchmarks/core_balance.py): the model pulls at every third tick, which
 # fits recorded runs better than every second (mean |error| 4.6% against 5.3% on 19 runs of 7 shapes).
@@ -436,8 +494,9 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     submit, back = _process_offload(repeats)
     say("processes: starting a pool")
     start = _process_start(repeats, dispatch)
-    say("processes: the loop's wake-up while a pool keeps every core busy")
+    say("processes: the loop's wake-up while a pool keeps every core busy; an idle worker's while another computes")
     busy_wake = _busy_wake(repeats, rate)
+    wake_busy = _process_wake_busy(repeats, rate)
     say("the kernel's scheduler tick (how often an idle core takes a thread waiting on a busy one)")
     tick = _scheduler_tick()
     return MachineProfile(
@@ -450,6 +509,6 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         thread_turnaround_s=thread_turnaround, thread_submit_s=thread_submit, thread_return_s=thread_return,
         loop_race_idle_s=race_idle, loop_wake_s=loop_wake, process_dispatch_s=dispatch,
         process_submit_s=submit, process_return_s=back, process_start_s=start, busy_wake_s=busy_wake,
-        process_turnaround_s=turnaround,
+        process_turnaround_s=turnaround, process_wake_busy_s=wake_busy,
         core_balance_s=BALANCE_TICKS * tick if tick is not None and sys.platform.startswith("linux") else 0.0,
     )

@@ -92,7 +92,12 @@ class Engine:
         self.race_idle = math.inf  # a loop idle this long loses every race at a result's write (loop_race_idle_s)
         self.leg_cores = [-1, -1]  # the core each parent thread of a process offload last ran on
         self.busy_wake = 0.0  # a parent thread's wake-up while every core runs a worker's job (Machine.busy_wake_s)
-        self.jobs_computing = 0  # offloaded CPU steps computing in the executor's worker processes now
+        self.jobs_computing = 0  # CPU steps computing in a pool's worker processes now (where pool_wake is set)
+        # an idle pool worker's wake-up for a job while another of the pool's workers computes
+        # (Machine.process_wake_busy_s), processes:N and asyncio+processes:N
+        self.pool_wake = 0.0
+        self.pool_counts = False  # a blocking pool counts its workers' CPU steps in jobs_computing, for pool_wake
+        self.fresh_workers = 0  # a pool's workers not woken for a job yet (their first is not late: _worker_wake)
         self.pool_start = 0.0  # starting the workers' pool (processes:N; workers x process_start_s), first submit
         self.offload_start = 0.0  # the same for the executor's pool (asyncio+processes:N), held by the loop
         self.pool_startup: float | None = None  # how long it takes (None: no process pool), for the output
@@ -170,6 +175,8 @@ class Engine:
                     self.offload_dispatch = m.process_dispatch_s
                     self.offload_start = self.pool_startup = off.workers * m.process_start_s
                     self.offload_return = m.process_return_s
+                    self.pool_wake = m.process_wake_busy_s
+                    self.fresh_workers = off.workers
                     if m.busy_wake_s > 0:
                         self.busy_wake = m.busy_wake_s
                         self.loop.wake_delay = self._busy_wake
@@ -190,6 +197,9 @@ class Engine:
         elif strategy.dispatching:
             self.dispatch = m.process_dispatch_s
             self.turnaround = m.process_turnaround_s
+            self.pool_wake = m.process_wake_busy_s
+            self.pool_counts = self.pool_wake > 0
+            self.fresh_workers = self.limit
             self.pool_start = self.pool_startup = self.limit * m.process_start_s
             shared = self.limit > m.cores or (fans_out and not m.gil)
             self.exec_res = tb.resource_id("cores") if shared else -1
@@ -419,6 +429,8 @@ class Engine:
             if (self.dispatch or self.turnaround) and (
                     wait := max(sent + self.dispatch, admitted + self.turnaround) - env.now) > 0:
                 yield env.timeout(wait)
+            if not admitted_late and (late := self._worker_wake()) > 0:  # an idle worker is woken for it
+                yield env.timeout(late)
             if env.now > arrived:
                 self.trace.add(i, -1, K_ADMIT, self.admit_res, arrived, admitted, env.now)
         s = self._new_strand(thread)
@@ -588,10 +600,15 @@ class Engine:
                     s.woke = self.job_woke
                     continue
                 got = env.now - overhead
+                counted = self.pool_counts
+                if counted:  # a blocking pool's worker process computes
+                    self.jobs_computing += 1
                 if s.thread.gil is None and not self.cores.shared:
                     yield env.timeout(value)  # compute() inlined for its commonest case: a core of its own
                 else:
                     yield from compute(env, self.cores, s.thread, value)
+                if counted:
+                    self.jobs_computing -= 1
                 tb.add(i, subject.id, K_CPU, s.res, ready, got, env.now, value + overhead)
             elif op == IO_WAIT:
                 if not s.holding:
@@ -812,6 +829,8 @@ class Engine:
             if (late := self._busy_wake()) > 0:  # the management thread wakes for the job
                 yield env.timeout(late)
             yield from self._parent_leg(0, self.offload_dispatch)
+            if event is None and (late := self._worker_wake()) > 0:  # the idle worker is woken for the job
+                yield env.timeout(late)
         gil = thread.gil
         if gil is not None and gil.holder is not thread:  # a worker thread runs the job once it has the GIL
             event = gil.acquire(thread)
@@ -864,6 +883,18 @@ class Engine:
         thread.core = self.leg_cores[role]
         yield from compute(self.env, self.cores, thread, work)
         self.leg_cores[role] = thread.core
+
+    def _worker_wake(self) -> float:
+        """How late an idle pool worker, woken for a job now, starts it: `pool_wake` while another of the pool's
+        workers computes, else on time. Measured (calibrate._process_wake_busy): the woken worker mostly last ran
+        on the core that worker computes on now, and Linux leaves it waiting there (EEVDF keeps the running task
+        to its slice, kernel/sched/fair.c check_preempt_wakeup_fair) until that core's next scheduler tick, while
+        the other core idles; a process that keeps to its own core (an unrelated CPU hog) is not delayed. A fresh
+        worker's first job is not late: fork placed it, and the pool's first jobs start together."""
+        if self.fresh_workers:
+            self.fresh_workers -= 1
+            return 0.0
+        return self.pool_wake if self.jobs_computing else 0.0
 
     def _busy_wake(self) -> float:
         """How late a parent thread wakes now: `busy_wake` while every core runs a worker process's job (the
