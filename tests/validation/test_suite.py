@@ -86,10 +86,6 @@ KNOWN_LIMITS = {
     # since the loop's timers wake on select()'s grid and the loop races a worker at its self-pipe write; -14%..+3%
     # on ten runs replayed with the evening's rules (the GIL's waiters woken in turn, the executor's per-job costs)
     ("mixed", "asyncio:10+threads:4"): ("-14% to +8% (loop thread vs executor threads; was -15% to -29%)", 0.15),
-    # an offload's round trip in two legs of the parent's CPU (sim/engine.py _offload): -15%..-18% before
-    # ... and per-core run queues, the legs on the pool's threads' last cores: -3%..-7% (median -4.8%) since
-    ("mixed", "asyncio:10+processes:2"): ("-3% to -7% (model too fast: the pool's threads under load)", 0.12),
-    ("cpu-bound", "asyncio:8+processes:2"): ("-3% to -5% (model too fast: the pool's threads under load)", 0.15),
     # one worker, 0.5 ms jobs: -2%..-4% in one session, +7%..+18% in the next; +15%..+19% and +5%..+11% on two sets
     # of four recorded runs before the loop's timers woke on select()'s grid and the loop raced a worker at its
     # self-pipe write (sim/cpu.py Loop._select_late, LOOP_RACE), -9%..-4% and -8%..0% after
