@@ -1,10 +1,11 @@
 """How long each thread of a real asyncio+threads run waits for the GIL, traced from its futex calls, against the
 simulator's replay of the same run (~10 s a run; tracing needs root and tracefs).
 
-    python benchmarks/gil_trace.py [--runs N] [--strategy asyncio:10+threads:4]
+    python benchmarks/gil_trace.py [--runs N] [--strategy asyncio:10+threads:4] [--workload mixed|offload]
 
 The workload is the validation suite's `mixed` one (80 tasks at once: 4 ms of CPU, a 40 ms wait, 2 ms of CPU;
-CPU steps run on the executor's threads). CPython 3.11 waits for the GIL on a condition variable with a timeout
+CPU steps run on the executor's threads), or with `--workload offload` its `offload-0.5ms` one (120 tasks:
+0.5 ms of CPU, a 20 ms wait, 0.5 ms of CPU). CPython 3.11 waits for the GIL on a condition variable with a timeout
 of the switch interval (Python/ceval_gil.c take_gil: COND_TIMED_WAIT), which glibc implements with futex waits
 on two words; a thread's GIL wait is a run of such waits, each ending in a wake-up (a drop_gil signalled it) or a
 timeout (then it asks the holder to drop the GIL, if no switch happened meanwhile). Printed per run: for the loop
@@ -52,6 +53,15 @@ _FUTEX_WAIT_BITSET_PRIVATE = "0x89"
 def mixed() -> a.Workload:
     """The validation suite's mixed workload."""
     return a.Workload(name="mixed", arrivals=a.Batch(count=80), task=(a.cpu(0.004), a.io(0.04), a.cpu(0.002)))
+
+
+def offload() -> a.Workload:
+    """The validation suite's offload-0.5ms workload."""
+    return a.Workload(name="offload-0.5ms", arrivals=a.Batch(count=120),
+                      task=(a.cpu(0.0005), a.io(0.02), a.cpu(0.0005)))
+
+
+WORKLOADS = {"mixed": mixed, "offload": offload}
 
 
 def gil_waits(raw: str, gap: float = 2e-4) -> dict[int, list[tuple[float, int, int]]]:
@@ -149,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--strategy", default="asyncio:10+threads:4")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="mixed")
     args = parser.parse_args(argv)
     why = tracing_unavailable()
     if why is not None:
@@ -158,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (strategy.on_loop and strategy.threaded):
         parser.error(f"--strategy: an asyncio+threads strategy, got {args.strategy!r}")
     profile: MachineProfile = calibrate(repeats=1)
-    sc = build_scenario(mixed(), seed=0, strategy=strategy)
+    sc = build_scenario(WORKLOADS[args.workload](), seed=0, strategy=strategy)
     machine = profile.machine_for(strategy, sc.workload.machine, time_scale=1.0, loop="asyncio", emulated_waits=True)
     run_real(sc, time_scale=1.0, loop="asyncio")  # warm up
     me = os.getpid()
