@@ -361,7 +361,9 @@ class Loop:
     meanwhile, wait for the next iteration. A coroutine comes back after its wake-up's hops (SOON, JOIN,
     TIMER); a hop costs no time. The next handle runs once the instant has settled (every other event at it has
     happened), so all that the coroutine before it caused — wake-ups, new tasks — is queued first, in the order
-    it was caused, as call_soon does synchronously. While it runs or iterates, the loop thread holds its GIL.
+    it was caused, as call_soon does synchronously. While it runs or iterates, the loop thread holds its GIL;
+    each new iteration's select(0) releases it for a moment (a `Gil.blip`: a waiting thread, signalled, finds it
+    retaken and sleeps a fresh interval, so a busy loop's iterations keep it from ever asking for a drop).
     Idle, it blocks in select(): a timer wakes it on epoll's millisecond grid from when it went idle
     (`_select_late`), a wake-up from another thread (call_soon_threadsafe) at once.
     """
@@ -502,12 +504,14 @@ class Loop:
                     ready.extend(self.due)
                     self.due.clear()
                 self.todo = len(ready)
+                gil = self.thread.gil
                 if not self.todo:  # idle: the loop thread blocks in select() and lets the GIL go
                     self.idle_since = self.env.now
-                    gil = self.thread.gil
                     if gil is not None and gil.holder is self.thread:
                         gil.release(self.thread)
                     return
+                if gil is not None and gil.waiters and gil.holder is self.thread:
+                    gil.blip()  # the new iteration's select(0) releases the GIL for a moment
             event, hops = ready.popleft()
             self.todo -= 1
             if hops > 1:  # a callback that call_soons the next hop, at once (it costs no time)
