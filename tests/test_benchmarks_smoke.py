@@ -117,4 +117,4 @@ def test_loop_race_counts_wins_at_every_idle_for_warm_and_fresh_pools():
     for row in rows:  # idle, "ms", warm wins, "/", 4, fresh wins, "/", 4
         assert 0 <= int(row[2]) <= 4
         assert 0 <= int(row[5]) <= 4
-    assert "calibrate's loop_race_idle_s:" in proc.stdout.splitlines()[-1]
+    assert "calibrate's loop_race_wins:" in proc.stdout.splitlines()[-1]

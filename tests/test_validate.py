@@ -150,6 +150,15 @@ def test_a_profile_gives_an_event_loops_thread_executor_its_workers_turnaround()
     assert [getattr(old, k) for k in legs] == [0.0] * 5
 
 
+def test_a_profile_gives_the_loop_the_share_of_races_it_measured():
+    measured = PROFILE.model_copy(update={"loop_race_wins": 0.0})
+    assert measured.machine_for(a.parse_strategy("asyncio:4+threads:2"), a.Machine()).loop_race_wins == 0.0
+    # a profile made before the share was measured: every second race, as before, or what the user's machine says
+    assert PROFILE.machine_for(a.parse_strategy("asyncio:4+threads:2"), a.Machine()).loop_race_wins == 0.5
+    assert PROFILE.machine_for(a.parse_strategy("asyncio:4+threads:2"),
+                               a.Machine(loop_race_wins=0.25)).loop_race_wins == 0.25
+
+
 def test_a_profile_gives_a_blocking_pool_its_workers_turnaround():
     measured = PROFILE.model_copy(update={"process_turnaround_s": 1e-4, "busy_wake_s": 5e-4})
     blocking = measured.machine_for(a.parse_strategy("processes:2"), a.Machine(), time_scale=0.5)

@@ -261,16 +261,20 @@ def race_wins(idle: float, rate: float, trials: int, *, fresh: bool = False) -> 
     return asyncio.run(run())
 
 
-def _loop_race_idle(repeats: int, rate: float) -> float:
-    """The shortest idle in select() after which the loop wins under half of the races at a worker's result write
-    (`race_wins`, RACE_IDLES_S; 0 when it still wins most at the longest). A first sweep is a warm-up: a process's
-    first races go mostly to the worker, whatever the idle."""
+def loop_race(repeats: int, rate: float) -> tuple[float, float]:
+    """The loop's race for the GIL at a worker's result write, with one warm pool (`race_wins`): the shortest idle in
+    select() after which it wins under half of the races (RACE_IDLES_S; 0 when it still wins most at the longest),
+    and the share it wins at the shortest idle. A first sweep is a warm-up: a process's first races go mostly to the
+    worker, whatever the idle."""
     trials = 10 * repeats
     race_wins(RACE_IDLES_S[0], rate, trials)
+    share = None
     for idle in RACE_IDLES_S:
-        if race_wins(idle, rate, trials) * 2 < trials:
-            return idle
-    return 0.0
+        wins = race_wins(idle, rate, trials)
+        share = wins / trials if share is None else share
+        if wins * 2 < trials:
+            return idle, share
+    return 0.0, share or 0.0
 
 
 def _process_turnaround(repeats: int, jobs: int = 500) -> float:
@@ -486,7 +490,7 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     thread_start = _thread_start(repeats)
     thread_turnaround = _thread_turnaround(repeats, rate)
     thread_submit, thread_return = _thread_offload(repeats)
-    race_idle = _loop_race_idle(repeats, rate)
+    race_idle, race_share = loop_race(repeats, rate)
     loop_wake = _loop_wake(repeats)
     say("processes: dispatch round trip, turnaround between queued jobs, an offload's two legs from an event loop")
     dispatch = _process_dispatch(repeats)
@@ -507,7 +511,7 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         cpu_rate=rate, switch_interval_s=sys.getswitchinterval(), loops=loops,
         thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch, thread_start_s=thread_start,
         thread_turnaround_s=thread_turnaround, thread_submit_s=thread_submit, thread_return_s=thread_return,
-        loop_race_idle_s=race_idle, loop_wake_s=loop_wake, process_dispatch_s=dispatch,
+        loop_race_idle_s=race_idle, loop_race_wins=race_share, loop_wake_s=loop_wake, process_dispatch_s=dispatch,
         process_submit_s=submit, process_return_s=back, process_start_s=start, busy_wake_s=busy_wake,
         process_turnaround_s=turnaround, process_wake_busy_s=wake_busy,
         core_balance_s=BALANCE_TICKS * tick if tick is not None and sys.platform.startswith("linux") else 0.0,

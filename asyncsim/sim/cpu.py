@@ -20,21 +20,29 @@ import simpy
 from ..rules.timers import timed_wait
 
 __all__ = ["JOIN", "SOON", "TIMER", "Cores", "CoroStrand", "Gil", "Loop", "SimThread", "Strand", "ThreadStrand",
-           "compute"]
+           "compute", "race_won"]
 
 _EPS = 1e-12
 # A worker thread's result wakes the idle loop from select() through the self-pipe (call_soon_threadsafe), the write
 # releasing the GIL for a moment: the loop thread, woken by that very write, takes the GIL before the worker retakes
-# it at every LOOP_RACE-th such wake-up and loses the others, the first included (sim/engine.py _offload); a thread
-# already waiting for the GIL only starts a fresh interval (Gil.blip), so a loop that lost waits until the worker
-# runs out of jobs. Measured: a loop woken by one worker's backlog of 0.5 ms jobs lost the first race in 29 of 30
-# runs and then saw no result until the backlog drained; the suite's recorded runs replay best with every second
-# race won (mean |error| over 25 asyncio cases, eight runs each: 1.99% never, 1.55% every second, 1.66% third).
-# Who wins is decided by the kernel, not by CPython (benchmarks/loop_race.py): a loop on another core than the
-# worker, idle in select() 0.2-1 ms, won 98% of such races; idle 3.5 ms or more, none (its core sleeps deeper:
-# Machine.loop_race_idle_s, calibrated); a worker woken by the loop's submit often shares the loop's core, and then
-# the loop lost nearly all (1-9 of 30 won, against 28-30 of 30 for a fresh pool's thread on the other core).
-LOOP_RACE = 2
+# it at a share of such wake-ups (Machine.loop_race_wins, spread evenly by race_won: every second at the default
+# 1/2, the first lost) and loses the others (sim/engine.py _offload); a thread already waiting for the GIL only
+# starts a fresh interval (Gil.blip), so a loop that lost waits until the worker runs out of jobs. Measured: a loop
+# woken by one worker's backlog of 0.5 ms jobs lost the first race in 29 of 30 runs and then saw no result until the
+# backlog drained. Who wins is decided by the kernel, not by CPython (benchmarks/loop_race.py): a loop on another
+# core than the worker, idle in select() 0.2-1 ms, won 98% of such races; idle 3.5 ms or more, none (its core
+# sleeps deeper: Machine.loop_race_idle_s); a worker woken by the loop's submit often shares the loop's core, and
+# then the loop loses nearly all. Both are calibrated (calibrate.loop_race, one warm pool), as both move with the
+# machine's state: the warm pool's loop won 26-30 races of 30 after idling 0.5-1.5 ms one morning, and the suite's
+# recorded runs then replayed best with every second race won (mean |error| over 25 asyncio cases, eight runs each:
+# 1.99% never, 1.55% every second, 1.66% every third); that afternoon it won none of 30 at any idle (the CI machine
+# none of 20), and the day's recorded thread-offload runs replayed best with none (README, Fidelity).
+
+
+def race_won(n: int, share: float) -> bool:
+    """Whether the loop wins the `n`-th race (from 1) at a worker's result write, winning `share` of them evenly
+    spread: at 1/2 the second, fourth, ...; at 1/3 every third; at 0 none."""
+    return math.floor(n * share + _EPS) > math.floor((n - 1) * share + _EPS)
 
 
 class SimThread:
@@ -80,7 +88,7 @@ class Gil:
     variable; under asyncio + threads, Machine.thread_switch_s: a one-way Event ping-pong, measured). One that
     releases it for a moment (`blip`, a syscall such as the self-pipe write of call_soon_threadsafe) takes it back
     before the signalled waiter wakes, which then sleeps a fresh interval (the loop thread that this very write
-    wakes from select() races it: LOOP_RACE).
+    wakes from select() races it: race_won).
     drop_gil signals one waiter, and a woken waiter that finds the GIL taken waits again behind the others (the
     condition variable wakes them in the order they began waiting), so successive blips wake each in turn: a
     backlogged worker's writes every 0.5 ms keep both the loop and a second worker from ever asking (measured:

@@ -32,7 +32,6 @@ __all__ = ["Engine"]
 from .cpu import (
     CROSS,
     JOIN,
-    LOOP_RACE,
     PAID,
     SOON,
     TIMER,
@@ -44,6 +43,7 @@ from .cpu import (
     Strand,
     ThreadStrand,
     compute,
+    race_won,
 )
 from .driver import TaskDriver, run_until_empty
 from .resources import SimService, Slots, capacities
@@ -90,6 +90,7 @@ class Engine:
         self.job_submit = 0.0  # the loop's CPU per run_in_executor to a thread pool (Machine.thread_submit_s)
         self.job_woke = JOIN  # how a coroutine comes back from an executor job (PAID: its result's handle costs)
         self.race_idle = math.inf  # a loop idle this long loses every race at a result's write (loop_race_idle_s)
+        self.race_wins = 0.5  # the share of the other races it wins (loop_race_wins)
         self.leg_cores = [-1, -1]  # the core each parent thread of a process offload last ran on
         self.busy_wake = 0.0  # a parent thread's wake-up while every core runs a worker's job (Machine.busy_wake_s)
         self.jobs_computing = 0  # CPU steps computing in a pool's worker processes now (where pool_wake is set)
@@ -163,7 +164,7 @@ class Engine:
                     self.unstarted = off.workers
                     self.job_turnaround = m.thread_turnaround_s
                     self.job_submit = m.thread_submit_s
-                    self.race_idle = m.loop_race_idle_s or math.inf
+                    self.race_idle, self.race_wins = m.loop_race_idle_s or math.inf, m.loop_race_wins
                     if m.thread_return_s > 0:  # the result's _set_state handle costs the loop that much
                         self.loop.hop_cost = m.thread_return_s
                         self.job_woke |= PAID
@@ -814,8 +815,8 @@ class Engine:
 
         A worker thread that finishes a job while another waits takes it at once, mostly still holding the GIL (a
         ThreadPoolExecutor worker's `work_queue.get()` returns without blocking; only the result's self-pipe write
-        releases it for a moment, which the loop, if that write wakes it from select(), wins every second time:
-        LOOP_RACE, unless it idled there `loop_race_idle_s` or longer): a loop thread already waiting for the GIL
+        releases it for a moment, which the loop, if that write wakes it from select(), wins a share of the time:
+        `loop_race_wins`, unless it idled there `loop_race_idle_s` or longer): a loop thread already waiting for the GIL
         gets it only by a forced switch.
         """
         env = self.env
@@ -846,11 +847,11 @@ class Engine:
         self.jobs_computing -= 1
         if gil is not None and slots.waiting():
             # the result's call_soon_threadsafe writes to the loop's self-pipe, releasing the GIL for a moment: a loop
-            # idle in select(), woken by this write, races the worker for it (LOOP_RACE); a waiting thread does not
+            # idle in select(), woken by this write, races the worker for it (race_won); a waiting thread does not
             loop = self.loop
             if loop is not None and not loop.busy and (not loop.turning or loop.wake_at is not None):
                 self.races += 1
-                if self.races % LOOP_RACE == 0 and env.now - loop.idle_since < self.race_idle:
+                if race_won(self.races, self.race_wins) and env.now - loop.idle_since < self.race_idle:
                     gil.barge(thread, loop.thread)
                     loop.cross_won = True
                 else:
