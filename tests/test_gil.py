@@ -239,16 +239,22 @@ def test_a_blip_restarts_the_signalled_waiters_interval():
 
     def wait():
         yield env.timeout(0.001)
-        event = gil.acquire(waiter)
-        assert event is not None
-        yield event
-        got.append(env.now)
-        gil.release(waiter)
+        yield from _note_when_it_gets(env, gil, waiter, got)
 
     env.process(hold())
     env.process(wait())
     env.run()
     assert got == pytest.approx([0.008])  # the blip at 3 ms: 3 + 5, not 1 + 5
+
+
+def _note_when_it_gets(env: simpy.Environment, gil: Gil, thread: SimThread,
+                       got: list[float]) -> simpy.events.ProcessGenerator:
+    """`thread` asks for the GIL, notes in `got` when it has it, and lets it go."""
+    event = gil.acquire(thread)
+    if event is not None:
+        yield event
+    got.append(env.now)
+    gil.release(thread)
 
 
 def _waiter_gets_gil(iterations: int) -> float:
@@ -267,13 +273,8 @@ def _waiter_gets_gil(iterations: int) -> float:
             loop.release()
 
     def thread() -> simpy.events.ProcessGenerator:
-        me = SimThread(gil)
         yield env.timeout(0.0005)
-        event = gil.acquire(me)
-        if event is not None:
-            yield event
-        got.append(env.now)
-        gil.release(me)
+        yield from _note_when_it_gets(env, gil, SimThread(gil), got)
 
     env.process(coroutine())
     env.process(thread())

@@ -88,7 +88,8 @@ KNOWN_LIMITS = {
     ("mixed", "asyncio:10+threads:4"): ("-14% to +8% (loop thread vs executor threads; was -15% to -29%)", 0.15),
     # one worker, 0.5 ms jobs: -2%..-4% in one session, +7%..+18% in the next; +15%..+19% and +5%..+11% on two sets
     # of four recorded runs before the loop's timers woke on select()'s grid and the loop raced a worker at its
-    # self-pipe write (sim/cpu.py Loop._select_late, LOOP_RACE), -9%..-4% and -8%..0% after
+    # self-pipe write (sim/cpu.py Loop._select_late, race_won), -9%..-4% and -8%..0% after; -17%..-4% on five runs
+    # of an afternoon whose loop won no race (CI: -17%..-12%), -4%..-2% with that share calibrated (loop_race_wins)
     ("offload-0.5ms", "asyncio:8+threads:1"): ("-9% to 0% (the loop and one worker hand the GIL over per tiny job; "
                                                "was -4% to +19%)", 0.10),
     # 0.5 ms jobs on 8 threads: the loop thread waits ~4 ms per completion behind the other workers' jobs;
