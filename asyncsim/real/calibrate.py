@@ -268,13 +268,13 @@ def loop_race(repeats: int, rate: float) -> tuple[float, float]:
     worker, whatever the idle."""
     trials = 10 * repeats
     race_wins(RACE_IDLES_S[0], rate, trials)
-    share = None
-    for idle in RACE_IDLES_S:
-        wins = race_wins(idle, rate, trials)
-        share = wins / trials if share is None else share
-        if wins * 2 < trials:
+    share = race_wins(RACE_IDLES_S[0], rate, trials) / trials
+    if share < 0.5:
+        return RACE_IDLES_S[0], share
+    for idle in RACE_IDLES_S[1:]:
+        if race_wins(idle, rate, trials) * 2 < trials:
             return idle, share
-    return 0.0, share or 0.0
+    return 0.0, share
 
 
 def _process_turnaround(repeats: int, jobs: int = 500) -> float:

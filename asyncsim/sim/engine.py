@@ -90,7 +90,7 @@ class Engine:
         self.job_submit = 0.0  # the loop's CPU per run_in_executor to a thread pool (Machine.thread_submit_s)
         self.job_woke = JOIN  # how a coroutine comes back from an executor job (PAID: its result's handle costs)
         self.race_idle = math.inf  # a loop idle this long loses every race at a result's write (loop_race_idle_s)
-        self.race_wins = 0.5  # the share of the other races it wins (loop_race_wins)
+        self.race_wins = machine.loop_race_wins  # the share of the other races it wins
         self.leg_cores = [-1, -1]  # the core each parent thread of a process offload last ran on
         self.busy_wake = 0.0  # a parent thread's wake-up while every core runs a worker's job (Machine.busy_wake_s)
         self.jobs_computing = 0  # CPU steps computing in a pool's worker processes now (where pool_wake is set)
@@ -164,7 +164,7 @@ class Engine:
                     self.unstarted = off.workers
                     self.job_turnaround = m.thread_turnaround_s
                     self.job_submit = m.thread_submit_s
-                    self.race_idle, self.race_wins = m.loop_race_idle_s or math.inf, m.loop_race_wins
+                    self.race_idle = m.loop_race_idle_s or math.inf
                     if m.thread_return_s > 0:  # the result's _set_state handle costs the loop that much
                         self.loop.hop_cost = m.thread_return_s
                         self.job_woke |= PAID
