@@ -357,8 +357,8 @@ class Machine(Frozen):
     # asyncio + threads: a loop idle in select() this long or longer, woken by a worker's result, always loses the
     # race for the GIL to the worker (its core has gone into a deeper sleep); 0: no limit (sim/cpu.py race_won)
     loop_race_idle_s: float = Field(0.0, ge=0)
-    # asyncio + threads: the share of those races a loop idle less long wins (every second by default; calibrated:
-    # where the kernel puts the worker decides it, benchmarks/loop_race.py)
+    # asyncio + threads: the share of those races a loop idle less long wins (every second by default; where the
+    # kernel puts the worker decides it: calibrate measures it, benchmarks/loop_race.py, and a model may set it)
     loop_race_wins: float = Field(0.5, ge=0, le=1)
     # asyncio + threads: how late the loop, idle in select(), runs after a worker's result (call_soon_threadsafe's
     # self-pipe write) wakes it: its thread's wake-up, unless it won the GIL at that write

@@ -15,9 +15,9 @@ run, whose loop won at every idle); idle 3.5 ms or more won 0 of 60 in one sweep
 started on the idlest core) let the loop win 27-30 of 30 at every idle up to 6 ms. A process's first races went
 mostly to the worker (a warm-up sweep first). That afternoon the same machine's warm pool let the loop win 0 of 30
 at every idle (fresh pools 21-26 up to 4 ms, 13 at 5 ms, 0 at 6 ms; calibrate: share 0, limit 0.5 ms), and the CI
-machine's 0 of 20: calibrate measures the share too (Machine.loop_race_wins). Who wins is the kernel's doing (which
-core each thread wakes on, how deep the idle core slept), not CPython's: the model keeps the measured pattern, not
-the mechanism.
+machine's 0 of 20: calibrate measures the share too (a model sets it: Machine.loop_race_wins). Who wins is the
+kernel's doing (which core each thread wakes on, how deep the idle core slept), not CPython's: the model keeps the
+measured pattern, not the mechanism.
 """
 
 from __future__ import annotations

@@ -32,11 +32,14 @@ _EPS = 1e-12
 # backlog drained. Who wins is decided by the kernel, not by CPython (benchmarks/loop_race.py): a loop on another
 # core than the worker, idle in select() 0.2-1 ms, won 98% of such races; idle 3.5 ms or more, none (its core
 # sleeps deeper: Machine.loop_race_idle_s); a worker woken by the loop's submit often shares the loop's core, and
-# then the loop loses nearly all. Both are calibrated (calibrate.loop_race, one warm pool), as both move with the
-# machine's state: the warm pool's loop won 26-30 races of 30 after idling 0.5-1.5 ms one morning, and the suite's
-# recorded runs then replayed best with every second race won (mean |error| over 25 asyncio cases, eight runs each:
-# 1.99% never, 1.55% every second, 1.66% every third); that afternoon it won none of 30 at any idle (the CI machine
-# none of 20), and the day's recorded thread-offload runs replayed best with none (README, Fidelity).
+# then the loop loses nearly all. calibrate measures both (calibrate.loop_race, one warm pool), and both move with
+# the machine's state: the warm pool's loop won 26-30 races of 30 after idling 0.5-1.5 ms one morning, and the
+# suite's recorded runs then replayed best with every second race won (mean |error| over 25 asyncio cases, eight
+# runs each: 1.99% never, 1.55% every second, 1.66% every third); that afternoon it won none of 30 at any idle (the
+# CI machine none of 20), and that day's recorded thread-offload runs replayed best with none (7.14% -> 5.72%).
+# A prediction applies the measured limit but the model's share (1/2 unless its machine says): with a share under
+# 1/2, jobs of exactly the switch interval on two threads lock into a convoy (every GIL slice ends one job, whose
+# write moves the waiting loop behind the other worker) that real runs' jitter breaks: +20% on 5 ms jobs.
 
 
 def race_won(n: int, share: float) -> bool:
