@@ -302,8 +302,8 @@ def print_calibration(profile: MachineProfile, out: Console) -> None:
     table.add_row("threads: the loop loses a worker's result race after idling",
                   fmt_s(profile.loop_race_idle_s) if profile.loop_race_idle_s else "never")
     if profile.loop_race_wins is not None:
-        table.add_row("threads: the share of those races the loop wins after a short idle (shown; a model "
-                      "applies it with machine.loop_race_wins)", f"{profile.loop_race_wins:.0%}")
+        table.add_row("threads: the share of those races the loop wins after a short idle",
+                      f"{profile.loop_race_wins:.0%}")
     table.add_row("processes: dispatch round trip", fmt_s(profile.process_dispatch_s))
     if profile.process_turnaround_s is not None:
         table.add_row("processes: a worker's turnaround between queued jobs", fmt_s(profile.process_turnaround_s))
@@ -312,6 +312,7 @@ def print_calibration(profile: MachineProfile, out: Console) -> None:
                   fmt_s(profile.process_wake_busy_s))
     table.add_row("processes: the loop's wake-up, late while a pool keeps every core busy", fmt_s(profile.busy_wake_s))
     table.add_row("cores: load-balancing tick (an idle core takes a waiting thread)", fmt_s(profile.core_balance_s))
+    table.add_row("cpu: the spread of the same work's time (coefficient of variation)", f"{profile.cpu_jitter_cv:.1%}")
     if profile.process_submit_s is not None and profile.process_return_s is not None:
         table.add_row("processes: offload from a loop, submit / return",
                       f"{fmt_s(profile.process_submit_s)} / {fmt_s(profile.process_return_s)}")

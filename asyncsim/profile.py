@@ -60,8 +60,7 @@ class MachineProfile(Frozen):
     thread_return_s: float = Field(0.0, ge=0)
     # how long the loop may idle in select() and still win a worker's result write's race (0 in profiles before)
     loop_race_idle_s: float = Field(0.0, ge=0)
-    # the share of those races a loop idle briefly wins, with one warm pool (None in profiles before). Measured and
-    # shown, not applied: a model applies it with machine.loop_race_wins (README, Fidelity, says why)
+    # the share of those races a loop idle briefly wins, with one warm pool (None in profiles before: every second)
     loop_race_wins: float | None = Field(None, ge=0, le=1)
     # the idle loop's wake-up by another thread's call_soon_threadsafe (0 in profiles made before)
     loop_wake_s: float = Field(0.0, ge=0)
@@ -79,6 +78,8 @@ class MachineProfile(Frozen):
     busy_wake_s: float = Field(0.0, ge=0)
     # Linux's load-balancing tick for threads beyond the cores (Machine.core_balance_s; 0 in profiles made before)
     core_balance_s: float = Field(0.0, ge=0)
+    # the spread of the same CPU work's time (Machine.cpu_jitter_cv; 0 in profiles made before)
+    cpu_jitter_cv: float = Field(0.0, ge=0, le=1)
     # CPU seconds per request of a client library on its calling thread (`calibrate --client NAME`), by package
     client_cpu_s: dict[str, float] = Field(default_factory=dict)
 
@@ -124,6 +125,7 @@ class MachineProfile(Frozen):
             thread_submit_s=self.thread_submit_s / s if threaded and uses_loop else 0.0,
             thread_return_s=self.thread_return_s / s if threaded and uses_loop else 0.0,
             loop_race_idle_s=self.loop_race_idle_s / s if threaded and uses_loop else 0.0,
+            loop_race_wins=base.loop_race_wins if self.loop_race_wins is None else self.loop_race_wins,
             loop_wake_s=self.loop_wake_s / s if threaded and uses_loop else 0.0,
             process_dispatch_s=self._dispatch(uses_loop) / s if dispatching else 0.0,
             process_return_s=(self.process_return_s or 0.0) / s if dispatching and uses_loop else 0.0,
@@ -133,6 +135,7 @@ class MachineProfile(Frozen):
                                   else self.process_turnaround_s) / s if dispatching and not uses_loop else 0.0,
             busy_wake_s=self.busy_wake_s / s if dispatching and uses_loop else 0.0,
             core_balance_s=self.core_balance_s / s,
+            cpu_jitter_cv=self.cpu_jitter_cv,
         )
 
     def _dispatch(self, from_loop: bool) -> float:

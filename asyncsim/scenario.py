@@ -136,6 +136,23 @@ class Scenario:
                         self.returns)
 
 
+    def with_cpu_jitter(self, cv: float) -> Scenario:
+        """A copy whose CPU steps each take their drawn time times a mean-1 lognormal factor of coefficient of
+        variation `cv` (Machine.cpu_jitter_cv: the same work never takes the same time twice), drawn from the
+        scenario's seed; `cv` 0: this scenario."""
+        if cv <= 0:
+            return self
+        sigma = float(np.sqrt(np.log1p(cv * cv)))
+        rng = _rng(self.seed, _JITTER_KEY)
+        durations = []
+        for program, drawn in zip(self.programs, self.durations, strict=True):
+            cols = [node.id for node in program.nodes if node.kind == CPU]
+            drawn = drawn.copy()
+            if cols and drawn.size:
+                drawn[:, cols] *= rng.lognormal(-sigma * sigma / 2, sigma, size=(drawn.shape[0], len(cols)))
+            durations.append(drawn)
+        return self.with_durations(tuple(durations))
+
     def with_arrivals(self, arrivals: np.ndarray) -> Scenario:
         """A copy with other arrival times (open workloads), everything else equal."""
         if self.arrivals is None or arrivals.shape != self.arrivals.shape:
@@ -148,7 +165,7 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
-_ARRIVALS_KEY, _MIX_KEY, _STEPS_KEY = 1, 2, 3
+_ARRIVALS_KEY, _MIX_KEY, _STEPS_KEY, _JITTER_KEY = 1, 2, 3, 4
 
 
 def _arrival_times(workload: Workload, seed: int) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -386,6 +386,10 @@ class Machine(Frozen):
     core_balance_s: float = Field(0.0, ge=0)
     sleep_overshoot_s: float = Field(0.0, ge=0)
     timer_granularity_s: float = Field(0.0, ge=0)
+    # how much the time of the same CPU work varies from one step to the next (coefficient of variation): each CPU
+    # step takes its drawn time times a mean-1 lognormal factor, drawn from the seed; 0: exactly its drawn time.
+    # It breaks the lock-step a GIL's fixed switch interval otherwise holds exact constant steps in (calibrated)
+    cpu_jitter_cv: float = Field(0.0, ge=0, le=1)
 
 
 # ---------------------------------------------------------------------------------------- workload

@@ -393,7 +393,8 @@ def replay_scenario(scenario: Scenario, measured: RunOutput) -> Scenario:
 def replay_machine(machine: Machine, strategy: Strategy, measured: RunOutput) -> Machine:
     """The machine with what the real run's process pool actually took to start (its workers' forks and
     start-up vary with the parent's size, which calibrate's small program does not have), as the replay takes
-    each CPU step's measured time."""
+    each CPU step's measured time (so no jitter on top: cpu_jitter_cv 0)."""
+    machine = machine.evolve(cpu_jitter_cv=0.0)
     pool = strategy.executor or strategy
     if not isinstance(pool, Processes) or not measured.pool_startup_s or not machine.process_start_s:
         return machine

@@ -41,7 +41,7 @@ from asyncsim.scenario import build_scenario
 from asyncsim.sim import cpu
 from asyncsim.sim.run import run_scenario
 from asyncsim.strategies import parse_strategy
-from asyncsim.validate import relative_errors, replay_scenario
+from asyncsim.validate import relative_errors, replay_machine, replay_scenario
 
 EVENTS = ("syscalls/sys_enter_futex", "syscalls/sys_exit_futex")
 _CALL = re.compile(r"-(\d+)\s+\[\d+\].*?\s(\d+\.\d+): sys_futex(\(uaddr: (0x[0-9a-f]+), op: (0x[0-9a-f]+).*"
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(args.runs):
         out, real = traced_run(sc)
         with model_waits() as (sim, loops):
-            replayed = run_scenario(replay_scenario(sc, out), machine, engine="des")
+            replayed = run_scenario(replay_scenario(sc, out), replay_machine(machine, strategy, out), engine="des")
         measured = result_of(sc, out)
         err = relative_errors(result_of(sc, replayed), measured)["t_total"]
         print(f"run {k + 1}: real T_total {measured.t_total * 1e3:.0f} ms, replayed {err:+.1%}")

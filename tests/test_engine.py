@@ -543,3 +543,44 @@ def test_t_total_is_last_completion_minus_first_arrival():
     r = a.simulate(UNIFORM, strategy="asyncio")
     assert r.t_total == pytest.approx(float(np.max(r.done) - np.min(r.arrival)), **EXACT)
     assert not any(math.isnan(x) for x in r.done)
+
+
+def test_cpu_jitter_varies_each_cpu_step_by_its_spread_from_the_seed():
+    """Machine.cpu_jitter_cv: each CPU step's drawn time times a mean-1 lognormal factor of that spread, from the
+    scenario's seed; waits keep their drawn times."""
+    from asyncsim.scenario import CPU, IO, build_scenario
+
+    w = a.Workload(arrivals=a.Batch(count=4000), task=(a.cpu(0.002), a.io(0.01), a.cpu(a.Exponential(0.001))))
+    sc = build_scenario(w, seed=3, strategy=a.parse_strategy("asyncio"))
+    assert sc.with_cpu_jitter(0.0) is sc
+    jittered = sc.with_cpu_jitter(0.02)
+    nodes = sc.programs[0].nodes
+    cpu = [n.id for n in nodes if n.kind == CPU]
+    io = [n.id for n in nodes if n.kind == IO]
+    ratio = jittered.durations[0] / sc.durations[0]
+    assert np.all(ratio[:, io] == 1.0)
+    assert ratio[:, cpu].mean() == pytest.approx(1.0, abs=0.001)
+    assert ratio[:, cpu].std() == pytest.approx(0.02, rel=0.05)
+    assert np.array_equal(sc.with_cpu_jitter(0.02).durations[0], jittered.durations[0])  # same seed, same draws
+    base = build_scenario(w, seed=4, strategy=a.parse_strategy("asyncio"))
+    other = base.with_cpu_jitter(0.02).durations[0][:, cpu] / base.durations[0][:, cpu]
+    assert not np.allclose(other, ratio[:, cpu])  # another seed, other draws
+
+
+def test_cpu_jitter_breaks_the_lock_step_of_jobs_as_long_as_the_switch_interval():
+    """Jobs of exactly the 5 ms switch interval on two threads, and a loop that wins no race at a result write:
+    every GIL slice ends one job, whose write moves the waiting loop behind the other worker, so the loop runs
+    only when the backlog drains: 19% longer than the mean of 4.9 and 5.1 ms jobs. Real work is never that exact
+    (calibrate: a 2-3% spread here); with a 2% jitter 5 ms jobs lie within 1% of their neighbours' mean."""
+    overheads = dict(cores=2, thread_switch_s=1.1e-5, thread_turnaround_s=1.25e-5, thread_submit_s=8e-6,
+                     thread_return_s=6e-6, loop_wake_s=4.2e-5, loop_race_idle_s=5e-4, loop_race_wins=0.0,
+                     sleep_overshoot_s=1.5e-4, timer_granularity_s=1e-3, loop_step_s=1e-5, task_create_s=9e-6)
+
+    def against_neighbours(cv: float) -> float:
+        t = [a.simulate(a.Workload(arrivals=a.Batch(count=60), task=(a.cpu(job), a.io(0.02), a.cpu(job)),
+                                   machine=a.Machine(**overheads, cpu_jitter_cv=cv)),
+                        strategy="asyncio:8+threads:2").t_total for job in (0.0049, 0.005, 0.0051)]
+        return t[1] / ((t[0] + t[2]) / 2) - 1
+
+    assert against_neighbours(0.0) > 0.15
+    assert abs(against_neighbours(0.02)) < 0.01

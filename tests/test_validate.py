@@ -10,7 +10,9 @@ import pytest
 
 import asyncsim as a
 from asyncsim.profile import LoopProfile, MachineProfile
-from asyncsim.validate import Outcome, ScaleCheck, check_scale, choose_time_scale
+from asyncsim.scenario import build_scenario
+from asyncsim.sim import run_scenario
+from asyncsim.validate import Outcome, ScaleCheck, check_scale, choose_time_scale, replay_machine
 
 PROFILE = MachineProfile(
     cpu_rate=4e7, loops={"asyncio": LoopProfile(loop_step_s=9e-6, sleep_overshoot_s=2.3e-4, task_create_s=7e-6,
@@ -150,13 +152,27 @@ def test_a_profile_gives_an_event_loops_thread_executor_its_workers_turnaround()
     assert [getattr(old, k) for k in legs] == [0.0] * 5
 
 
-def test_a_profile_shows_the_share_of_races_the_loop_won_and_the_model_keeps_its_own():
-    """calibrate measures the share (loop_race_wins) but a prediction applies only the model's: a share under 1/2
-    locks exact 5 ms jobs on two threads into a convoy that real runs' jitter breaks (README, Fidelity)."""
+def test_a_profile_gives_the_loop_the_share_of_races_it_measured():
     measured = PROFILE.model_copy(update={"loop_race_wins": 0.0})
-    assert measured.machine_for(a.parse_strategy("asyncio:4+threads:2"), a.Machine()).loop_race_wins == 0.5
-    assert measured.machine_for(a.parse_strategy("asyncio:4+threads:2"),
-                                a.Machine(loop_race_wins=0.0)).loop_race_wins == 0.0
+    assert measured.machine_for(a.parse_strategy("asyncio:4+threads:2"), a.Machine()).loop_race_wins == 0.0
+    # a profile made before the share was measured: every second race, as before, or what the user's machine says
+    assert PROFILE.machine_for(a.parse_strategy("asyncio:4+threads:2"), a.Machine()).loop_race_wins == 0.5
+    assert PROFILE.machine_for(a.parse_strategy("asyncio:4+threads:2"),
+                               a.Machine(loop_race_wins=0.25)).loop_race_wins == 0.25
+
+
+def test_a_profile_gives_every_strategy_its_cpu_jitter_and_a_replay_none():
+    """The spread of the same work's time is the machine's, whatever runs on it; a replay takes each CPU step's
+    measured time, which has it already."""
+    measured = PROFILE.model_copy(update={"cpu_jitter_cv": 0.02})
+    for name in ("sequential", "threads:4", "processes:2", "asyncio", "asyncio:4+threads:2", "asyncio:4+processes:2"):
+        strategy = a.parse_strategy(name)
+        machine = measured.machine_for(strategy, a.Machine())
+        assert machine.cpu_jitter_cv == 0.02
+        w = a.Workload(arrivals=a.Batch(count=3), task=(a.cpu(0.001),))
+        out = run_scenario(build_scenario(w, seed=0, strategy=strategy), machine)
+        assert replay_machine(machine, strategy, out).cpu_jitter_cv == 0.0
+    assert PROFILE.machine_for(a.parse_strategy("asyncio"), a.Machine()).cpu_jitter_cv == 0.0  # made before
 
 
 def test_a_profile_gives_a_blocking_pool_its_workers_turnaround():

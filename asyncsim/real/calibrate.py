@@ -277,6 +277,22 @@ def loop_race(repeats: int, rate: float) -> tuple[float, float]:
     return 0.0, share
 
 
+def _cpu_jitter(repeats: int, rate: float, step: float = 0.002) -> float:
+    """How much the time of the same CPU work varies (Machine.cpu_jitter_cv): 60 x `repeats` bursts of `step`
+    seconds, the spread of their times as a coefficient of variation, robustly (the interquartile range over 1.349,
+    over the median: a preemption by another process is not the work's own spread)."""
+    n = max(1, int(step * rate))
+    for _ in range(10):
+        burn(n)
+    times = []
+    for _ in range(60 * repeats):
+        start = time.perf_counter()
+        burn(n)
+        times.append(time.perf_counter() - start)
+    q1, median, q3 = statistics.quantiles(times, n=4)
+    return (q3 - q1) / 1.349 / median
+
+
 def _process_turnaround(repeats: int, jobs: int = 500) -> float:
     """A worker's time from one job to the next when they queue for it: `jobs` no-op jobs submitted at once to
     a pool of one, per job (median of `repeats` batches). The pool's management thread keeps the worker's pipe
@@ -501,8 +517,10 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     say("processes: the loop's wake-up while a pool keeps every core busy; an idle worker's while another computes")
     busy_wake = _busy_wake(repeats, rate)
     wake_busy = _process_wake_busy(repeats, rate)
-    say("the kernel's scheduler tick (how often an idle core takes a thread waiting on a busy one)")
+    say("the kernel's scheduler tick (how often an idle core takes a thread waiting on a busy one); the spread of "
+        "the same CPU work's time")
     tick = _scheduler_tick()
+    jitter = _cpu_jitter(repeats, rate)
     return MachineProfile(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         python=platform.python_version(), implementation=platform.python_implementation(),
@@ -515,4 +533,5 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         process_submit_s=submit, process_return_s=back, process_start_s=start, busy_wake_s=busy_wake,
         process_turnaround_s=turnaround, process_wake_busy_s=wake_busy,
         core_balance_s=BALANCE_TICKS * tick if tick is not None and sys.platform.startswith("linux") else 0.0,
+        cpu_jitter_cv=jitter,
     )

@@ -34,6 +34,7 @@ def run_scenario(scenario: Scenario, machine: Machine | None = None, *, max_sim_
         ModelError: `engine` is not one of ENGINES, or `fast` for a model the fast path does not apply to.
     """
     machine = machine or scenario.workload.machine
+    scenario = scenario.with_cpu_jitter(machine.cpu_jitter_cv)
     if engine == "auto" and max_events is not None:
         engine = "des"  # a limit on events is one on the engine's work: the fast path has no events to count
     if engine != "des":
