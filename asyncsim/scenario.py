@@ -135,7 +135,6 @@ class Scenario:
                         tuple(np.asarray(d, dtype=float) for d in durations), self.arrivals, self.think,
                         self.returns)
 
-
     def with_cpu_jitter(self, cv: float) -> Scenario:
         """A copy whose CPU steps each take their drawn time times a mean-1 lognormal factor of coefficient of
         variation `cv` (Machine.cpu_jitter_cv: the same work never takes the same time twice), drawn from the
