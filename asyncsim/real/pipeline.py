@@ -23,11 +23,11 @@ from typing import Any
 
 from ..policies import Policy
 from ..rules.calls import StepFailedError
-from ..rules.pipeline import batch_durations, entries, item_ticket, routes
+from ..rules.pipeline import Routing, batch_durations, item_ticket
 from ..rules.queues import Ticket, WaitQueue
 from ..rules.task import pool_timeout
 from ..scenario import Node
-from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
+from ..trace import K_ADMIT, K_USE
 from .aio import AsyncRun
 
 __all__ = ["PolicyQueue", "run_pipeline"]
@@ -83,20 +83,17 @@ async def run_pipeline(arun: AsyncRun) -> None:
     await _Pipeline(arun).main()
 
 
-class _Pipeline:
+class _Pipeline(Routing):
     def __init__(self, arun: AsyncRun) -> None:
         self.arun = arun
         self.run = run = arun.run
         workload = run.sc.workload
         assert workload.stages is not None
         n = run.sc.n_tasks
-        self.routes = routes(run.sc)
-        self.pos = [0] * n  # each item's position in its route
-        counts = entries(self.routes, len(run.sc.programs[0].steps))
+        counts = self._init_routes(run.sc)
         self.stages = [_Stage(node, workload.stages[node.name], counts[k],
                               run.tb.resource_id(f"stage:{node.name}"), self._ticket)
                        for k, node in enumerate(run.sc.programs[0].steps)]
-        self.ready_at = [0.0] * n  # when each item became ready for the stage it is entering
         self.finished = 0
         self.all_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.users_waiting: dict[int, asyncio.Future[None]] = {}  # closed workloads: a user waits for its item
@@ -164,6 +161,9 @@ class _Pipeline:
         await stage.queue.put(i)
         stage.one_less()
 
+    def _item_failed(self, i: int, exc: BaseException) -> None:
+        self.run.fail(i, exc)
+
     def _finish(self, i: int) -> None:
         self.run.done[i] = self.run.now()
         if self.arun.limit is not None:
@@ -227,27 +227,10 @@ class _Pipeline:
                     await arun.steps(leader, durs, stage.node.body, len(batch))
                 except Exception as exc:  # a failing batch is a result: its items fail
                     failure = exc
-            end = run.now()
-            tb = run.tb
-            tb.add(leader, stage.node.id, K_STAGE, stage.res, self.ready_at[leader], start, end, float(len(batch)))
-            for i in batch[1:]:
-                tb.add(i, stage.node.id, K_BATCH, stage.res, self.ready_at[i], start, end)
-            for i in batch:
-                pos = self.pos[i]
-                later = self.routes[i][pos + 1:]
-                if failure is not None:
-                    run.fail(i, failure)
-                    for j in later:
-                        self.stages[j].one_less()
-                    self._finish(i)
-                elif not later:
-                    self._finish(i)
-                else:
-                    self.ready_at[i] = end
-                    self.pos[i] = pos + 1
-                    nxt = self.stages[later[0]]
-                    await nxt.queue.put(i)  # with `hold`, still holding the pool's slot: the modelled bug
-                    nxt.one_less()
+            for i, to in self._batch_ended(run.tb, stage.node.id, stage.res, batch, start, run.now(), failure):
+                nxt = self.stages[to]
+                await nxt.queue.put(i)  # with `hold`, still holding the pool's slot: the modelled bug
+                nxt.one_less()
         finally:
             if sem is not None:
                 sem.release()

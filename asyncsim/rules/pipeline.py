@@ -7,12 +7,14 @@ simpy and asyncio so either may import it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..scenario import CALL, CPU, Node, Scenario
+from ..trace import K_BATCH, K_STAGE, TraceBuilder
 from .queues import Ticket
 
-__all__ = ["batch_durations", "entries", "item_ticket", "leaves", "routes"]
+__all__ = ["Routing", "batch_durations", "entries", "item_ticket", "leaves", "routes"]
 
 
 def batch_durations(scenario: Scenario, node: Node, batch: list[int]) -> list[float]:
@@ -86,3 +88,59 @@ def item_ticket(arrival: float) -> Ticket:
     or deadline of its own, so its deadline is its arrival (edf serves the item that entered the pipeline
     first, a returning one included; priority, sjf and fair tie and keep queue order)."""
     return Ticket(deadline=arrival)
+
+
+class _Countdown(Protocol):
+    def one_less(self) -> None: ...
+
+
+class Routing:
+    """Where each item of a pipeline is on its route, and what happens when a batch ends a stage: one rule
+    for the simulator's engine and the real runner.
+
+    The class that mixes it in keeps `stages` (each with `one_less()`: one item fewer will come), and defines
+    `_finish(i)` (the item left the pipeline) and `_item_failed(i, exc)`.
+    """
+
+    stages: Sequence[_Countdown]
+    if TYPE_CHECKING:
+        def _finish(self, i: int) -> Any: ...
+        def _item_failed(self, i: int, exc: BaseException) -> None: ...
+
+    def _init_routes(self, scenario: Scenario) -> list[int]:
+        """Draw each item's route; returns how many times items will enter each stage."""
+        self.routes = routes(scenario)
+        self.pos = [0] * scenario.n_tasks  # each item's position in its route
+        self.ready_at = [0.0] * scenario.n_tasks  # when each item became ready for the stage it is entering
+        return entries(self.routes, len(scenario.programs[0].steps))
+
+    def _batch_ended(self, tb: TraceBuilder, node: int, res: int, batch: list[int], start: float, end: float,
+                     failure: BaseException | None) -> list[tuple[int, int]]:
+        """Record the batch's stage (its leader's record carries the batch size) and move its items on.
+
+        A failed batch fails its items, which will enter none of their later stages; an item at the end of its
+        route finishes; every other item is ready for its next stage at `end`. Returns (item, next stage) for
+        those, in batch order: the caller puts each into that stage's queue (waiting while it is full), then
+        calls its `one_less()`.
+        """
+        leader = batch[0]
+        tb.add(leader, node, K_STAGE, res, self.ready_at[leader], start, end, float(len(batch)))
+        for i in batch[1:]:
+            tb.add(i, node, K_BATCH, res, self.ready_at[i], start, end)
+        onward = []
+        for i in batch:
+            pos = self.pos[i]
+            later = self.routes[i][pos + 1:]
+            if failure is not None:
+                self._item_failed(i, failure)
+                for j in later:
+                    self.stages[j].one_less()
+                self._finish(i)
+            elif not later:
+                self._finish(i)
+            else:
+                self.ready_at[i] = end
+                self.pos[i] = pos + 1
+                onward.append((i, later[0]))
+        return onward
+

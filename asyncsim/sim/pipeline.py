@@ -28,11 +28,11 @@ import simpy
 
 from ..policies import Policy
 from ..rules.calls import StepFailedError
-from ..rules.pipeline import batch_durations, entries, item_ticket, routes
+from ..rules.pipeline import Routing, batch_durations, item_ticket
 from ..rules.queues import Ticket, WaitQueue
 from ..rules.task import pool_timeout, steps
 from ..scenario import Node
-from ..trace import K_ADMIT, K_BATCH, K_STAGE, K_USE
+from ..trace import K_ADMIT, K_USE
 from .cpu import JOIN, SOON, TIMER, SimThread, Strand, compute
 from .engine import Engine
 from .resources import Slots
@@ -103,7 +103,7 @@ class _StageState:
             self.closed.succeed()
 
 
-class PipelineEngine(Engine):
+class PipelineEngine(Engine, Routing):
     """The engine for a workload with `stages`: items flow through stage workers instead of running alone."""
 
     MAIN_ON_LOOP = False  # the feeder admits items as they arrive
@@ -113,16 +113,12 @@ class PipelineEngine(Engine):
         workload = self.sc.workload
         assert workload.stages is not None
         program = self.sc.programs[0]
-        n = self.sc.n_tasks
-        self.routes = routes(self.sc)
-        self.pos = [0] * n  # each item's position in its route
-        counts = entries(self.routes, len(program.steps))
+        counts = self._init_routes(self.sc)
         self.stages = [
             _StageState(self.env, node, workload.stages[node.name], counts[k],
                         self.trace.resource_id(f"stage:{node.name}"), self._item_ticket)
             for k, node in enumerate(program.steps)
         ]
-        self.ready_at = [0.0] * n  # when each item became ready for the stage it is entering
         self.backlog: deque[int] = deque()  # admitted items the feeder has not put yet
         self.feeder_idle: simpy.Event | None = None
         # for deadlock reports: who waits for what since when, who leads which batch, who holds which pool
@@ -192,6 +188,10 @@ class PipelineEngine(Engine):
             yield from self._put(stage, i, s, "feeder")
             stage.one_less()
         self._leave(s)
+
+    def _item_failed(self, i: int, exc: BaseException) -> None:
+        self.failed[i] = True
+        self.errors[i] = str(exc)
 
     def _finish(self, i: int, worker: SimThread | None = None) -> bool:
         if not self.feeds_on_loop:
@@ -339,27 +339,10 @@ class PipelineEngine(Engine):
         del self.running[leader]
         if not s.holding:  # the worker resumes after its last step (or the exception), as a coroutine does
             yield from self._enter(s, leader, stage.node.id)
-        end = env.now
-        tb.add(leader, stage.node.id, K_STAGE, stage.res, self.ready_at[leader], start, end, float(len(batch)))
-        for i in batch[1:]:
-            tb.add(i, stage.node.id, K_BATCH, stage.res, self.ready_at[i], start, end)
-        for i in batch:
-            pos = self.pos[i]
-            later = self.routes[i][pos + 1:]
-            if failure is not None:
-                self.failed[i] = True
-                self.errors[i] = str(failure)
-                for j in later:
-                    self.stages[j].one_less()
-                self._finish(i)
-            elif not later:
-                self._finish(i)
-            else:
-                self.ready_at[i] = end
-                self.pos[i] = pos + 1
-                nxt = self.stages[later[0]]
-                yield from self._put(nxt, i, s, who)
-                nxt.one_less()
+        for i, to in self._batch_ended(tb, stage.node.id, stage.res, batch, start, env.now, failure):
+            nxt = self.stages[to]
+            yield from self._put(nxt, i, s, who)
+            nxt.one_less()
         if held is not None:
             self._unhold(stage, leader, who, *held)
 
