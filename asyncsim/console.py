@@ -293,12 +293,13 @@ def print_calibration(profile: MachineProfile, out: Console) -> None:
         table.add_row(f"{name}: timer floor (shortest honoured wait)", fmt_s(lp.timer_floor_s))
         table.add_row(f"{name}: timer granularity (waits rounded up to)", fmt_s(lp.timer_granularity_s))
     table.add_row("threads: time.sleep overshoot", fmt_s(profile.thread_sleep_overshoot_s))
-    table.add_row("threads: hand-off", fmt_s(profile.thread_switch_s))
+    table.add_row("threads: the GIL's hand-off to a thread that was asleep", fmt_s(profile.thread_switch_s))
     table.add_row("threads: start", fmt_s(profile.thread_start_s))
     table.add_row("threads: an executor worker's turnaround between jobs", fmt_s(profile.thread_turnaround_s))
     table.add_row("threads: the loop's submit (run_in_executor) and result handle, per job",
                   f"{fmt_s(profile.thread_submit_s)} + {fmt_s(profile.thread_return_s)}")
     table.add_row("threads: the idle loop's wake-up by a worker's result", fmt_s(profile.loop_wake_s))
+    table.add_row("threads: the loop's self-pipe read, per iteration that finds results", fmt_s(profile.loop_read_s))
     table.add_row("threads: the loop loses a worker's result race after idling",
                   fmt_s(profile.loop_race_idle_s) if profile.loop_race_idle_s else "never")
     if profile.loop_race_wins is not None:

@@ -363,6 +363,10 @@ class Machine(Frozen):
     # asyncio + threads: how late the loop, idle in select(), runs after a worker's result (call_soon_threadsafe's
     # self-pipe write) wakes it: its thread's wake-up, unless it won the GIL at that write
     loop_wake_s: float = Field(0.0, ge=0)
+    # asyncio + threads: the self-pipe's reader (BaseSelectorEventLoop._read_from_self: recv until empty), a handle the
+    # loop runs once per iteration whose select() finds workers' results written since it last read, after the
+    # handles already ready (those results' among them)
+    loop_read_s: float = Field(0.0, ge=0)
     process_dispatch_s: float = Field(0.0, ge=0)
     # from a process finishing an offloaded CPU step to the awaiting coroutine running (the result's trip back
     # through the pool's management thread and the loop's wake-up); the worker is free meanwhile

@@ -18,7 +18,7 @@ import simpy
 
 import asyncsim as a
 from asyncsim import twin
-from asyncsim.real.calibrate import RACE_IDLES_S, _loop_wake, calibrate, loop_race, race_wins
+from asyncsim.real.calibrate import RACE_IDLES_S, _loop_read, _loop_wake, calibrate, loop_race, race_wins
 from asyncsim.real.cpuwork import burn, measure_rate
 from asyncsim.sim.cpu import SOON, TIMER, Loop, SimThread, race_won
 from asyncsim.strategies import parse_strategy
@@ -182,6 +182,28 @@ def test_a_workers_result_wakes_the_idle_loop_a_thread_wake_up_later():
     assert r.done.tolist() == pytest.approx([22.5 * MS, 24 * MS], **EXACT)
     waits = r.trace.to_frame().query("kind == 'io'").sort_values("task").start.tolist()
     assert waits == pytest.approx([1 * MS, 2.5 * MS], **EXACT)
+
+
+def test_the_loop_reads_its_self_pipe_once_per_iteration_that_finds_results_behind_their_handles():
+    """Machine.loop_read_s: an iteration whose select() finds workers' writes in the self-pipe runs its reader
+    (BaseSelectorEventLoop._read_from_self) after the handles already ready, so a result's coroutine resumes one
+    reader later. One 1 ms job: the loop has the GIL back at 1 ms; its next iteration runs the result's _set_state,
+    then the 0.5 ms reader; the coroutine resumes in the iteration after, at 1.5 ms. Two 1 ms jobs on two workers
+    without a GIL end together: one iteration finds both writes and reads them once (done at 1.5, not 2.0)."""
+    def done(n: int, read: float, **machine: bool) -> list[float]:
+        w = a.Workload(arrivals=a.Batch(count=n), task=(a.cpu(0.001),),
+                       machine=a.Machine(cores=2, loop_read_s=read, **machine))
+        return a.simulate(w, strategy=f"asyncio+threads:{n}").done.tolist()
+
+    assert done(1, 0.0) == pytest.approx([1 * MS], **EXACT)
+    assert done(1, 0.0005) == pytest.approx([1.5 * MS], **EXACT)
+    assert done(2, 0.0005, gil=False) == pytest.approx([1.5 * MS, 1.5 * MS], **EXACT)
+
+
+@pytest.mark.validation
+def test_calibrate_measures_the_loops_self_pipe_read():
+    """calibrate's self-pipe reader: two recv calls (the second raises BlockingIOError), 11-20 us here."""
+    assert 1e-6 < _loop_read(1) < 5e-4
 
 
 @pytest.mark.validation

@@ -101,26 +101,35 @@ def _thread_sleep_overshoot(repeats: int) -> float:
     return max(0.0, _median(samples))
 
 
-def _thread_switch(n: int = 2000) -> float:
-    """One-way hand-off between two threads (an Event ping-pong), per hand-off."""
-    ping, pong = threading.Event(), threading.Event()
+def _thread_switch(repeats: int, rate: float, asleep: float = 0.005, hold: float = 0.0005, n: int = 40) -> float:
+    """The GIL's hand-off to a thread that was asleep, as a program's threads are between their work: a thread
+    blocked `asleep` seconds on a lock is woken by one that holds the GIL, computes `hold` seconds meanwhile, then
+    blocks; from that block to the woken thread running (it waited on the GIL's condition variable, and its core
+    idled). Median of `n` x `repeats`. A ping-pong of two threads that never idle measures a third to a half of
+    it here (12-27 us against 24-47): an idle core wakes late (benchmarks/executor_order.py)."""
+    iterations, count = max(1, int(hold * rate)), n * repeats
+    samples: list[float] = []
+    woken, back = threading.Lock(), threading.Lock()
+    woken.acquire()
+    back.acquire()
+    released = [0.0]
 
-    def partner() -> None:
-        for _ in range(n):
-            ping.wait()
-            ping.clear()
-            pong.set()
+    def sleeper() -> None:
+        for _ in range(count):
+            woken.acquire()  # returns once this thread has the GIL again
+            samples.append(time.perf_counter() - released[0])
+            back.release()
 
-    t = threading.Thread(target=partner)
-    t.start()
-    start = time.perf_counter()
-    for _ in range(n):
-        ping.set()
-        pong.wait()
-        pong.clear()
-    elapsed = time.perf_counter() - start
-    t.join()
-    return elapsed / (2 * n)
+    thread = threading.Thread(target=sleeper)
+    thread.start()
+    for _ in range(count):
+        time.sleep(asleep)
+        woken.release()  # the sleeper wakes and waits for the GIL this thread holds
+        burn(iterations)
+        released[0] = time.perf_counter()
+        back.acquire()  # blocks: the GIL goes to the sleeper
+    thread.join()
+    return _median(samples)
 
 
 def _thread_start(repeats: int, n: int = 200) -> float:
@@ -201,6 +210,30 @@ def _thread_offload(repeats: int, jobs: int = 100) -> tuple[float, float]:
 
     submit, back = asyncio.run(batches())
     return _median(submit), _median(back)
+
+
+def _loop_read(repeats: int, n: int = 200) -> float:
+    """The loop's self-pipe reader (BaseSelectorEventLoop._read_from_self, its recv until the pipe is empty), a
+    handle the iteration after another thread's call_soon_threadsafe runs: two iterations with a callback queued
+    by call_soon_threadsafe, less the same with call_soon; the medians of `n` x `repeats` each."""
+    def noop() -> None:
+        pass
+
+    async def run() -> tuple[list[float], list[float]]:
+        loop = asyncio.get_running_loop()
+        written, plain = [], []
+        for k in range(n * repeats):
+            for call, out in ((loop.call_soon_threadsafe, written), (loop.call_soon, plain)):
+                await asyncio.sleep(0.0005 if k % 2 else 0)
+                call(noop)
+                t = time.perf_counter()
+                await asyncio.sleep(0)  # the iteration whose select() finds the pipe: its reader runs after this
+                await asyncio.sleep(0)
+                out.append(time.perf_counter() - t)
+        return written, plain
+
+    written, plain = asyncio.run(run())
+    return max(0.0, _median(written) - _median(plain))
 
 
 def _loop_wake(repeats: int, idle: float = 0.001) -> float:
@@ -500,14 +533,15 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         say(f"{name}: overshoot per wait, cost per resumption, task creation, timer floor")
         loops[name] = _loop_profile(name, repeats)
     say("threads: sleep overshoot, hand-off cost, start; an executor's turnaround, the loop's submit, result, "
-        "wake-up and race")
+        "wake-up, self-pipe read and race")
     thread_overshoot = _thread_sleep_overshoot(repeats)
-    switch = _thread_switch()
+    switch = _thread_switch(repeats, rate)
     thread_start = _thread_start(repeats)
     thread_turnaround = _thread_turnaround(repeats, rate)
     thread_submit, thread_return = _thread_offload(repeats)
     race_idle, race_share = loop_race(repeats, rate)
     loop_wake = _loop_wake(repeats)
+    loop_read = _loop_read(repeats)
     say("processes: dispatch round trip, turnaround between queued jobs, an offload's two legs from an event loop")
     dispatch = _process_dispatch(repeats)
     turnaround = _process_turnaround(repeats)
@@ -529,7 +563,8 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         cpu_rate=rate, switch_interval_s=sys.getswitchinterval(), loops=loops,
         thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch, thread_start_s=thread_start,
         thread_turnaround_s=thread_turnaround, thread_submit_s=thread_submit, thread_return_s=thread_return,
-        loop_race_idle_s=race_idle, loop_race_wins=race_share, loop_wake_s=loop_wake, process_dispatch_s=dispatch,
+        loop_race_idle_s=race_idle, loop_race_wins=race_share, loop_wake_s=loop_wake, loop_read_s=loop_read,
+        process_dispatch_s=dispatch,
         process_submit_s=submit, process_return_s=back, process_start_s=start, busy_wake_s=busy_wake,
         process_turnaround_s=turnaround, process_wake_busy_s=wake_busy,
         core_balance_s=BALANCE_TICKS * tick if tick is not None and sys.platform.startswith("linux") else 0.0,

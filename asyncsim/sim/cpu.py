@@ -405,6 +405,10 @@ class Loop:
         # its self-pipe (the thread's wake-up; a CROSS wake-up); 0: at once
         self.cross_wake = 0.0
         self.cross_won = False  # the loop won the GIL at the write that wakes it: it is running already
+        # CPU seconds of the self-pipe's reader handle (BaseSelectorEventLoop._read_from_self), which the
+        # iteration whose select() finds another thread's writes queues behind the handles already ready
+        self.read_cost = 0.0
+        self.unread = False  # another thread wrote to the self-pipe since the loop last read it
         self.wakes = 0  # counts scheduled wake-ups: a superseded one is void
         # fires once everything else at its instant has happened: scheduled at priority 2, after NORMAL (1), as
         # SimPy orders events by (time, priority, id); one event object, rescheduled (one settle is due at most)
@@ -422,6 +426,8 @@ class Loop:
             self.due.append((event, wake & 3))
         else:
             self.ready.append((event, wake & (3 | PAID) if self.hop_cost else wake & 3))
+        if wake & CROSS and self.read_cost:
+            self.unread = True
         if not self.busy and (not self.turning or self.wake_at is not None):
             self._wake(wake & DUE, cross=wake & CROSS)
         return event
@@ -511,6 +517,9 @@ class Loop:
         ready = self.ready
         while True:
             if not self.todo:
+                if self.unread:  # select() finds the self-pipe readable: its reader runs after the ready handles
+                    self.unread = False
+                    ready.append((None, 1))  # type: ignore[arg-type]  # _next tells the reader by None
                 if self.due:
                     ready.extend(self.due)
                     self.due.clear()
@@ -525,6 +534,10 @@ class Loop:
                     gil.blip()  # the new iteration's select(0) releases the GIL for a moment
             event, hops = ready.popleft()
             self.todo -= 1
+            if event is None:
+                self.busy = True
+                self.env.process(self._read_pipe())
+                return
             if hops > 1:  # a callback that call_soons the next hop, at once (it costs no time)
                 if hops & PAID:  # ... unless it does work first
                     self.busy = True
@@ -548,6 +561,12 @@ class Loop:
                 callback(event)
             return
 
+    def _read_pipe(self) -> Generator[Any, Any, None]:
+        """The self-pipe's reader handle: `read_cost` CPU seconds on the loop's thread."""
+        assert self.cores is not None
+        yield from compute(self.env, self.cores, self.thread, self.read_cost)
+        self.busy = False
+        self._settle()
 
     def _paid_hop(self, event: simpy.Event, hops: int) -> Generator[Any, Any, None]:
         """A hop that costs the loop `hop_cost` CPU seconds before it call_soons the next one."""

@@ -171,6 +171,9 @@ class Engine:
                     if m.loop_wake_s > 0:  # the result's self-pipe write wakes the idle loop that much later
                         self.loop.cross_wake = m.loop_wake_s
                         self.job_woke |= CROSS
+                    if m.loop_read_s > 0:  # and the next iteration's select() queues the self-pipe's reader
+                        self.loop.read_cost = m.loop_read_s
+                        self.job_woke |= CROSS
                 runners = (0 if self.gil is not None else off.workers) + 1
                 if strategy.dispatching:
                     self.offload_dispatch = m.process_dispatch_s
