@@ -5,7 +5,10 @@
 Part 1, the validation suite's `offload-0.5ms` case written out by hand (120 tasks under asyncio.Semaphore(8):
 0.5 ms of CPU on a ThreadPoolExecutor of two, a 20 ms sleep, 0.5 ms more): per run, T_total, the jobs each
 thread ran, how many jobs ran on the thread that ran the one before, and the mean submit-to-start and
-end-to-resume of a job. Part 2: a thread woken while the loop keeps iterating (each iteration `await
+end-to-resume of a job. Part 2: the same workload on four threads with the loop's select() and every handle
+timestamped: a job's end to the loop out of select(), from there to the first coroutine resumed, the loop
+entering select() to a job starting, and each kind of handle's time. Part 3: a thread woken while the loop keeps
+iterating (each iteration `await
 asyncio.sleep(0)` after `cost` of CPU): how many iterations, and how long, until it runs.
 
 Measured here (2026-12-05, 2 vCPUs, CPython 3.11.7, Linux 6.18):
@@ -20,6 +23,11 @@ Measured here (2026-12-05, 2 vCPUs, CPython 3.11.7, Linux 6.18):
   the loop submits eight jobs, one worker runs all eight back to back while the loop waits for the GIL, and
   the loop resumes all eight together 0.25 ms after the last ends; their sleeps end together, and so on.
   The simulator's replay splits them into cohorts early, which halves each batch: -10% to -20%.
+- Part 2 (2026-12-05, night): a burst's last job's end to the loop out of select() 43-54 us (Machine.loop_wake_s),
+  from there to the first coroutine resumed 128-171 us: the results' _set_state handles (8-11 us each, the first
+  after a wake 16-48), then the self-pipe's reader _read_from_self (22-73 us; Machine.loop_read_s), then the next
+  iteration's task wake-ups (15-22 us); the loop entering select() to a job starting 28-56 us (Machine.thread_switch_s,
+  now calibrated with a thread that slept, not a ping-pong of busy ones).
 - A thread woken while the loop iterates with nothing else to do runs after 8 iterations (0.1 ms, median); with
   20-300 us of CPU per iteration it waits 50 ms to 1.5 s (thousands of iterations, past many switch
   intervals): the loop's select(0) between iterations lets it in only while the iterations are tiny.
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import selectors
 import statistics
 import threading
 import time
@@ -80,6 +89,80 @@ def offload_run(iterations: int, workers: int = 2, tasks: int = 120, limit: int 
             f"{back * 1e3:.2f} ms")
 
 
+def trip_legs(iterations: int, workers: int = 4, tasks: int = 120, limit: int = 8) -> list[str]:
+    """The offload workload on a loop whose select() and handles are timestamped: where a result's trip goes."""
+    log: list[tuple[float, str, object]] = []
+    clock = time.perf_counter
+
+    class Selector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+        def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+            log.append((clock(), "select", timeout))
+            ready = super().select(timeout)
+            log.append((clock(), "woken", len(ready)))
+            return ready
+
+    # every handle's run, timed: Handle._run is what BaseEventLoop._run_once calls for each ready handle
+    plain_run = asyncio.events.Handle._run  # noqa: SLF001
+
+    def timed_run(handle: asyncio.events.Handle) -> None:
+        t = clock()
+        plain_run(handle)
+        name = getattr(handle._callback, "__qualname__", "?").rsplit(".", 1)[-1]  # noqa: SLF001
+        log.append((t, "handle", (name, clock() - t)))
+
+    def job() -> None:
+        log.append((clock(), "start", None))
+        burn(iterations)
+        log.append((clock(), "end", None))
+
+    async def task(sem: asyncio.Semaphore, ex: ThreadPoolExecutor) -> None:
+        loop = asyncio.get_running_loop()
+        async with sem:
+            for k in range(2):
+                await loop.run_in_executor(ex, job)
+                log.append((clock(), "resume", None))
+                if k == 0:
+                    await asyncio.sleep(0.02)
+
+    async def main(ex: ThreadPoolExecutor) -> None:
+        sem = asyncio.Semaphore(limit)
+        await asyncio.gather(*(task(sem, ex) for _ in range(tasks)))
+
+    asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]  # noqa: SLF001
+    try:
+        loop = asyncio.SelectorEventLoop(Selector())
+        with ThreadPoolExecutor(workers) as ex:
+            loop.run_until_complete(main(ex))
+        loop.close()
+    finally:
+        asyncio.events.Handle._run = plain_run  # type: ignore[method-assign]  # noqa: SLF001
+    wake, until_resume, to_start = [], [], []
+    handles: dict[str, list[float]] = {}
+    for n, (t, kind, what) in enumerate(log):
+        later = log[n + 1:n + 400]
+        if kind == "end" and n and log[n - 1][1] != "handle":  # a burst's last job: the loop then wakes
+            woke = next(((u, k) for u, k, _ in later if k in ("woken", "start")), None)
+            if woke and woke[1] == "woken":
+                wake.append(woke[0] - t)
+                resumed = next((u for u, k, _ in later if k == "resume"), None)
+                if resumed is not None:
+                    until_resume.append(resumed - woke[0])
+        elif kind == "select":
+            nxt = next(((u, k) for u, k, _ in later if k in ("start", "woken")), None)
+            if nxt and nxt[1] == "start":
+                to_start.append(nxt[0] - t)
+        elif kind == "handle":
+            name, took = what  # type: ignore[misc]
+            handles.setdefault(name, []).append(took)
+
+    def us(values: list[float]) -> str:
+        return f"{statistics.median(values) * 1e6:.0f} us (n={len(values)})" if values else "none"
+
+    return [f"a job's end to the loop out of select(): {us(wake)}; from there to the first coroutine resumed: "
+            f"{us(until_resume)}; the loop entering select() to a job starting: {us(to_start)}",
+            "handles: " + "; ".join(f"{name} {us(v)}" for name, v in sorted(handles.items()) if len(v) > 10)]
+
+
 def waiter_run(iterations: int, rounds: int = 40) -> tuple[float, float]:
     """Iterations and seconds (medians) until a woken thread runs while the loop iterates."""
     woken = threading.Event()
@@ -121,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     print("0.5 ms jobs on two worker threads, 120 tasks under asyncio.Semaphore(8):")
     for _ in range(args.runs):
         print("   " + offload_run(round(0.0005 * rate)), flush=True)
+    print("the same workload on four threads, the loop's select() and handles timestamped (medians):")
+    for line in trip_legs(round(0.0005 * rate)):
+        print("   " + line, flush=True)
     print("a woken thread, while the loop iterates (CPU per iteration):")
     for cost in (0.0, 20e-6, 100e-6):
         count, wait = waiter_run(round(cost * rate), rounds=20 if cost else 40)
