@@ -221,7 +221,8 @@ def _loop_read(repeats: int, n: int = 200) -> float:
 
     async def run() -> tuple[list[float], list[float]]:
         loop = asyncio.get_running_loop()
-        written, plain = [], []
+        written: list[float] = []
+        plain: list[float] = []
         for k in range(n * repeats):
             for call, out in ((loop.call_soon_threadsafe, written), (loop.call_soon, plain)):
                 await asyncio.sleep(0.0005 if k % 2 else 0)

@@ -83,7 +83,7 @@ async def run_pipeline(arun: AsyncRun) -> None:
     await _Pipeline(arun).main()
 
 
-class _Pipeline(Routing):
+class _Pipeline(Routing[_Stage]):
     def __init__(self, arun: AsyncRun) -> None:
         self.arun = arun
         self.run = run = arun.run

@@ -7,8 +7,8 @@ simpy and asyncio so either may import it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ..scenario import CALL, CPU, Node, Scenario
 from ..trace import K_BATCH, K_STAGE, TraceBuilder
@@ -94,7 +94,10 @@ class _Countdown(Protocol):
     def one_less(self) -> None: ...
 
 
-class Routing:
+StageT = TypeVar("StageT", bound=_Countdown)
+
+
+class Routing(Generic[StageT]):
     """Where each item of a pipeline is on its route, and what happens when a batch ends a stage: one rule
     for the simulator's engine and the real runner.
 
@@ -102,7 +105,7 @@ class Routing:
     `_finish(i)` (the item left the pipeline) and `_item_failed(i, exc)`.
     """
 
-    stages: Sequence[_Countdown]
+    stages: list[StageT]
     if TYPE_CHECKING:
         def _finish(self, i: int) -> Any: ...
         def _item_failed(self, i: int, exc: BaseException) -> None: ...

@@ -103,7 +103,7 @@ class _StageState:
             self.closed.succeed()
 
 
-class PipelineEngine(Engine, Routing):
+class PipelineEngine(Engine, Routing[_StageState]):
     """The engine for a workload with `stages`: items flow through stage workers instead of running alone."""
 
     MAIN_ON_LOOP = False  # the feeder admits items as they arrive
