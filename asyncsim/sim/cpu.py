@@ -405,8 +405,9 @@ class Loop:
         # its self-pipe (the thread's wake-up; a CROSS wake-up); 0: at once
         self.cross_wake = 0.0
         self.cross_won = False  # the loop won the GIL at the write that wakes it: it is running already
-        # CPU seconds of the self-pipe's reader handle (BaseSelectorEventLoop._read_from_self), which the
-        # iteration whose select() finds another thread's writes queues behind the handles already ready
+        # CPU seconds of the self-pipe's reader handle (Lib/asyncio/selector_events.py: _read_from_self, recv until
+        # BlockingIOError), which the iteration whose select() finds another thread's writes queues behind the
+        # handles already ready (_process_events -> _add_callback, before the timers that fell due)
         self.read_cost = 0.0
         self.unread = False  # another thread wrote to the self-pipe since the loop last read it
         self.wakes = 0  # counts scheduled wake-ups: a superseded one is void
