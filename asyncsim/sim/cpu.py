@@ -376,7 +376,8 @@ class Loop:
     each new iteration's select(0) releases it for a moment (a `Gil.blip`: a waiting thread, signalled, finds it
     retaken and sleeps a fresh interval, so a busy loop's iterations keep it from ever asking for a drop).
     Idle, it blocks in select(): a timer wakes it on epoll's millisecond grid from when it went idle
-    (`_select_late`), a wake-up from another thread (call_soon_threadsafe) at once.
+    (`_select_late`), a wake-up from another thread (call_soon_threadsafe) at once; the iteration whose select()
+    finds such writes in the self-pipe runs its reader after the handles ready (`read_cost`).
     """
 
     def __init__(self, env: simpy.Environment, thread: SimThread) -> None:
