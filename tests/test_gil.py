@@ -201,6 +201,18 @@ def test_asyncio_and_threads_hand_the_gil_over_in_the_calibrated_thread_switch()
         0.002, abs=1e-12)
 
 
+def test_a_thread_pool_hands_the_gil_over_in_the_calibrated_thread_switch_too():
+    """Under threads:N as under asyncio + threads, a released GIL reaches its waiting thread Machine.thread_switch_s
+    later (the waiter wakes on the condition variable). Two 2 ms tasks on threads:1, hand-off 0.1 ms: the main thread
+    starts the worker, which takes the GIL and runs task 0 (0-2 ms) while the main thread waits for the GIL to
+    submit task 1; the worker blocks for work at 2 ms and the GIL reaches the main thread at 2.1 ms, which submits
+    task 1; the worker runs it, paying its 0.1 ms per resumption: done at 4.2 ms (4.1 ms with an instant hand-off)."""
+    w = a.Workload(arrivals=a.Batch(count=2), task=(a.cpu(0.002),), machine=a.Machine(cores=2, thread_switch_s=1e-4))
+    r = a.simulate(w, strategy="threads:1")
+    assert r.done.tolist() == pytest.approx([0.002, 0.0042], abs=1e-12)
+    assert r.trace.to_frame().query("kind == 'admit'").end.tolist() == pytest.approx([0.0021], abs=1e-12)
+
+
 def test_forced_switches_go_to_the_thread_that_asked_two_times_in_three():
     """Two CPU-bound threads and a third that wants the GIL 3 ms in (the loop thread woken by a timer). A waiter
     that saw a switch during its interval asks nothing and sleeps another one, so the two busy threads ask in

@@ -193,7 +193,8 @@ class Engine:
         self.fork_threads = strategy.forks
         if strategy.threaded:
             self.exec_res = tb.resource_id("gil") if m.gil else -1
-            self.gil = Gil(env, m.switch_interval_s) if m.gil else None
+            # a released GIL reaches a waiting thread one wake-up later, as under asyncio + threads
+            self.gil = Gil(env, m.switch_interval_s, handoff=m.thread_switch_s) if m.gil else None
             if self.gil is not None and self.sc.arrivals is not None and self.sc.workload.policy.kind == "fifo":
                 self.unstarted = self.limit  # the main thread starts the pool's threads as it submits tasks
             self.strand_overhead = m.thread_switch_s if m.gil else 0.0
