@@ -146,4 +146,3 @@ class Routing(Generic[StageT]):
                 self.pos[i] = pos + 1
                 onward.append((i, later[0]))
         return onward
-

@@ -536,14 +536,14 @@ class Loop:
                     gil.blip()  # the new iteration's select(0) releases the GIL for a moment
             event, hops = ready.popleft()
             self.todo -= 1
-            if event is None:
+            if event is None:  # the self-pipe's reader
                 self.busy = True
-                self.env.process(self._read_pipe())
+                self.env.process(self._work(self.read_cost))
                 return
             if hops > 1:  # a callback that call_soons the next hop, at once (it costs no time)
                 if hops & PAID:  # ... unless it does work first
                     self.busy = True
-                    self.env.process(self._paid_hop(event, (hops & 3) - 1))
+                    self.env.process(self._work(self.hop_cost, (event, (hops & 3) - 1)))
                     return
                 if self.on_due and (due := self.on_due.pop(event, None)) is not None:
                     due()
@@ -563,18 +563,13 @@ class Loop:
                 callback(event)
             return
 
-    def _read_pipe(self) -> Generator[Any, Any, None]:
-        """The self-pipe's reader handle: `read_cost` CPU seconds on the loop's thread."""
+    def _work(self, cost: float, then: tuple[simpy.Event, int] | None = None) -> Generator[Any, Any, None]:
+        """A handle that costs the loop `cost` CPU seconds: the self-pipe's reader, or a PAID hop, which then
+        call_soons the next hop (`then`)."""
         assert self.cores is not None
-        yield from compute(self.env, self.cores, self.thread, self.read_cost)
-        self.busy = False
-        self._settle()
-
-    def _paid_hop(self, event: simpy.Event, hops: int) -> Generator[Any, Any, None]:
-        """A hop that costs the loop `hop_cost` CPU seconds before it call_soons the next one."""
-        assert self.cores is not None
-        yield from compute(self.env, self.cores, self.thread, self.hop_cost)
-        self.ready.append((event, hops))
+        yield from compute(self.env, self.cores, self.thread, cost)
+        if then is not None:
+            self.ready.append(then)
         self.busy = False
         self._settle()
 
