@@ -37,9 +37,9 @@ _EPS = 1e-12
 # suite's recorded runs then replayed best with every second race won (mean |error| over 25 asyncio cases, eight
 # runs each: 1.99% never, 1.55% every second, 1.66% every third); that afternoon it won none of 30 at any idle (the
 # CI machine none of 20), and that day's recorded thread-offload runs replayed best with none (7.14% -> 5.72%).
-# A prediction applies the measured limit but the model's share (1/2 unless its machine says): with a share under
-# 1/2, jobs of exactly the switch interval on two threads lock into a convoy (every GIL slice ends one job, whose
-# write moves the waiting loop behind the other worker) that real runs' jitter breaks: +20% on 5 ms jobs.
+# A prediction applies both (MachineProfile.machine_for). With a share under 1/2 and exact constant steps, jobs of
+# exactly the switch interval on two threads lock into a convoy (every GIL slice ends one job, whose write moves the
+# waiting loop behind the other worker; +20% on 5 ms jobs) that real runs' jitter breaks: Machine.cpu_jitter_cv.
 
 
 def race_won(n: int, share: float) -> bool:
