@@ -567,6 +567,24 @@ def test_cpu_jitter_varies_each_cpu_step_by_its_spread_from_the_seed():
     assert not np.allclose(other, ratio[:, cpu])  # another seed, other draws
 
 
+def test_calibrated_cpu_spread_is_the_works_own_not_a_change_of_speed_or_a_preemption():
+    """calibrate's spread of the same CPU work (successive_spread): a 2% lognormal spread comes back as 2% even
+    when the CPU runs 75% slower for the second half of the sample (the overall quartiles said 40%; a calibration
+    here once gave 0.35 that way), or when one burst in thirty is preempted for 3x its time."""
+    import random
+
+    from asyncsim.real.calibrate import successive_spread
+
+    rng = random.Random(7)
+    steady = [rng.lognormvariate(0.0, 0.02) for _ in range(600)]
+    shifted = [t * (1.75 if i >= 300 else 1.0) for i, t in enumerate(steady)]
+    preempted = [t * (3.0 if i % 30 == 5 else 1.0) for i, t in enumerate(steady)]
+    for times in (steady, shifted, preempted):
+        assert successive_spread(times) == pytest.approx(0.02, rel=0.1)
+    with pytest.raises(ValueError, match="at least 3"):
+        successive_spread([1.0, 1.0])
+
+
 def test_cpu_jitter_breaks_the_lock_step_of_jobs_as_long_as_the_switch_interval():
     """Jobs of exactly the 5 ms switch interval on two threads, and a loop that wins no race at a result write:
     every GIL slice ends one job, whose write moves the waiting loop behind the other worker, so the loop runs

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import itertools
+import math
 import os
 import platform
 import statistics
@@ -311,10 +312,23 @@ def loop_race(repeats: int, rate: float) -> tuple[float, float]:
     return 0.0, share
 
 
+def successive_spread(times: list[float]) -> float:
+    """The spread of work whose every run is timed, as a coefficient of variation, from successive runs only: the
+    interquartile range of log(t[i+1] / t[i]) over 1.349, over sqrt 2. This host's CPU changes speed state for
+    seconds at a time (18M <-> 32M iterations/s): a sample straddling a change is bimodal, and its overall quartiles
+    measure the jump (0.35 once), where a jump moves one successive ratio only. A preemption moves two, and the
+    quartiles ignore those too."""
+    if len(times) < 3:
+        raise ValueError(f"successive_spread: needs at least 3 timed runs, got {len(times)}")
+    logs = [math.log(b / a) for a, b in itertools.pairwise(times)]
+    q1, _, q3 = statistics.quantiles(logs, n=4)
+    return (q3 - q1) / 1.349 / math.sqrt(2)
+
+
 def _cpu_jitter(repeats: int, rate: float, step: float = 0.002) -> float:
     """How much the time of the same CPU work varies (Machine.cpu_jitter_cv): 60 x `repeats` bursts of `step`
-    seconds, the spread of their times as a coefficient of variation, robustly (the interquartile range over 1.349,
-    over the median: a preemption by another process is not the work's own spread)."""
+    seconds, the spread of successive bursts' times (successive_spread: neither a preemption by another process
+    nor a change of the CPU's speed state is the work's own spread)."""
     n = max(1, int(step * rate))
     for _ in range(10):
         burn(n)
@@ -323,8 +337,7 @@ def _cpu_jitter(repeats: int, rate: float, step: float = 0.002) -> float:
         start = time.perf_counter()
         burn(n)
         times.append(time.perf_counter() - start)
-    q1, median, q3 = statistics.quantiles(times, n=4)
-    return (q3 - q1) / 1.349 / median
+    return successive_spread(times)
 
 
 def _process_turnaround(repeats: int, jobs: int = 500) -> float:
