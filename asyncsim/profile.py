@@ -66,6 +66,9 @@ class MachineProfile(Frozen):
     loop_wake_s: float = Field(0.0, ge=0)
     # the loop's self-pipe reader handle, once per iteration that finds another thread's writes (0 in profiles before)
     loop_read_s: float = Field(0.0, ge=0)
+    # how long a worker waiting for the GIL may have slept and still take it at the loop's self-pipe read: fitted on
+    # recorded runs, not measured by calibrate (sim/cpu.py READ_HANDOFF)
+    loop_read_handoff_s: float = Field(3e-3, ge=0)
     process_dispatch_s: float = Field(ge=0)
     # an offloaded CPU step's round trip from an event loop, in two legs (None in profiles made before them)
     process_submit_s: float | None = Field(None, ge=0)  # run_in_executor() to the worker starting the job
@@ -130,6 +133,7 @@ class MachineProfile(Frozen):
             loop_race_wins=base.loop_race_wins if self.loop_race_wins is None else self.loop_race_wins,
             loop_wake_s=self.loop_wake_s / s if threaded and uses_loop else 0.0,
             loop_read_s=self.loop_read_s / s if threaded and uses_loop else 0.0,
+            loop_read_handoff_s=self.loop_read_handoff_s / s if threaded and uses_loop and self.loop_read_s else 0.0,
             process_dispatch_s=self._dispatch(uses_loop) / s if dispatching else 0.0,
             process_return_s=(self.process_return_s or 0.0) / s if dispatching and uses_loop else 0.0,
             process_start_s=self.process_start_s / s if dispatching else 0.0,

@@ -196,6 +196,59 @@ def waiter_run(iterations: int, rounds: int = 40) -> tuple[float, float]:
     return statistics.median(counts), statistics.median(waits)
 
 
+def reader_handoff(rate: float, slept: float, trials: int = 60) -> dict[str, int]:
+    """Where a worker waiting for the GIL gets it, when it slept `slept` seconds before the loop's next iteration:
+    at that iteration's select(0), in the self-pipe's reader (whose recv calls release the GIL), or only later."""
+    spans: dict[str, list[tuple[float, float]]] = {"select": [], "reader": []}
+    started: list[float] = []
+    clock = time.perf_counter
+
+    class Selector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+        def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+            t = clock()
+            ready = super().select(timeout)
+            if timeout == 0:  # an iteration with handles ready: a blocking select() is the loop idle
+                spans["select"].append((t, clock()))
+            return ready
+
+    plain_run = asyncio.events.Handle._run  # noqa: SLF001
+
+    def timed_run(handle: asyncio.events.Handle) -> None:
+        t = clock()
+        plain_run(handle)
+        if getattr(handle._callback, "__name__", "") == "_read_from_self":  # noqa: SLF001
+            spans["reader"].append((t, clock()))
+
+    def job() -> None:
+        started.append(clock())
+        burn(round(0.0005 * rate))
+
+    async def main(ex: ThreadPoolExecutor) -> dict[str, int]:
+        loop = asyncio.get_running_loop()
+        found = {"select": 0, "reader": 0, "later": 0}
+        await loop.run_in_executor(ex, job)  # the worker exists and is warm
+        for _ in range(trials):
+            await asyncio.sleep(0.003)
+            loop.call_soon_threadsafe(int)  # a write to the self-pipe: the next iteration runs its reader
+            future = loop.run_in_executor(ex, job)  # wakes the worker, which then waits for the GIL
+            burn(round(slept * rate))
+            await future
+            start = started[-1]
+            where = next((k for k in ("select", "reader") if any(a <= start <= b for a, b in spans[k][-3:])), "later")
+            found[where] += 1
+        return found
+
+    asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]  # noqa: SLF001
+    try:
+        loop = asyncio.SelectorEventLoop(Selector())
+        with ThreadPoolExecutor(1) as ex:
+            found = loop.run_until_complete(main(ex))
+        loop.close()
+    finally:
+        asyncio.events.Handle._run = plain_run  # type: ignore[method-assign]  # noqa: SLF001
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=4, help="runs of the offload workload (default 4)")
@@ -211,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     for cost in (0.0, 20e-6, 100e-6):
         count, wait = waiter_run(round(cost * rate), rounds=20 if cost else 40)
         print(f"   {cost * 1e6:5.0f} us: runs after {count:.0f} iterations, {wait * 1e3:.3f} ms (medians)", flush=True)
+    print("a worker waiting for the GIL, where it takes it after sleeping (select(0); the self-pipe's reader; later):")
+    for slept in (1e-4, 3e-4, 1e-3, 3e-3):
+        found = reader_handoff(rate, slept)
+        print(f"   {slept * 1e3:4.1f} ms: " + ", ".join(f"{k} {v}" for k, v in found.items()), flush=True)
     return 0
 
 

@@ -355,3 +355,31 @@ def test_starting_a_thread_costs_its_caller_the_calibrated_start_time():
                                thread_switch_s=0.0, thread_start_s=7e-5, process_dispatch_s=0.0)
     machine = profile.machine_for(a.parse_strategy("threads:8"), a.Machine(), time_scale=0.5)
     assert machine.thread_start_s == pytest.approx(1.4e-4)
+
+
+def test_a_worker_that_takes_the_gil_at_the_loops_self_pipe_read_keeps_eight_coroutines_in_lock_step():
+    """The suite's 0.5 ms offload case (120 tasks under asyncio:8, 0.5 ms on two threads, 20 ms asleep, 0.5 ms):
+    where a worker waiting for the GIL takes it at the self-pipe reader's recv (Machine.loop_read_handoff_s), it runs
+    the first burst's jobs back to back and the eight coroutines submit every later burst together, as real runs in
+    the slow regime do (their submits, clustered: 1:3 3:5 27:8 32:8 56:8 61:8 ... ms, T 420-466 ms); where the loop
+    keeps it they stay in cohorts of three and five (real: 1:1 2:2 3:5 24:3 26:3 28:5 31:5 ..., T 370-410 ms)."""
+    overheads = dict(cores=2, thread_switch_s=2.2e-5, thread_start_s=5e-5, thread_turnaround_s=9e-6,
+                     thread_submit_s=7.6e-6, thread_return_s=5.4e-6, loop_wake_s=7e-5, loop_read_s=1.4e-5,
+                     loop_race_idle_s=5e-4, loop_race_wins=0.0, sleep_overshoot_s=9e-5, timer_granularity_s=1e-3,
+                     loop_step_s=8e-6, task_create_s=7e-6)
+    w = a.Workload(arrivals=a.Batch(count=120), task=(a.cpu(0.0005), a.io(0.02), a.cpu(0.0005)))
+
+    def bursts(handoff: float) -> tuple[list[int], float]:
+        r = a.simulate(w, strategy="asyncio:8+threads:2", machine=a.Machine(**overheads, loop_read_handoff_s=handoff))
+        submits = np.sort(r.trace.enqueue[r.trace.kind == 0])
+        sizes = [len(c) for c in np.split(submits, np.flatnonzero(np.diff(submits) > 8e-4) + 1)]
+        return sizes, r.t_total
+
+    locked, t_locked = bursts(3e-3)
+    assert locked[:2] == [3, 5]
+    assert set(locked[2:-1]) == {8}  # the last burst is the tail's, fewer than eight
+    split, t_split = bursts(0.0)
+    assert split[:6] == [3, 5, 3, 3, 5, 5]
+    assert t_locked > 1.08 * t_split
+    # a waiter that slept longer than the limit before the select(0) that woke it does not take the GIL there
+    assert bursts(1e-4)[0] == split

@@ -173,6 +173,7 @@ class Engine:
                         self.job_woke |= CROSS
                     if m.loop_read_s > 0:  # and the next iteration's select() queues the self-pipe's reader
                         self.loop.read_cost = m.loop_read_s
+                        self.loop.read_handoff = m.loop_read_handoff_s
                         self.job_woke |= CROSS
                 runners = (0 if self.gil is not None else off.workers) + 1
                 if strategy.dispatching:
