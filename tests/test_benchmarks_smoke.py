@@ -118,3 +118,27 @@ def test_loop_race_counts_wins_at_every_idle_for_warm_and_fresh_pools():
         assert 0 <= int(row[2]) <= 4
         assert 0 <= int(row[5]) <= 4
     assert "calibrate's loop_race_wins:" in proc.stdout.splitlines()[-1]
+
+
+@pytest.mark.validation
+def test_a_waiting_worker_takes_the_gil_in_the_loops_self_pipe_reader_not_at_its_select():
+    """executor_order.py part 4 (Machine.loop_read_handoff_s): a worker waiting for the GIL while the loop finishes an
+    iteration gets it in the next iteration's self-pipe reader (whose recv releases it) in some trials, 7-39% here,
+    and at that iteration's select(0) in next to none (0 of 1,200). Measured again on a miss: the share moves."""
+    import importlib.util
+
+    from asyncsim.real.cpuwork import measure_rate
+
+    spec = importlib.util.spec_from_file_location("executor_order", ROOT / "benchmarks" / "executor_order.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rate, found = measure_rate(), []
+    for _ in range(4):
+        counts = module.reader_handoff(rate, 2e-4, trials=40)
+        found.append(counts)
+        assert sum(counts.values()) == 40
+        assert counts["select"] <= 4
+        if counts["reader"]:
+            return
+    pytest.fail(f"no worker took the GIL in the self-pipe reader: {found}")
