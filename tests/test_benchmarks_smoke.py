@@ -130,7 +130,8 @@ def test_a_waiting_worker_takes_the_gil_in_the_loops_self_pipe_reader_not_at_its
     from asyncsim.real.cpuwork import measure_rate
 
     spec = importlib.util.spec_from_file_location("executor_order", ROOT / "benchmarks" / "executor_order.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     rate, found = measure_rate(), []

@@ -86,13 +86,6 @@ KNOWN_LIMITS = {
     # since the loop's timers wake on select()'s grid and the loop races a worker at its self-pipe write; -14%..+3%
     # on ten runs replayed with the evening's rules (the GIL's waiters woken in turn, the executor's per-job costs)
     ("mixed", "asyncio:10+threads:4"): ("-14% to +8% (loop thread vs executor threads; was -15% to -29%)", 0.15),
-    # one worker, 0.5 ms jobs: -2%..-4% in one session, +7%..+18% in the next; +15%..+19% and +5%..+11% on two sets
-    # of four recorded runs before the loop's timers woke on select()'s grid and the loop raced a worker at its
-    # self-pipe write (sim/cpu.py Loop._select_late, race_won), -9%..-4% and -8%..0% after; -17%..-4% on five runs
-    # of an afternoon whose loop won no race (CI: -17%..-12%), -4%..-2% replayed with that share as calibrate
-    # measures it (Machine.loop_race_wins)
-    ("offload-0.5ms", "asyncio:8+threads:1"): ("-9% to 0% (the loop and one worker hand the GIL over per tiny job; "
-                                               "-17% with every second race won where the loop wins none)", 0.10),
     # 0.5 ms jobs on 8 threads: the loop thread waits ~4 ms per completion behind the other workers' jobs;
     # -9%..+6% before the same two rules, -4%..+12% after (eight recorded runs)
     ("offload-0.5ms", "asyncio:8+threads:8"): ("-4% to +12% (the loop behind 8 workers' tiny jobs; was -6% to "
@@ -106,9 +99,6 @@ KNOWN_LIMITS = {
     # Linux's per-core run queues (Machine.core_balance_s): -4%..-16% by processor sharing over both cores
     ("cpu-bound", "processes:4"): ("-0% to -10%, median -5.6% (4 workers on 2 cores: a core idles while one waits)",
                                    0.12),
-    # the loop thread starved of the GIL by two CPU-bound executor threads: -3%..-16% with a FIFO GIL (the CI
-    # machine: -8%..-16%), -1.7%..-2.1% here with the requester rule; held to the old bound until CI confirms
-    ("cpu-bound", "asyncio:8+threads:2"): ("-2% here; -8% to -16% on CI before the requester rule", 0.20),
 }
 
 # the nominal T_total (what users get), judged on runs whose CPU held its calibrated speed (issue 12's target)
