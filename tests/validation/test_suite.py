@@ -96,6 +96,13 @@ KNOWN_LIMITS = {
     # 4 threads, -12%..-5% before, -4%..+1% after: within 5%)
     ("offload-0.5ms", "asyncio:8+threads:2"): ("-3% to +15% (the loop and 2 workers hand tiny jobs over; was -20% "
                                                "to +1%)", 0.16),
+    # eight threads, 4 ms + 2 ms of CPU around a 40 ms sleep: a step that loses the GIL part way waits longer to get
+    # it back in real runs (90th percentile 19.7 ms against 6.9 replayed; 40% of first steps interrupted against
+    # 33%), so the model runs fast: -11.2% to +4.2% replayed over 23 recorded runs and validation attempts of
+    # 2026-12-05, the nominal to -11% at the calibrated speed (one CI run failed its 5% and 8% bounds in all five
+    # attempts). Ordering the GIL's waiters by their latest timed wait (glibc re-queues a timed-out waiter) was tried:
+    # this case 5.8% -> 4.5% mean |error|, but 16 fan-out threads 3.3% -> 9.0%; not adopted
+    ("mixed", "threads:8"): ("-11% to +4% (a preempted thread waits longer for the GIL among eight)", 0.12),
     # Linux's per-core run queues (Machine.core_balance_s): -4%..-16% by processor sharing over both cores
     ("cpu-bound", "processes:4"): ("-0% to -10%, median -5.6% (4 workers on 2 cores: a core idles while one waits)",
                                    0.12),
