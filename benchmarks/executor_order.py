@@ -9,7 +9,9 @@ end-to-resume of a job. Part 2: the same workload on four threads with the loop'
 timestamped: a job's end to the loop out of select(), from there to the first coroutine resumed, the loop
 entering select() to a job starting, and each kind of handle's time. Part 3: a thread woken while the loop keeps
 iterating (each iteration `await
-asyncio.sleep(0)` after `cost` of CPU): how many iterations, and how long, until it runs.
+asyncio.sleep(0)` after `cost` of CPU): how many iterations, and how long, until it runs. Part 4: a worker woken
+by a submit and asleep 0.1-3 ms for the GIL while the loop finishes its iteration: where it takes the GIL (the
+next select(0), the self-pipe reader, or later).
 
 Measured here (2026-12-05, 2 vCPUs, CPython 3.11.7, Linux 6.18):
 - 220-229 of 239 jobs ran on the thread that ran the job before: a loop's burst of submits wakes one worker
@@ -31,6 +33,10 @@ Measured here (2026-12-05, 2 vCPUs, CPython 3.11.7, Linux 6.18):
 - A thread woken while the loop iterates with nothing else to do runs after 8 iterations (0.1 ms, median); with
   20-300 us of CPU per iteration it waits 50 ms to 1.5 s (thousands of iterations, past many switch
   intervals): the loop's select(0) between iterations lets it in only while the iterations are tiny.
+- Part 4 (2026-12-05, late night): the waiting worker took the GIL in the self-pipe reader (its recv releases it) in
+  9-39% of 60-100 trials per sleep, the share moving from batch to batch, not with the sleep; at the select(0) in
+  0 of 1,200; after 10 ms never there (past the switch interval a forced switch lets it in first). The simulator
+  hands over at the reader (Machine.loop_read_handoff_s, sim/cpu.py READ_HANDOFF).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ _EPS = 1e-12
 # iteration's self-pipe reader (BaseSelectorEventLoop._read_from_self) then calls recv twice, each releasing the GIL
 # again, and by then the signalled thread may be running: it takes the GIL there, and the loop waits for it back.
 # Measured with a real loop (benchmarks/executor_order.py, part 4: a worker woken by a submit, asleep 0.05-3 ms for
-# the GIL before the next iteration): it took the GIL in the reader in 7-39% of 60-100 trials, the share moving
+# the GIL before the next iteration): it took the GIL in the reader in 9-39% of 60-100 trials, the share moving
 # between batches minutes apart, not with the sleep; never at the select(0). In the suite's 0.5 ms offload runs
 # it decides the regime: in the slow one (T 437-466 ms) a worker took the GIL in the first iteration's reader and
 # ran the whole first burst of jobs, so all eight coroutines resumed together and stayed in lock-step; where the
