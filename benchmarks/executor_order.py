@@ -48,9 +48,13 @@ import selectors
 import statistics
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from asyncsim.real.cpuwork import burn, measure_rate
+
+T = TypeVar("T")
 
 
 def offload_run(iterations: int, workers: int = 2, tasks: int = 120, limit: int = 8) -> str:
@@ -95,26 +99,53 @@ def offload_run(iterations: int, workers: int = 2, tasks: int = 120, limit: int 
             f"{back * 1e3:.2f} ms")
 
 
-def trip_legs(iterations: int, workers: int = 4, tasks: int = 120, limit: int = 8) -> list[str]:
-    """The offload workload on a loop whose select() and handles are timestamped: where a result's trip goes."""
-    log: list[tuple[float, str, object]] = []
+def run_timed(main: Callable[[ThreadPoolExecutor], Awaitable[T]], workers: int,
+              on_select: Callable[[float, float | None], None], on_woken: Callable[[float, int], None],
+              on_handle: Callable[[float, float, str], None]) -> T:
+    """Run `main(executor)` on a loop whose select() calls and handles are timed: `on_select(start, timeout)` as it
+    enters select(), `on_woken(end, events)` as it returns, `on_handle(start, took, name)` after each handle
+    (Handle._run is what BaseEventLoop._run_once calls for each ready handle, patched for the run only)."""
     clock = time.perf_counter
 
     class Selector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
         def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-            log.append((clock(), "select", timeout))
+            on_select(clock(), timeout)
             ready = super().select(timeout)
-            log.append((clock(), "woken", len(ready)))
+            on_woken(clock(), len(ready))
             return ready
 
-    # every handle's run, timed: Handle._run is what BaseEventLoop._run_once calls for each ready handle
     plain_run = asyncio.events.Handle._run  # noqa: SLF001
 
     def timed_run(handle: asyncio.events.Handle) -> None:
         t = clock()
         plain_run(handle)
         name = getattr(handle._callback, "__qualname__", "?").rsplit(".", 1)[-1]  # noqa: SLF001
-        log.append((t, "handle", (name, clock() - t)))
+        on_handle(t, clock() - t, name)
+
+    asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]  # noqa: SLF001
+    try:
+        loop = asyncio.SelectorEventLoop(Selector())
+        with ThreadPoolExecutor(workers) as ex:
+            result = loop.run_until_complete(main(ex))
+        loop.close()
+    finally:
+        asyncio.events.Handle._run = plain_run  # type: ignore[method-assign]  # noqa: SLF001
+    return result
+
+
+def trip_legs(iterations: int, workers: int = 4, tasks: int = 120, limit: int = 8) -> list[str]:
+    """The offload workload on a loop whose select() and handles are timestamped: where a result's trip goes."""
+    log: list[tuple[float, str, object]] = []
+    clock = time.perf_counter
+
+    def on_select(start: float, timeout: float | None) -> None:
+        log.append((start, "select", timeout))
+
+    def on_woken(end: float, events: int) -> None:
+        log.append((end, "woken", events))
+
+    def on_handle(start: float, took: float, name: str) -> None:
+        log.append((start, "handle", (name, took)))
 
     def job() -> None:
         log.append((clock(), "start", None))
@@ -134,14 +165,7 @@ def trip_legs(iterations: int, workers: int = 4, tasks: int = 120, limit: int = 
         sem = asyncio.Semaphore(limit)
         await asyncio.gather(*(task(sem, ex) for _ in range(tasks)))
 
-    asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]  # noqa: SLF001
-    try:
-        loop = asyncio.SelectorEventLoop(Selector())
-        with ThreadPoolExecutor(workers) as ex:
-            loop.run_until_complete(main(ex))
-        loop.close()
-    finally:
-        asyncio.events.Handle._run = plain_run  # type: ignore[method-assign]  # noqa: SLF001
+    run_timed(main, workers, on_select, on_woken, on_handle)
     wake, until_resume, to_start = [], [], []
     handles: dict[str, list[float]] = {}
     for n, (t, kind, what) in enumerate(log):
@@ -209,21 +233,18 @@ def reader_handoff(rate: float, slept: float, trials: int = 60) -> dict[str, int
     started: list[float] = []
     clock = time.perf_counter
 
-    class Selector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
-        def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-            t = clock()
-            ready = super().select(timeout)
-            if timeout == 0:  # an iteration with handles ready: a blocking select() is the loop idle
-                spans["select"].append((t, clock()))
-            return ready
+    entered: list[float | None] = [None]  # when the current select(0) began (None: a blocking select())
 
-    plain_run = asyncio.events.Handle._run  # noqa: SLF001
+    def on_select(start: float, timeout: float | None) -> None:
+        entered[0] = start if timeout == 0 else None  # handles ready: a blocking select() is the loop idle
 
-    def timed_run(handle: asyncio.events.Handle) -> None:
-        t = clock()
-        plain_run(handle)
-        if getattr(handle._callback, "__name__", "") == "_read_from_self":  # noqa: SLF001
-            spans["reader"].append((t, clock()))
+    def on_woken(end: float, _events: int) -> None:
+        if entered[0] is not None:
+            spans["select"].append((entered[0], end))
+
+    def on_handle(start: float, took: float, name: str) -> None:
+        if name == "_read_from_self":
+            spans["reader"].append((start, start + took))
 
     def job() -> None:
         started.append(clock())
@@ -244,15 +265,7 @@ def reader_handoff(rate: float, slept: float, trials: int = 60) -> dict[str, int
             found[where] += 1
         return found
 
-    asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]  # noqa: SLF001
-    try:
-        loop = asyncio.SelectorEventLoop(Selector())
-        with ThreadPoolExecutor(1) as ex:
-            found = loop.run_until_complete(main(ex))
-        loop.close()
-    finally:
-        asyncio.events.Handle._run = plain_run  # type: ignore[method-assign]  # noqa: SLF001
-    return found
+    return run_timed(main, 1, on_select, on_woken, on_handle)
 
 
 def main(argv: list[str] | None = None) -> int:
