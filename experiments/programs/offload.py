@@ -4,8 +4,8 @@
     python offload.py              # for real
     asyncsim twin offload.py       # in virtual time (no services: it makes no requests)
 
-Knobs (environment): JOBS (2), WORK (6000000 iterations a job), BEATS (40 heartbeats of 10 ms). Prints one
-JSON line: elapsed seconds (the heartbeat's), and done, failed.
+Knobs (environment): JOBS (2), WORK (6000000 iterations a job), BEATS (40 heartbeats), PERIOD (0.01 s between
+beats). Prints one JSON line: elapsed seconds (the heartbeat's), and done, failed.
 """
 
 import asyncio
@@ -22,17 +22,18 @@ def crunch(n: int) -> int:
     return acc
 
 
-async def heartbeat(beats: int) -> float:
+async def heartbeat(beats: int, period: float) -> float:
     start = time.monotonic()
     for _ in range(beats):
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(period)
     return time.monotonic() - start
 
 
 async def main() -> None:
     jobs = [asyncio.to_thread(crunch, int(os.environ.get("WORK", 6_000_000)))
             for _ in range(int(os.environ.get("JOBS", 2)))]
-    elapsed, *_ = await asyncio.gather(heartbeat(int(os.environ.get("BEATS", 40))), *jobs)
+    beat = heartbeat(int(os.environ.get("BEATS", 40)), float(os.environ.get("PERIOD", 0.01)))
+    elapsed, *_ = await asyncio.gather(beat, *jobs)
     print(json.dumps({"elapsed": elapsed, "done": 1 + len(jobs), "failed": 0}))
 
 
