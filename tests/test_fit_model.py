@@ -7,14 +7,16 @@ import io
 import json
 import textwrap
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 import asyncsim as a
 from asyncsim.cli import main
 from asyncsim.errors import ModelError
-from asyncsim.fitting import fit_model, select
+from asyncsim.fitting import _arrivals_lines, fit_model, select
 from asyncsim.real.http import serving
 from asyncsim.record import record_program
 
@@ -222,3 +224,21 @@ def test_too_few_samples_are_kept_as_they_are():
     fitted = select([0.1, 0.12, 0.3, 0.11, 0.2])
     assert fitted.family == "empirical"
     assert fitted.comment() == "empirical: only 5 samples (a family is fitted from 8)"
+
+
+def _arrivals_of(gaps: np.ndarray) -> str:
+    created = np.concatenate([[0.0], np.cumsum(gaps)])
+    return _arrivals_lines([{"created": c, "done": c + 0.01} for c in created], Path("."))[0]
+
+
+def test_a_poisson_stream_seen_through_a_busy_loop_is_still_poisson_and_gamma_gaps_are_not():
+    """Exponential gaps (5 ms mean) that a loop rounds up to whole milliseconds and delays by 0.5-2.5 ms each
+    (a loaded host) are a Poisson stream above their floor (whole cv ~0.7); gamma-2 gaps on the same floor are
+    not (their excess has cv ~0.75): their recorded times are kept."""
+    rng = np.random.default_rng(4)
+    loaded = np.ceil(rng.exponential(0.005, 79) * 1e3) * 1e-3 + rng.uniform(0.0005, 0.0025, 79)
+    assert loaded.std() / loaded.mean() < 0.85  # the whole gaps alone would not pass for exponential
+    assert _arrivals_of(loaded).startswith("arrivals: {poisson: {rate:")
+    assert "trace" not in _arrivals_of(loaded)
+    even = 0.002 + rng.gamma(2.0, 0.0025, 79)
+    assert _arrivals_of(even).startswith("arrivals:    # the recorded creation times")
