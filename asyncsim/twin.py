@@ -387,7 +387,8 @@ class TwinLoop(TaskTracker, VirtualLoop):  # type: ignore[misc]  # call_* typed 
                 # sooner if their CPU runs out first. A mean over the timer's phase against the switches: a
                 # heartbeat whose period is a multiple of the interval can lock onto them and wait 2-10 ms a beat,
                 # depending on the host's state, and one of 12.3 or 17.3 ms waited longer (offload.py, 2 jobs:
-                # real 0.51-0.65 s at 10 ms, twin 0.58; 0.70-0.87 s at 12.3 ms, twin 0.65)
+                # real 0.51-0.65 s at 10 ms, twin 0.58; 0.70-0.87 s at 12.3 ms, twin 0.65, 0.67 with the timer's
+                # millisecond rounding; README, twin proof)
                 self.clock.advance(min(self.machine.switch_interval_s * sharing, self._gil.left()))
             start = self.clock.t
             if task is not None:
