@@ -78,7 +78,12 @@ def _loop_profile(name: str, repeats: int) -> LoopProfile:
             await asyncio.gather(*(asyncio.create_task(nothing()) for _ in range(n)))
             return (time.perf_counter() - start) / n
 
-        task_create = _median([runner.run(create(2000)) for _ in range(repeats)])
+        # the process's first 2,000 tasks cost ~11 us each here, later ones ~4 us: the first allocate fresh
+        # memory (pymalloc's arenas, page faults) that later tasks reuse. One round was the whole sample at
+        # repeats=1, so the figure swung 7-19 us from one calibration to the next; the loop of a warm process (a
+        # validation's real runs, a service's steady state) pays the later cost
+        runner.run(create(2000))  # warm up
+        task_create = _median([runner.run(create(2000)) for _ in range(max(3, repeats))])
 
         async def floor() -> float:
             samples = []
