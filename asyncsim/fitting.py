@@ -853,6 +853,11 @@ def fit_model(folder: str | Path, *, name: str | None = None, min_wait: float = 
     return ModelFit(text, workload, dists, fits, notes)
 
 
+def _cv(x: np.ndarray) -> float:
+    """The coefficient of variation of `x` (0 when its mean is not positive)."""
+    return float(x.std() / x.mean()) if x.mean() > 0 else 0.0
+
+
 def _arrivals_lines(tasks: Sequence[dict[str, Any]], folder: Path) -> list[str]:
     """The arrivals block: when the tasks were created (fit_model's docstring)."""
     created = np.sort([float(t["created"]) for t in tasks])
@@ -863,7 +868,7 @@ def _arrivals_lines(tasks: Sequence[dict[str, Any]], folder: Path) -> list[str]:
         return [f"arrivals: {{batch: {n}}}    # all {n} tasks created within {created[-1] - created[0]:.3g} s of "
                 "the first"]
     gaps = np.diff(created)
-    cv = float(gaps.std() / gaps.mean()) if gaps.mean() > 0 else 0.0
+    cv = _cv(gaps)
     if n >= 10 and cv < 0.1:
         return [f"arrivals: {{uniform: {{interval: {_round(float(gaps.mean()))}, count: {n}}}}}    # gaps between "
                 f"creations: mean {gaps.mean():.4g} s, cv {cv:.2f}"]
@@ -873,8 +878,7 @@ def _arrivals_lines(tasks: Sequence[dict[str, Any]], folder: Path) -> list[str]:
         # timeout rounded up to whole milliseconds, the wake-up, the work in between): the gaps are an exponential
         # above that floor, so it is their excess over the smallest gap whose cv tells (a loaded host's 80 gaps
         # 5 ms apart: cv 0.71 whole, 0.95 above the floor; gamma-2 gaps: 0.75 above it, median of 2,000 draws)
-        excess = gaps - gaps.min()
-        above = float(excess.std() / excess.mean()) if excess.mean() > 0 else 0.0
+        above = _cv(gaps - gaps.min())
         if fitted.family == "exponential" or (fitted.family in ("gamma", "lognormal") and abs(above - 1) < 0.15):
             return [f"arrivals: {{poisson: {{rate: {_round(1 / float(gaps.mean()))}, count: {n}}}}}    # gaps "
                     f"between creations: {fitted.comment()}, cv {cv:.2f} ({above:.2f} above the smallest)"]
