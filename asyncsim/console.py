@@ -290,6 +290,10 @@ def print_calibration(profile: MachineProfile, out: Console) -> None:
         table.add_row(f"{name}: cost per resumption", fmt_s(lp.loop_step_s))
         table.add_row(f"{name}: sleep overshoot", fmt_s(lp.sleep_overshoot_s))
         table.add_row(f"{name}: task creation", fmt_s(lp.task_create_s))
+        if lp.loop_block_s is not None:
+            table.add_row(f"{name}: a first step that waits at its limit", fmt_s(lp.loop_block_s))
+        if lp.semaphore_scan_s:
+            table.add_row(f"{name}: a semaphore's release, per woken waiter it walks past", fmt_s(lp.semaphore_scan_s))
         table.add_row(f"{name}: timer floor (shortest honoured wait)", fmt_s(lp.timer_floor_s))
         table.add_row(f"{name}: timer granularity (waits rounded up to)", fmt_s(lp.timer_granularity_s))
     table.add_row("threads: time.sleep overshoot", fmt_s(profile.thread_sleep_overshoot_s))

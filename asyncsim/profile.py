@@ -33,6 +33,8 @@ class LoopProfile(Frozen):
     loop_step_s: float = Field(ge=0)
     sleep_overshoot_s: float = Field(ge=0)
     task_create_s: float = Field(ge=0)
+    loop_block_s: float | None = Field(None, ge=0)  # a first step that waits at its limit (None in older profiles)
+    semaphore_scan_s: float = Field(0.0, ge=0)  # per woken waiter a release walks past (0 in older profiles)
     timer_floor_s: float = Field(ge=0)
     timer_granularity_s: float = Field(0.0, ge=0)
 
@@ -121,6 +123,8 @@ class MachineProfile(Frozen):
             switch_interval_s=self.switch_interval_s / s,
             loop_step_s=lp.loop_step_s / s if uses_loop else 0.0,
             task_create_s=lp.task_create_s / s if uses_loop else 0.0,
+            loop_block_s=lp.loop_block_s / s if uses_loop and lp.loop_block_s is not None else None,
+            semaphore_scan_s=lp.semaphore_scan_s / s if uses_loop else 0.0,
             sleep_overshoot_s=((lp.sleep_overshoot_s if uses_loop else self.thread_sleep_overshoot_s) / s
                                if emulated_waits else 0.0),
             timer_granularity_s=lp.timer_granularity_s / s if uses_loop and emulated_waits else 0.0,

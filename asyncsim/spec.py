@@ -343,6 +343,13 @@ class Machine(Frozen):
     switch_interval_s: float = Field(0.005, gt=0)
     loop_step_s: float = Field(0.0, ge=0)
     task_create_s: float = Field(0.0, ge=0)
+    # asyncio:K: a task's first step that finds its limit taken (`await semaphore.acquire()` makes a future and
+    # waits) costs the loop this much, far less than a resumption; None: `loop_step_s`, as before it was measured
+    loop_block_s: float | None = Field(None, ge=0)
+    # asyncio:K: a release walks the semaphore's waiters from the front for the first one not woken yet, past each
+    # one handed a slot whose coroutine has not resumed (Lib/asyncio/locks.py Semaphore._wake_up_next): this much
+    # per waiter passed, so many releases in one loop iteration cost quadratically (2,000 in one step: 43 ms here)
+    semaphore_scan_s: float = Field(0.0, ge=0)
     thread_switch_s: float = Field(0.0, ge=0)
     # starting a thread: threading.Thread.start() blocks its caller (holding the GIL, then waiting for the
     # child to run) this long; a parallel step's branch threads and a thread pool's workers pay it

@@ -143,3 +143,17 @@ def test_a_waiting_worker_takes_the_gil_in_the_loops_self_pipe_reader_not_at_its
         if counts["reader"]:
             return
     pytest.fail(f"no worker took the GIL in the self-pipe reader: {found}")
+
+
+@pytest.mark.validation
+def test_limit_burst_quick_prints_real_and_both_predictions():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "limit_burst.py"), "--quick", "--runs", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for label in ("blocked first step", "release walk", "ns per woken waiter", "3,000 x 5 ms asyncio:100",
+                  "3,000 x 5 ms asyncio:1000"):
+        assert label in out, label
+    rows = [line for line in out.splitlines() if "asyncio:" in line and line.count(" ms") == 4]
+    assert len(rows) == 2  # each case: its name, the real run, the prediction before and now, each with an error
+    assert all(line.count("%") == 2 for line in rows)

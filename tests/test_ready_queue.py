@@ -204,3 +204,68 @@ def test_random_workloads_match_cpython(seed):
     w, strategy = _random_workload(seed)
     sim, real = _both(w, strategy, seed=seed)
     np.testing.assert_allclose(sim.done, real.done, **EXACT)
+
+
+# ------------------------------------------------------------------ the limit's semaphore, costed
+
+BLOCK, SCAN = 4e-4, 1e-4  # far above the real ~1.2 us and ~17 ns, so that every charge moves the done times
+
+
+@pytest.fixture
+def costed_semaphore(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """CPython's own asyncio.Semaphore, charging virtual CPU where the real one spends it: BLOCK for an acquire()
+    that must wait (a future made and queued), SCAN per waiter `_wake_up_next` walks past (those handed a slot
+    that have not resumed). Returns [walks, blocked acquires] as they happen."""
+    seen = [0, 0]
+    acquire = asyncio.Semaphore.acquire
+
+    def charge(seconds: float) -> None:
+        asyncio.get_running_loop().clock.advance(seconds)  # type: ignore[attr-defined]  # a VirtualLoop
+
+    def wake_up_next(self: asyncio.Semaphore) -> None:  # Lib/asyncio/locks.py (3.11), with the walk charged
+        waiters = self._waiters  # type: ignore[attr-defined]
+        if not waiters:
+            return
+        for k, fut in enumerate(waiters):
+            if not fut.done():
+                seen[0] += k
+                charge(k * SCAN)
+                self._value -= 1  # type: ignore[attr-defined]
+                fut.set_result(True)
+                return
+        seen[0] += len(waiters)
+        charge(len(waiters) * SCAN)
+
+    async def costed_acquire(self: asyncio.Semaphore) -> bool:
+        if self.locked():
+            seen[1] += 1
+            charge(BLOCK)
+        return await acquire(self)
+
+    monkeypatch.setattr(asyncio.Semaphore, "_wake_up_next", wake_up_next)
+    monkeypatch.setattr(asyncio.Semaphore, "acquire", costed_acquire)
+    return seen
+
+
+@pytest.mark.parametrize(("seed", "arrivals", "strategy"), [
+    (1, a.Batch(count=40), "asyncio:8"), (2, a.Batch(count=60), "asyncio:20"),
+    (3, a.Poisson(rate=400, count=50), "asyncio:6"), (4, a.Batch(count=30), "asyncio:12")])
+def test_a_limits_blocked_first_steps_and_release_walks_cost_as_in_cpython(costed_semaphore, seed, arrivals,
+                                                                          strategy):
+    # a first step that waits at the limit costs Machine.loop_block_s (not a resumption's loop_step_s), and each
+    # release walks past the waiters woken and not resumed yet, Machine.semaphore_scan_s each: done times exact
+    w = a.Workload(arrivals=arrivals, task=(
+        a.cpu(a.Lognormal(mean=0.003, cv=0.5)), a.io(a.Lognormal(mean=0.02, cv=0.5)),
+        a.parallel([a.cpu(a.Lognormal(mean=0.002, cv=0.5))], [a.io(a.Lognormal(mean=0.01, cv=0.5))]),
+        a.cpu(a.Lognormal(mean=0.001, cv=0.5))))
+    sc = a.build_scenario(w, seed=seed, strategy=strategy)
+    real = run_real(sc, loop="virtual")
+    walks, blocked = costed_semaphore
+    assert walks > 0
+    assert blocked > 0  # both rules are exercised
+    sim = a.simulate(sc, machine=a.Machine(loop_block_s=BLOCK, semaphore_scan_s=SCAN))
+    np.testing.assert_allclose(sim.done, real.done, **EXACT)
+    # without either charge the model is off: the rules are what makes it exact
+    for off in ({"loop_block_s": 0.0}, {"semaphore_scan_s": 0.0}):
+        other = a.simulate(sc, machine=a.Machine(loop_block_s=BLOCK, semaphore_scan_s=SCAN).evolve(**off))
+        assert not np.allclose(other.done, real.done, **EXACT)

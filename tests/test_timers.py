@@ -20,7 +20,15 @@ import simpy
 
 import asyncsim as a
 from asyncsim import twin
-from asyncsim.real.calibrate import RACE_IDLES_S, _loop_read, _loop_wake, calibrate, loop_race, race_wins
+from asyncsim.real.calibrate import (
+    RACE_IDLES_S,
+    _loop_profile,
+    _loop_read,
+    _loop_wake,
+    calibrate,
+    loop_race,
+    race_wins,
+)
 from asyncsim.real.cpuwork import burn, measure_rate
 from asyncsim.sim.cpu import SOON, TIMER, Loop, SimThread, race_won
 from asyncsim.strategies import parse_strategy
@@ -224,6 +232,21 @@ def test_calibrates_task_creation_is_the_warm_processs_with_one_repeat_as_with_t
         if 0.6 < ratios[-1] < 1.6:
             return
     pytest.fail(f"task creation at repeats=1 against repeats=3: {ratios}")
+
+
+@pytest.mark.validation
+def test_calibrates_a_blocked_first_step_far_below_a_resumption_and_a_release_walk_in_nanoseconds():
+    """A first step that waits at a semaphore makes and queues a future (~1.2 us here), a resumption runs a timer,
+    a callback and a new sleep (5-7 us); a release's walk past a woken waiter is a `fut.done()` call (15-22 ns).
+    Measured with the stdlib loop and Semaphore, side by side in one calibration."""
+    ratios = []
+    for _ in range(3):  # a noisy host: measure again rather than loosen
+        lp = _loop_profile("asyncio", 1)
+        assert lp.loop_block_s is not None
+        ratios.append(lp.loop_block_s / lp.loop_step_s)
+        if ratios[-1] < 0.6 and 2e-9 < lp.semaphore_scan_s < 2e-7:
+            return
+    pytest.fail(f"blocked first step / resumption: {ratios}, walk {lp.semaphore_scan_s * 1e9:.1f} ns")
 
 
 @pytest.mark.validation

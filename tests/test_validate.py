@@ -183,3 +183,25 @@ def test_a_profile_gives_a_blocking_pool_its_workers_turnaround():
     assert (offload.process_turnaround_s, offload.busy_wake_s) == pytest.approx((0.0, 1e-3))
     # a profile made before the turnaround was measured: the whole round trip between tasks, as before
     assert PROFILE.machine_for(a.parse_strategy("processes:2"), a.Machine()).process_turnaround_s == 2e-4
+
+
+def test_a_profile_gives_the_loop_its_limits_blocked_step_and_release_walk():
+    loops = {"asyncio": PROFILE.loop().model_copy(update={"loop_block_s": 1.2e-6, "semaphore_scan_s": 1.7e-8})}
+    measured = PROFILE.model_copy(update={"loops": loops})
+    machine = measured.machine_for(a.parse_strategy("asyncio:100"), a.Machine(), time_scale=0.5)
+    assert (machine.loop_block_s, machine.semaphore_scan_s) == pytest.approx((2.4e-6, 3.4e-8))
+    for other in ("threads:4", "processes:2"):
+        machine = measured.machine_for(a.parse_strategy(other), a.Machine())
+        assert (machine.loop_block_s, machine.semaphore_scan_s) == (None, 0.0)
+    # a profile made before they were measured: a blocked first step costs a resumption, as before; no walk
+    old = PROFILE.machine_for(a.parse_strategy("asyncio:100"), a.Machine())
+    assert (old.loop_block_s, old.semaphore_scan_s) == (None, 0.0)
+    w = a.Workload(arrivals=a.Batch(count=4), task=(a.io(0.05),))
+    sc = build_scenario(w, seed=0, strategy="asyncio:1")
+    # three first steps wait at the limit while the first task sleeps 50 ms: at 0.1 s each they hold its
+    # resumption until 0.3 s, then the three run one after another
+    assert run_scenario(sc, a.Machine(loop_block_s=0.1)).done.max() == pytest.approx(0.3 + 3 * 0.05)
+    # a resumption of 0.1 s: each task costs two (its first step, its wake-up); a blocked step one more, unless
+    # measured apart
+    assert run_scenario(sc, a.Machine(loop_step_s=0.1, loop_block_s=0.0)).done.max() == pytest.approx(4 * 0.25)
+    assert run_scenario(sc, a.Machine(loop_step_s=0.1)).done.max() == pytest.approx(0.4 + 0.1 + 3 * 0.25)

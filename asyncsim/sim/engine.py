@@ -139,6 +139,8 @@ class Engine:
         env, tb = self.env, self.trace
         self.strand_overhead = 0.0
         self.task_create = 0.0
+        self.block_step = 0.0  # a task's first step that waits at its limit (_first_step)
+        self.scan = 0.0  # per woken waiter a release of the limit walks past (_scan)
         self.thread_start = m.thread_start_s  # Thread.start(): a branch thread, a pool's worker
         self.limit = strategy.admission
         off = strategy.executor
@@ -153,6 +155,8 @@ class Engine:
             self.granularity = self.overshoot = 0.0
             self.exec_res = tb.resource_id("loop")
             self.strand_overhead = m.loop_step_s
+            self.block_step = m.loop_step_s if m.loop_block_s is None else m.loop_block_s
+            self.scan = m.semaphore_scan_s
             runners = 1
             if off is not None:
                 self.executor_workers = off.workers
@@ -462,6 +466,8 @@ class Engine:
             self.errors[i] = str(exc)
         if not s.holding:
             yield from self._enter(s, i, -1)
+        if self.scan and self.gate is not None and self.gate.woken:
+            yield from self._scan(i, s, self.gate.woken)
         # on the loop, the task's code wakes the next admitted one (limit.release()), then ends; a worker thread
         # holding the process's shared GIL takes the next queued task with it
         worker = s.thread if self.loop is None and self.gil is not None and s.thread.gil is self.gil else None
@@ -478,7 +484,7 @@ class Engine:
         """Task i's first step runs (the loop is ours; it was ready since `since[i]`): take a slot, or queue."""
         assert self.gate is not None
         ready = float(self.since[i])
-        cost = self.strand_overhead
+        cost = self.block_step
         if not self.gate.locked():
             self.gate.request()
             s = self._new_strand()
@@ -521,9 +527,25 @@ class Engine:
             ready = now
         yield from self._entered(s, i, -1, ready)
         if event is not None:
-            assert self.gate is not None
-            self.gate.resumed()  # acquire()'s tail: a free slot goes to the next waiter
+            gate = self.gate
+            assert gate is not None
+            woken = gate.woken or 0  # the gate is on the loop: never None
+            if self.scan and woken > 1 and gate.in_use < gate.capacity:  # a free slot: the tail's release walk
+                yield from self._scan(i, s, woken - 1)
+            gate.resumed()  # acquire()'s tail: a free slot goes to the next waiter
         yield from self._run(i, s)
+
+    # The limit's asyncio.Semaphore keeps a waiter handed a slot in its deque until that waiter's coroutine resumes
+    # (the `finally: self._waiters.remove(fut)` in Semaphore.acquire), and _wake_up_next walks the deque from the
+    # front for the first future not done: a release passes every waiter woken and not resumed yet (Slots.woken,
+    # at most K). A pool's semaphore does the same, at most its capacity: a few passes, not charged.
+
+    def _scan(self, i: int, s: Strand, woken: int) -> Generator[Any, Any, None]:
+        """Task i's step (holding the loop) walks past `woken` waiters of the limit's semaphore."""
+        got = self.env.now
+        cost = woken * self.scan
+        yield from compute(self.env, self.cores, s.thread, cost)
+        self.trace.add(i, -1, K_RESUME, self.exec_res, got, got, self.env.now, cost)
 
     def _enter(self, s: Strand, i: int, step: int) -> Generator[Any, Any, None]:
         """Get the strand running; records the wait (and overhead) as a resume record."""
