@@ -300,6 +300,8 @@ def print_calibration(profile: MachineProfile, out: Console) -> None:
     table.add_row("threads: the GIL's hand-off to a thread that was asleep", fmt_s(profile.thread_switch_s))
     table.add_row("threads: start", fmt_s(profile.thread_start_s))
     table.add_row("threads: an executor worker's turnaround between jobs", fmt_s(profile.thread_turnaround_s))
+    table.add_row("threads: a pool worker's turnaround between tasks (threads:N)",
+                  fmt_s(profile.thread_task_turnaround_s))
     table.add_row("threads: the loop's submit (run_in_executor) and result handle, per job",
                   f"{fmt_s(profile.thread_submit_s)} + {fmt_s(profile.thread_return_s)}")
     table.add_row("threads: the idle loop's wake-up by a worker's result", fmt_s(profile.loop_wake_s))

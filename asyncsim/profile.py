@@ -57,6 +57,8 @@ class MachineProfile(Frozen):
     thread_start_s: float = Field(0.0, ge=0)  # threading.Thread.start() (0 in profiles made before)
     # a ThreadPoolExecutor worker's time between jobs an event loop awaits (0 in profiles made before)
     thread_turnaround_s: float = Field(0.0, ge=0)
+    # the same between tasks of a blocking pool (threads:N), nobody awaiting them (0 in profiles made before)
+    thread_task_turnaround_s: float = Field(0.0, ge=0)
     # the loop's CPU per job sent to a thread pool: run_in_executor, and the result's handle (0 in profiles before)
     thread_submit_s: float = Field(0.0, ge=0)
     thread_return_s: float = Field(0.0, ge=0)
@@ -130,7 +132,8 @@ class MachineProfile(Frozen):
             timer_granularity_s=lp.timer_granularity_s / s if uses_loop and emulated_waits else 0.0,
             thread_switch_s=self.thread_switch_s / s if threaded else 0.0,
             thread_start_s=self.thread_start_s / s if threaded or base.gil else 0.0,
-            thread_turnaround_s=self.thread_turnaround_s / s if threaded and uses_loop else 0.0,
+            thread_turnaround_s=((self.thread_turnaround_s if uses_loop else self.thread_task_turnaround_s) / s
+                                 if threaded else 0.0),
             thread_submit_s=self.thread_submit_s / s if threaded and uses_loop else 0.0,
             thread_return_s=self.thread_return_s / s if threaded and uses_loop else 0.0,
             loop_race_idle_s=self.loop_race_idle_s / s if threaded and uses_loop else 0.0,

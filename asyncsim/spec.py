@@ -354,8 +354,10 @@ class Machine(Frozen):
     # starting a thread: threading.Thread.start() blocks its caller (holding the GIL, then waiting for the
     # child to run) this long; a parallel step's branch threads and a thread pool's workers pay it
     thread_start_s: float = Field(0.0, ge=0)
-    # asyncio + threads: an executor worker's own time between jobs, holding the GIL (the result's set_result and
-    # call_soon_threadsafe, the next job taken from the queue), before the result's self-pipe write
+    # a thread pool's worker's own time between jobs, holding the GIL: under asyncio + threads the result's
+    # set_result and call_soon_threadsafe and the next job taken from the queue, before the result's self-pipe
+    # write; under threads:N (with a GIL) after each task, its future set, the idle semaphore released, the next
+    # task taken (concurrent/futures/thread.py _worker) — `calibrate` measures the two apart
     thread_turnaround_s: float = Field(0.0, ge=0)
     # asyncio + threads, the loop's own CPU per job: run_in_executor (executor.submit, wrap_future) in the submitting
     # step, and the result's _set_state handle (futures._chain_future) before the awaiting coroutine's wake-up

@@ -205,3 +205,14 @@ def test_a_profile_gives_the_loop_its_limits_blocked_step_and_release_walk():
     # measured apart
     assert run_scenario(sc, a.Machine(loop_step_s=0.1, loop_block_s=0.0)).done.max() == pytest.approx(4 * 0.25)
     assert run_scenario(sc, a.Machine(loop_step_s=0.1)).done.max() == pytest.approx(0.4 + 0.1 + 3 * 0.25)
+
+
+def test_a_profile_gives_a_blocking_thread_pool_its_own_turnaround():
+    measured = PROFILE.model_copy(update={"thread_turnaround_s": 2e-5, "thread_task_turnaround_s": 4e-6})
+    assert measured.machine_for(a.parse_strategy("threads:8"), a.Machine(), time_scale=0.5).thread_turnaround_s == (
+        pytest.approx(8e-6))
+    assert measured.machine_for(a.parse_strategy("asyncio:4+threads:2"), a.Machine()).thread_turnaround_s == 2e-5
+    for other in ("sequential", "processes:2", "asyncio:4"):
+        assert measured.machine_for(a.parse_strategy(other), a.Machine()).thread_turnaround_s == 0.0
+    # a profile made before it was measured: none, as before
+    assert PROFILE.machine_for(a.parse_strategy("threads:8"), a.Machine()).thread_turnaround_s == 0.0

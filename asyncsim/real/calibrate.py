@@ -232,6 +232,23 @@ def _thread_turnaround(repeats: int, rate: float, jobs: int = 200) -> float:
     return _median(samples)
 
 
+def _thread_task_turnaround(repeats: int, rate: float, jobs: int = 200) -> float:
+    """A ThreadPoolExecutor worker's own time between tasks of a blocking pool (threads:N; concurrent/futures/
+    thread.py `_worker`: `_WorkItem.run`'s set_result, `_idle_semaphore.release()`, the next item from the queue),
+    nobody waiting on the futures meanwhile (the submitting thread is in `shutdown(wait=True)`): `jobs` jobs of
+    0.2 ms submitted at once to a pool of one, the median gap from one job's end to the next one's start; median
+    of `repeats` batches."""
+    iterations = max(1, int(rate * 2e-4))
+    samples = []
+    for _ in range(repeats):
+        pool = ThreadPoolExecutor(1)
+        futures = [pool.submit(timed_burn, iterations) for _ in range(jobs)]
+        pool.shutdown(wait=True)
+        stamps = sorted(f.result() for f in futures)[jobs // 10:]  # the first jobs run while this thread submits
+        samples.append(statistics.median(b[0] - a[1] for a, b in itertools.pairwise(stamps)))
+    return _median(samples)
+
+
 def _thread_offload(repeats: int, jobs: int = 100) -> tuple[float, float]:
     """The loop's own CPU per job sent to a thread pool: `jobs` run_in_executor calls in one step (executor.submit,
     wrap_future), per call; and, the jobs done while the loop slept (time.sleep lets the worker run them), the
@@ -608,6 +625,7 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     switches = [_thread_switch(repeats, rate, n=14)]
     thread_start = _thread_start(repeats)
     thread_turnaround = _thread_turnaround(repeats, rate)
+    task_turnaround = _thread_task_turnaround(repeats, rate)
     thread_submit, thread_return = _thread_offload(repeats)
     race_idle, race_share = loop_race(repeats, rate)
     loop_wake = _loop_wake(repeats)
@@ -635,7 +653,8 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         gil=bool(getattr(sys, "_is_gil_enabled", lambda: True)()),
         cpu_rate=rate, switch_interval_s=sys.getswitchinterval(), loops=loops,
         thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch, thread_start_s=thread_start,
-        thread_turnaround_s=thread_turnaround, thread_submit_s=thread_submit, thread_return_s=thread_return,
+        thread_turnaround_s=thread_turnaround, thread_task_turnaround_s=task_turnaround,
+        thread_submit_s=thread_submit, thread_return_s=thread_return,
         loop_race_idle_s=race_idle, loop_race_wins=race_share, loop_wake_s=loop_wake, loop_read_s=loop_read,
         process_dispatch_s=dispatch,
         process_submit_s=submit, process_return_s=back, process_start_s=start, busy_wake_s=busy_wake,

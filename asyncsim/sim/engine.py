@@ -87,6 +87,7 @@ class Engine:
         self.offload_dispatch = 0.0  # per CPU step sent to an executor process (asyncio+processes:N)
         self.offload_return = 0.0  # per CPU step, from the process ending it to the coroutine's wake-up
         self.job_turnaround = 0.0  # an executor thread's own CPU after each job (Machine.thread_turnaround_s)
+        self.task_turnaround = 0.0  # threads:N: a pool worker's own CPU after each task (the same field)
         self.job_submit = 0.0  # the loop's CPU per run_in_executor to a thread pool (Machine.thread_submit_s)
         self.job_woke = JOIN  # how a coroutine comes back from an executor job (PAID: its result's handle costs)
         self.race_idle = math.inf  # a loop idle this long loses every race at a result's write (loop_race_idle_s)
@@ -203,6 +204,7 @@ class Engine:
             if self.gil is not None and self.sc.arrivals is not None and self.sc.workload.policy.kind == "fifo":
                 self.unstarted = self.limit  # the main thread starts the pool's threads as it submits tasks
             self.strand_overhead = m.thread_switch_s if m.gil else 0.0
+            self.task_turnaround = m.thread_turnaround_s if m.gil else 0.0
             shared = not m.gil and (fans_out or self.limit > m.cores)
         elif strategy.dispatching:
             self.dispatch = m.process_dispatch_s
@@ -275,11 +277,11 @@ class Engine:
         elif self.admission is not None:
             self.admission.push(i, self.ticket(i))
 
-    def _finish(self, i: int, worker: SimThread | None = None) -> bool:
-        """Task i ended: the next admitted task starts (on `worker`, a thread holding the GIL, if given: a
-        ThreadPoolExecutor worker's `work_queue.get()` returns a queued task without blocking, so it keeps the
-        GIL). True when `worker` went on to another task."""
-        self.done[i] = self.env.now
+    def _finish(self, i: int, worker: SimThread | None = None, ended: float | None = None) -> bool:
+        """Task i ended (at `ended`, default now): the next admitted task starts (on `worker`, a thread holding the
+        GIL, if given: a ThreadPoolExecutor worker's `work_queue.get()` returns a queued task without blocking, so
+        it keeps the GIL). True when `worker` went on to another task."""
+        self.done[i] = self.env.now if ended is None else ended
         if worker is not None:
             self.idle_workers += 1  # the worker's _idle_semaphore.release() after each task
         # on a loop, the admitted task's first step is call_soon'ed behind wake-ups its finisher caused before
@@ -471,7 +473,12 @@ class Engine:
         # on the loop, the task's code wakes the next admitted one (limit.release()), then ends; a worker thread
         # holding the process's shared GIL takes the next queued task with it
         worker = s.thread if self.loop is None and self.gil is not None and s.thread.gil is self.gil else None
-        handed = self._finish(i, worker)
+        ended = self.env.now
+        if worker is not None and self.task_turnaround:
+            # the pool's worker, holding the GIL, sets the task's future, releases its idle semaphore and takes
+            # the next task from its queue (concurrent/futures/thread.py `_worker`, `_WorkItem.run`)
+            yield from compute(self.env, self.cores, worker, self.task_turnaround)
+        handed = self._finish(i, worker, ended)
         s.holding = False
         if not handed:
             s.release()

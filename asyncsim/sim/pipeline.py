@@ -193,10 +193,10 @@ class PipelineEngine(Engine, Routing[_StageState]):
         self.failed[i] = True
         self.errors[i] = str(exc)
 
-    def _finish(self, i: int, worker: SimThread | None = None) -> bool:
+    def _finish(self, i: int, worker: SimThread | None = None, ended: float | None = None) -> bool:
         if not self.feeds_on_loop:
-            return super()._finish(i, worker)
-        self.done[i] = self.env.now
+            return super()._finish(i, worker, ended)
+        self.done[i] = self.env.now if ended is None else ended
         if self.limit_slots is not None:
             self.limit_slots.release()
         return False
