@@ -85,7 +85,8 @@ def _loop_profile(name: str, repeats: int) -> LoopProfile:
         runner.run(create(2000))  # warm up
         task_create = _median([runner.run(create(2000)) for _ in range(max(3, repeats))])
 
-        async def block(n: int) -> float:
+        async def semaphore(n: int) -> tuple[float, float]:
+            """n tasks queue at a taken semaphore (their first steps), then one step releases them all: per task."""
             gate = asyncio.Semaphore(0)
 
             async def waiter() -> None:
@@ -94,38 +95,22 @@ def _loop_profile(name: str, repeats: int) -> LoopProfile:
             tasks = [asyncio.create_task(waiter()) for _ in range(n)]
             start = time.perf_counter()
             await asyncio.sleep(0)  # this step comes back behind every waiter's first step (call_soon, FIFO)
-            took = (time.perf_counter() - start) / n
-            for task in tasks:  # in the order they queued: each leaves the semaphore's deque from its front
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            return took
+            queued = time.perf_counter()
+            for _ in range(n):  # the k-th walks past the k - 1 woken before it (none has resumed)
+                gate.release()
+            released = time.perf_counter()
+            await asyncio.gather(*tasks)
+            return (queued - start) / n, (released - queued) / n
 
         # a first step that waits at its limit (Lib/asyncio/locks.py Semaphore.acquire: a future appended to the
         # semaphore's waiters, awaited): ~1.2 us here against a resumption's ~6 (the timer, the future's callback,
-        # a new sleep); a batch of 10,000 behind asyncio:100 runs 9,900 of them before its first wave ends
-        runner.run(block(2000))  # warm up
-        block_step = _median([runner.run(block(2000)) for _ in range(max(3, repeats))])
-
-        async def releases(n: int) -> float:
-            gate = asyncio.Semaphore(0)
-
-            async def waiter() -> None:
-                await gate.acquire()
-
-            tasks = [asyncio.create_task(waiter()) for _ in range(n)]
-            await asyncio.sleep(0)  # every waiter is queued
-            start = time.perf_counter()
-            for _ in range(n):  # the k-th walks past the k - 1 woken before it (none has resumed)
-                gate.release()
-            took = time.perf_counter() - start
-            await asyncio.gather(*tasks)
-            return took / n
-
-        # n releases in one step: each costs a + b (k - 1) for the k-th, a mean of a + b (n - 1) / 2; b from two n
-        runner.run(releases(1000))  # warm up
-        small = _median([runner.run(releases(500)) for _ in range(max(3, repeats))])
-        large = _median([runner.run(releases(2000)) for _ in range(max(3, repeats))])
-        scan = max(0.0, (large - small) / ((1999 - 499) / 2))
+        # a new sleep); a batch of 10,000 behind asyncio:100 runs 9,900 of them before its first wave ends. And n
+        # releases in one step: the k-th costs a + b (k - 1), a mean of a + b (n - 1) / 2; b from two n
+        runner.run(semaphore(1000))  # warm up
+        large = [runner.run(semaphore(2000)) for _ in range(max(3, repeats))]
+        small = [runner.run(semaphore(500)) for _ in range(max(3, repeats))]
+        block_step = _median([queue for queue, _ in large])
+        scan = max(0.0, (_median([r for _, r in large]) - _median([r for _, r in small])) / ((1999 - 499) / 2))
 
         async def floor() -> float:
             samples = []
