@@ -298,6 +298,9 @@ def print_calibration(profile: MachineProfile, out: Console) -> None:
         table.add_row(f"{name}: timer granularity (waits rounded up to)", fmt_s(lp.timer_granularity_s))
     table.add_row("threads: time.sleep overshoot", fmt_s(profile.thread_sleep_overshoot_s))
     table.add_row("threads: the GIL's hand-off to a thread that was asleep", fmt_s(profile.thread_switch_s))
+    if profile.thread_switch_idle_s is not None:
+        table.add_row(f"threads: the same after {fmt_s(profile.thread_idle_after_s)} without a switch (fitted), "
+                      "its core idle", fmt_s(profile.thread_switch_idle_s))
     table.add_row("threads: start", fmt_s(profile.thread_start_s))
     table.add_row("threads: an executor worker's turnaround between jobs", fmt_s(profile.thread_turnaround_s))
     table.add_row("threads: a pool worker's turnaround between tasks (threads:N)",

@@ -54,6 +54,11 @@ class MachineProfile(Frozen):
     loops: dict[str, LoopProfile]
     thread_sleep_overshoot_s: float = Field(ge=0)
     thread_switch_s: float = Field(ge=0)
+    # the same hand-off after the woken thread's core idled 1 ms (None in profiles made before: thread_switch_s)
+    thread_switch_idle_s: float | None = Field(None, ge=0)
+    # how long without a switch makes a hand-off the idle one: fitted on recorded runs, not measured by calibrate
+    # (Machine.thread_idle_after_s)
+    thread_idle_after_s: float = Field(1e-3, gt=0)
     thread_start_s: float = Field(0.0, ge=0)  # threading.Thread.start() (0 in profiles made before)
     # a ThreadPoolExecutor worker's time between jobs an event loop awaits (0 in profiles made before)
     thread_turnaround_s: float = Field(0.0, ge=0)
@@ -131,6 +136,9 @@ class MachineProfile(Frozen):
                                if emulated_waits else 0.0),
             timer_granularity_s=lp.timer_granularity_s / s if uses_loop and emulated_waits else 0.0,
             thread_switch_s=self.thread_switch_s / s if threaded else 0.0,
+            thread_switch_idle_s=(self.thread_switch_idle_s / s if threaded and self.thread_switch_idle_s is not None
+                                  else None),
+            thread_idle_after_s=self.thread_idle_after_s / s,
             thread_start_s=self.thread_start_s / s if threaded or base.gil else 0.0,
             thread_turnaround_s=((self.thread_turnaround_s if uses_loop else self.thread_task_turnaround_s) / s
                                  if threaded else 0.0),

@@ -351,6 +351,10 @@ class Machine(Frozen):
     # per waiter passed, so many releases in one loop iteration cost quadratically (2,000 in one step: 43 ms here)
     semaphore_scan_s: float = Field(0.0, ge=0)
     thread_switch_s: float = Field(0.0, ge=0)
+    # the same hand-off when the GIL changed hands no sooner than `thread_idle_after_s` before: the woken thread's
+    # core has idled that long, and an idle virtual CPU wakes late (sim/cpu.py Gil.release); None: thread_switch_s
+    thread_switch_idle_s: float | None = Field(None, ge=0)
+    thread_idle_after_s: float = Field(1e-3, gt=0)
     # starting a thread: threading.Thread.start() blocks its caller (holding the GIL, then waiting for the
     # child to run) this long; a parallel step's branch threads and a thread pool's workers pay it
     thread_start_s: float = Field(0.0, ge=0)

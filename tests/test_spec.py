@@ -113,8 +113,8 @@ def test_bad_values_name_their_yaml_path(tmp_path):
         "services.api.concurrency: must be >= 1 (got 0)",
         "strategy: asyncio needs a count >= 1, got 0 in 'asyncio:0'",
         "machine.foo: unknown key (allowed: cores, gil, switch_interval_s, loop_step_s, task_create_s, "
-        "loop_block_s, semaphore_scan_s, thread_switch_s, thread_start_s, thread_turnaround_s, thread_submit_s, "
-        "thread_return_s, "
+        "loop_block_s, semaphore_scan_s, thread_switch_s, thread_switch_idle_s, thread_idle_after_s, thread_start_s, "
+        "thread_turnaround_s, thread_submit_s, thread_return_s, "
         "loop_race_idle_s, loop_race_wins, loop_wake_s, loop_read_s, loop_read_handoff_s, process_dispatch_s, "
         "process_return_s, "
         "process_turnaround_s, "

@@ -216,3 +216,15 @@ def test_a_profile_gives_a_blocking_thread_pool_its_own_turnaround():
         assert measured.machine_for(a.parse_strategy(other), a.Machine()).thread_turnaround_s == 0.0
     # a profile made before it was measured: none, as before
     assert PROFILE.machine_for(a.parse_strategy("threads:8"), a.Machine()).thread_turnaround_s == 0.0
+
+
+def test_a_profile_gives_threads_the_hand_off_to_a_core_that_idled():
+    measured = PROFILE.model_copy(update={"thread_switch_idle_s": 1.5e-4})
+    for threaded in ("threads:8", "asyncio:4+threads:2"):
+        m = measured.machine_for(a.parse_strategy(threaded), a.Machine(), time_scale=0.5)
+        assert (m.thread_switch_idle_s, m.thread_idle_after_s) == pytest.approx((3e-4, 2e-3))
+    for other in ("sequential", "processes:2", "asyncio:4"):
+        assert measured.machine_for(a.parse_strategy(other), a.Machine()).thread_switch_idle_s is None
+    # a profile made before it was measured: every hand-off costs thread_switch_s, as before
+    assert PROFILE.thread_switch_idle_s is None
+    assert PROFILE.machine_for(a.parse_strategy("threads:8"), a.Machine()).thread_switch_idle_s is None

@@ -135,6 +135,10 @@ def _thread_sleep_overshoot(repeats: int) -> float:
     return max(0.0, _median(samples))
 
 
+# a hand-off after this long without a switch finds the woken thread's core idle (the profile's fitted figure)
+IDLE_AFTER: float = MachineProfile.model_fields["thread_idle_after_s"].default
+
+
 def _thread_switch(repeats: int, rate: float, asleep: float = 0.005, hold: float = 0.0001, n: int = 40) -> float:
     """The GIL's hand-off to a thread that was asleep, as a program's threads are between their work: a thread
     blocked `asleep` seconds on a lock is woken by one that holds the GIL, computes `hold` seconds meanwhile, then
@@ -606,8 +610,13 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     # row gave 28-61 us and 139-172 us, 16 of them the slower); the suite's thread runs replay best at the faster
     # (60 runs recorded after two calibrations that met the slower, 144 and 149 us: 6.31% mean |T error| with them,
     # 4.44% with 25 us). So the woken thread's core idles 0.1 ms, not 0.5 (_thread_switch), and three batches at
-    # three moments of the calibration give the fastest batch's median.
+    # three moments of the calibration give the fastest batch's median. A hand-off after 1 ms without a switch
+    # (the woken thread's core idled that long) is timed next to each, and the slowest batch's median kept: this
+    # host gives 25-45 us in a quiet minute and 150-180 us in a busy one, and 384 recorded thread runs of eight sets
+    # over three days replay best with the busy figure in every set (5.10% mean |T error| with one figure for
+    # all hand-offs; 4.31% with 150 us after 1 ms idle, 4.32% with 200, 4.61% with 100, 4.9% with 45).
     switches = [_thread_switch(repeats, rate, n=14)]
+    idle_switches = [_thread_switch(repeats, rate, hold=IDLE_AFTER, n=14)]
     thread_start = _thread_start(repeats)
     thread_turnaround = _thread_turnaround(repeats, rate)
     task_turnaround = _thread_task_turnaround(repeats, rate)
@@ -616,6 +625,7 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     loop_wake = _loop_wake(repeats)
     loop_read = _loop_read(repeats)
     switches.append(_thread_switch(repeats, rate, n=14))
+    idle_switches.append(_thread_switch(repeats, rate, hold=IDLE_AFTER, n=14))
     say("processes: dispatch round trip, turnaround between queued jobs, an offload's two legs from an event loop")
     dispatch = _process_dispatch(repeats)
     turnaround = _process_turnaround(repeats)
@@ -630,6 +640,7 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     tick = _scheduler_tick()
     jitter = _cpu_jitter(repeats, rate)
     switches.append(_thread_switch(repeats, rate, n=14))
+    idle_switches.append(_thread_switch(repeats, rate, hold=IDLE_AFTER, n=14))
     switch = min(switches)
     return MachineProfile(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -637,7 +648,8 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         platform=platform.platform(), cpu_count=os.cpu_count() or 1,
         gil=bool(getattr(sys, "_is_gil_enabled", lambda: True)()),
         cpu_rate=rate, switch_interval_s=sys.getswitchinterval(), loops=loops,
-        thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch, thread_start_s=thread_start,
+        thread_sleep_overshoot_s=thread_overshoot, thread_switch_s=switch,
+        thread_switch_idle_s=max(switch, *idle_switches), thread_start_s=thread_start,
         thread_turnaround_s=thread_turnaround, thread_task_turnaround_s=task_turnaround,
         thread_submit_s=thread_submit, thread_return_s=thread_return,
         loop_race_idle_s=race_idle, loop_race_wins=race_share, loop_wake_s=loop_wake, loop_read_s=loop_read,

@@ -104,7 +104,10 @@ class Gil:
     that wants the GIL while two others compute gets it at the latest at the third forced switch.
     A waiter whose interval saw a switch asks nothing and sleeps another interval. A holder that blocks (I/O)
     releases the GIL at once to the longest waiter, which runs `handoff` later (its thread wakes on the condition
-    variable; under asyncio + threads, Machine.thread_switch_s: a one-way Event ping-pong, measured). One that
+    variable; Machine.thread_switch_s, measured). When the GIL has not changed hands for `idle_after`
+    (Machine.thread_idle_after_s), the waiter's core has idled meanwhile (one thread runs Python at a time) and its
+    wake-up takes `idle_handoff` (Machine.thread_switch_idle_s): on this 2-vCPU virtual machine 16-60 us after
+    0.1 ms idle, 25-45 us or 150-180 us after 0.5-2 ms as the hypervisor is quiet or busy (calibrate). One that
     releases it for a moment (`blip`, a syscall such as the self-pipe write of call_soon_threadsafe) takes it back
     before the signalled waiter wakes, which then sleeps a fresh interval (the loop thread that this very write
     wakes from select() races it: race_won).
@@ -114,10 +117,14 @@ class Gil:
     the loop saw 197-200 of 200 results only after the backlog, on one worker or two).
     """
 
-    def __init__(self, env: simpy.Environment, interval: float, handoff: float = 0.0) -> None:
+    def __init__(self, env: simpy.Environment, interval: float, handoff: float = 0.0, *,
+                 idle_handoff: float | None = None, idle_after: float = math.inf) -> None:
         self.env = env
         self.interval = interval
         self.handoff = handoff  # from a release to its waiter running: the condition variable's wake-up
+        # the same after `idle_after` without a switch: the waiter's core has idled, and wakes later
+        self.idle_handoff = handoff if idle_handoff is None else idle_handoff
+        self.idle_after = idle_after
         self.holder: SimThread | None = None
         self.computing = False  # the holder is inside compute()
         self.waiters: deque[list[Any]] = deque()  # [thread, event, since]: since = when its current wait began
@@ -156,11 +163,12 @@ class Gil:
             self.waiters.remove(waiter)
             nxt, event, _ = waiter
             self.holder = nxt
+            handoff = self.idle_handoff if self.env.now - self.last_switch >= self.idle_after - _EPS else self.handoff
             self.last_switch = self.env.now
             self.switches += 1
             self._rearm()
-            if self.handoff:  # the GIL is the waiter's, which runs once its thread has woken
-                self.env.timeout(self.handoff).callbacks.append(lambda _e: event.succeed())
+            if handoff:  # the GIL is the waiter's, which runs once its thread has woken
+                self.env.timeout(handoff).callbacks.append(lambda _e: event.succeed())
             else:
                 event.succeed()
         else:

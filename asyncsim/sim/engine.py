@@ -149,7 +149,7 @@ class Engine:
             self.task_create = m.task_create_s
             self.admit_res = tb.resource_id("limit")
             if strategy.threaded and m.gil:  # the loop thread and the executor's threads share one GIL
-                self.gil = Gil(env, m.switch_interval_s, handoff=m.thread_switch_s)
+                self.gil = _gil(env, m)
             self.loop = Loop(env, SimThread(self.gil))
             # a loop's timer falls due on time; the idle loop wakes for it late from select() (Loop._select_late)
             self.loop.granularity, self.loop.overshoot = m.timer_granularity_s, m.sleep_overshoot_s
@@ -200,7 +200,7 @@ class Engine:
         if strategy.threaded:
             self.exec_res = tb.resource_id("gil") if m.gil else -1
             # a released GIL reaches a waiting thread one wake-up later, as under asyncio + threads
-            self.gil = Gil(env, m.switch_interval_s, handoff=m.thread_switch_s) if m.gil else None
+            self.gil = _gil(env, m) if m.gil else None
             if self.gil is not None and self.sc.arrivals is not None and self.sc.workload.policy.kind == "fifo":
                 self.unstarted = self.limit  # the main thread starts the pool's threads as it submits tasks
             self.strand_overhead = m.thread_switch_s if m.gil else 0.0
@@ -1028,3 +1028,9 @@ def _find_cycle(waits: dict[str, tuple[str, float]], holders: dict[str, list[str
             seen[nxt] = len(path) - 1
             node = nxt
     return []
+
+
+def _gil(env: simpy.Environment, m: Machine) -> Gil:
+    """The GIL of a run on machine `m`: its switch interval and the two hand-off figures."""
+    return Gil(env, m.switch_interval_s, handoff=m.thread_switch_s, idle_handoff=m.thread_switch_idle_s,
+               idle_after=m.thread_idle_after_s)

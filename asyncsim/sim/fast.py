@@ -36,10 +36,10 @@ __all__ = ["ENGINES", "fast_plan", "refusal", "run_fast"]
 ENGINES = ("auto", "des", "fast")
 """`auto`: the fast path where it is exact, else the discrete-event engine; `des`, `fast`: that one."""
 
-_OVERHEADS = ("loop_step_s", "task_create_s", "loop_block_s", "thread_switch_s", "thread_start_s",
-              "thread_turnaround_s", "thread_submit_s", "thread_return_s", "process_dispatch_s", "process_return_s",
-              "process_start_s", "process_wake_busy_s", "process_turnaround_s", "busy_wake_s", "sleep_overshoot_s",
-              "timer_granularity_s", "semaphore_scan_s")
+_OVERHEADS = ("loop_step_s", "task_create_s", "loop_block_s", "thread_switch_s", "thread_switch_idle_s",
+              "thread_start_s", "thread_turnaround_s", "thread_submit_s", "thread_return_s", "process_dispatch_s",
+              "process_return_s", "process_start_s", "process_wake_busy_s", "process_turnaround_s", "busy_wake_s",
+              "sleep_overshoot_s", "timer_granularity_s", "semaphore_scan_s")
 
 
 # ------------------------------------------------------------------------------------------ eligibility
