@@ -222,6 +222,20 @@ def test_a_gil_that_stayed_with_one_thread_reaches_its_waiter_after_the_idle_han
     assert _holding_times(0.005, plan, handoff=1e-4, **idle) == pytest.approx([0.0, 0.0025, 0.004], abs=1e-12)
 
 
+def test_a_waiter_awake_already_takes_the_gil_in_the_short_hand_off_however_long_the_holder_kept_it():
+    """A release to a waiter that is running (the loop's self-pipe reader hands the GIL to the worker its select(0)
+    woke: Loop._read) pays `handoff`, not `idle_handoff`: that waiter's core is not idle."""
+    env = simpy.Environment()
+    gil = Gil(env, 0.005, 1e-4, idle_handoff=5e-4, idle_after=1e-3)
+    holder, waiter = SimThread(gil), SimThread(gil)
+    assert gil.acquire(holder) is None
+    event = gil.acquire(waiter)
+    env.run(until=0.002)
+    gil.release(holder, to=gil.waiters[0])
+    env.run(until=event)
+    assert env.now == pytest.approx(0.0021, abs=1e-12)
+
+
 def test_asyncio_and_threads_hand_the_gil_over_in_the_calibrated_thread_switch():
     """Under asyncio + threads the GIL's hand-off is Machine.thread_switch_s. One 2 ms job on one worker: starting
     the worker hands it the GIL, and it runs the job at once; the loop, waiting for the GIL to finish its step,

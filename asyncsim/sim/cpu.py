@@ -163,7 +163,9 @@ class Gil:
             self.waiters.remove(waiter)
             nxt, event, _ = waiter
             self.holder = nxt
-            handoff = self.idle_handoff if self.env.now - self.last_switch >= self.idle_after - _EPS else self.handoff
+            # a waiter awake already (`to`) or one whose core ran lately wakes in `handoff`
+            idle = to is None and self.env.now - self.last_switch >= self.idle_after - _EPS
+            handoff = self.idle_handoff if idle else self.handoff
             self.last_switch = self.env.now
             self.switches += 1
             self._rearm()
