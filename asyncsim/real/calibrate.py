@@ -614,7 +614,7 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     # (the woken thread's core idled that long) is timed next to each, and the slowest batch's median kept: this
     # host gives 25-45 us in a quiet minute and 150-180 us in a busy one, and 384 recorded thread runs of eight sets
     # over three days replay best with the busy figure in every set (5.10% mean |T error| with one figure for
-    # all hand-offs; 4.31% with 150 us after 1 ms idle, 4.32% with 200, 4.61% with 100, 4.9% with 45).
+    # all hand-offs; 4.31% with 150 us after 1 ms idle, 4.32% with 200, 4.61% with 100, 4.99% with 45).
     switches = [_thread_switch(repeats, rate, n=14)]
     idle_switches = [_thread_switch(repeats, rate, hold=IDLE_AFTER, n=14)]
     thread_start = _thread_start(repeats)
