@@ -615,8 +615,14 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     # host gives 25-45 us in a quiet minute and 150-180 us in a busy one, and 384 recorded thread runs of eight sets
     # over three days replay best with the busy figure in every set (5.10% mean |T error| with one figure for
     # all hand-offs; 4.31% with 150 us after 1 ms idle, 4.32% with 200, 4.61% with 100, 4.99% with 45).
-    switches = [_thread_switch(repeats, rate, n=14)]
-    idle_switches = [_thread_switch(repeats, rate, hold=IDLE_AFTER, n=14)]
+    switches: list[float] = []
+    idle_switches: list[float] = []
+
+    def hand_offs() -> None:  # one batch of each, at this moment of the calibration
+        switches.append(_thread_switch(repeats, rate, n=14))
+        idle_switches.append(_thread_switch(repeats, rate, hold=IDLE_AFTER, n=14))
+
+    hand_offs()
     thread_start = _thread_start(repeats)
     thread_turnaround = _thread_turnaround(repeats, rate)
     task_turnaround = _thread_task_turnaround(repeats, rate)
@@ -624,8 +630,7 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
     race_idle, race_share = loop_race(repeats, rate)
     loop_wake = _loop_wake(repeats)
     loop_read = _loop_read(repeats)
-    switches.append(_thread_switch(repeats, rate, n=14))
-    idle_switches.append(_thread_switch(repeats, rate, hold=IDLE_AFTER, n=14))
+    hand_offs()
     say("processes: dispatch round trip, turnaround between queued jobs, an offload's two legs from an event loop")
     dispatch = _process_dispatch(repeats)
     turnaround = _process_turnaround(repeats)
@@ -639,8 +644,7 @@ def calibrate(*, repeats: int = 3, progress: Callable[[str], Any] | None = None)
         "the same CPU work's time")
     tick = _scheduler_tick()
     jitter = _cpu_jitter(repeats, rate)
-    switches.append(_thread_switch(repeats, rate, n=14))
-    idle_switches.append(_thread_switch(repeats, rate, hold=IDLE_AFTER, n=14))
+    hand_offs()
     switch = min(switches)
     return MachineProfile(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
