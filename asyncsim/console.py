@@ -309,8 +309,6 @@ def print_calibration(profile: MachineProfile, out: Console) -> None:
                   f"{fmt_s(profile.thread_submit_s)} + {fmt_s(profile.thread_return_s)}")
     table.add_row("threads: the idle loop's wake-up by a worker's result", fmt_s(profile.loop_wake_s))
     table.add_row("threads: the loop's self-pipe read, per iteration that finds results", fmt_s(profile.loop_read_s))
-    table.add_row("threads: a GIL waiter takes it at that read if it slept under (fitted)",
-                  fmt_s(profile.loop_read_handoff_s))
     table.add_row("threads: the loop loses a worker's result race after idling",
                   fmt_s(profile.loop_race_idle_s) if profile.loop_race_idle_s else "never")
     if profile.loop_race_wins is not None:

@@ -11,8 +11,9 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from ._io import write_atomic
 from ._json import dumps
@@ -25,6 +26,9 @@ from .strategies import Strategy
 __all__ = ["LoopProfile", "MachineProfile"]
 
 PROFILE_VERSION = 1
+# fields that profiles saved by earlier releases may hold and this one no longer uses: read and dropped
+# (loop_read_handoff_s: a fitted rule that the thread pool's work-queue protocol replaced, 2026-12-06)
+RETIRED_FIELDS = frozenset({"loop_read_handoff_s"})
 
 
 class LoopProfile(Frozen):
@@ -75,9 +79,6 @@ class MachineProfile(Frozen):
     loop_wake_s: float = Field(0.0, ge=0)
     # the loop's self-pipe reader handle, once per iteration that finds another thread's writes (0 in profiles before)
     loop_read_s: float = Field(0.0, ge=0)
-    # how long a worker waiting for the GIL may have slept and still take it at the loop's self-pipe read: fitted on
-    # recorded runs, not measured by calibrate (sim/cpu.py READ_HANDOFF)
-    loop_read_handoff_s: float = Field(3e-3, ge=0)
     process_dispatch_s: float = Field(ge=0)
     # an offloaded CPU step's round trip from an event loop, in two legs (None in profiles made before them)
     process_submit_s: float | None = Field(None, ge=0)  # run_in_executor() to the worker starting the job
@@ -116,6 +117,14 @@ class MachineProfile(Frozen):
         """The shortest wait this machine's timers honour (real seconds)."""
         return self.loop(loop).timer_floor_s
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired(cls, data: Any) -> Any:
+        """A profile saved by an earlier release keeps loading: fields it no longer uses are dropped."""
+        if isinstance(data, dict) and RETIRED_FIELDS & data.keys():
+            return {k: v for k, v in data.items() if k not in RETIRED_FIELDS}
+        return data
+
     def machine_for(self, strategy: Strategy, base: Machine, *, time_scale: float = 1.0,
                     loop: str = "asyncio", emulated_waits: bool = False) -> Machine:
         """The Machine to simulate `strategy` with: `base`'s cores and GIL, this profile's overheads / time_scale.
@@ -148,7 +157,6 @@ class MachineProfile(Frozen):
             loop_race_wins=base.loop_race_wins if self.loop_race_wins is None else self.loop_race_wins,
             loop_wake_s=self.loop_wake_s / s if threaded and uses_loop else 0.0,
             loop_read_s=self.loop_read_s / s if threaded and uses_loop else 0.0,
-            loop_read_handoff_s=self.loop_read_handoff_s / s if threaded and uses_loop and self.loop_read_s else 0.0,
             process_dispatch_s=self._dispatch(uses_loop) / s if dispatching else 0.0,
             process_return_s=(self.process_return_s or 0.0) / s if dispatching and uses_loop else 0.0,
             process_start_s=self.process_start_s / s if dispatching else 0.0,

@@ -380,10 +380,6 @@ class Machine(Frozen):
     # loop runs once per iteration whose select() finds workers' results written since it last read, after the
     # handles already ready (those results' among them)
     loop_read_s: float = Field(0.0, ge=0)
-    # asyncio + threads: a worker waiting for the GIL that had slept less than this when an iteration's select(0)
-    # woke it (releasing the GIL for a moment, which the loop keeps) takes the GIL at that iteration's self-pipe
-    # read (its recv releases it again), and the loop waits for it back; 0: never (sim/cpu.py READ_HANDOFF)
-    loop_read_handoff_s: float = Field(0.0, ge=0)
     process_dispatch_s: float = Field(0.0, ge=0)
     # from a process finishing an offloaded CPU step to the awaiting coroutine running (the result's trip back
     # through the pool's management thread and the loop's wake-up); the worker is free meanwhile

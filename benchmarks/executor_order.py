@@ -16,10 +16,10 @@ next select(0), the self-pipe reader, or later).
 Measured here (2026-12-05, 2 vCPUs, CPython 3.11.7, Linux 6.18):
 - 220-229 of 239 jobs ran on the thread that ran the job before: a loop's burst of submits wakes one worker
   (SimpleQueue.put releases its lock only if a getter sleeps on it, Modules/_queuemodule.c), and the worker that
-  ends a job pops the next without giving up the GIL. The simulator binds each job to an idle worker at submit;
-  a model that binds at pop instead (CPython's rule) was tried and not adopted: on 135 suite runs 3.95% ->
-  3.84% mean |T error|, on 35 thread-offload runs 6.45% -> 7.39% (asyncio:10+threads:4 and 0.5 ms jobs on 8
-  threads got worse: the model runs faster still, where it already ran too fast).
+  ends a job pops the next without giving up the GIL. The simulator bound each job to an idle worker at submit;
+  binding at pop (CPython's rule) was tried then and not adopted (35 thread-offload runs 6.45% -> 7.39%). With the
+  race at a new worker's start modelled too and the reader hand-off below dropped, it was (2026-12-06:
+  sim/resources.py WorkQueue, benchmarks/work_queue.py).
 - Runs fall in two regimes: T 374-387 ms (a job's submit to start 0.9-1.0 ms, end to resume 0.6-0.8 ms), or
   441-451 ms (1.8-2.0 and 1.9-2.2 ms). In the slow one the eight coroutines move in lock-step from the start:
   the loop submits eight jobs, one worker runs all eight back to back while the loop waits for the GIL, and
@@ -36,7 +36,8 @@ Measured here (2026-12-05, 2 vCPUs, CPython 3.11.7, Linux 6.18):
 - Part 4 (2026-12-05, late night): the waiting worker took the GIL in the self-pipe reader (its recv releases it) in
   9-39% of 60-100 trials per sleep, the share moving from batch to batch, not with the sleep; at the select(0) in
   0 of 1,200; after 10 ms never there (past the switch interval a forced switch lets it in first). The simulator
-  hands over at the reader (Machine.loop_read_handoff_s, sim/cpu.py READ_HANDOFF).
+  handed over at the reader until 2026-12-06 (a fitted Machine.loop_read_handoff_s); with the work queue's protocol
+  it does not (sim/cpu.py, THE SELF-PIPE READER).
 """
 
 from __future__ import annotations

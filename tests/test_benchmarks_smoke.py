@@ -122,9 +122,10 @@ def test_loop_race_counts_wins_at_every_idle_for_warm_and_fresh_pools():
 
 @pytest.mark.validation
 def test_a_waiting_worker_takes_the_gil_in_the_loops_self_pipe_reader_not_at_its_select():
-    """executor_order.py part 4 (Machine.loop_read_handoff_s): a worker waiting for the GIL while the loop finishes an
-    iteration gets it in the next iteration's self-pipe reader (whose recv releases it) in some trials, 9-39% here,
-    and at that iteration's select(0) in next to none (0 of 1,200). Measured again on a miss: the share moves."""
+    """executor_order.py part 4 (sim/cpu.py, THE SELF-PIPE READER): a worker waiting for the GIL while the loop
+    finishes an iteration gets it in the next iteration's self-pipe reader (whose recv releases it) in some trials,
+    9-39% here, and at that iteration's select(0) in next to none (0 of 1,200). Measured again on a miss: the share
+    moves."""
     import importlib.util
 
     from asyncsim.real.cpuwork import measure_rate

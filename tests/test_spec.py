@@ -115,7 +115,7 @@ def test_bad_values_name_their_yaml_path(tmp_path):
         "machine.foo: unknown key (allowed: cores, gil, switch_interval_s, loop_step_s, task_create_s, "
         "loop_block_s, semaphore_scan_s, thread_switch_s, thread_switch_idle_s, thread_idle_after_s, thread_start_s, "
         "thread_turnaround_s, thread_submit_s, thread_return_s, "
-        "loop_race_idle_s, loop_race_wins, loop_wake_s, loop_read_s, loop_read_handoff_s, process_dispatch_s, "
+        "loop_race_idle_s, loop_race_wins, loop_wake_s, loop_read_s, process_dispatch_s, "
         "process_return_s, "
         "process_turnaround_s, "
         "process_start_s, process_wake_busy_s, busy_wake_s, core_balance_s, sleep_overshoot_s, timer_granularity_s, "

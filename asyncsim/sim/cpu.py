@@ -37,25 +37,16 @@ _EPS = 1e-12
 # suite's recorded runs then replayed best with every second race won (mean |error| over 25 asyncio cases, eight
 # runs each: 1.99% never, 1.55% every second, 1.66% every third); that afternoon it won none of 30 at any idle (the
 # CI machine none of 20), and that day's recorded thread-offload runs replayed best with none (7.14% -> 5.72%).
-# A prediction applies both (MachineProfile.machine_for). With a share under 1/2 and exact constant steps, jobs of
-# exactly the switch interval on two threads lock into a convoy (every GIL slice ends one job, whose write moves the
-# waiting loop behind the other worker; +20% on 5 ms jobs) that real runs' jitter breaks: Machine.cpu_jitter_cv.
+# A prediction applies both (MachineProfile.machine_for).
 
-# READ_HANDOFF (Loop._read, Machine.loop_read_handoff_s). An iteration's select(0) releases the GIL for a moment, and
-# the thread waiting for it that this signals wakes too late to take it (0 of 1,200 trials here); but the same
-# iteration's self-pipe reader (BaseSelectorEventLoop._read_from_self) then calls recv twice, each releasing the GIL
-# again, and by then the signalled thread may be running: it takes the GIL there, and the loop waits for it back.
-# Measured with a real loop (benchmarks/executor_order.py, part 4: a worker woken by a submit, asleep 0.05-3 ms for
-# the GIL before the next iteration): it took the GIL in the reader in 9-39% of 60-100 trials, the share moving
-# between batches minutes apart, not with the sleep; never at the select(0). In the suite's 0.5 ms offload runs
-# it decides the regime: in the slow one (T 437-466 ms) a worker took the GIL in the first iteration's reader and
-# ran the whole first burst of jobs, so all eight coroutines resumed together and stayed in lock-step; where the
-# loop kept the GIL they split into cohorts (T 370-410 ms), and the model, which never handed over there, always
-# split them: -10% to -14% on the slow runs. A merge is for good, and chances recur, so the model hands over at every
-# read rather than at a share of them. Only to a waiter that slept less than `loop_read_handoff_s` (3 ms, fitted)
-# before the select(0): handing over at every read made asyncio:10+threads:4 bunch its coroutines behind 4 ms jobs
-# (+18%), and 2-4 ms leave the 0.5 ms cases as they are. Same recorded runs replayed without and with (3 ms): mean
-# |T error| 4.35% -> 3.16% (36 thread runs), 4.93% -> 3.32% (30), 4.46% -> 3.88% (270 suite runs).
+# THE SELF-PIPE READER. An iteration's select(0) releases the GIL for a moment, and the self-pipe's reader
+# (BaseSelectorEventLoop._read_from_self) calls recv twice, each releasing it again. A worker woken by a submit takes
+# it at the reader in 9-39% of trials here, never at the select(0) (benchmarks/executor_order.py, part 4). Until
+# 2026-12-06 the model handed the GIL over there whenever the signalled waiter had slept under 3 ms (a fitted
+# Machine.loop_read_handoff_s): with every idle worker woken by each submit, as the model then had it, that put the
+# 0.5 ms offload cases in the regime their slow runs take. With the work queue's real protocol (one sleeper woken at
+# a time: sim/resources.py WorkQueue) the same recorded runs replay best without it, and the rule is gone: 0.5 ms jobs
+# on 2 workers 8.8% -> 6.1% mean |T error| over 69 runs of 14 recorded sets (4 workers 6.3% -> 6.6%).
 
 
 def race_won(n: int, share: float) -> bool:
@@ -149,13 +140,13 @@ class Gil:
             self.schedule_drop()
         return event
 
-    def release(self, thread: SimThread, *, forced: bool = False, to: list[Any] | None = None) -> None:
-        """Give the GIL up: to the waiter `to` if given (one awake already); `forced`, to the waiter that asked for
-        it two times in three; else (and the third time) to the longest waiter."""
+    def release(self, thread: SimThread, *, forced: bool = False) -> None:
+        """Give the GIL up: `forced`, to the waiter that asked for it two times in three; else (and the third time)
+        to the longest waiter."""
         assert self.holder is thread, "released a GIL it does not hold"
         self.computing = False
         if self.waiters:
-            waiter = self.waiters[0] if to is None else to
+            waiter = self.waiters[0]
             if forced:
                 self.forced += 1
                 if self.forced % 3 and self.requester is not None:
@@ -163,8 +154,8 @@ class Gil:
             self.waiters.remove(waiter)
             nxt, event, _ = waiter
             self.holder = nxt
-            # a waiter awake already (`to`) or one whose core ran lately wakes in `handoff`
-            idle = to is None and self.env.now - self.last_switch >= self.idle_after - _EPS
+            # a waiter whose core ran lately wakes in `handoff`
+            idle = self.env.now - self.last_switch >= self.idle_after - _EPS
             handoff = self.idle_handoff if idle else self.handoff
             self.last_switch = self.env.now
             self.switches += 1
@@ -437,10 +428,6 @@ class Loop:
         # handles already ready (_process_events -> _add_callback, before the timers that fell due)
         self.read_cost = 0.0
         self.unread = False  # another thread wrote to the self-pipe since the loop last read it
-        # a thread waiting for the GIL that slept less than this before this iteration's select(0) signalled it takes
-        # the GIL at the reader's recv (`_read`); 0: never
-        self.read_handoff = 0.0
-        self.signalled: tuple[list[Any], float] | None = None  # that waiter, and how long it had slept
         self.wakes = 0  # counts scheduled wake-ups: a superseded one is void
         # fires once everything else at its instant has happened: scheduled at priority 2, after NORMAL (1), as
         # SimPy orders events by (time, priority, id); one event object, rescheduled (one settle is due at most)
@@ -562,17 +549,13 @@ class Loop:
                     if gil is not None and gil.holder is self.thread:
                         gil.release(self.thread)
                     return
-                self.signalled = None
                 if gil is not None and gil.waiters and gil.holder is self.thread:
-                    if self.read_handoff:  # the waiter this select(0) wakes, and how long it slept before
-                        waiter = gil.waiters[0]
-                        self.signalled = (waiter, self.env.now - waiter[2])
                     gil.blip()  # the new iteration's select(0) releases the GIL for a moment
             event, hops = ready.popleft()
             self.todo -= 1
             if event is None:  # the self-pipe's reader
                 self.busy = True
-                self.env.process(self._read())
+                self.env.process(self._work(self.read_cost))
                 return
             if hops > 1:  # a callback that call_soons the next hop, at once (it costs no time)
                 if hops & PAID:  # ... unless it does work first
@@ -596,21 +579,6 @@ class Loop:
             for callback in callbacks:
                 callback(event)
             return
-
-    def _read(self) -> Generator[Any, Any, None]:
-        """The self-pipe's reader, whose `recv` calls release the GIL for a moment: the waiter that this iteration's
-        select(0) signalled (Gil.blip) lost that race, but its thread, awake by now, takes the GIL at the reader's
-        recv if it had slept less than `read_handoff` before that signal, and the loop waits to get it back (see
-        READ_HANDOFF)."""
-        gil = self.thread.gil
-        signalled, self.signalled = self.signalled, None
-        if (signalled is not None and gil is not None and gil.holder is self.thread and signalled[1] < self.read_handoff
-                and any(waiter is signalled[0] for waiter in gil.waiters)):
-            gil.release(self.thread, to=signalled[0])
-            event = gil.acquire(self.thread)
-            if event is not None:
-                yield event
-        yield from self._work(self.read_cost)
 
     def _work(self, cost: float, then: tuple[simpy.Event, int] | None = None) -> Generator[Any, Any, None]:
         """A handle that costs the loop `cost` CPU seconds: the self-pipe's reader, or a PAID hop, which then

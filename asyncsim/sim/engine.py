@@ -46,7 +46,7 @@ from .cpu import (
     race_won,
 )
 from .driver import TaskDriver, run_until_empty
-from .resources import SimService, Slots, capacities
+from .resources import SimService, Slots, WorkQueue, capacities
 
 
 class Engine:
@@ -107,6 +107,9 @@ class Engine:
         self.pool_up_at = 0.0  # when that is
         self.executor: tuple[Slots, deque[SimThread], int] | None = None
         self.executor_workers = 0  # the executor's max_workers
+        self.work_queue: WorkQueue | None = None  # a ThreadPoolExecutor's jobs and idle workers (asyncio+threads:N)
+        self.asleep: dict[SimThread, float] = {}  # when each of its workers asleep on the queue's lock began to sleep
+        self.waking: set[SimThread] = set()  # its workers woken by that lock that have not got the GIL since
         # a blocking pool's workers, idle ones first, when each keeps to its core (Machine.core_balance_s)
         self.pool_workers: deque[SimThread] | None = None
         self.unstarted = 0  # a thread pool's workers not started yet (ThreadPoolExecutor starts them lazily):
@@ -166,6 +169,7 @@ class Engine:
                     self.executor = (Slots(env, off.workers), workers, tb.resource_id("executor"))
                 else:  # a ThreadPoolExecutor starts a thread per submit while none is idle (_adjust_thread_count)
                     self.executor = (Slots(env, 0), deque(), tb.resource_id("executor"))
+                    self.work_queue = WorkQueue()
                     self.unstarted = off.workers
                     self.job_turnaround = m.thread_turnaround_s
                     self.job_submit = m.thread_submit_s
@@ -178,7 +182,6 @@ class Engine:
                         self.job_woke |= CROSS
                     if m.loop_read_s > 0:  # and the next iteration's select() queues the self-pipe's reader
                         self.loop.read_cost = m.loop_read_s
-                        self.loop.read_handoff = m.loop_read_handoff_s
                         self.job_woke |= CROSS
                 runners = (0 if self.gil is not None else off.workers) + 1
                 if strategy.dispatching:
@@ -371,7 +374,7 @@ class Engine:
                 worker = SimThread(gil)
                 if self.thread_start:  # creating the OS thread, until it runs
                     yield from compute(env, self.cores, main, self.thread_start)
-                gil.barge(main, worker)
+                gil.barge(main, worker)  # (not _new_thread_runs: see there)
                 self._arrive(i, at=t, thread=worker)
                 event = gil.acquire(main)
                 if event is not None:
@@ -619,7 +622,7 @@ class Engine:
                         overhead += self.job_submit
                     if overhead or env.now > ready:
                         tb.add(i, subject.id, K_RESUME, s.res, ready, env.now - overhead, env.now, overhead)
-                    job = self.executor[0].request()
+                    job = self._submit() if self.work_queue is not None else self.executor[0].request()
                     if self._starts_a_thread():  # the submit starts a worker thread; the job goes on meanwhile
                         offload = env.process(self._offload(i, subject.id, value, env.now, job))
                         yield from self._start_worker(s)
@@ -818,29 +821,92 @@ class Engine:
 
     def _start_worker(self, s: Strand) -> Generator[Any, Any, None]:
         """The loop thread starts an executor's worker thread: `Thread.start()` blocks it on `_started.wait()`
-        until the new thread runs, which then keeps the GIL for its job (the first queued one): the loop thread
-        waits for it again, a switch interval when the job is CPU."""
-        assert self.executor is not None
-        slots, workers, _ = self.executor
+        until the new thread has the GIL (`_new_thread_runs`), which then takes the first queued job and keeps the GIL
+        for it: the loop thread waits for it again, a switch interval when the job is CPU."""
         self.unstarted -= 1
-        slots.capacity += 1
         thread = SimThread(self.gil)
         gil = self.gil
         if self.thread_start:  # creating the OS thread, until it runs
             yield from compute(self.env, self.cores, s.thread, self.thread_start)
-        if gil is not None:  # the loop thread blocks in Thread.start(); the new thread, running, takes the GIL
-            gil.barge(s.thread, thread)
-        if slots.waiting():  # it takes the first queued job (the work queue is FIFO), keeping the GIL
-            slots.in_use += 1
-            slots.release(thread)
-        else:  # a worker that ended its job took it meanwhile
-            workers.append(thread)
-            if gil is not None:
-                gil.release(thread)
+        if gil is not None:  # the loop thread blocks in Thread.start() until the new thread has the GIL
+            yield from self._new_thread_runs(s.thread, thread)
+        # it takes the first queued job, keeping the GIL, or sleeps if a worker that ended its job took it meanwhile
+        self._get_job(thread)
         if gil is not None:
             event = gil.acquire(s.thread)
             if event is not None:
                 yield event
+
+    def _new_thread_runs(self, starter: SimThread, thread: SimThread) -> Generator[Any, Any, None]:
+        """`starter`, holding the GIL, has created `thread` and blocks in `Thread.start()` (on `_started.wait()`,
+        letting the GIL go) until `thread` has the GIL and sets `_started`. The new thread, running, takes it before
+        the waiter that this release signals, unless that waiter is a thread the GIL was taken from (asleep on its
+        condition variable): measured (a loop starting a pool's second worker, 30 runs), a worker forced off the GIL
+        by the loop ran first in 15, and the new thread waited for its own switch interval; a worker just woken from
+        the work queue's lock (`waking`) ran first in 5 of 40, and the new thread in the other 35. A blocking pool's
+        main thread (threads:N) lets its new thread barge in: its waiters are workers back from I/O, and the rule made
+        no difference to the suite's thread rows there (and the research's reference DES, tests/test_gil.py, barges)."""
+        gil = starter.gil
+        assert gil is not None
+        if not gil.waiters or gil.waiters[0][0] in self.waking:
+            gil.barge(starter, thread)
+            return
+        gil.release(starter)
+        event = gil.acquire(thread)
+        if event is not None:
+            yield event
+
+    def _submit(self) -> simpy.Event:
+        """executor.submit to a thread pool: the job joins its work queue, and wakes a sleeping worker if the queue's
+        lock lets it (WorkQueue); the event fires with the worker thread that takes the job, holding the GIL."""
+        assert self.work_queue is not None
+        job = self.env.event()
+        self._wake_worker(self.work_queue.put(job))
+        return job
+
+    def _wake_worker(self, thread: SimThread | None) -> None:
+        """A worker asleep on the work queue's lock is handed it: its thread wakes as a GIL waiter's does (the
+        hand-off's wake-up; the idle figure if it slept `thread_idle_after_s` or more), asks for the GIL, and gets a
+        job once it has it."""
+        if thread is None:
+            return
+        gil = thread.gil
+        if gil is None:
+            self._get_job(thread, woken=True)
+            return
+        self.waking.add(thread)
+        slept = self.env.now - self.asleep.pop(thread, self.env.now)
+        wake = gil.idle_handoff if slept >= gil.idle_after - 1e-12 else gil.handoff
+        if wake > 0:
+            self.env.timeout(wake).callbacks.append(lambda _e: self._ask(thread))
+        else:
+            self._ask(thread)
+
+    def _ask(self, thread: SimThread, *, woken: bool = True) -> None:
+        """A worker asks for the GIL, then for a job (`woken`: handed the queue's lock; else one that lost the GIL
+        to the loop at its result's write)."""
+        gil = thread.gil
+        assert gil is not None
+        event = gil.acquire(thread)
+        if event is None:
+            self._get_job(thread, woken=woken)
+        else:
+            event.callbacks.append(lambda _e: self._get_job(thread, woken=woken))
+
+    def _get_job(self, thread: SimThread, *, woken: bool = False) -> None:
+        """`thread`, holding the GIL (if any), calls `work_queue.get()`: it takes the first queued job (keeping the
+        GIL) or sleeps on the queue's lock (letting the GIL go)."""
+        assert self.work_queue is not None
+        self.waking.discard(thread)
+        job, other = self.work_queue.get(thread, woken=woken)
+        self._wake_worker(other)
+        gil = thread.gil
+        if job is None:
+            self.asleep[thread] = self.env.now
+            if gil is not None and gil.holder is thread:
+                gil.release(thread)
+            return
+        job.succeed(thread)
 
     def _offload(self, i: int, step: int, work: float, submitted: float,
                  event: simpy.Event | None) -> Generator[Any, Any, float]:
@@ -879,7 +945,8 @@ class Engine:
             yield from compute(env, self.cores, thread, self.job_turnaround)
         late = self._busy_wake()  # whether every core was running a job as this one ended
         self.jobs_computing -= 1
-        if gil is not None and slots.waiting():
+        queued = slots.waiting() if self.work_queue is None else bool(self.work_queue.jobs)
+        if gil is not None and queued:
             # the result's call_soon_threadsafe writes to the loop's self-pipe, releasing the GIL for a moment: a loop
             # idle in select(), woken by this write, races the worker for it (race_won); a waiting thread does not
             loop = self.loop
@@ -892,7 +959,15 @@ class Engine:
                     gil.blip()
             else:
                 gil.blip()
-            slots.release(thread)  # the next job runs on this thread, once it has the GIL
+            if self.work_queue is not None:  # its next work_queue.get() takes the first queued job, holding the GIL
+                if gil.holder is thread:
+                    self._get_job(thread)
+                else:  # the loop took it at the write: the worker gets it back first
+                    self._ask(thread, woken=False)
+            else:
+                slots.release(thread)  # the next job runs on this thread, once it has the GIL
+        elif self.work_queue is not None:
+            self._get_job(thread)  # the queue is empty: it sleeps on the queue's lock and lets the GIL go
         else:
             if gil is not None:
                 gil.release(thread)

@@ -23,7 +23,58 @@ from ..services import Batching, Service
 from ..spec import Machine, Workload
 from ..trace import TraceBuilder
 
-__all__ = ["Batcher", "PolicyServer", "SimLimiter", "SimService", "Slots", "capacities"]
+__all__ = ["Batcher", "PolicyServer", "SimLimiter", "SimService", "Slots", "WorkQueue", "capacities"]
+
+
+class WorkQueue:
+    """A ThreadPoolExecutor's work queue: `queue.SimpleQueue`, whose idle getters all sleep on one lock
+    (Modules/_queuemodule.c, 3.11: simplequeue_get_impl, _queue_SimpleQueue_put_impl).
+
+    `put` releases the lock only while `locked` is set, so it wakes one sleeping worker (FIFO, as futex waiters
+    wake) and no more until that worker, holding the GIL, sets `locked` again: a burst of submits wakes one worker,
+    which takes the first job and then releases the lock for the next sleeper, and so on, one at a time. A worker
+    that ends a job while jobs are queued takes the first (it keeps the GIL). A woken worker that finds the queue
+    emptied by the others sleeps again. Measured (eight 0.5 ms jobs submitted at once from a loop to 2 or 4 idle
+    workers, 40 rounds each): one thread ran all eight, in submit order, every time.
+    """
+
+    __slots__ = ("jobs", "sleepers", "held", "locked")
+
+    def __init__(self) -> None:
+        self.jobs: deque[Any] = deque()
+        self.sleepers: deque[Any] = deque()  # workers blocked on the lock, the longest first
+        self.held = False
+        self.locked = False  # the queue's lock is held for its sleepers: a put wakes one
+
+    def put(self, job: Any) -> Any | None:
+        """Queue `job`; returns the sleeper it wakes (which then waits for the GIL to `get`), if any."""
+        self.jobs.append(job)
+        if self.locked:
+            self.locked = False
+            return self._release()
+        return None
+
+    def get(self, worker: Any, *, woken: bool = False) -> tuple[Any | None, Any | None]:
+        """`worker`, holding the GIL, gets a job (`woken`: it was handed the lock by a put or a get and has just
+        taken the GIL): returns (the job, or None when it sleeps instead; the sleeper its get woke, if any)."""
+        if woken:
+            self.locked = True
+        if not self.jobs:
+            if not self.held:  # the non-blocking try takes the free lock, and the next try blocks on it
+                self.held = self.locked = True
+            self.sleepers.append(worker)
+            return None, None
+        job = self.jobs.popleft()
+        if self.locked:
+            self.locked = False
+            return job, self._release()
+        return job, None
+
+    def _release(self) -> Any | None:
+        if self.sleepers:  # a sleeper takes the lock (it stays held)
+            return self.sleepers.popleft()
+        self.held = False
+        return None
 
 
 class Slots:
