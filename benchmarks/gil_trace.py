@@ -16,6 +16,10 @@ waited 60 and 56 times, 313 and 334 ms in all (median 4.5, 5.1 ms; 1.4 wake-ups 
 woken waiter that finds the GIL taken again sleeps a fresh interval), the replay's loop 61 and 56 times, 342 and
 360 ms: the loop is modelled. The executor's threads waited 162 times, 793 and 822 ms, with 2.1-2.2 wake-ups per
 wait; replayed 145-146 times, 621-657 ms: the real workers wait a fifth longer, where the replay runs short.
+With the work queue's protocol (2026-12-06 evening, sim/resources.py WorkQueue, and a new worker's start behind a
+worker forced off the GIL): three runs of 623, 849 and 611 ms replayed -1.2%, -0.5%, +1.0%; the loop waited 52, 57
+and 46 times (327, 514, 328 ms), replayed 55, 63, 55 (336, 590, 342 ms); the executor's threads 96, 190, 99 times
+(641, 1458, 621 ms), replayed 105, 156, 106 (671, 1413, 730 ms).
 """
 
 from __future__ import annotations

@@ -79,12 +79,12 @@ offload0_5ms, offload5ms, offload20ms = _offloading(0.0005), _offloading(0.005),
 # (replayed, with the rules and calibration of 2026-12-06), the bound this test holds it to, and where it differs
 # the nominal's (which carries the CPU's speed of the moment on top).
 KNOWN_LIMITS = {
-    # the loop thread vs four executor threads: two regimes from run to run. In the slow one the loop waits for the
-    # GIL longer than the model has it wait (traced, benchmarks/gil_trace.py: 42-51 waits a run, the longest 31-39 ms,
-    # against 88-91 and 11-12 ms replayed), so more coroutines come back together and the GIL idles between bursts; no
-    # steal time (/proc/stat) in either. 43 runs of seven recorded sets, with the work queue's protocol
-    # (sim/resources.py WorkQueue): -24.3%..+15.1%, median -5.3%, mean |error| 7.2%, 44% within 5% (the nominal:
-    # 7.5% mean |error| over 19 runs at their calibrated speed)
+    # the loop thread vs four executor threads: two regimes from run to run (T 590-850 ms), the model between them;
+    # where it is off, it is the loop's waits for the GIL (benchmarks/gil_trace.py: three traced runs replayed
+    # -1.2%, -0.5%, +1.0%, the loop waiting 52, 57, 46 times against 55, 63, 55 replayed); no steal time (/proc/stat)
+    # in either. 43 runs of seven recorded sets, with the work queue's protocol (sim/resources.py WorkQueue):
+    # -24.3%..+15.1%, median -5.3%, mean |error| 7.2%, 44% within 5% (the nominal: 7.5% mean |error| over 19 runs at
+    # their calibrated speed); a set recorded after: 8 runs, -16.1%..+3.6%, mean |error| 6.6%
     ("mixed", "asyncio:10+threads:4"): ("-24% to +15%, median -5.3% (the real loop waits for the GIL longer: two "
                                         "regimes)", 0.08, 0.12),
     # eight threads, 4 ms + 2 ms of CPU around a 40 ms sleep: the replay holds 5% since the hand-off to a thread whose
