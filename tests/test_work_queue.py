@@ -120,3 +120,23 @@ def test_a_real_burst_of_jobs_starts_in_the_order_the_simulator_gives():
             break
     assert orders[tuple(simulated)] >= 9, orders
     assert threads[1] >= 8, threads
+
+
+def test_a_profile_saved_with_the_retired_reader_hand_off_still_loads(tmp_path):
+    """Profiles saved before 2026-12-06 hold `loop_read_handoff_s` (the fitted reader hand-off the work queue's
+    protocol replaced): they load, without it, and any other unknown field is still refused, by name."""
+    import json
+
+    from asyncsim.errors import ModelError
+    from asyncsim.profile import LoopProfile, MachineProfile
+
+    loop = LoopProfile(loop_step_s=1e-6, sleep_overshoot_s=1e-4, task_create_s=1e-6, timer_floor_s=1e-3)
+    made = MachineProfile(cpu_rate=1e7, loops={"asyncio": loop}, thread_sleep_overshoot_s=1e-4,
+                          thread_switch_s=1e-5, process_dispatch_s=1e-4)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({**json.loads(made.model_dump_json()), "loop_read_handoff_s": 0.003}))
+    assert MachineProfile.read(old) == made
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**json.loads(made.model_dump_json()), "loop_read_handof_s": 0.003}))
+    with pytest.raises(ModelError, match="loop_read_handof_s"):
+        MachineProfile.read(bad)
