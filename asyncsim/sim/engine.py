@@ -168,6 +168,7 @@ class Engine:
                     workers = deque(SimThread(self.gil) for _ in range(off.workers))
                     self.executor = (Slots(env, off.workers), workers, tb.resource_id("executor"))
                 else:  # a ThreadPoolExecutor starts a thread per submit while none is idle (_adjust_thread_count)
+                    # (its jobs wait in `work_queue`: the executor's slots and idle workers stay empty)
                     self.executor = (Slots(env, 0), deque(), tb.resource_id("executor"))
                     self.work_queue = WorkQueue()
                     self.unstarted = off.workers
@@ -945,8 +946,13 @@ class Engine:
             yield from compute(env, self.cores, thread, self.job_turnaround)
         late = self._busy_wake()  # whether every core was running a job as this one ended
         self.jobs_computing -= 1
-        queued = slots.waiting() if self.work_queue is None else bool(self.work_queue.jobs)
-        if gil is not None and queued:
+        if self.work_queue is None:  # a process pool: the worker takes the next queued job, or idles
+            if slots.waiting():
+                slots.release(thread)
+            else:
+                workers.append(thread)
+                slots.release()
+        elif gil is not None and self.work_queue.jobs:
             # the result's call_soon_threadsafe writes to the loop's self-pipe, releasing the GIL for a moment: a loop
             # idle in select(), woken by this write, races the worker for it (race_won); a waiting thread does not
             loop = self.loop
@@ -959,23 +965,14 @@ class Engine:
                     gil.blip()
             else:
                 gil.blip()
-            if self.work_queue is not None:  # its next work_queue.get() takes the first queued job, holding the GIL
-                if gil.holder is thread:
-                    self._get_job(thread)
-                else:  # the loop took it at the write: the worker gets it back first
-                    self._ask(thread, woken=False)
+            # its next work_queue.get() takes the first queued job, holding the GIL (if the loop took it at the
+            # write, once it has it back)
+            if gil.holder is thread:
+                self._get_job(thread)
             else:
-                slots.release(thread)  # the next job runs on this thread, once it has the GIL
-        elif self.work_queue is not None:
-            self._get_job(thread)  # the queue is empty: it sleeps on the queue's lock and lets the GIL go
-        else:
-            if gil is not None:
-                gil.release(thread)
-            if slots.waiting():
-                slots.release(thread)
-            else:
-                workers.append(thread)
-                slots.release()
+                self._ask(thread, woken=False)
+        else:  # the queue is empty: it sleeps on the queue's lock and lets the GIL go
+            self._get_job(thread)
         self.idle_workers += 1
         self.trace.add(i, step, K_CPU, res, submitted, started, ended, work)
         if self.offload_return:  # the worker is free; the result travels back (the management thread, the loop)
