@@ -13,15 +13,16 @@ Part 2: the loop starts a pool's second worker (`Thread.start()` blocks it until
 first waits for the GIL, either just woken from the queue's lock by a put (a), or forced off the GIL by the loop
 in the middle of a 20 ms job (b): who runs first, and when the loop gets back (sim/engine.py _new_thread_runs).
 
-Measured here (2026-12-06, 2 vCPUs, CPython 3.11.7; two runs, 40 and 20 rounds):
-- Part 1: every round started the eight jobs in submit order, back to back; one thread ran all eight in 40 of 40
-  and 20 of 20 rounds on 2 workers, 40 of 40 and 19 of 20 on 4, 19 of 20 on 8. The simulator starts them in submit
-  order; binding each job to an idle worker at submit, as it did before 2026-12-06, started them 0, 2, 1, 5, 4, 3,
-  6, 7 (tests/test_work_queue.py).
-- Part 2 (a): the new thread ran first in 35 of 40 and 19 of 20 (the woken worker in the others); the loop got back
-  5.2-9.4 ms after the submits (medians 6.3 and 8.4), the simulator 5.4 ms. (b): the worker forced off ran on first
-  in 15 of 30 and 9 of 20 (the new thread then started its job a switch interval after the submit), the new thread
-  at once in the others; the simulator gives the worker forced off the GIL first (tests/test_gil.py,
+Measured here (2026-12-06, 2 vCPUs, CPython 3.11.7; three runs, of 40, 20 and 20 rounds):
+- Part 1: every round started the eight jobs in submit order, back to back; one thread ran all eight in 40 of 40,
+  20 of 20 and 20 of 20 rounds on 2 workers, 40 of 40, 19 and 20 of 20 on 4, 19 of 20 twice on 8. The simulator
+  starts them in submit order; binding each job to an idle worker at submit, as it did before 2026-12-06, started
+  them 0, 2, 1, 5, 4, 3, 6, 7 (tests/test_work_queue.py).
+- Part 2 (a): the new thread ran first in 35 of 40, 19 of 20 and 15 of 20 (the woken worker in the others); the
+  loop got back 5.2-11.3 ms after the submits (medians 6.3, 8.4, 8.6), the simulator 5.1 ms, at the low end.
+  (b): the worker forced off ran on first in 15 of 30, 9 of 20 and 11 of 20 (the new thread then started its job a
+  switch interval after the submit), the new thread at once in the others; the simulator gives the worker forced
+  off the GIL first: the new thread's job starts 5.07 ms after its submit (tests/test_gil.py,
   test_an_executor_starts_its_threads_on_demand_and_the_loop_waits_for_each).
 """
 
@@ -81,6 +82,21 @@ def simulated_burst(workers: int, jobs: int = 8, cpu: float = 0.0005) -> list[in
     return [rank[task] for task in second.sort_values("start").task]
 
 
+def simulated_start_race(forced: bool) -> float:
+    """The simulator on the same two programs (ms): (a) how long after its submits the loop is back; (b) how long after
+    its submit the new thread's job starts (a switch interval when the worker forced off runs on first)."""
+    if forced:  # a 20 ms job forced off the GIL by the loop, which then submits a second job (a second thread)
+        w = a.Workload(arrivals=a.Batch(count=2), task=(a.cpu(0.020),), machine=MACHINE)
+        jobs = a.simulate(w, strategy="asyncio:2+threads:2").trace.to_frame().query("kind == 'cpu'").sort_values("task")
+        return float(jobs.start.iloc[1] - jobs.enqueue.iloc[1]) * 1e3
+    # a first 4 ms job, then two submits: the first wakes its worker, the second starts a thread
+    w = a.Workload(arrivals=a.Batch(count=3), task=(a.cpu(0.004),), machine=MACHINE)
+    f = a.simulate(w, strategy="asyncio:3+threads:2").trace.to_frame()
+    submitted = float(f[f.kind == "cpu"].enqueue.max())  # the second submit, which starts the thread
+    back = float(f[(f.kind == "resume") & (f.start > submitted + 1e-9)].start.min())  # the loop's next step
+    return (back - submitted) * 1e3
+
+
 def start_race(rate: float, forced: bool, runs: int) -> tuple[int, list[float]]:
     """Real: the loop starts a pool's second worker while the first waits for the GIL (`forced`: forced off it in a
     20 ms job; else just woken from the queue's lock by a put). Returns in how many runs the waiting worker ran
@@ -128,9 +144,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{dict(sorted(threads.items()))}; simulated order {simulated_burst(workers)}", flush=True)
     for forced, what in ((False, "(a) just woken from the queue's lock"), (True, "(b) forced off the GIL")):
         first, backs = start_race(rate, forced, args.rounds)
+        simulated = simulated_start_race(forced)
         print(f"the loop starts a second worker while the first waits, {what}: the waiting worker ran first in "
               f"{first} of {len(backs)}; the loop back after {statistics.median(backs):.2f} ms (median, "
-              f"{min(backs):.2f}-{max(backs):.2f})", flush=True)
+              f"{min(backs):.2f}-{max(backs):.2f}); simulated: " + (
+                  f"the new thread's job starts {simulated:.2f} ms after its submit" if forced
+                  else f"the loop back after {simulated:.2f} ms"), flush=True)
     return 0
 
 
