@@ -158,3 +158,20 @@ def test_limit_burst_quick_prints_real_and_both_predictions():
     rows = [line for line in out.splitlines() if "asyncio:" in line and line.count(" ms") == 4]
     assert len(rows) == 2  # each case: its name, the real run, the prediction before and now, each with an error
     assert all(line.count("%") == 2 for line in rows)
+
+
+@pytest.mark.validation
+def test_work_queue_prints_real_and_simulated_figures_side_by_side():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "work_queue.py"), "--rounds", "2"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    bursts = [line for line in lines if "workers, real: submit order in" in line]
+    assert len(bursts) == 3  # 2, 4 and 8 workers
+    for line in bursts:  # the simulator's order is the submit order
+        assert line.endswith("simulated order [0, 1, 2, 3, 4, 5, 6, 7]")
+        assert "of 2 rounds" in line
+    races = [line for line in lines if line.startswith("the loop starts a second worker")]
+    assert len(races) == 2
+    assert "simulated: the loop back after" in races[0]
+    assert "simulated: the new thread's job starts" in races[1]
