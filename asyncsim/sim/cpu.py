@@ -154,9 +154,7 @@ class Gil:
             self.waiters.remove(waiter)
             nxt, event, _ = waiter
             self.holder = nxt
-            # a waiter whose core ran lately wakes in `handoff`
-            idle = self.env.now - self.last_switch >= self.idle_after - _EPS
-            handoff = self.idle_handoff if idle else self.handoff
+            handoff = self.wake_up(self.env.now - self.last_switch)  # the waiter's core idled since the last switch
             self.last_switch = self.env.now
             self.switches += 1
             self._rearm()
@@ -168,6 +166,11 @@ class Gil:
             self.holder = None
             self.drop_at = math.inf
             self.requester = None
+
+    def wake_up(self, idle_for: float) -> float:
+        """How long a thread blocked on a futex takes to run once signalled, its core idle for `idle_for`: `handoff`,
+        or `idle_handoff` from `idle_after` on (a GIL waiter, or a worker woken from its queue's lock)."""
+        return self.idle_handoff if idle_for >= self.idle_after - _EPS else self.handoff
 
     def barge(self, thread: SimThread, to: SimThread) -> None:
         """`thread` releases the GIL while `to` is running and wants it: `to` takes it before the signalled

@@ -876,8 +876,7 @@ class Engine:
             self._get_job(thread, woken=True)
             return
         self.waking.add(thread)
-        slept = self.env.now - self.asleep.pop(thread, self.env.now)
-        wake = gil.idle_handoff if slept >= gil.idle_after - 1e-12 else gil.handoff
+        wake = gil.wake_up(self.env.now - self.asleep.pop(thread, self.env.now))
         if wake > 0:
             self.env.timeout(wake).callbacks.append(lambda _e: self._ask(thread))
         else:
