@@ -397,3 +397,24 @@ def test_a_limiter_taken_per_call_does_not_hold_back_the_clients_own_retries():
     assert done("attempt") == pytest.approx([0.1, 10.1])
     with pytest.raises(ValueError, match=r"rate_limit\.per: a server-side limit counts every attempt"):
         Service.model_validate({"latency": 0.1, "rate_limit": {"rpm": 60, "per": "call"}})
+
+
+def test_a_client_limiters_turn_that_falls_a_hair_short_in_floating_point_still_wakes_its_waiters():
+    """The cookbook processor's own limiter (one request per 5 ms turn) under threads:8: with these overheads the
+    timer for a turn due at 0.005042004954812 s fired at 0.0050420049548119995 (now + (at - now) in floating point),
+    which read as a stale timer and left 7 of 40 tasks waiting for good (a deadlock report). A superseded timer is
+    now void by its number (sim/resources.py Alarm)."""
+    import asyncsim as a
+    from asyncsim.services import RateLimit
+
+    w = a.Workload(name="dispatcher", arrivals=a.Batch(count=40), task=(a.call("api"),),
+                   services={"api": Service(latency=a.Lognormal(mean=0.05, cv=0.3), client="openai-cookbook-processor",
+                                            client_limit={"rpm": 6000, "interval": 0.005},
+                                            retry={"cooldown": 0.25, "max_retries": 10},
+                                            rate_limit=RateLimit(rpm=2400, burst_requests=4))})
+    m = a.Machine(cores=2, thread_switch_s=4.0013997931964695e-05, thread_switch_idle_s=0.00015010000061010942,
+                  thread_idle_after_s=0.001, thread_start_s=4.200495481200051e-05,
+                  thread_turnaround_s=3.962995833717287e-06, core_balance_s=0.012,
+                  sleep_overshoot_s=0.0001062964994343928, cpu_jitter_cv=0.017702257162413772)
+    r = a.simulate(w, strategy="threads:8", machine=m, seed=0)
+    assert r.completed == 40

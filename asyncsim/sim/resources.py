@@ -166,19 +166,46 @@ class Slots:
             self._wake(self.waiters.popleft())
 
 
+class Alarm:
+    """One wake-up at the earliest time asked for: `set(at)` arms it (an earlier time supersedes a later one), and
+    `ring` runs then. A superseded timer is void by its number, not by comparing clocks: `now + (at - now)` can
+    land a hair before `at` in floating point, and read as stale it left the waiters asleep for good (a client
+    limiter under threads:8 whose 5 ms turn fell 1e-18 s short: 7 of 40 tasks never finished)."""
+
+    __slots__ = ("env", "ring", "at", "armed")
+
+    def __init__(self, env: simpy.Environment, ring: Callable[[], None]) -> None:
+        self.env = env
+        self.ring = ring
+        self.at = math.inf
+        self.armed = 0  # numbers the timers: only the latest may ring
+
+    def set(self, at: float) -> None:
+        """Ring at `at`, unless armed for sooner already."""
+        if at < self.at:
+            self.at = at
+            self.armed += 1
+            self.env.timeout(max(0.0, at - self.env.now)).callbacks.append(partial(self._due, self.armed))
+
+    def _due(self, number: int, _event: simpy.Event) -> None:
+        if number == self.armed:
+            self.at = math.inf
+            self.ring()
+
+
 class PolicyServer:
     """A service queue ordered by a policy (preemptive-resume priority included) on the simulation clock: the
     shared `policies.QueueSchedule` (the real runner's emulated server uses the same), advanced by a timer at
     its next completion. `serve(ticket, seconds)` is an event fired when the request is done, with its start
     time, or its (start, end) slices when it was preempted."""
 
-    __slots__ = ("env", "schedule", "events", "_wake_at")
+    __slots__ = ("env", "schedule", "events", "alarm")
 
     def __init__(self, env: simpy.Environment, capacity: int, policy: Policy) -> None:
         self.env = env
         self.schedule = QueueSchedule(capacity, policy)
         self.events: dict[int, simpy.Event] = {}
-        self._wake_at = math.inf
+        self.alarm = Alarm(env, self._wake)
 
     def serve(self, ticket: Ticket, seconds: float) -> simpy.Event:
         """Queue (or start, or preempt for) one request of `seconds` of service."""
@@ -192,15 +219,9 @@ class PolicyServer:
         for rid in [r for r in schedule.done if r in self.events]:
             self.events.pop(rid).succeed(served(schedule.done.pop(rid)))
         schedule.changed.clear()
-        due = schedule.next_event()
-        if due < self._wake_at:
-            self._wake_at = due
-            self.env.timeout(due - self.env.now).callbacks.append(self._wake)
+        self.alarm.set(schedule.next_event())
 
-    def _wake(self, _event: simpy.Event) -> None:
-        if self.env.now < self._wake_at:
-            return  # a timer made stale by an earlier one
-        self._wake_at = math.inf
+    def _wake(self) -> None:
         self.schedule.advance(self.env.now)
         self._settle()
 
@@ -209,13 +230,13 @@ class Batcher:
     """A dynamic batching service on the simulation clock: `submit()` returns an event fired at the end of
     the request's batch with (batch start, batch size), or None when the admission cap rejects it."""
 
-    __slots__ = ("env", "queue", "spec", "_wake_at")
+    __slots__ = ("env", "queue", "spec", "alarm")
 
     def __init__(self, env: simpy.Environment, spec: Batching) -> None:
         self.env = env
         self.spec = spec
         self.queue = BatchQueue(spec)
-        self._wake_at = math.inf
+        self.alarm = Alarm(env, self._check)
 
     def submit(self) -> simpy.Event | None:
         """Queue a request; None when rejected."""
@@ -231,17 +252,9 @@ class Batcher:
             if batch is None:
                 return
             if isinstance(batch, float):
-                if batch < self._wake_at:
-                    self._wake_at = batch
-                    self.env.timeout(batch - self.env.now).callbacks.append(self._wake)
+                self.alarm.set(batch)
                 return
             self.env.process(self._serve(batch))
-
-    def _wake(self, _event: simpy.Event) -> None:
-        if self.env.now < self._wake_at:
-            return  # a timer made stale by an earlier one (which has fired and rescheduled what was needed)
-        self._wake_at = math.inf
-        self._check()
 
     def _serve(self, batch: list[simpy.Event]) -> Generator[simpy.Event, None, None]:
         start = self.env.now
@@ -256,12 +269,12 @@ class SimLimiter:
     """A client-side limiter with a non-FIFO policy on the simulation clock: `acquire(charges, ticket)` is None
     when granted at once, else an event fired when the request's tokens are granted."""
 
-    __slots__ = ("env", "limiter", "_wake_at")
+    __slots__ = ("env", "limiter", "alarm")
 
     def __init__(self, env: simpy.Environment, limiter: PolicyLimiter) -> None:
         self.env = env
         self.limiter = limiter
-        self._wake_at = math.inf
+        self.alarm = Alarm(env, self._check)
 
     def acquire(self, charges: tuple[float, float], ticket: Ticket) -> simpy.Event | None:
         """Wait (an event) or go (None)."""
@@ -275,15 +288,8 @@ class SimLimiter:
         granted, again = self.limiter.grant(self.env.now)
         for event in granted:
             event.succeed()
-        if again is not None and again < self._wake_at:
-            self._wake_at = again
-            self.env.timeout(again - self.env.now).callbacks.append(self._wake)
-
-    def _wake(self, _event: simpy.Event) -> None:
-        if self.env.now < self._wake_at:
-            return  # a timer made stale by an earlier one (which has fired and rescheduled what was needed)
-        self._wake_at = math.inf
-        self._check()
+        if again is not None:
+            self.alarm.set(again)
 
 
 class SimService:
