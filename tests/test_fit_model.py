@@ -6,7 +6,6 @@ import contextlib
 import io
 import json
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -66,13 +65,7 @@ def _mean(value) -> float:
 
 
 def test_a_semaphore_around_each_task_is_the_strategy_limit_and_its_steps_are_fitted(tmp_path):
-    # a real run's CPU samples pass a KS test in most runs, not all (a noisy host, whose states last seconds: on
-    # 2026-12-05 three and six attempts in a row missed): record again, a second apart, up to 6 times
-    for attempt in range(6):
-        fit = fit_model(_record(tmp_path, WHOLE, name=f"run{attempt}"))
-        if "KS p" in fit.yaml:
-            break
-        time.sleep(1.0)
+    fit = fit_model(_record(tmp_path, WHOLE))
     model = _model(fit)
     assert model["strategy"] == "asyncio:4"
     assert model["arrivals"] == {"batch": 40}
@@ -82,7 +75,18 @@ def test_a_semaphore_around_each_task_is_the_strategy_limit_and_its_steps_are_fi
     assert cpu0 == pytest.approx(0.002, rel=0.3)  # thread CPU: burn's own measure
     assert wait == pytest.approx(0.03, rel=0.1)  # the sleep, from when it began to when its timer was due
     assert cpu1 == pytest.approx(0.001, rel=0.3)
-    assert "KS p" in fit.yaml
+    # each step says why it is what it is. Which one it is depends on the host: a busy loop's near-constant
+    # samples pass KS for a lognormal in some runs and not others (on 2026-12-05/06 most missed), and are then
+    # kept as they are; the choice itself is pinned on drawn samples in tests/test_fit.py
+    step_lines = [line for line in fit.yaml.splitlines() if line.lstrip().startswith("- ")]
+    assert len(step_lines) == 3
+    for line, step in zip(step_lines, model["task"], strict=True):
+        (family,) = next(iter(step.values())).keys()
+        if family == "empirical":
+            assert "empirical: 40 samples (no family passed KS at p ≥ 0.01; AIC " in line
+        else:
+            assert f"{family}: n 40, AIC" in line
+            assert "KS p" in line
     assert "Semaphore of capacity 4" in fit.yaml
 
 
