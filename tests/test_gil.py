@@ -237,18 +237,22 @@ def test_a_thread_pool_hands_the_gil_over_in_the_calibrated_thread_switch_too():
     """Under threads:N as under asyncio + threads, a released GIL reaches its waiting thread Machine.thread_switch_s
     later (the waiter wakes on the condition variable). Two 2 ms tasks on threads:1, hand-off 0.1 ms: the main thread
     starts the worker, which takes the GIL and runs task 0 (0-2 ms) while the main thread waits for the GIL to
-    submit task 1; the worker blocks for work at 2 ms and the GIL reaches the main thread at 2.1 ms, which submits
-    task 1; the worker runs it, paying its 0.1 ms per resumption: done at 4.2 ms (4.1 ms with an instant hand-off)."""
+    submit task 1; the worker, its queue empty, sleeps on the queue's lock at 2 ms and the GIL reaches the main thread
+    at 2.1 ms, which submits task 1: the put wakes the worker, which runs 0.1 ms later (the same wake-up), takes the
+    GIL and task 1 (its wait for a worker ends at 2.2 ms) and runs it: done at 4.2 ms (4.0 with an instant hand-off)."""
     w = a.Workload(arrivals=a.Batch(count=2), task=(a.cpu(0.002),), machine=a.Machine(cores=2, thread_switch_s=1e-4))
     r = a.simulate(w, strategy="threads:1")
     assert r.done.tolist() == pytest.approx([0.002, 0.0042], abs=1e-12)
-    assert r.trace.to_frame().query("kind == 'admit'").end.tolist() == pytest.approx([0.0021], abs=1e-12)
+    assert r.trace.to_frame().query("kind == 'admit'").end.tolist() == pytest.approx([0.0022], abs=1e-12)
+    assert a.simulate(w.evolve(machine=a.Machine(cores=2, thread_switch_s=0.0)), strategy="threads:1").t_total == (
+        pytest.approx(0.004, abs=1e-12))
     # the worker held the GIL 2 ms without a switch, so the main thread's core idled: that hand-off takes 0.5 ms
-    # (Machine.thread_switch_idle_s, after thread_idle_after_s = 1 ms), and task 1 is submitted and done 0.4 ms later
+    # (Machine.thread_switch_idle_s, after thread_idle_after_s = 1 ms): task 1 is submitted 0.4 ms later and taken at
+    # 2.6 ms (the worker slept 0.5 ms: the plain hand-off)
     idle = w.evolve(machine=w.machine.evolve(thread_switch_idle_s=5e-4))
     r = a.simulate(idle, strategy="threads:1")
     assert r.done.tolist() == pytest.approx([0.002, 0.0046], abs=1e-12)
-    assert r.trace.to_frame().query("kind == 'admit'").end.tolist() == pytest.approx([0.0025], abs=1e-12)
+    assert r.trace.to_frame().query("kind == 'admit'").end.tolist() == pytest.approx([0.0026], abs=1e-12)
     assert a.simulate(idle, strategy="asyncio+threads:1").done.tolist() == pytest.approx([0.0025, 0.0046], abs=1e-12)
 
 

@@ -101,6 +101,36 @@ def test_a_new_worker_takes_the_gil_before_a_worker_still_waking_from_the_queue(
     assert resumed.start.tolist() == pytest.approx([9.28e-3], abs=1e-9)
 
 
+IDLE = a.Machine(cores=2, thread_switch_s=1e-4, thread_switch_idle_s=5e-4, thread_idle_after_s=1e-3)
+
+
+def _blocking_pool(times: tuple[float, ...], workers: int):
+    w = a.Workload(arrivals=a.TraceArrivals(times=times), task=(a.cpu(0.001), a.io(0.005)), machine=IDLE)
+    f = a.simulate(w, strategy=f"threads:{workers}").trace.to_frame()
+    return f[f.kind == "admit"].set_index("task"), f[f.kind == "cpu"].set_index("task")
+
+
+def test_an_arrival_to_an_idle_blocking_pool_wakes_its_worker_from_the_queue():
+    """threads:N's ThreadPoolExecutor has the same work queue: task 0's worker, done at 6.1 ms, sleeps on the
+    queue's lock; task 1's submit at 20 ms wakes it like a GIL waiter whose core idled (0.5 ms), and it takes task 1
+    holding the GIL (no resumption to pay). The simulator used to start task 1 on a fresh thread at once, which paid
+    the 0.1 ms hand-off as CPU: its CPU began at 20 ms."""
+    admit, cpu = _blocking_pool((0.0, 0.02), 1)
+    assert admit.loc[1, ["enqueue", "end"]].tolist() == pytest.approx([0.02, 0.0205], abs=1e-12)
+    assert cpu.start.tolist() == pytest.approx([0.0, 0.0205], abs=1e-12)
+    assert cpu.end.tolist() == pytest.approx([0.001, 0.0215], abs=1e-12)
+
+
+def test_a_burst_of_arrivals_to_an_idle_blocking_pool_wakes_one_worker_at_a_time():
+    """Two arrivals at 30 ms to two sleeping workers: the first put wakes the longer sleeper (0.5 ms, its core idle),
+    which takes task 2 and only then hands the queue's lock to the other; that one wakes at 31 ms, waits for the GIL
+    the first holds through task 2's 1 ms of CPU, and gets it at 32 ms (the idle hand-off: no switch since 7.6 ms).
+    Before, both tasks started at 30 ms on fresh threads, the second's CPU at 31.6 ms."""
+    admit, cpu = _blocking_pool((0.0, 0.0, 0.03, 0.03), 2)
+    assert admit.loc[[2, 3], "end"].tolist() == pytest.approx([0.0305, 0.032], abs=1e-12)
+    assert cpu.loc[[2, 3], "start"].tolist() == pytest.approx([0.0305, 0.032], abs=1e-12)
+
+
 @pytest.mark.validation
 def test_a_real_burst_of_jobs_starts_in_the_order_the_simulator_gives():
     """Part 1 of benchmarks/work_queue.py: eight 0.5 ms jobs from one loop step to a warm pool of 4 start in submit

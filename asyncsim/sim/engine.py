@@ -207,6 +207,7 @@ class Engine:
             self.gil = _gil(env, m) if m.gil else None
             if self.gil is not None and self.sc.arrivals is not None and self.sc.workload.policy.kind == "fifo":
                 self.unstarted = self.limit  # the main thread starts the pool's threads as it submits tasks
+                self.work_queue = WorkQueue()  # ... into its work queue, where idle workers sleep (WorkQueue)
             self.strand_overhead = m.thread_switch_s if m.gil else 0.0
             self.task_turnaround = m.thread_turnaround_s if m.gil else 0.0
             shared = not m.gil and (fans_out or self.limit > m.cores)
@@ -293,6 +294,10 @@ class Engine:
         handed = False
         if self.gate is not None:
             self.gate.release()
+        elif worker is not None and self.work_queue is not None:
+            # a blocking pool's worker calls work_queue.get(): the next queued task, or it sleeps (letting the GIL go)
+            self._get_job(worker)
+            handed = True
         elif self.admission is not None and len(self.admission):
             TaskDriver(self.env, self._task(self.admission.pop(), thread=worker), urgent=urgent)
             handed = worker is not None
@@ -350,11 +355,13 @@ class Engine:
             self._leave(main)
 
     def _submit_to_thread_pool(self) -> Generator[Any, Any, None]:
-        """threads:N: the main thread submits each task at its arrival to a ThreadPoolExecutor, which starts a
-        worker per submit while none is idle (`_adjust_thread_count`, see `_start_worker`). Each start blocks
-        the main thread until the new worker runs its task, holding the GIL: the main thread waits for the GIL
-        before it submits the next task (a switch interval when that task begins with CPU). Submits that start
-        no thread cost the main thread nothing here (it does not wait for the GIL for them)."""
+        """threads:N: the main thread submits each task at its arrival to a ThreadPoolExecutor (real/_workers.py
+        run_threads): the task joins the pool's work queue, whose put wakes one worker asleep on its lock (WorkQueue:
+        a burst wakes them one at a time; a woken worker takes the first queued task once it has the GIL), and the
+        pool starts a worker while none is idle (`_starts_a_thread`). Each start blocks the main thread until the new
+        worker has the GIL and has taken the first queued task: the main thread waits for the GIL before it submits
+        the next task (a switch interval when that task begins with CPU). Submits that start no thread cost the main
+        thread nothing here (it does not wait for the GIL for them)."""
         env, gil, main = self.env, self.gil, SimThread(self.gil)
         assert gil is not None
         assert self.sc.arrivals is not None
@@ -365,23 +372,25 @@ class Engine:
                     gil.release(main)
                     holding = False
                 yield env.timeout(t - env.now)
-            if self._starts_a_thread():
-                if not holding:
-                    event = gil.acquire(main)
-                    if event is not None:
-                        yield event
-                    holding = True
-                self.unstarted -= 1
-                worker = SimThread(gil)
-                if self.thread_start:  # creating the OS thread, until it runs
-                    yield from compute(env, self.cores, main, self.thread_start)
-                gil.barge(main, worker)  # (not _new_thread_runs: see there)
-                self._arrive(i, at=t, thread=worker)
+            self.arrival[i] = t  # due at t, submitted now (later, if the main thread waited for the GIL)
+            self.arrived = i + 1
+            self._submit(i)
+            if not self._starts_a_thread():
+                continue
+            if not holding:
                 event = gil.acquire(main)
                 if event is not None:
                     yield event
-                continue
-            self._arrive(i, at=t)  # due at t, submitted now (later, if the main thread waited for the GIL)
+                holding = True
+            self.unstarted -= 1
+            worker = SimThread(gil)
+            if self.thread_start:  # creating the OS thread, until it runs
+                yield from compute(env, self.cores, main, self.thread_start)
+            gil.barge(main, worker)  # (not _new_thread_runs: see there)
+            self._get_job(worker)
+            event = gil.acquire(main)
+            if event is not None:
+                yield event
         if holding:
             gil.release(main)
 
@@ -623,7 +632,11 @@ class Engine:
                         overhead += self.job_submit
                     if overhead or env.now > ready:
                         tb.add(i, subject.id, K_RESUME, s.res, ready, env.now - overhead, env.now, overhead)
-                    job = self._submit() if self.work_queue is not None else self.executor[0].request()
+                    if self.work_queue is not None:
+                        job: simpy.Event | None = self.env.event()
+                        self._submit(job)
+                    else:
+                        job = self.executor[0].request()
                     if self._starts_a_thread():  # the submit starts a worker thread; the job goes on meanwhile
                         offload = env.process(self._offload(i, subject.id, value, env.now, job))
                         yield from self._start_worker(s)
@@ -857,13 +870,12 @@ class Engine:
         if event is not None:
             yield event
 
-    def _submit(self) -> simpy.Event:
+    def _submit(self, job: Any) -> None:
         """executor.submit to a thread pool: the job joins its work queue, and wakes a sleeping worker if the queue's
-        lock lets it (WorkQueue); the event fires with the worker thread that takes the job, holding the GIL."""
+        lock lets it (WorkQueue). A job is an event, which fires with the worker thread that takes it, holding the
+        GIL (an offloaded step), or a task's number, which starts on that worker (a blocking pool's task)."""
         assert self.work_queue is not None
-        job = self.env.event()
         self._wake_worker(self.work_queue.put(job))
-        return job
 
     def _wake_worker(self, thread: SimThread | None) -> None:
         """A worker asleep on the work queue's lock is handed it: its thread wakes as a GIL waiter's does (the
@@ -895,7 +907,7 @@ class Engine:
 
     def _get_job(self, thread: SimThread, *, woken: bool = False) -> None:
         """`thread`, holding the GIL (if any), calls `work_queue.get()`: it takes the first queued job (keeping the
-        GIL) or sleeps on the queue's lock (letting the GIL go)."""
+        GIL; a task's number starts the task on it) or sleeps on the queue's lock (letting the GIL go)."""
         assert self.work_queue is not None
         self.waking.discard(thread)
         job, other = self.work_queue.get(thread, woken=woken)
@@ -906,7 +918,10 @@ class Engine:
             if gil is not None and gil.holder is thread:
                 gil.release(thread)
             return
-        job.succeed(thread)
+        if isinstance(job, int):
+            TaskDriver(self.env, self._task(job, thread=thread))
+        else:
+            job.succeed(thread)
 
     def _offload(self, i: int, step: int, work: float, submitted: float,
                  event: simpy.Event | None) -> Generator[Any, Any, float]:

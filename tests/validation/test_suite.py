@@ -42,6 +42,11 @@ def serviced() -> a.Workload:
                       services={"api": a.Service(latency=a.Exponential(0.02), concurrency=4)})
 
 
+def opened() -> a.Workload:
+    """Open arrivals to a thread pool: most find a worker asleep on the pool's work queue, which their submit wakes."""
+    return a.Workload(name="open", arrivals=a.Poisson(rate=150, count=200), task=(a.cpu(0.002), a.io(0.01)))
+
+
 def fanned() -> a.Workload:
     return a.Workload(name="parallel", arrivals=a.Batch(count=50),
                       task=(a.parallel([a.io(0.03)], [a.io(0.02), a.cpu(0.002)]), a.cpu(0.002)))
@@ -111,7 +116,7 @@ CASES = [
     (mixed, "sequential", 0.5), (mixed, "threads:8", 1.0), (mixed, "processes:2", 0.5), (mixed, "asyncio", 1.0),
     (mixed, "asyncio:10", 1.0), (mixed, "asyncio:10+threads:4", 1.0), (mixed, "asyncio:10+processes:2", 1.0),
     (pooled, "threads:10", 1.0), (pooled, "asyncio", 1.0), (pooled, "asyncio:8", 1.0),
-    (serviced, "threads:8", 1.0), (serviced, "asyncio", 1.0), (serviced, "asyncio:6", 1.0),
+    (serviced, "threads:8", 1.0), (serviced, "asyncio", 1.0), (serviced, "asyncio:6", 1.0), (opened, "threads:4", 1.0),
     (fanned, "sequential", 0.5), (fanned, "threads:8", 1.0), (fanned, "asyncio", 1.0), (fanned, "asyncio:10", 1.0),
     (gather2, "asyncio:20", 1.0), (gather3, "asyncio:20", 1.0), (gather8, "asyncio:20", 1.0),
     (pooled, "asyncio:20", 1.0),
