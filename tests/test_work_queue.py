@@ -104,8 +104,8 @@ def test_a_new_worker_takes_the_gil_before_a_worker_still_waking_from_the_queue(
 IDLE = a.Machine(cores=2, thread_switch_s=1e-4, thread_switch_idle_s=5e-4, thread_idle_after_s=1e-3)
 
 
-def _blocking_pool(times: tuple[float, ...], workers: int):
-    w = a.Workload(arrivals=a.TraceArrivals(times=times), task=(a.cpu(0.001), a.io(0.005)), machine=IDLE)
+def _blocking_pool(times: tuple[float, ...], workers: int, cpu: float = 0.001):
+    w = a.Workload(arrivals=a.TraceArrivals(times=times), task=(a.cpu(cpu), a.io(0.005)), machine=IDLE)
     f = a.simulate(w, strategy=f"threads:{workers}").trace.to_frame()
     return f[f.kind == "admit"].set_index("task"), f[f.kind == "cpu"].set_index("task")
 
@@ -122,13 +122,30 @@ def test_an_arrival_to_an_idle_blocking_pool_wakes_its_worker_from_the_queue():
 
 
 def test_a_burst_of_arrivals_to_an_idle_blocking_pool_wakes_one_worker_at_a_time():
-    """Two arrivals at 30 ms to two sleeping workers: the first put wakes the longer sleeper (0.5 ms, its core idle),
-    which takes task 2 and only then hands the queue's lock to the other; that one wakes at 31 ms, waits for the GIL
-    the first holds through task 2's 1 ms of CPU, and gets it at 32 ms (the idle hand-off: no switch since 7.6 ms).
-    Before, both tasks started at 30 ms on fresh threads, the second's CPU at 31.6 ms."""
-    admit, cpu = _blocking_pool((0.0, 0.0, 0.03, 0.03), 2)
-    assert admit.loc[[2, 3], "end"].tolist() == pytest.approx([0.0305, 0.032], abs=1e-12)
-    assert cpu.loc[[2, 3], "start"].tolist() == pytest.approx([0.0305, 0.032], abs=1e-12)
+    """Two arrivals at 30 ms to two workers asleep on the queue's lock: the first put wakes the longer sleeper, which
+    runs 0.5 ms later (its core idled), takes the GIL and task 2, and only then hands the lock to the other; that one
+    runs at 31 ms and takes task 3, the GIL free since task 2's 0.2 ms of CPU ended. Woken together (a put that
+    wakes every sleeper), the second would wait for the GIL from 30.5 ms and take task 3 at 31.2 ms (the idle
+    hand-off: the model measures a core's idling from the GIL's last switch); the old model started both at 30 ms
+    on fresh threads, task 3's CPU at 30.8 ms."""
+    admit, cpu = _blocking_pool((0.0, 0.0, 0.03, 0.03), 2, cpu=0.0002)
+    assert admit.loc[[2, 3], "end"].tolist() == pytest.approx([0.0305, 0.031], abs=1e-12)
+    assert cpu.loc[[2, 3], "start"].tolist() == pytest.approx([0.0305, 0.031], abs=1e-12)
+
+
+def test_a_submit_that_would_start_a_thread_waits_for_the_gil_first():
+    """`submit` runs Python: the main thread, awake at task 1's arrival (1 ms) while task 0's worker computes, waits
+    for the GIL before it decides to start a thread. The worker ends task 0 at 5.6 ms and sleeps on the queue (its
+    idle semaphore counts one); the main thread, handed the GIL at 5.7 ms, submits task 1, which wakes that worker
+    (5.8 ms) and starts no thread, as CPython would. Deciding before it had the GIL, the model started a second
+    worker that found the queue empty."""
+    w = a.Workload(arrivals=a.TraceArrivals(times=(0.0, 0.001)), task=(a.io(0.0005), a.cpu(0.005)),
+                   machine=a.Machine(cores=2, thread_switch_s=1e-4))
+    r = a.simulate(w, strategy="threads:2")
+    admit = r.trace.to_frame().query("kind == 'admit'")
+    assert admit.task.tolist() == [1]
+    assert admit[["enqueue", "end"]].values[0].tolist() == pytest.approx([0.001, 0.0058], abs=1e-12)
+    assert r.done.tolist() == pytest.approx([0.0056, 0.0114], abs=1e-12)
 
 
 @pytest.mark.validation

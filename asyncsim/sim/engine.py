@@ -361,7 +361,8 @@ class Engine:
         pool starts a worker while none is idle (`_starts_a_thread`). Each start blocks the main thread until the new
         worker has the GIL and has taken the first queued task: the main thread waits for the GIL before it submits
         the next task (a switch interval when that task begins with CPU). Submits that start no thread cost the main
-        thread nothing here (it does not wait for the GIL for them)."""
+        thread nothing here (it does not wait for the GIL for them: measured on open arrivals, waiting put the
+        replayed latencies further off). (`free`, `queue_head` and `_arrive` are not used here.)"""
         env, gil, main = self.env, self.gil, SimThread(self.gil)
         assert gil is not None
         assert self.sc.arrivals is not None
@@ -372,16 +373,18 @@ class Engine:
                     gil.release(main)
                     holding = False
                 yield env.timeout(t - env.now)
-            self.arrival[i] = t  # due at t, submitted now (later, if the main thread waited for the GIL)
-            self.arrived = i + 1
-            self._submit(i)
-            if not self._starts_a_thread():
-                continue
-            if not holding:
+            if not holding and not self.idle_workers and self.unstarted:
+                # a submit that will start a thread: the main thread waits for the GIL first (a worker that ends its
+                # task meanwhile is idle by then, and the submit wakes it instead)
                 event = gil.acquire(main)
                 if event is not None:
                     yield event
                 holding = True
+            self.arrival[i] = t  # due at t, submitted now (later, if the main thread waited for the GIL)
+            self._submit(i)
+            if not self._starts_a_thread():
+                continue
+            assert holding
             self.unstarted -= 1
             worker = SimThread(gil)
             if self.thread_start:  # creating the OS thread, until it runs
