@@ -373,7 +373,7 @@ class Engine:
                     gil.release(main)
                     holding = False
                 yield env.timeout(t - env.now)
-            if not holding and not self.idle_workers and self.unstarted:
+            if not holding and self._starts_a_thread(peek=True):
                 # a submit that will start a thread: the main thread waits for the GIL first (a worker that ends its
                 # task meanwhile is idle by then, and the submit wakes it instead)
                 event = gil.acquire(main)
@@ -826,13 +826,14 @@ class Engine:
         for its timer is late instead, by how long the loop has been idle (Loop._select_late)."""
         return timed_wait(wait, self.granularity, self.overshoot)
 
-    def _starts_a_thread(self) -> bool:
+    def _starts_a_thread(self, *, peek: bool = False) -> bool:
         """Whether a submit to a ThreadPoolExecutor starts a worker thread: when none is idle and it has fewer
         than max_workers (Lib/concurrent/futures/thread.py, 3.11: `_adjust_thread_count`). `_idle_semaphore`
         counts one more after every job a worker ends, whether or not it then finds another; a submit that
-        finds it above 0 counts it down and starts nothing."""
+        finds it above 0 counts it down and starts nothing (`peek`: the answer, counting nothing down)."""
         if self.idle_workers:
-            self.idle_workers -= 1
+            if not peek:
+                self.idle_workers -= 1
             return False
         return self.unstarted > 0
 
