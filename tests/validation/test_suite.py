@@ -99,9 +99,12 @@ KNOWN_LIMITS = {
     ("mixed", "threads:8"): ("replayed -9% to +1%, median -1.3%; the nominal carries the CPU's speed", 0.05, 0.10),
     # Linux's per-core run queues (Machine.core_balance_s): -4%..-16% by processor sharing over both cores; 23 runs
     # of five recorded sets: -10.3%..+4.1%, median -3.2%, mean |error| 4.4% (a core idles while a worker waits on
-    # the other's run queue, beyond the balancing ticks modelled)
+    # the other's run queue, beyond the balancing ticks modelled). The nominal carries the CPU's speed on top of that
+    # median: in the whole suite's run on 2026-12-06 (night), five attempts gave -8.1%, -13.4%, -8.9%, -8.7%, -12.0%
+    # at CPU speed 0.98, 0.93, 0.97, 0.99, 0.94 (replayed +2.6%, -4.9%, +1.7%, -1.3%, -5.0%); on their own, nine
+    # runs -1.4% to -7.9% (mean |error| 5.0%): it is held to 12%
     ("cpu-bound", "processes:4"): ("-10% to +4%, median -3.2% (4 workers on 2 cores: a core idles while one waits)",
-                                   0.08),
+                                   0.08, 0.12),
 }
 
 # the nominal T_total (what users get), judged on runs whose CPU held its calibrated speed (issue 12's target)
